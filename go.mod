@@ -1,0 +1,3 @@
+module github.com/embedbench/embedbench
+
+go 1.26

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need on a fresh machine, then runs
+# gofmt, go vet and the whole test suite. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The HTML report is checked in a real headless browser.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium (for the report's browser test)"
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -timeout 45m -count=1 "$@" ./...

@@ -1,0 +1,68 @@
+package gpu
+
+import (
+	"errors"
+	"testing"
+)
+
+// On a machine without a driver Open must still succeed and say why telemetry is missing; on
+// a GPU machine every device must report memory and utilisation.
+func TestOpenAndSample(t *testing.T) {
+	m, err := Open()
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer m.Close()
+	samples, err := m.Sample()
+	if !m.Available() {
+		if m.Reason() == "" {
+			t.Error("unavailable monitor gives no reason")
+		}
+		if !errors.Is(err, ErrUnavailable) || samples != nil {
+			t.Errorf("Sample on unavailable monitor = %v, %v; want nil, ErrUnavailable", samples, err)
+		}
+		t.Logf("no GPU here: %s", m.Reason())
+		return
+	}
+	if err != nil {
+		t.Fatalf("Sample: %v", err)
+	}
+	if len(samples) == 0 {
+		t.Fatal("available monitor returned no devices")
+	}
+	for _, s := range samples {
+		if s.MemoryTotalBytes == nil || *s.MemoryTotalBytes == 0 {
+			t.Errorf("GPU %d: no memory total", s.Index)
+		}
+		if s.UtilizationPercent == nil || *s.UtilizationPercent < 0 || *s.UtilizationPercent > 100 {
+			t.Errorf("GPU %d: utilisation %v out of range", s.Index, s.UtilizationPercent)
+		}
+		t.Logf("GPU %d %s: util %v%% mem %v/%v", s.Index, s.Name, deref(s.UtilizationPercent), deref(s.MemoryUsedBytes), deref(s.MemoryTotalBytes))
+	}
+	// GPM metrics need two samples; the second call must not fail.
+	if _, err := m.Sample(); err != nil {
+		t.Fatalf("second Sample: %v", err)
+	}
+}
+
+func TestCloseTwiceAndSampleAfterClose(t *testing.T) {
+	m, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m.Close()
+	if m.Available() {
+		t.Error("closed monitor claims to be available")
+	}
+	if _, err := m.Sample(); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Sample after Close: %v, want ErrUnavailable", err)
+	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return "n/a"
+	}
+	return *p
+}

@@ -1,0 +1,97 @@
+// Package api holds the wire types of the embedding service (the seed's models.py and the
+// OpenAI embeddings API) and their validation. It knows nothing of HTTP servers or models:
+// handlers decode with it, check limits with it, and encode responses with it.
+package api
+
+// EmbedRequest is the body of POST /embed: the seed's request plus two options.
+type EmbedRequest struct {
+	Texts []string `json:"texts"`
+	// Normalize L2-normalises each vector; true when absent (sentence-transformers' default).
+	Normalize bool `json:"normalize"`
+	// Truncate cuts texts longer than the model's limit; when false such a text is refused
+	// with its token count. True when absent, as HF services do.
+	Truncate bool `json:"truncate"`
+}
+
+// EmbedResponse is the seed's response of POST /embed.
+type EmbedResponse struct {
+	Embeddings    [][]float32 `json:"embeddings"`
+	Model         string      `json:"model"`
+	NumEmbeddings int         `json:"num_embeddings"`
+	EmbeddingDim  int         `json:"embedding_dim"`
+}
+
+// Encoding formats of POST /v1/embeddings.
+const (
+	EncodingFloat  = "float"
+	EncodingBase64 = "base64"
+)
+
+// OpenAIEmbeddingRequest is the body of POST /v1/embeddings after validation. Exactly one of
+// Texts and TokenIDs is set: the API's input is a string, a list of strings, a list of token
+// ids or a list of such lists.
+type OpenAIEmbeddingRequest struct {
+	Texts          []string
+	TokenIDs       [][]int32
+	Model          string
+	EncodingFormat string // EncodingFloat or EncodingBase64
+	// Dimensions keeps the first N components and renormalises (Matryoshka-style); 0 = all.
+	Dimensions int
+}
+
+// NumInputs is the number of embeddings the request asks for.
+func (r *OpenAIEmbeddingRequest) NumInputs() int {
+	if r.TokenIDs != nil {
+		return len(r.TokenIDs)
+	}
+	return len(r.Texts)
+}
+
+// Usage is the token accounting of an OpenAI embeddings response.
+type Usage struct {
+	PromptTokens int `json:"prompt_tokens"`
+	TotalTokens  int `json:"total_tokens"`
+}
+
+// TokenizeRequest is the body of POST /tokenize.
+type TokenizeRequest struct {
+	Texts []string `json:"texts"`
+	// AddSpecialTokens adds [CLS] and [SEP]; true when absent.
+	AddSpecialTokens bool `json:"add_special_tokens"`
+	// ReturnOffsets adds each token's byte span in its text.
+	ReturnOffsets bool `json:"return_offsets"`
+	// MaxLength truncates to this many tokens; 0 = no truncation.
+	MaxLength int `json:"max_length"`
+}
+
+// TokenizeResponse answers POST /tokenize; TotalTokens counts tokens before truncation.
+type TokenizeResponse struct {
+	Tokens      [][]int32  `json:"tokens"`
+	NumTokens   []int      `json:"num_tokens"`
+	TotalTokens []int      `json:"total_tokens"`
+	Offsets     [][][2]int `json:"offsets,omitempty"`
+	Model       string     `json:"model"`
+}
+
+// HealthResponse answers GET /health: the seed's fields first, then what an operator needs.
+type HealthResponse struct {
+	Status       string `json:"status"` // "loading", "healthy", "degraded" or "shutting_down"
+	Backend      string `json:"backend"`
+	Model        string `json:"model"`
+	GPUAvailable bool   `json:"gpu_available"`
+
+	Engine            string  `json:"engine"`
+	Device            string  `json:"device,omitempty"`
+	DType             string  `json:"dtype,omitempty"`
+	Pooling           string  `json:"pooling,omitempty"`
+	Weights           string  `json:"weights,omitempty"`
+	EmbeddingDim      int     `json:"embedding_dim,omitempty"`
+	MaxSequenceLength int     `json:"max_sequence_length,omitempty"`
+	Replicas          int     `json:"replicas,omitempty"`
+	QueuedSequences   int     `json:"queued_sequences"`
+	InFlightRequests  int     `json:"in_flight_requests"`
+	DeviceErrors      uint64  `json:"device_errors"`
+	LastError         string  `json:"last_error,omitempty"`
+	LastErrorAt       string  `json:"last_error_at,omitempty"`
+	UptimeSeconds     float64 `json:"uptime_seconds"`
+}

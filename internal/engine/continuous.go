@@ -1,0 +1,280 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Continuous is what vLLM does for embeddings: jobs are tokenized on arrival, in the callers'
+// goroutines (in parallel); their sequences wait in one bounded queue; each replica, the
+// moment it is free, takes the oldest waiting sequences of all jobs that fit its token budget
+// (never waiting for a fuller batch while it would sit idle). Response encoding happens in the
+// callers' goroutines, overlapping the next device batch.
+type Continuous struct {
+	cfg            Config
+	replicas       []Runner
+	maxBatchTokens int
+
+	mu      sync.Mutex
+	wake    *sync.Cond // signalled when work arrives or the engine closes
+	queue   []queued
+	queuedT int // tokens in queue
+	pending int // jobs accepted and not yet answered
+	closing bool
+	busy    int
+	stats   Stats
+
+	workers sync.WaitGroup
+}
+
+// queued is one waiting sequence.
+type queued struct {
+	job *contJob
+	idx int
+	ids []int32
+}
+
+// contJob is one accepted job's state, guarded by Continuous.mu.
+type contJob struct {
+	vectors    [][]float32
+	left       int // sequences not yet back from a device
+	queued     int // sequences still in the queue
+	enqueued   time.Time
+	firstStart time.Time
+	lastEnd    time.Time
+	err        error
+	finished   bool
+	done       chan struct{}
+}
+
+// NewContinuous starts one worker per replica. maxBatchTokens is the token budget of one
+// batch; it must hold at least one sequence of the longest allowed length.
+func NewContinuous(cfg Config, replicas []Runner, maxBatchTokens int) (*Continuous, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if len(replicas) == 0 {
+		return nil, errors.New("engine: no replicas")
+	}
+	if maxBatchTokens < cfg.MaxSequenceLength {
+		return nil, fmt.Errorf("engine: batch token budget %d is below the sequence limit %d", maxBatchTokens, cfg.MaxSequenceLength)
+	}
+	c := &Continuous{cfg: cfg, replicas: replicas, maxBatchTokens: maxBatchTokens}
+	c.wake = sync.NewCond(&c.mu)
+	c.stats.Replicas = len(replicas)
+	for i, r := range replicas {
+		c.workers.Add(1)
+		go c.work(i, r)
+	}
+	return c, nil
+}
+
+// Embed implements Engine.
+func (c *Continuous) Embed(ctx context.Context, job Job) (Result, error) {
+	start := time.Now()
+	seqs, err := tokenize(&c.cfg, job)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Tokens: seqLens(seqs)}
+	res.Timing.Tokenize = time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+
+	j := &contJob{vectors: make([][]float32, len(seqs)), left: len(seqs), queued: len(seqs), done: make(chan struct{})}
+	c.mu.Lock()
+	switch {
+	case c.closing:
+		c.mu.Unlock()
+		return res, ErrClosed
+	case len(c.queue)+len(seqs) > c.cfg.MaxQueuedSequences:
+		c.mu.Unlock()
+		return res, ErrOverloaded
+	}
+	j.enqueued = time.Now()
+	for i, ids := range seqs {
+		c.queue = append(c.queue, queued{job: j, idx: i, ids: ids})
+		c.queuedT += len(ids)
+	}
+	c.pending++
+	c.mu.Unlock()
+	c.wake.Broadcast()
+
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		c.abandon(j, ctx.Err())
+		<-j.done
+	}
+	if j.err != nil {
+		return res, j.err
+	}
+	res.Vectors = j.vectors
+	res.Timing.Queue = j.firstStart.Sub(j.enqueued)
+	res.Timing.Inference = j.lastEnd.Sub(j.firstStart)
+	return res, nil
+}
+
+// abandon drops a job whose caller has gone: its queued sequences leave the queue now, before
+// any device sees them; those already on a device are discarded when they come back.
+func (c *Continuous) abandon(j *contJob, cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failLocked(j, cause)
+}
+
+// failLocked finishes j with err and removes its queued sequences.
+func (c *Continuous) failLocked(j *contJob, err error) {
+	if j.finished {
+		return
+	}
+	if j.queued > 0 {
+		kept := c.queue[:0]
+		for _, q := range c.queue {
+			if q.job == j {
+				c.queuedT -= len(q.ids)
+				continue
+			}
+			kept = append(kept, q)
+		}
+		clear(c.queue[len(kept):]) // let the dropped ids be collected
+		c.queue = kept
+		c.stats.DroppedSequences += uint64(j.queued)
+		j.queued = 0
+	}
+	j.err = err
+	c.finishLocked(j)
+}
+
+func (c *Continuous) finishLocked(j *contJob) {
+	j.finished = true
+	c.pending--
+	close(j.done)
+	if c.closing && c.pending == 0 {
+		c.wake.Broadcast()
+	}
+}
+
+// work drives one replica until the engine closes and the queue is empty.
+func (c *Continuous) work(replica int, r Runner) {
+	defer c.workers.Done()
+	for {
+		batch, ok := c.take()
+		if !ok {
+			return
+		}
+		seqs := make([][]int32, len(batch))
+		for i, q := range batch {
+			seqs[i] = q.ids
+		}
+		started := time.Now()
+		vectors, stats, err := r.Run(context.Background(), seqs)
+		ended := time.Now()
+		if err == nil && len(vectors) != len(seqs) {
+			err = fmt.Errorf("the model returned %d vectors for %d sequences", len(vectors), len(seqs))
+		}
+		c.deliver(replica, batch, vectors, stats, err, started, ended)
+	}
+}
+
+// take blocks until there is work, then forms a batch: the oldest sequences first, each that
+// still fits the token budget (first fit, so short ones fill what long ones leave), sorted by
+// length so the model packs them tightly. The oldest always fits an empty budget, so nothing
+// starves.
+func (c *Continuous) take() ([]queued, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.queue) == 0 {
+		if c.closing && c.pending == 0 {
+			return nil, false
+		}
+		c.wake.Wait()
+	}
+	budget := c.maxBatchTokens
+	var batch []queued
+	kept := c.queue[:0]
+	for _, q := range c.queue {
+		if len(q.ids) <= budget {
+			budget -= len(q.ids)
+			batch = append(batch, q)
+			q.job.queued--
+			c.queuedT -= len(q.ids)
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(c.queue[len(kept):])
+	c.queue = kept
+	c.busy++
+	slices.SortStableFunc(batch, func(a, b queued) int { return len(b.ids) - len(a.ids) })
+	return batch, true
+}
+
+// deliver hands a batch's vectors to their jobs, or fails them all with the device's error.
+func (c *Continuous) deliver(replica int, batch []queued, vectors [][]float32, stats BatchStats, err error, started, ended time.Time) {
+	jobs := make(map[*contJob]struct{}, 8)
+	c.mu.Lock()
+	c.busy--
+	c.stats.Batches++
+	if err != nil {
+		c.stats.DeviceErrors++
+		c.stats.LastError = err.Error()
+		c.stats.LastErrorAt = ended
+	} else {
+		c.stats.Sequences += uint64(len(batch))
+		c.stats.RealTokens += uint64(stats.RealTokens)
+		c.stats.SlotTokens += uint64(stats.SlotTokens)
+	}
+	for i, q := range batch {
+		j := q.job
+		jobs[j] = struct{}{}
+		if j.finished {
+			continue // its caller left, or an earlier batch failed it
+		}
+		if err != nil {
+			c.failLocked(j, &DeviceError{Replica: replica, Err: err})
+			continue
+		}
+		if j.firstStart.IsZero() || started.Before(j.firstStart) {
+			j.firstStart = started
+		}
+		if ended.After(j.lastEnd) {
+			j.lastEnd = ended
+		}
+		j.vectors[q.idx] = vectors[i]
+		j.left--
+		if j.left == 0 {
+			c.finishLocked(j)
+		}
+	}
+	c.mu.Unlock()
+	if c.cfg.OnBatch != nil {
+		c.cfg.OnBatch(BatchReport{Replica: replica, Requests: len(jobs), Sequences: len(batch), Stats: stats, Err: err})
+	}
+}
+
+// Stats implements Engine.
+func (c *Continuous) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.QueuedRequests = c.pending
+	s.QueuedSequences = len(c.queue)
+	s.QueuedTokens = c.queuedT
+	s.BusyReplicas = c.busy
+	return s
+}
+
+// Close implements Engine: accepted jobs are finished first.
+func (c *Continuous) Close() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	c.wake.Broadcast()
+	c.workers.Wait()
+}

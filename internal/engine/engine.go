@@ -1,0 +1,207 @@
+// Package engine turns embedding jobs into device batches: a queue, the two batching policies
+// the project compares (sequential, what a HuggingFace/LangChain service does; continuous, what
+// vLLM does), and model replicas. It knows nothing of HTTP.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Tokenizer turns a text into ids with [CLS]/[SEP] added, truncated on the right when
+// maxLength > 0, and reports the length before truncation. *tokenizer.Tokenizer satisfies it.
+type Tokenizer interface {
+	AppendIDs(dst []int32, text string, maxLength int) (ids []int32, totalTokens int)
+}
+
+// BatchStats is what one Run did on its device.
+type BatchStats struct {
+	RealTokens int           // tokens of the sequences
+	SlotTokens int           // tokens the device computed, padding included
+	Steps      int           // device executions
+	Device     time.Duration // time spent in them
+}
+
+// Runner embeds a batch of sequences on one device and returns one pooled vector per
+// sequence, in order. One goroutine drives one Runner: it need not be safe for concurrent use.
+type Runner interface {
+	Run(ctx context.Context, seqs [][]int32) ([][]float32, BatchStats, error)
+}
+
+// Job is one client request: texts to tokenize, or sequences already tokenized.
+type Job struct {
+	Texts []string
+	IDs   [][]int32 // used when Texts is nil; ids as given, special tokens included
+	// Truncate cuts texts longer than the sequence limit; when false such a text fails the job
+	// with a *TooLongError.
+	Truncate bool
+}
+
+func (j Job) size() int {
+	if j.Texts != nil {
+		return len(j.Texts)
+	}
+	return len(j.IDs)
+}
+
+// Result is a finished job: one vector per input, in order, as the model pooled them (the
+// caller normalises), with the input's real token counts and where the time went.
+type Result struct {
+	Vectors [][]float32
+	Tokens  []int
+	Timing  Timing
+}
+
+// TotalTokens sums Tokens.
+func (r Result) TotalTokens() int {
+	total := 0
+	for _, n := range r.Tokens {
+		total += n
+	}
+	return total
+}
+
+// Timing splits a job's time in the engine.
+type Timing struct {
+	Tokenize  time.Duration
+	Queue     time.Duration // from enqueue until its first sequence reached a device
+	Inference time.Duration // from then until its last sequence came back
+}
+
+// Engine embeds jobs. Embed blocks until the job is done, fails, or ctx ends; a job whose ctx
+// ends while queued is dropped before it reaches a device.
+type Engine interface {
+	Embed(ctx context.Context, job Job) (Result, error)
+	// Stats is a snapshot of the counters.
+	Stats() Stats
+	// Close stops accepting jobs, finishes those already accepted, and stops the workers.
+	Close()
+}
+
+// Stats are an engine's counters since it started.
+type Stats struct {
+	QueuedRequests   int
+	QueuedSequences  int
+	QueuedTokens     int
+	BusyReplicas     int
+	Replicas         int
+	Batches          uint64
+	Sequences        uint64 // embedded on a device
+	RealTokens       uint64
+	SlotTokens       uint64
+	DroppedSequences uint64 // removed from the queue before a device saw them (client gone)
+	DeviceErrors     uint64
+	LastError        string
+	LastErrorAt      time.Time
+}
+
+// BatchReport describes one device batch to an observer (metrics).
+type BatchReport struct {
+	Replica   int
+	Requests  int
+	Sequences int
+	Stats     BatchStats
+	Err       error
+}
+
+// Config is what both engines share.
+type Config struct {
+	Tokenizer Tokenizer
+	// MaxSequenceLength is the most tokens one sequence may have, specials included.
+	MaxSequenceLength int
+	// MaxQueuedSequences bounds the queue; a job that does not fit fails with ErrOverloaded.
+	MaxQueuedSequences int
+	// OnBatch, when set, is called after every device batch, on the device's goroutine.
+	OnBatch func(BatchReport)
+}
+
+func (c Config) check() error {
+	if c.Tokenizer == nil {
+		return errors.New("engine: no tokenizer")
+	}
+	if c.MaxSequenceLength < 2 {
+		return fmt.Errorf("engine: max sequence length %d is below 2 ([CLS] and [SEP])", c.MaxSequenceLength)
+	}
+	if c.MaxQueuedSequences < 1 {
+		return fmt.Errorf("engine: max queued sequences %d must be positive", c.MaxQueuedSequences)
+	}
+	return nil
+}
+
+var (
+	// ErrOverloaded means the queue is full; retry later.
+	ErrOverloaded = errors.New("the engine's queue is full")
+	// ErrClosed means the engine is shutting down and accepts no more jobs.
+	ErrClosed = errors.New("the engine is shutting down")
+)
+
+// TooLongError refuses a text longer than the sequence limit when truncation is off.
+type TooLongError struct {
+	Index  int // the text's position in the job
+	Tokens int // its token count, specials included
+	Max    int
+}
+
+func (e *TooLongError) Error() string {
+	return fmt.Sprintf("text %d has %d tokens, more than the limit of %d (send \"truncate\": true to cut it)", e.Index, e.Tokens, e.Max)
+}
+
+// InvalidInputError refuses a pre-tokenized sequence the model cannot take.
+type InvalidInputError struct {
+	Index  int
+	Reason string
+}
+
+func (e *InvalidInputError) Error() string { return fmt.Sprintf("input %d: %s", e.Index, e.Reason) }
+
+// DeviceError is a failed device batch; every job in it fails with it.
+type DeviceError struct {
+	Replica int
+	Err     error
+}
+
+func (e *DeviceError) Error() string { return fmt.Sprintf("replica %d: %v", e.Replica, e.Err) }
+
+func (e *DeviceError) Unwrap() error { return e.Err }
+
+// tokenize turns a job into sequences. All ids share one backing array per job: a request's
+// ids are one allocation, not one per text.
+func tokenize(cfg *Config, job Job) ([][]int32, error) {
+	if job.Texts == nil {
+		for i, ids := range job.IDs {
+			switch {
+			case len(ids) == 0:
+				return nil, &InvalidInputError{Index: i, Reason: "no token ids"}
+			case len(ids) > cfg.MaxSequenceLength:
+				return nil, &InvalidInputError{Index: i, Reason: fmt.Sprintf("%d tokens, more than the limit of %d", len(ids), cfg.MaxSequenceLength)}
+			}
+		}
+		return job.IDs, nil
+	}
+	maxLength := cfg.MaxSequenceLength
+	if !job.Truncate {
+		maxLength = 0 // count them all, to refuse with the true length
+	}
+	seqs := make([][]int32, len(job.Texts))
+	flat := make([]int32, 0, 64*len(job.Texts))
+	for i, text := range job.Texts {
+		start := len(flat)
+		var total int
+		flat, total = cfg.Tokenizer.AppendIDs(flat, text, maxLength)
+		if total > cfg.MaxSequenceLength && !job.Truncate {
+			return nil, &TooLongError{Index: i, Tokens: total, Max: cfg.MaxSequenceLength}
+		}
+		seqs[i] = flat[start:len(flat):len(flat)]
+	}
+	return seqs, nil
+}
+
+func seqLens(seqs [][]int32) []int {
+	lens := make([]int, len(seqs))
+	for i, s := range seqs {
+		lens[i] = len(s)
+	}
+	return lens
+}

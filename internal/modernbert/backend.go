@@ -1,0 +1,120 @@
+package modernbert
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/simplego"
+)
+
+// EnvXLAPlugin names the PJRT plugin (.so) used when Options.Backend is empty.
+const EnvXLAPlugin = "EMBEDBENCH_XLA_PLUGIN"
+
+// pluginGlobs are where a JAX install keeps its CUDA PJRT plugin (the GPU machine's layout).
+var pluginGlobs = []string{
+	"/opt/torch/.venv/lib/python3*/site-packages/jax_plugins/xla_cuda*/xla_cuda_plugin.so",
+}
+
+// FindXLAPlugin returns the PJRT plugin to use: $EMBEDBENCH_XLA_PLUGIN if set, else the first
+// JAX CUDA plugin found on disk, else "".
+func FindXLAPlugin() string {
+	if p := os.Getenv(EnvXLAPlugin); p != "" {
+		return p
+	}
+	for _, pattern := range pluginGlobs {
+		matches, _ := filepath.Glob(pattern)
+		sort.Sort(sort.Reverse(sort.StringSlice(matches))) // newest CUDA / Python first
+		if len(matches) > 0 {
+			return matches[0]
+		}
+	}
+	return ""
+}
+
+// ResolveBackend turns an Options.Backend value into a concrete one: "simplego" or
+// "xla:/abs/plugin.so".
+func ResolveBackend(spec string) (string, error) {
+	switch {
+	case spec == "" || spec == "auto":
+		if p := FindXLAPlugin(); p != "" {
+			return ResolveBackend("xla:" + p)
+		}
+		return "simplego", nil
+	case spec == "simplego" || spec == "go" || spec == "cpu":
+		return "simplego", nil
+	case strings.HasPrefix(spec, "xla:"):
+		path := strings.TrimPrefix(spec, "xla:")
+		if path == "" {
+			return "", fmt.Errorf("backend %q: give the PJRT plugin's path, e.g. xla:/path/xla_cuda_plugin.so", spec)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", fmt.Errorf("backend %q: %w", spec, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("backend %q: PJRT plugin: %w", spec, err)
+		}
+		return "xla:" + abs, nil
+	case spec == "xla" || spec == "cuda":
+		p := FindXLAPlugin()
+		if p == "" {
+			return "", fmt.Errorf("backend %q: no PJRT plugin found: set %s or pass xla:/path/xla_cuda_plugin.so", spec, EnvXLAPlugin)
+		}
+		return ResolveBackend("xla:" + p)
+	}
+	return "", fmt.Errorf("backend %q: want simplego, xla:/path/plugin.so or empty for auto", spec)
+}
+
+// sharedBackend is one backend (one PJRT client) shared by every replica that asks for the
+// same backend string, so that replicas on several devices share a client.
+type sharedBackend struct {
+	backend backends.Backend
+	refs    int
+}
+
+var (
+	backendsMu sync.Mutex
+	openedBack = map[string]*sharedBackend{}
+)
+
+// acquireBackend opens (or reuses) the backend named by a resolved spec.
+func acquireBackend(spec string, memoryFraction float64) (backends.Backend, error) {
+	backendsMu.Lock()
+	defer backendsMu.Unlock()
+	if sb, ok := openedBack[spec]; ok {
+		sb.refs++
+		return sb.backend, nil
+	}
+	var b backends.Backend
+	var err error
+	if spec == "simplego" {
+		b, err = simplego.New("")
+	} else {
+		b, err = newXLABackend(strings.TrimPrefix(spec, "xla:"), memoryFraction)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening backend %s: %w", spec, err)
+	}
+	openedBack[spec] = &sharedBackend{backend: b, refs: 1}
+	return b, nil
+}
+
+// releaseBackend drops one reference and finalises the backend with the last one.
+func releaseBackend(spec string) {
+	backendsMu.Lock()
+	defer backendsMu.Unlock()
+	sb, ok := openedBack[spec]
+	if !ok {
+		return
+	}
+	sb.refs--
+	if sb.refs == 0 {
+		sb.backend.Finalize()
+		delete(openedBack, spec)
+	}
+}

@@ -1,0 +1,212 @@
+package modernbert
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified, as in GoMLX's own models
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+)
+
+// maskedScore is added to the scores of keys a query may not see. It is finite so that a
+// fully masked row (a padding token) gives a uniform softmax instead of NaN.
+const maskedScore = -1e30
+
+// graphSpec fixes everything a compiled step depends on besides the weights.
+type graphSpec struct {
+	cfg       Config
+	dtype     dtypes.DType // matmul dtype: Float32 or BFloat16
+	rows      int          // rows per step
+	rowLen    int          // tokens per row
+	segments  int          // pooled vectors per row
+	pooling   Pooling
+	normalize bool
+}
+
+// stepInputs are the per-step inputs, all int32 [rows, rowLen].
+type stepInputs struct {
+	ids, pos, seg *Node
+}
+
+// encoder builds the forward pass: token ids to pooled vectors [rows, segments, hidden] (fp32).
+//
+// seg gives each token its sequence number within its row (1, 2, ...; 0 for padding) and pos
+// its position within that sequence: attention never crosses sequences, RoPE positions and
+// sliding windows count from each sequence's start, and pooling is per sequence. A row holding
+// one sequence is exactly HF's padded layout.
+func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepInputs) *Node {
+	cfg := spec.cfg
+	g := in.ids.Graph()
+	rows, rowLen, hidden := spec.rows, spec.rowLen, cfg.HiddenSize
+	n := rows * rowLen
+
+	flatIDs := Reshape(in.ids, n, 1)
+	h := ConvertDType(Gather(params["embeddings.tok_embeddings.weight"], flatIDs), dtypes.Float32) // [n, hidden]
+	h = layerNorm(h, params, "embeddings.norm", cfg.NormEps)
+
+	globalBias, localBias := attentionBiases(cfg, in.pos, in.seg)
+	globalRope := rope.lookup(in.pos, true)
+	localRope := rope.lookup(in.pos, false)
+
+	for i := range cfg.NumHiddenLayers {
+		p := fmt.Sprintf("layers.%d.", i)
+		x := h
+		if i > 0 {
+			x = layerNorm(h, params, p+"attn_norm", cfg.NormEps)
+		}
+		bias, rp := localBias, localRope
+		if cfg.IsGlobal(i) {
+			bias, rp = globalBias, globalRope
+		}
+		h = Add(h, attention(spec, params, p+"attn.", x, bias, rp))
+		x = layerNorm(h, params, p+"mlp_norm", cfg.NormEps)
+		h = Add(h, mlp(spec, params, p+"mlp.", x))
+	}
+	h = layerNorm(h, params, "final_norm", cfg.NormEps)
+	h = Reshape(h, rows, rowLen, hidden)
+	_ = g
+	return pool(spec, h, in.pos, in.seg)
+}
+
+// layerNorm normalises fp32 x [n, hidden] over its last axis.
+func layerNorm(x *Node, params map[string]*Node, prefix string, eps float64) *Node {
+	mean := ReduceAndKeep(x, ReduceMean, -1)
+	centered := Sub(x, mean)
+	variance := ReduceAndKeep(Square(centered), ReduceMean, -1)
+	y := Mul(centered, Rsqrt(AddScalar(variance, eps)))
+	y = Mul(y, InsertAxes(params[prefix+".weight"], 0))
+	if b, ok := params[prefix+".bias"]; ok {
+		y = Add(y, InsertAxes(b, 0))
+	}
+	return y
+}
+
+// linear applies x @ W^T (+ b) with W [out, in] in the compute dtype; the result is fp32.
+func linear(spec graphSpec, params map[string]*Node, prefix string, x *Node) *Node {
+	x = ConvertDType(x, spec.dtype)
+	y := DotGeneral(x, []int{1}, nil, params[prefix+".weight"], []int{1}, nil)
+	y = ConvertDType(y, dtypes.Float32)
+	if b, ok := params[prefix+".bias"]; ok {
+		y = Add(y, InsertAxes(ConvertDType(b, dtypes.Float32), 0))
+	}
+	return y
+}
+
+// attention is one multi-head self-attention block on fp32 x [n, hidden]; bias is the additive
+// mask [rows, 1, rowLen, rowLen] and rp the rotary tables for this layer's kind.
+func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *Node, rp rotary) *Node {
+	cfg := spec.cfg
+	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
+	qkv := linear(spec, params, prefix+"Wqkv", x) // [n, 3*hidden] fp32
+	qkv = Reshape(qkv, rows, rowLen, 3, heads, headDim)
+	part := func(i int) *Node {
+		return Reshape(SliceAxis(qkv, 2, AxisRange(i, i+1)), rows, rowLen, heads, headDim)
+	}
+	q, k, v := rp.apply(part(0)), rp.apply(part(1)), part(2)
+	q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
+	k = ConvertDType(k, spec.dtype)
+	v = ConvertDType(v, spec.dtype)
+	scores := ConvertDType(Einsum("rqhd,rkhd->rhqk", q, k), dtypes.Float32)
+	probs := Softmax(Add(scores, bias), -1)
+	out := Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v)
+	out = Reshape(ConvertDType(out, dtypes.Float32), rows*rowLen, cfg.HiddenSize)
+	return linear(spec, params, prefix+"Wo", out)
+}
+
+// mlp is the GeGLU block: Wi -> split into (input, gate) -> gelu(input)*gate -> Wo.
+func mlp(spec graphSpec, params map[string]*Node, prefix string, x *Node) *Node {
+	inter := spec.cfg.IntermediateSize
+	wi := linear(spec, params, prefix+"Wi", x)
+	input := SliceAxis(wi, 1, AxisRange(0, inter))
+	gate := SliceAxis(wi, 1, AxisRange(inter, 2*inter))
+	return linear(spec, params, prefix+"Wo", Mul(gelu(input), gate))
+}
+
+// gelu is the exact (erf) GELU that HF's "gelu" activation is.
+func gelu(x *Node) *Node {
+	return Mul(MulScalar(x, 0.5), OnePlus(Erf(MulScalar(x, 1/math.Sqrt2))))
+}
+
+// attentionBiases returns the additive masks [rows, 1, rowLen, rowLen] of global and
+// sliding-window layers: a query sees keys of its own sequence, and in sliding-window layers
+// only those within ±LocalAttention/2 positions.
+func attentionBiases(cfg Config, pos, seg *Node) (global, local *Node) {
+	g := pos.Graph()
+	segQ, segK := InsertAxes(seg, 2), InsertAxes(seg, 1) // [rows, L, 1], [rows, 1, L]
+	same := LogicalAnd(Equal(segQ, segK), NotEqual(segK, ScalarZero(g, dtypes.Int32)))
+	dist := Abs(Sub(InsertAxes(pos, 2), InsertAxes(pos, 1)))
+	near := LessOrEqual(dist, Scalar(g, dtypes.Int32, cfg.HalfWindow()))
+	zero, masked := ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskedScore)
+	global = InsertAxes(Where(same, zero, masked), 1)
+	local = InsertAxes(Where(LogicalAnd(same, near), zero, masked), 1)
+	return global, local
+}
+
+// pool reduces fp32 hidden [rows, rowLen, hidden] to [rows, segments, hidden]: the mean over
+// each sequence's tokens ([CLS] and [SEP] included) or its first token, L2-normalised if asked.
+func pool(spec graphSpec, hidden, pos, seg *Node) *Node {
+	g := hidden.Graph()
+	segShape := shapes.Make(dtypes.Int32, spec.rows, spec.segments, spec.rowLen)
+	segNum := AddScalar(Iota(g, segShape, 1), 1)
+	member := Equal(BroadcastToShape(InsertAxes(seg, 1), segShape), segNum) // [rows, S, L]
+	if spec.pooling == CLS {
+		member = LogicalAnd(member, InsertAxes(Equal(pos, ScalarZero(g, dtypes.Int32)), 1))
+	}
+	weights := ConvertDType(member, dtypes.Float32)
+	counts := ReduceAndKeep(weights, ReduceSum, -1) // [rows, S, 1]
+	pooled := Einsum("rsl,rlh->rsh", weights, hidden)
+	pooled = Div(pooled, Max(counts, ScalarOne(g, dtypes.Float32)))
+	if spec.normalize {
+		norm := Sqrt(ReduceAndKeep(Square(pooled), ReduceSum, -1))
+		pooled = Div(pooled, Max(norm, Scalar(g, dtypes.Float32, 1e-12)))
+	}
+	return pooled
+}
+
+// ropeTables are cos/sin of every position for both RoPE thetas, [maxPos, headDim/2] fp32,
+// computed on the host in float64 so long positions lose no accuracy.
+type ropeTables struct {
+	globalCos, globalSin, localCos, localSin *Node
+}
+
+// rotary holds one layer kind's cos/sin gathered for this step's positions, [rows, L, 1, D/2].
+type rotary struct{ cos, sin *Node }
+
+func (t ropeTables) lookup(pos *Node, global bool) rotary {
+	cosT, sinT := t.localCos, t.localSin
+	if global {
+		cosT, sinT = t.globalCos, t.globalSin
+	}
+	idx := InsertAxes(pos, -1) // [rows, L, 1]
+	return rotary{cos: InsertAxes(Gather(cosT, idx), 2), sin: InsertAxes(Gather(sinT, idx), 2)}
+}
+
+// apply rotates x [rows, L, heads, D] (fp32) the rotate-half way:
+// [x1, x2] -> [x1*cos - x2*sin, x2*cos + x1*sin].
+func (r rotary) apply(x *Node) *Node {
+	half := x.Shape().Dimensions[3] / 2
+	x1 := SliceAxis(x, 3, AxisRange(0, half))
+	x2 := SliceAxis(x, 3, AxisRange(half, 2*half))
+	return Concatenate([]*Node{
+		Sub(Mul(x1, r.cos), Mul(x2, r.sin)),
+		Add(Mul(x2, r.cos), Mul(x1, r.sin)),
+	}, 3)
+}
+
+// ropeTableData computes cos and sin [maxPos * headDim/2] for one theta, as HF's default RoPE:
+// inv_freq[i] = theta^(-2i/headDim).
+func ropeTableData(maxPos, headDim int, theta float64) (cosData, sinData []float32) {
+	half := headDim / 2
+	cosData = make([]float32, maxPos*half)
+	sinData = make([]float32, maxPos*half)
+	for i := range half {
+		invFreq := 1 / math.Pow(theta, float64(2*i)/float64(headDim))
+		for p := range maxPos {
+			angle := float64(p) * invFreq
+			cosData[p*half+i] = float32(math.Cos(angle))
+			sinData[p*half+i] = float32(math.Sin(angle))
+		}
+	}
+	return cosData, sinData
+}

@@ -1,0 +1,366 @@
+package modernbert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// Model is one replica of the encoder on one device: weights uploaded once, one compiled step
+// per row length. It is driven by one goroutine at a time.
+type Model struct {
+	cfg         Config
+	opts        Options
+	backendSpec string
+	backend     backends.Backend
+	device      backends.DeviceNum
+	weights     []backends.Buffer // graph parameters in specs order, then the RoPE tables
+	packed      map[int]*step     // by row length: many sequences per row
+	padded      map[int]*step     // by row length: one sequence per row
+	packedRow   int               // row length short sequences are packed into
+	info        Info
+	closed      bool
+}
+
+// step is one compiled shape with its reusable host input arrays.
+type step struct {
+	spec          graphSpec
+	g             *graph.Graph
+	ids, pos, seg []int32
+}
+
+// New uploads w to the device, compiles one step per row length and runs each once, so the
+// model is ready when New returns. w is not referenced afterwards.
+func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("model config: %w", err)
+	}
+	if w == nil {
+		return nil, errors.New("no weights given")
+	}
+	spec, err := ResolveBackend(opts.Backend)
+	if err != nil {
+		return nil, err
+	}
+	if err := fillDefaults(cfg, spec, &opts); err != nil {
+		return nil, err
+	}
+	backend, err := acquireBackend(spec, opts.MemoryFraction)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{cfg: cfg, opts: opts, backendSpec: spec, backend: backend, device: backends.DeviceNum(opts.DeviceIndex), packedRow: opts.PackedRowLength}
+	ok := false
+	defer func() {
+		if !ok {
+			m.Close()
+		}
+	}()
+	if n := backend.NumDevices(); opts.DeviceIndex < 0 || opts.DeviceIndex >= n {
+		return nil, fmt.Errorf("device index %d: backend %s has %d device(s)", opts.DeviceIndex, spec, n)
+	}
+	if err := m.upload(w); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := m.compileAll(ctx); err != nil {
+		return nil, err
+	}
+	m.info = Info{
+		Backend: spec, Device: backend.DeviceDescription(m.device), DType: opts.DType.String(),
+		Pooling: opts.Pooling.String(), Normalize: opts.Normalize, Weights: w.Source, StoredDType: w.StoredDType,
+		Params: w.NumParams(), Config: cfg.Summary(), CompileTime: time.Since(start),
+	}
+	for _, st := range m.allSteps() {
+		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
+	}
+	ok = true
+	return m, nil
+}
+
+// compileAll compiles (and warms up) the steps of both layouts: packed rows of
+// PackedRowLength and longer, padded rows of every row length. Identical shapes share a step.
+func (m *Model) compileAll(ctx context.Context) error {
+	m.packed, m.padded = map[int]*step{}, map[int]*step{}
+	type key struct{ rows, rowLen, segments int }
+	byKey := map[key]*step{}
+	get := func(rows, rowLen, segments int) (*step, error) {
+		k := key{rows, rowLen, segments}
+		if st, ok := byKey[k]; ok {
+			return st, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
+			pooling: m.opts.Pooling, normalize: m.opts.Normalize}
+		t0 := time.Now()
+		st, err := m.compile(gs)
+		if err != nil {
+			return nil, err
+		}
+		// Warm-up: the first execution of a shape allocates and autotunes on some backends.
+		if _, err := m.run(st); err != nil {
+			return nil, fmt.Errorf("warm-up of the %dx%d step: %w", rows, rowLen, err)
+		}
+		slog.Debug("modernbert: compiled step", "rows", rows, "row_len", rowLen, "segments", segments, "took", time.Since(t0))
+		byKey[k] = st
+		return st, nil
+	}
+	for _, l := range m.opts.RowLengths {
+		rows := max(1, m.opts.MaxBatchTokens/l)
+		if l >= m.packedRow {
+			st, err := get(rows, l, packedSegments(l, m.packedRow))
+			if err != nil {
+				return err
+			}
+			m.packed[l] = st
+		}
+		st, err := get(max(1, min(rows, m.opts.PaddedRows)), l, 1)
+		if err != nil {
+			return err
+		}
+		m.padded[l] = st
+	}
+	return nil
+}
+
+// packedSegments is how many sequences a packed row of rowLen may hold: rowLen/8 for rows of
+// short sequences, capped at 64 (the pooling matrix is rows x segments x rowLen); rows longer
+// than the packed row length only hold sequences longer than it.
+func packedSegments(rowLen, packedRow int) int {
+	if rowLen > packedRow {
+		return max(1, rowLen/(packedRow+1))
+	}
+	return max(1, min(rowLen/8, 64))
+}
+
+// allSteps lists the distinct compiled steps.
+func (m *Model) allSteps() []*step {
+	var out []*step
+	for _, l := range m.opts.RowLengths {
+		for _, st := range []*step{m.packed[l], m.padded[l]} {
+			if st != nil && !slices.Contains(out, st) {
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
+func fillDefaults(cfg Config, spec string, opts *Options) error {
+	if opts.MaxBatchTokens == 0 {
+		opts.MaxBatchTokens = 16384
+		if spec == "simplego" {
+			opts.MaxBatchTokens = 2048
+		}
+	}
+	if opts.MaxSequenceLength == 0 {
+		opts.MaxSequenceLength = cfg.MaxPositionEmbeddings
+	}
+	if opts.MaxSequenceLength < 1 || opts.MaxSequenceLength > cfg.MaxPositionEmbeddings {
+		return fmt.Errorf("max sequence length %d: want 1..%d (max_position_embeddings)", opts.MaxSequenceLength, cfg.MaxPositionEmbeddings)
+	}
+	if len(opts.RowLengths) == 0 {
+		for l := 64; ; l *= 2 {
+			if l >= opts.MaxSequenceLength {
+				opts.RowLengths = append(opts.RowLengths, opts.MaxSequenceLength)
+				break
+			}
+			opts.RowLengths = append(opts.RowLengths, l)
+		}
+	} else {
+		opts.RowLengths = slices.Clone(opts.RowLengths)
+		sort.Ints(opts.RowLengths)
+		opts.RowLengths = slices.Compact(opts.RowLengths)
+		if opts.RowLengths[0] < 1 {
+			return fmt.Errorf("row lengths %v: must be positive", opts.RowLengths)
+		}
+		if last := opts.RowLengths[len(opts.RowLengths)-1]; last < opts.MaxSequenceLength || last > cfg.MaxPositionEmbeddings {
+			return fmt.Errorf("row lengths %v: the longest must be in %d..%d", opts.RowLengths, opts.MaxSequenceLength, cfg.MaxPositionEmbeddings)
+		}
+	}
+	if opts.MaxBatchTokens < opts.RowLengths[len(opts.RowLengths)-1] {
+		opts.MaxBatchTokens = opts.RowLengths[len(opts.RowLengths)-1]
+	}
+	if opts.PaddedRows == 0 {
+		opts.PaddedRows = 32
+	}
+	if opts.PackedRowLength == 0 {
+		opts.PackedRowLength = opts.RowLengths[0]
+		for _, l := range opts.RowLengths {
+			if l <= 512 {
+				opts.PackedRowLength = l
+			}
+		}
+	} else if !slices.Contains(opts.RowLengths, opts.PackedRowLength) {
+		return fmt.Errorf("packed row length %d is not one of the row lengths %v", opts.PackedRowLength, opts.RowLengths)
+	}
+	return nil
+}
+
+// upload copies the weights (in the compute dtype; norms and biases in fp32) and the RoPE
+// tables to the device, one tensor at a time.
+func (m *Model) upload(w *Weights) error {
+	dt := m.opts.DType.gomlx()
+	for _, s := range specs(m.cfg) {
+		t, ok := w.Tensors[s.name]
+		if !ok {
+			return fmt.Errorf("weights lack %s", s.name)
+		}
+		if !slices.Equal(t.Shape, s.shape) {
+			return fmt.Errorf("weight %s has shape %v, the config wants %v", s.name, t.Shape, s.shape)
+		}
+		buf, err := m.uploadFloat(t.Data, paramDType(s, dt), s.shape)
+		if err != nil {
+			return fmt.Errorf("uploading %s: %w", s.name, err)
+		}
+		m.weights = append(m.weights, buf)
+	}
+	half := m.cfg.HeadDim() / 2
+	for _, theta := range []float64{m.cfg.GlobalRopeTheta, m.cfg.LocalRopeTheta} {
+		cosData, sinData := ropeTableData(m.cfg.MaxPositionEmbeddings, m.cfg.HeadDim(), theta)
+		for _, data := range [][]float32{cosData, sinData} {
+			buf, err := m.uploadFloat(data, dtypes.Float32, []int{m.cfg.MaxPositionEmbeddings, half})
+			if err != nil {
+				return fmt.Errorf("uploading RoPE tables: %w", err)
+			}
+			m.weights = append(m.weights, buf)
+		}
+	}
+	return nil
+}
+
+// paramDType keeps vectors (norm weights, biases) in fp32 and matrices in the compute dtype.
+func paramDType(s tensorSpec, compute dtypes.DType) dtypes.DType {
+	if len(s.shape) == 1 {
+		return dtypes.Float32
+	}
+	return compute
+}
+
+func (m *Model) uploadFloat(data []float32, dt dtypes.DType, dims []int) (backends.Buffer, error) {
+	shape := shapes.Make(dt, dims...)
+	if dt == dtypes.BFloat16 {
+		conv := make([]bfloat16.BFloat16, len(data))
+		for i, v := range data {
+			conv[i] = bfloat16.FromFloat32(v)
+		}
+		return m.backend.BufferFromFlatData(m.device, conv, shape)
+	}
+	return m.backend.BufferFromFlatData(m.device, data, shape)
+}
+
+// compile builds and compiles one step shape.
+func (m *Model) compile(gs graphSpec) (st *step, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("building the %dx%d step: %v", gs.rows, gs.rowLen, r)
+		}
+	}()
+	g := graph.NewGraph(m.backend, fmt.Sprintf("modernbert_%dx%d", gs.rows, gs.rowLen))
+	dt := gs.dtype
+	params := map[string]*graph.Node{}
+	for _, s := range specs(m.cfg) {
+		params[s.name] = graph.Parameter(g, s.name, shapes.Make(paramDType(s, dt), s.shape...))
+	}
+	tableShape := shapes.Make(dtypes.Float32, m.cfg.MaxPositionEmbeddings, m.cfg.HeadDim()/2)
+	rope := ropeTables{
+		globalCos: graph.Parameter(g, "rope_global_cos", tableShape),
+		globalSin: graph.Parameter(g, "rope_global_sin", tableShape),
+		localCos:  graph.Parameter(g, "rope_local_cos", tableShape),
+		localSin:  graph.Parameter(g, "rope_local_sin", tableShape),
+	}
+	inShape := shapes.Make(dtypes.Int32, gs.rows, gs.rowLen)
+	in := stepInputs{
+		ids: graph.Parameter(g, "ids", inShape),
+		pos: graph.Parameter(g, "pos", inShape),
+		seg: graph.Parameter(g, "seg", inShape),
+	}
+	g.Compile(encoder(gs, params, rope, in))
+	n := gs.rows * gs.rowLen
+	st = &step{spec: gs, g: g, ids: make([]int32, n), pos: make([]int32, n), seg: make([]int32, n)}
+	st.clear()
+	return st, nil
+}
+
+// clear empties all rows (padding everywhere).
+func (st *step) clear() {
+	clear(st.ids)
+	clear(st.pos)
+	clear(st.seg)
+}
+
+// run executes st on its current host inputs and returns the pooled vectors
+// [rows*segments*hidden].
+func (m *Model) run(st *step) (out []float32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("running the %dx%d step: %v", st.spec.rows, st.spec.rowLen, r)
+		}
+	}()
+	inShape := shapes.Make(dtypes.Int32, st.spec.rows, st.spec.rowLen)
+	inputs := slices.Clone(m.weights)
+	donate := make([]bool, len(m.weights), len(m.weights)+3)
+	for _, data := range [][]int32{st.ids, st.pos, st.seg} {
+		buf, err := m.backend.BufferFromFlatData(m.device, data, inShape)
+		if err != nil {
+			return nil, fmt.Errorf("uploading step inputs: %w", err)
+		}
+		inputs = append(inputs, buf)
+		donate = append(donate, true)
+	}
+	outputs := st.g.RunWithBuffers(inputs, donate, m.device)
+	defer func() {
+		for _, t := range outputs {
+			_ = t.FinalizeAll()
+		}
+	}()
+	out, err = tensors.CopyFlatData[float32](outputs[0])
+	if err != nil {
+		return nil, fmt.Errorf("reading pooled vectors: %w", err)
+	}
+	return out, nil
+}
+
+// Close releases the device buffers and compiled steps. The Model is unusable afterwards.
+func (m *Model) Close() {
+	if m.closed {
+		return
+	}
+	m.closed = true
+	for _, st := range m.allSteps() {
+		st.g.Finalize()
+	}
+	for _, b := range m.weights {
+		_ = m.backend.BufferFinalize(b)
+	}
+	m.packed, m.padded, m.weights = nil, nil, nil
+	releaseBackend(m.backendSpec)
+}
+
+// MaxBatchTokens is the token slots of one device step.
+func (m *Model) MaxBatchTokens() int { return m.opts.MaxBatchTokens }
+
+// MaxSequenceLength is the longest sequence Embed accepts (ids with [CLS]/[SEP]).
+func (m *Model) MaxSequenceLength() int { return m.opts.MaxSequenceLength }
+
+// Dim is the length of the returned vectors.
+func (m *Model) Dim() int { return m.cfg.HiddenSize }
+
+// Config is the model's architecture.
+func (m *Model) Config() Config { return m.cfg }
+
+// Info describes the model.
+func (m *Model) Info() Info { return m.info }

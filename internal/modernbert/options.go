@@ -1,0 +1,173 @@
+package modernbert
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+)
+
+// DType is the element type of the model's matrix multiplications. Norms, softmax, the
+// residual stream and pooling are always fp32.
+type DType int
+
+const (
+	Float32 DType = iota
+	BFloat16
+)
+
+func (d DType) String() string {
+	if d == BFloat16 {
+		return "bfloat16"
+	}
+	return "float32"
+}
+
+func (d DType) gomlx() dtypes.DType {
+	if d == BFloat16 {
+		return dtypes.BFloat16
+	}
+	return dtypes.Float32
+}
+
+// ParseDType accepts float32/fp32/f32 and bfloat16/bf16.
+func ParseDType(s string) (DType, error) {
+	switch strings.ToLower(s) {
+	case "float32", "fp32", "f32":
+		return Float32, nil
+	case "bfloat16", "bf16":
+		return BFloat16, nil
+	}
+	return 0, fmt.Errorf("dtype %q: want float32 or bfloat16", s)
+}
+
+// Pooling picks how a sequence's token states become one vector.
+type Pooling int
+
+const (
+	// Mean averages all real tokens, [CLS] and [SEP] included (sentence-transformers' default
+	// for ModernBERT).
+	Mean Pooling = iota
+	// CLS takes the first token's state.
+	CLS
+)
+
+func (p Pooling) String() string {
+	if p == CLS {
+		return "cls"
+	}
+	return "mean"
+}
+
+// ParsePooling accepts mean and cls.
+func ParsePooling(s string) (Pooling, error) {
+	switch strings.ToLower(s) {
+	case "mean":
+		return Mean, nil
+	case "cls":
+		return CLS, nil
+	}
+	return 0, fmt.Errorf("pooling %q: want mean or cls", s)
+}
+
+// Layout is how a batch of sequences is laid out on the device.
+type Layout int
+
+const (
+	// Packed puts many sequences in each row (block-diagonal attention, positions restarting
+	// per sequence): little padding. The continuous engine's layout.
+	Packed Layout = iota
+	// Padded puts one sequence per row, padded to a length bucket: what HF does. The
+	// sequential engine's layout.
+	Padded
+)
+
+func (l Layout) String() string {
+	if l == Padded {
+		return "padded"
+	}
+	return "packed"
+}
+
+// ParseLayout accepts packed and padded.
+func ParseLayout(s string) (Layout, error) {
+	switch strings.ToLower(s) {
+	case "packed":
+		return Packed, nil
+	case "padded":
+		return Padded, nil
+	}
+	return 0, fmt.Errorf("layout %q: want packed or padded", s)
+}
+
+// Options configure New.
+type Options struct {
+	// Backend is "simplego" (pure Go, CPU), "xla:/abs/path/plugin.so" (a PJRT plugin, e.g. the
+	// CUDA one), or "" for auto: XLA with the plugin FindXLAPlugin finds, else simplego.
+	// Nothing is ever downloaded.
+	Backend string
+	// DeviceIndex is the device holding this replica (XLA: one of the plugin's devices).
+	DeviceIndex int
+	DType       DType
+	Pooling     Pooling
+	// Normalize L2-normalises the pooled vectors (what sentence-transformers does).
+	Normalize bool
+	// MaxBatchTokens is the token slots of one device step (rows x row length). Default: 16384
+	// on XLA, 2048 on simplego.
+	MaxBatchTokens int
+	// MaxSequenceLength is the longest sequence accepted, ids with [CLS]/[SEP] included.
+	// Default and upper bound: the config's max_position_embeddings.
+	MaxSequenceLength int
+	// RowLengths are the row lengths compiled at start-up, ascending; the last must be at least
+	// MaxSequenceLength. Default: powers of two from 64 up to MaxSequenceLength.
+	RowLengths []int
+	// PackedRowLength is the row length short sequences are packed into (one of RowLengths).
+	// Default: 512, or the largest row length if smaller.
+	PackedRowLength int
+	// PaddedRows is the rows of a padded step (at most MaxBatchTokens / row length). Default 32,
+	// the batch size of a sentence-transformers service.
+	PaddedRows int
+	// MemoryFraction caps the share of device memory the XLA client may use; 0 leaves the
+	// plugin's default. Preallocation is always off, so memory grows as needed.
+	MemoryFraction float64
+}
+
+// Stats describe the device work of one Embed call.
+type Stats struct {
+	RealTokens int // tokens of the sequences
+	SlotTokens int // token slots run on the device (rows x row length); waste = SlotTokens - RealTokens
+	Steps      int // device steps
+	Device     time.Duration
+}
+
+// Add accumulates o into s.
+func (s *Stats) Add(o Stats) {
+	s.RealTokens += o.RealTokens
+	s.SlotTokens += o.SlotTokens
+	s.Steps += o.Steps
+	s.Device += o.Device
+}
+
+// Waste is the share of token slots that held padding.
+func (s Stats) Waste() float64 {
+	if s.SlotTokens == 0 {
+		return 0
+	}
+	return float64(s.SlotTokens-s.RealTokens) / float64(s.SlotTokens)
+}
+
+// Info describes a loaded model for logs, /health and reports.
+type Info struct {
+	Backend     string        `json:"backend"`
+	Device      string        `json:"device"`
+	DType       string        `json:"dtype"`
+	Pooling     string        `json:"pooling"`
+	Normalize   bool          `json:"normalize"`
+	Weights     string        `json:"weights"`
+	StoredDType string        `json:"stored_dtype"`
+	Params      int           `json:"params"`
+	Config      string        `json:"config"`
+	Shapes      []string      `json:"shapes"`
+	CompileTime time.Duration `json:"compile_time_ns"`
+}

@@ -1,0 +1,407 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/embedbench/embedbench/internal/api"
+	"github.com/embedbench/embedbench/internal/engine"
+)
+
+// statusClientGone is nginx's code for a client that closed the connection before the answer:
+// it is only logged and counted, never sent.
+const statusClientGone = 499
+
+// maxPooledBuffer keeps one huge request from pinning its buffer in the pool for ever.
+const maxPooledBuffer = 4 << 20
+
+// exchange is one request in progress: the writer, what was answered, and log fields.
+type exchange struct {
+	http.ResponseWriter
+	r      *http.Request
+	start  time.Time
+	status int
+	inputs int
+	tokens int
+}
+
+func (x *exchange) WriteHeader(code int) {
+	if x.status == 0 {
+		x.status = code
+	}
+	x.ResponseWriter.WriteHeader(code)
+}
+
+func (x *exchange) Write(p []byte) (int, error) {
+	if x.status == 0 {
+		x.status = http.StatusOK
+	}
+	return x.ResponseWriter.Write(p)
+}
+
+// endpoint options.
+type route struct {
+	name    string
+	methods []string
+	work    bool // authenticated, admitted under the concurrency limit, needs the model
+	serve   func(x *exchange, b *Backend)
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	metricsHandler := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
+	add := func(path string, rt route) { mux.Handle(path, s.wrap(rt)) }
+	add("/health", route{name: "health", methods: []string{http.MethodGet, http.MethodHead}, serve: s.handleHealth})
+	add("/metrics", route{name: "metrics", methods: []string{http.MethodGet}, serve: func(x *exchange, _ *Backend) {
+		metricsHandler.ServeHTTP(x, x.r)
+	}})
+	add("/embed", route{name: "embed", methods: []string{http.MethodPost}, work: true, serve: s.handleEmbed})
+	add("/v1/embeddings", route{name: "openai_embeddings", methods: []string{http.MethodPost}, work: true, serve: s.handleOpenAI})
+	add("/tokenize", route{name: "tokenize", methods: []string{http.MethodPost}, work: true, serve: s.handleTokenize})
+	add("/", route{name: "unknown", serve: func(x *exchange, _ *Backend) {
+		s.writeError(x, api.Errorf(http.StatusNotFound, "", "no route %s %s; try POST /embed, POST /v1/embeddings, POST /tokenize, GET /health or GET /metrics", x.r.Method, x.r.URL.Path))
+	}})
+	return mux
+}
+
+// wrap applies, in order: method check, auth, admission, readiness; then logs and counts.
+func (s *Server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		x := &exchange{ResponseWriter: w, r: r, start: time.Now()}
+		defer s.finish(x, rt.name)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("handler panic", "route", rt.name, "panic", p)
+				if x.status == 0 {
+					s.writeError(x, api.Errorf(http.StatusInternalServerError, "", "internal error: %v", p))
+				}
+			}
+		}()
+		if rt.methods != nil && !allowed(rt.methods, r.Method) {
+			w.Header().Set("Allow", strings.Join(rt.methods, ", "))
+			s.writeError(x, api.Errorf(http.StatusMethodNotAllowed, "", "method %s not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(rt.methods, " or ")))
+			return
+		}
+		if !rt.work {
+			rt.serve(x, s.backend.Load())
+			return
+		}
+		if s.cfg.APIKey != "" && !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="embedbench"`)
+			s.writeError(x, api.Errorf(http.StatusUnauthorized, "", "missing or wrong API key: send \"Authorization: Bearer <key>\""))
+			return
+		}
+		select {
+		case s.admitted <- struct{}{}:
+			defer func() { <-s.admitted }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			s.writeError(x, api.Errorf(http.StatusTooManyRequests, "", "server busy: %d requests in flight, the limit (--max-concurrent-requests); retry shortly", s.cfg.MaxConcurrentRequests))
+			return
+		}
+		s.metrics.inFlight.Inc()
+		defer s.metrics.inFlight.Dec()
+		b := s.backend.Load()
+		if b == nil {
+			w.Header().Set("Retry-After", "5")
+			s.writeError(x, api.Errorf(http.StatusServiceUnavailable, "", "the model is loading; retry shortly"))
+			return
+		}
+		rt.serve(x, b)
+	})
+}
+
+func (s *Server) finish(x *exchange, route string) {
+	status := x.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	elapsed := time.Since(x.start)
+	s.metrics.observeRequest(route, status, elapsed)
+	if route == "metrics" || route == "health" {
+		return // scraped and polled constantly: counted, not logged
+	}
+	level := slog.LevelInfo
+	if status >= 500 && status != statusClientGone {
+		level = slog.LevelError
+	}
+	s.log.LogAttrs(x.r.Context(), level, "request",
+		slog.String("method", x.r.Method), slog.String("path", x.r.URL.Path), slog.Int("status", status),
+		slog.Float64("ms", float64(elapsed.Microseconds())/1000), slog.Int("inputs", x.inputs), slog.Int("tokens", x.tokens),
+		slog.String("remote", x.r.RemoteAddr))
+}
+
+func allowed(methods []string, m string) bool {
+	for _, a := range methods {
+		if a == m {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.cfg.APIKey)) == 1
+}
+
+func (s *Server) limits(b *Backend) api.Limits {
+	return api.Limits{MaxInputs: s.cfg.MaxClientBatchSize, VocabSize: b.VocabSize, Dim: b.Dim, MaxSequenceLength: b.MaxSequenceLength}
+}
+
+func (s *Server) getBuffer() *bytes.Buffer {
+	if b, ok := s.bufs.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func (s *Server) putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		s.bufs.Put(b)
+	}
+}
+
+// readBody reads the whole body under the size limit into a pooled buffer; the caller puts it
+// back once decoded.
+func (s *Server) readBody(x *exchange) (*bytes.Buffer, *api.Error) {
+	if x.r.ContentLength > s.cfg.MaxBodyBytes {
+		return nil, api.Errorf(http.StatusRequestEntityTooLarge, "", "request body of %d bytes exceeds the limit of %d", x.r.ContentLength, s.cfg.MaxBodyBytes)
+	}
+	buf := s.getBuffer()
+	if x.r.ContentLength > 0 {
+		buf.Grow(int(x.r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(x, x.r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		s.putBuffer(buf)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, api.Errorf(http.StatusRequestEntityTooLarge, "", "request body exceeds the limit of %d bytes", s.cfg.MaxBodyBytes)
+		}
+		return nil, api.Errorf(http.StatusBadRequest, "", "reading the request body: %v", err)
+	}
+	return buf, nil
+}
+
+func (s *Server) handleEmbed(x *exchange, b *Backend) {
+	body, apiErr := s.readBody(x)
+	if apiErr != nil {
+		s.writeError(x, apiErr)
+		return
+	}
+	req, apiErr := api.DecodeEmbedRequest(body.Bytes(), s.limits(b))
+	s.putBuffer(body)
+	if apiErr != nil {
+		s.writeError(x, apiErr)
+		return
+	}
+	x.inputs = len(req.Texts)
+	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, Truncate: req.Truncate})
+	if !ok {
+		return
+	}
+	if !s.postprocess(x, res.Vectors, req.Normalize, 0) {
+		return
+	}
+	out := s.getBuffer()
+	defer s.putBuffer(out)
+	out.Write(api.AppendEmbedResponse(out.AvailableBuffer(), res.Vectors, s.cfg.ModelID, b.Dim))
+	s.writeJSON(x, res, out.Bytes())
+}
+
+func (s *Server) handleOpenAI(x *exchange, b *Backend) {
+	body, apiErr := s.readBody(x)
+	if apiErr != nil {
+		s.writeError(x, apiErr)
+		return
+	}
+	req, apiErr := api.DecodeOpenAIEmbeddingRequest(body.Bytes(), s.limits(b))
+	s.putBuffer(body)
+	if apiErr != nil {
+		s.writeError(x, apiErr)
+		return
+	}
+	x.inputs = req.NumInputs()
+	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, IDs: req.TokenIDs, Truncate: true})
+	if !ok {
+		return
+	}
+	if !s.postprocess(x, res.Vectors, true, req.Dimensions) {
+		return
+	}
+	tokens := res.TotalTokens()
+	out := s.getBuffer()
+	defer s.putBuffer(out)
+	out.Write(api.AppendOpenAIEmbeddingResponse(out.AvailableBuffer(), res.Vectors, s.cfg.ModelID, req.EncodingFormat, api.Usage{PromptTokens: tokens, TotalTokens: tokens}))
+	s.writeJSON(x, res, out.Bytes())
+}
+
+// embed runs a job and answers its failures; ok is false when the answer has been given.
+func (s *Server) embed(x *exchange, b *Backend, job engine.Job) (engine.Result, bool) {
+	res, err := b.Engine.Embed(x.r.Context(), job)
+	if err == nil {
+		x.tokens = res.TotalTokens()
+		return res, true
+	}
+	var tooLong *engine.TooLongError
+	var invalid *engine.InvalidInputError
+	var device *engine.DeviceError
+	switch {
+	case errors.As(err, &tooLong):
+		s.writeError(x, api.Errorf(http.StatusUnprocessableEntity, "texts", "%v", tooLong))
+	case errors.As(err, &invalid):
+		s.writeError(x, api.Errorf(http.StatusUnprocessableEntity, "input", "%v", invalid))
+	case errors.Is(err, engine.ErrOverloaded):
+		x.Header().Set("Retry-After", "1")
+		s.writeError(x, api.Errorf(http.StatusTooManyRequests, "", "server busy: %v; retry shortly", err))
+	case errors.Is(err, engine.ErrClosed):
+		s.writeError(x, api.Errorf(http.StatusServiceUnavailable, "", "%v", err))
+	case errors.As(err, &device):
+		s.writeError(x, api.Errorf(http.StatusInternalServerError, "", "device error, the batch holding this request failed: %v", device))
+	case errors.Is(err, context.Canceled) && x.r.Context().Err() != nil:
+		x.status = statusClientGone // nobody is listening; the engine dropped what was still queued
+	case errors.Is(err, context.DeadlineExceeded):
+		s.writeError(x, api.Errorf(http.StatusGatewayTimeout, "", "request deadline exceeded: %v", err))
+	default:
+		s.writeError(x, api.Errorf(http.StatusInternalServerError, "", "embedding failed: %v", err))
+	}
+	return res, false
+}
+
+// postprocess applies the Matryoshka cut and normalisation in place, refusing non-finite
+// output, which JSON cannot carry and which would mean a broken device or model.
+func (s *Server) postprocess(x *exchange, vectors [][]float32, normalize bool, dims int) bool {
+	for i, v := range vectors {
+		if dims > 0 && dims < len(v) {
+			v = v[:dims:dims]
+			vectors[i] = v
+		}
+		ok := api.CheckFinite(v)
+		if normalize {
+			ok = api.Normalize(v)
+		}
+		if !ok {
+			s.writeError(x, api.Errorf(http.StatusInternalServerError, "", "the model produced a non-finite value for input %d", i))
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) handleTokenize(x *exchange, b *Backend) {
+	body, apiErr := s.readBody(x)
+	if apiErr != nil {
+		s.writeError(x, apiErr)
+		return
+	}
+	req, apiErr := api.DecodeTokenizeRequest(body.Bytes(), s.limits(b))
+	s.putBuffer(body)
+	if apiErr != nil {
+		s.writeError(x, apiErr)
+		return
+	}
+	x.inputs = len(req.Texts)
+	resp := api.TokenizeResponse{
+		Tokens: make([][]int32, len(req.Texts)), NumTokens: make([]int, len(req.Texts)),
+		TotalTokens: make([]int, len(req.Texts)), Model: s.cfg.ModelID,
+	}
+	if req.ReturnOffsets {
+		resp.Offsets = make([][][2]int, len(req.Texts))
+	}
+	for i, text := range req.Texts {
+		ids, spans, total := b.Tokenize(text, req.AddSpecialTokens, req.ReturnOffsets, req.MaxLength)
+		resp.Tokens[i], resp.NumTokens[i], resp.TotalTokens[i] = ids, len(ids), total
+		if req.ReturnOffsets {
+			resp.Offsets[i] = spans
+		}
+		x.tokens += len(ids)
+	}
+	data, err := json.Marshal(resp)
+	if err != nil {
+		s.writeError(x, api.Errorf(http.StatusInternalServerError, "", "encoding the response: %v", err))
+		return
+	}
+	x.Header().Set("Content-Type", "application/json")
+	x.Header().Set("X-Embedbench-Tokens", strconv.Itoa(x.tokens))
+	x.Write(data)
+}
+
+func (s *Server) handleHealth(x *exchange, b *Backend) {
+	resp := api.HealthResponse{
+		Status: "loading", Backend: s.cfg.EngineName, Engine: s.cfg.EngineName, Model: s.cfg.ModelID,
+		InFlightRequests: len(s.admitted), UptimeSeconds: time.Since(s.started).Seconds(),
+	}
+	code := http.StatusServiceUnavailable
+	if b != nil {
+		st := b.Engine.Stats()
+		resp.Status, code = "healthy", http.StatusOK
+		if st.DeviceErrors > 0 {
+			resp.LastError, resp.LastErrorAt = st.LastError, st.LastErrorAt.UTC().Format(time.RFC3339Nano)
+			if time.Since(st.LastErrorAt) < degradedFor {
+				resp.Status = "degraded" // still serving: later batches may well succeed
+			}
+		}
+		resp.GPUAvailable, resp.Device, resp.DType, resp.Pooling, resp.Weights = b.Info.GPUAvailable, b.Info.Device, b.Info.DType, b.Info.Pooling, b.Info.Weights
+		resp.EmbeddingDim, resp.MaxSequenceLength, resp.Replicas = b.Dim, b.MaxSequenceLength, b.Info.Replicas
+		resp.QueuedSequences, resp.DeviceErrors = st.QueuedSequences, st.DeviceErrors
+	}
+	if s.stopping.Load() {
+		resp.Status, code = "shutting_down", http.StatusServiceUnavailable
+	}
+	data, err := json.Marshal(resp)
+	if err != nil {
+		s.writeError(x, api.Errorf(http.StatusInternalServerError, "", "encoding the response: %v", err))
+		return
+	}
+	x.Header().Set("Content-Type", "application/json")
+	x.WriteHeader(code)
+	if x.r.Method != http.MethodHead {
+		x.Write(data)
+	}
+}
+
+// writeJSON sends an embedding response with the server-side time split in headers.
+func (s *Server) writeJSON(x *exchange, res engine.Result, body []byte) {
+	h := x.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Embedbench-Tokens", strconv.Itoa(x.tokens))
+	h.Set("X-Embedbench-Tokenize-Ms", millis(res.Timing.Tokenize))
+	h.Set("X-Embedbench-Queue-Ms", millis(res.Timing.Queue))
+	h.Set("X-Embedbench-Inference-Ms", millis(res.Timing.Inference))
+	h.Set("X-Embedbench-Total-Ms", millis(time.Since(x.start)))
+	if _, err := x.Write(body); err != nil {
+		s.log.Debug("writing response", "path", x.r.URL.Path, "err", err)
+	}
+}
+
+func millis(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Nanoseconds())/1e6, 'f', 3, 64)
+}
+
+func (s *Server) writeError(x *exchange, e *api.Error) {
+	body := api.AppendError(nil, e)
+	h := x.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	x.WriteHeader(e.Status)
+	if x.r.Method != http.MethodHead {
+		_, _ = io.Copy(x, bytes.NewReader(body))
+	}
+}

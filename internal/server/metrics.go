@@ -1,0 +1,199 @@
+package server
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/embedbench/embedbench/internal/engine"
+	"github.com/embedbench/embedbench/internal/gpu"
+)
+
+// metrics are the server's Prometheus series, in a registry of their own so that tests and
+// several servers in one process do not collide.
+type metrics struct {
+	registry *prometheus.Registry
+
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	inFlight      prometheus.Gauge
+	inputs        prometheus.Counter
+	inputTokens   prometheus.Counter
+	batchRequests prometheus.Histogram
+	batchSeqs     prometheus.Histogram
+	batchTokens   prometheus.Histogram
+	batchSlots    prometheus.Histogram
+	batchWaste    prometheus.Histogram
+	batchDevice   prometheus.Histogram
+	stageSeconds  *prometheus.HistogramVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{registry: prometheus.NewRegistry()}
+	reg := m.registry
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "embedbench_http_requests_total", Help: "HTTP requests answered, by route and status code (499: the client went away).",
+	}, []string{"route", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "embedbench_http_request_duration_seconds", Help: "Time from request to response, by route and status code.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	}, []string{"route", "code"})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "embedbench_http_in_flight_requests", Help: "Requests admitted and not yet answered.",
+	})
+	m.inputs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "embedbench_inputs_total", Help: "Texts (or token lists) embedded.",
+	})
+	m.inputTokens = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "embedbench_input_tokens_total", Help: "Real tokens embedded, [CLS]/[SEP] included.",
+	})
+	m.batchRequests = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_batch_requests", Help: "Client requests with sequences in one device batch.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+	})
+	m.batchSeqs = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_batch_sequences", Help: "Sequences in one device batch.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+	})
+	m.batchTokens = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_batch_tokens", Help: "Real tokens in one device batch.",
+		Buckets: prometheus.ExponentialBuckets(16, 2, 14),
+	})
+	m.batchSlots = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_batch_slot_tokens", Help: "Token slots the device computed for one batch, padding included.",
+		Buckets: prometheus.ExponentialBuckets(16, 2, 14),
+	})
+	m.batchWaste = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_batch_padding_ratio", Help: "Share of a batch's token slots that held padding.",
+		Buckets: prometheus.LinearBuckets(0, 0.05, 20),
+	})
+	m.batchDevice = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_batch_device_seconds", Help: "Device time of one batch.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	m.stageSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "embedbench_request_stage_seconds", Help: "Server-side time of successful requests by stage: tokenize, queue, inference.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+	}, []string{"stage"})
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.inputs, m.inputTokens,
+		m.batchRequests, m.batchSeqs, m.batchTokens, m.batchSlots, m.batchWaste, m.batchDevice, m.stageSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&engineCollector{s: s}, newGPUCollector(s.cfg.GPU))
+	return m
+}
+
+func (m *metrics) observeRequest(route string, code int, elapsed time.Duration) {
+	c := strconv.Itoa(code)
+	m.requests.WithLabelValues(route, c).Inc()
+	m.duration.WithLabelValues(route, c).Observe(elapsed.Seconds())
+}
+
+func (m *metrics) observeBatch(b engine.BatchReport) {
+	if b.Err != nil {
+		return // counted by the engine's device error counter
+	}
+	m.batchRequests.Observe(float64(b.Requests))
+	m.batchSeqs.Observe(float64(b.Sequences))
+	m.batchTokens.Observe(float64(b.Stats.RealTokens))
+	m.batchSlots.Observe(float64(b.Stats.SlotTokens))
+	if b.Stats.SlotTokens > 0 {
+		m.batchWaste.Observe(float64(b.Stats.SlotTokens-b.Stats.RealTokens) / float64(b.Stats.SlotTokens))
+	}
+	m.batchDevice.Observe(b.Stats.Device.Seconds())
+}
+
+// engineCollector reads the engine's counters at scrape time.
+type engineCollector struct{ s *Server }
+
+var (
+	descQueueSeqs    = prometheus.NewDesc("embedbench_queue_sequences", "Sequences waiting for a device.", nil, nil)
+	descQueueTokens  = prometheus.NewDesc("embedbench_queue_tokens", "Tokens waiting for a device.", nil, nil)
+	descQueueReqs    = prometheus.NewDesc("embedbench_queue_requests", "Requests accepted by the engine and not yet answered.", nil, nil)
+	descBusy         = prometheus.NewDesc("embedbench_busy_replicas", "Replicas running a batch now.", nil, nil)
+	descReplicas     = prometheus.NewDesc("embedbench_replicas", "Model replicas.", nil, nil)
+	descBatches      = prometheus.NewDesc("embedbench_batches_total", "Device batches run.", nil, nil)
+	descRealTokens   = prometheus.NewDesc("embedbench_device_real_tokens_total", "Real tokens the devices computed.", nil, nil)
+	descSlotTokens   = prometheus.NewDesc("embedbench_device_slot_tokens_total", "Token slots the devices computed, padding included.", nil, nil)
+	descDropped      = prometheus.NewDesc("embedbench_dropped_sequences_total", "Sequences dropped before reaching a device because their client went away.", nil, nil)
+	descDeviceErrors = prometheus.NewDesc("embedbench_device_errors_total", "Device batches that failed.", nil, nil)
+)
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueueSeqs, descQueueTokens, descQueueReqs, descBusy, descReplicas, descBatches, descRealTokens, descSlotTokens, descDropped, descDeviceErrors} {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.s.backend.Load()
+	if b == nil {
+		return // still loading: no engine yet
+	}
+	st := b.Engine.Stats()
+	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge(descQueueSeqs, float64(st.QueuedSequences))
+	gauge(descQueueTokens, float64(st.QueuedTokens))
+	gauge(descQueueReqs, float64(st.QueuedRequests))
+	gauge(descBusy, float64(st.BusyReplicas))
+	gauge(descReplicas, float64(st.Replicas))
+	counter(descBatches, st.Batches)
+	counter(descRealTokens, st.RealTokens)
+	counter(descSlotTokens, st.SlotTokens)
+	counter(descDropped, st.DroppedSequences)
+	counter(descDeviceErrors, st.DeviceErrors)
+}
+
+// gpuCollector samples NVML at scrape time; on a machine without a GPU it exports nothing.
+type gpuCollector struct{ mon *gpu.Monitor }
+
+var (
+	descGPUUtil     = prometheus.NewDesc("embedbench_gpu_utilization_percent", "NVML GPU utilisation: share of time a kernel was running.", []string{"gpu"}, nil)
+	descGPUMemUsed  = prometheus.NewDesc("embedbench_gpu_memory_used_bytes", "GPU memory in use.", []string{"gpu"}, nil)
+	descGPUMemTotal = prometheus.NewDesc("embedbench_gpu_memory_total_bytes", "GPU memory in all.", []string{"gpu"}, nil)
+	descGPUPower    = prometheus.NewDesc("embedbench_gpu_power_watts", "GPU power draw.", []string{"gpu"}, nil)
+	descGPUSMActive = prometheus.NewDesc("embedbench_gpu_sm_activity_percent", "GPM SM activity since the previous scrape.", []string{"gpu"}, nil)
+	descGPUTensor   = prometheus.NewDesc("embedbench_gpu_tensor_activity_percent", "GPM tensor-core activity since the previous scrape.", []string{"gpu"}, nil)
+	gpuDescs        = []*prometheus.Desc{descGPUUtil, descGPUMemUsed, descGPUMemTotal, descGPUPower, descGPUSMActive, descGPUTensor}
+)
+
+func newGPUCollector(mon *gpu.Monitor) *gpuCollector { return &gpuCollector{mon: mon} }
+
+func (c *gpuCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range gpuDescs {
+		ch <- d
+	}
+}
+
+func (c *gpuCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.mon == nil || !c.mon.Available() {
+		return
+	}
+	samples, err := c.mon.Sample()
+	if err != nil {
+		return // a failed reading leaves gaps in the series; the scrape itself still succeeds
+	}
+	for _, s := range samples {
+		label := strconv.Itoa(s.Index)
+		put := func(d *prometheus.Desc, v *float64) {
+			if v != nil {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, *v, label)
+			}
+		}
+		putBytes := func(d *prometheus.Desc, v *uint64) {
+			if v != nil {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(*v), label)
+			}
+		}
+		put(descGPUUtil, s.UtilizationPercent)
+		putBytes(descGPUMemUsed, s.MemoryUsedBytes)
+		putBytes(descGPUMemTotal, s.MemoryTotalBytes)
+		put(descGPUPower, s.PowerWatts)
+		put(descGPUSMActive, s.SMActivityPercent)
+		put(descGPUTensor, s.TensorActivityPercent)
+	}
+}

@@ -1,0 +1,138 @@
+// Package server is the HTTP face of the embedding service: the seed's /embed and /health,
+// OpenAI's /v1/embeddings, /tokenize and Prometheus /metrics, over an engine.Engine. It owns
+// admission (429 beyond the concurrency limit), body limits, auth, request logs, metrics and
+// graceful shutdown; batching and devices are the engine's business.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/embedbench/embedbench/internal/engine"
+	"github.com/embedbench/embedbench/internal/gpu"
+)
+
+// Config is what the server needs before the model is loaded.
+type Config struct {
+	EngineName string // "sequential" or "continuous"
+	ModelID    string // the model's name in responses
+	// MaxConcurrentRequests is how many requests are admitted at once; beyond it the answer is
+	// 429 at once.
+	MaxConcurrentRequests int
+	MaxClientBatchSize    int    // inputs in one request
+	MaxBodyBytes          int64  // request body limit
+	APIKey                string // when set, work endpoints want "Authorization: Bearer <key>"
+	// ShutdownTimeout bounds how long Serve waits for requests in flight after ctx ends.
+	ShutdownTimeout time.Duration
+	GPU             *gpu.Monitor // optional: NVML series on /metrics
+	Logger          *slog.Logger
+}
+
+// Backend is what the server serves once the model is warm.
+type Backend struct {
+	Engine            engine.Engine
+	Dim               int
+	VocabSize         int
+	MaxSequenceLength int
+	// Tokenize serves /tokenize: ids (specials added when asked), byte offsets when asked,
+	// and the length before truncation (maxLength 0 = none).
+	Tokenize func(text string, addSpecial, offsets bool, maxLength int) (ids []int32, spans [][2]int, total int)
+	Info     Info
+}
+
+// Info describes the running model in /health.
+type Info struct {
+	Device       string
+	DType        string
+	Pooling      string
+	Weights      string
+	Replicas     int
+	GPUAvailable bool
+}
+
+// Server serves embeddings over HTTP. Create it with New, start Serve (it answers /health with
+// 503 "loading" at once), and call SetReady when the model is warm.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	started  time.Time
+	backend  atomic.Pointer[Backend]
+	admitted chan struct{} // a token per admitted request
+	stopping atomic.Bool
+	metrics  *metrics
+	handler  http.Handler
+	bufs     sync.Pool
+}
+
+// degradedFor is how long /health reports "degraded" after a device error.
+const degradedFor = time.Minute
+
+// New builds a server; nothing listens until Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.MaxConcurrentRequests < 1 {
+		return nil, fmt.Errorf("max concurrent requests %d must be positive", cfg.MaxConcurrentRequests)
+	}
+	if cfg.MaxClientBatchSize < 1 {
+		return nil, fmt.Errorf("max client batch size %d must be positive", cfg.MaxClientBatchSize)
+	}
+	if cfg.MaxBodyBytes < 1 {
+		return nil, fmt.Errorf("max body bytes %d must be positive", cfg.MaxBodyBytes)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now(), admitted: make(chan struct{}, cfg.MaxConcurrentRequests)}
+	s.metrics = newMetrics(s)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// SetReady makes the server answer work requests with b.
+func (s *Server) SetReady(b Backend) { s.backend.Store(&b) }
+
+// ObserveBatch records one device batch in the metrics; pass it as engine.Config.OnBatch.
+func (s *Server) ObserveBatch(b engine.BatchReport) { s.metrics.observeBatch(b) }
+
+// Handler is the server's whole HTTP surface.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve answers on ln until ctx ends, then stops accepting, answers every request already
+// received (up to ShutdownTimeout) and returns nil. The engine is the caller's to close after.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("listening", "addr", ln.Addr().String(), "engine", s.cfg.EngineName)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.stopping.Store(true)
+	s.log.Info("shutting down: answering requests in flight", "in_flight", len(s.admitted))
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutting down with requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
+	}
+	s.log.Info("shut down cleanly")
+	return nil
+}

@@ -3,6 +3,7 @@ package dataset
 import (
 	"fmt"
 	"slices"
+	"unicode/utf8"
 )
 
 // LengthStats summarises lengths (characters or tokens) of a set of passages.
@@ -42,4 +43,13 @@ func nearestRank(sorted []int, q float64) int {
 
 func (s LengthStats) String() string {
 	return fmt.Sprintf("%s: min %d, mean %.1f, p50 %d, p90 %d, max %d (total %d)", s.Unit, s.Min, s.Mean, s.P50, s.P90, s.Max, s.Total)
+}
+
+// CharLengths are the passages' lengths in Unicode characters, as Python's len counts them.
+func CharLengths(passages []string) []int {
+	lengths := make([]int, len(passages))
+	for i, p := range passages {
+		lengths[i] = utf8.RuneCountInString(p)
+	}
+	return lengths
 }

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/embedbench/embedbench/internal/dataset"
+	"github.com/embedbench/embedbench/internal/hub"
+)
+
+func init() {
+	register("data", "sample MS MARCO passages into test_sentences.json", runData)
+}
+
+func runData(ctx context.Context, args []string) error {
+	fs := newFlagSet("data")
+	source := fs.String("source", "msmarco", "passages: a collection .tsv, a BEIR corpus .jsonl[.gz], a .parquet (microsoft/ms_marco or BeIR/msmarco layout), a folder of them, "+
+		"'msmarco' ("+dataset.MSMARCO+", through the HF cache) or any hf://datasets/org/name[@rev]/file")
+	output := fs.String("output", "test_sentences.json", "where to write the JSON list of passages")
+	count := fs.Int("count", 10000, "how many distinct passages to sample")
+	seed := fs.Uint64("seed", 42, "random seed: the same source and seed give the same file")
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *count < 1 {
+		return exitError{2, fmt.Errorf("--count %d: want at least 1", *count)}
+	}
+
+	start := time.Now()
+	path, err := dataset.ResolveSource(ctx, hub.NewClientFromEnv(), *source)
+	if err != nil {
+		return err
+	}
+	sample, err := dataset.SampleSource(ctx, path, *count, *seed)
+	if errors.Is(err, dataset.ErrTooFewPassages) {
+		return exitError{1, fmt.Errorf("%w; lower --count or use a larger --source", err)}
+	}
+	if err != nil {
+		return err
+	}
+	if err := dataset.Write(*output, sample.Passages); err != nil {
+		return err
+	}
+	chars := dataset.DescribeLengths(dataset.CharLengths(sample.Passages), "characters")
+	slog.Info("wrote passages", "output", *output, "count", len(sample.Passages), "source", path,
+		"distinct_in_source", sample.Distinct, "dropped_empty", sample.Empty, "dropped_duplicates", sample.Duplicates,
+		"seed", *seed, "elapsed", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stdout, "wrote %d passages to %s (seed %d; source %s: %d distinct, %d empty and %d duplicates dropped)\n",
+		len(sample.Passages), *output, *seed, path, sample.Distinct, sample.Empty, sample.Duplicates)
+	fmt.Fprintf(os.Stdout, "  %s\n", chars)
+	return nil
+}

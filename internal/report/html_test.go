@@ -1,0 +1,122 @@
+package report
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/embedbench/embedbench/internal/fairness"
+)
+
+// twoRuns is the usual comparison: a sequential fp32 run without GPU telemetry and a faster
+// continuous bf16 run with it.
+func twoRuns(t *testing.T) []Run {
+	t.Helper()
+	seq := fixtureRun(t, "sequential", "float32", 40*time.Millisecond, 50, false)
+	cont := fixtureRun(t, "continuous", "bfloat16", 20*time.Millisecond, 100, true)
+	runs := []Run{{Path: "seq.json", Result: seq}, {Path: "cont.json", Result: cont}}
+	NameRuns(runs)
+	return runs
+}
+
+var sampleFairness = &fairness.Result{
+	A:        fairness.Service{URL: "http://127.0.0.1:8000", API: "embed", Health: fairness.Health{Backend: "sequential", DType: "float32"}},
+	B:        fairness.Service{URL: "http://127.0.0.1:8001", API: "embed", Health: fairness.Health{Backend: "continuous", DType: "bfloat16"}},
+	Passages: 64, Dim: 768, MinCosine: 0.99912, MeanCosine: 0.99971, Threshold: 0.999,
+}
+
+func TestHTMLIsSelfContained(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, twoRuns(t), HTMLOptions{Fairness: sampleFairness, Notes: []string{"CPU demo, tiny model"}}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	// Offline: nothing is loaded from elsewhere. (The library's own code builds an <img> for
+	// its save-as-image feature; look at the page around it.)
+	if m := regexp.MustCompile(`(?i)<(script|link|img|iframe)[^>]+(src|href)=`).FindString(strings.Replace(page, echartsJS, "", 1)); m != "" {
+		t.Errorf("the report loads an external resource: %s", m)
+	}
+	if !strings.Contains(page, `t.version="`+EChartsVersion+`"`) {
+		t.Error("the ECharts library is not inlined")
+	}
+	for _, id := range []string{"latency-spectrum", "throughput-over-time", "p99-over-time", "gpu-over-time", "latency-histogram"} {
+		if !strings.Contains(page, `id="`+id+`"`) || !strings.Contains(page, `{id: "`+id+`", option: {`) {
+			t.Errorf("chart %s missing", id)
+		}
+	}
+	for _, want := range []string{
+		"Random weights", "sequential float32", "continuous bfloat16", "answerdotai/ModernBERT-base",
+		"min 0.999120", "CPU demo, tiny model", "Configuration of each run", "http_429: 2", "NVIDIA H200",
+		"GPU telemetry unavailable for sequential float32: no NVML driver on this machine",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	// Formatter functions are code, not strings.
+	if strings.Contains(page, "__f__") || strings.Contains(page, `"formatter":"function`) {
+		t.Error("a formatter function was left quoted or marked")
+	}
+}
+
+func TestHTMLEscapesHostileLabels(t *testing.T) {
+	runs := twoRuns(t)
+	runs[1].Label = `</script><script>alert("x")</script>`
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, runs, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	// Exactly the page's own two script elements close.
+	if n := strings.Count(strings.ToLower(page), "</script"); n != 2 {
+		t.Errorf("%d </script> in the page; want 2 (a label broke out of the script)", n)
+	}
+	// Outside the chart script, where it is a JavaScript string, the label is escaped text.
+	markup := page[:strings.Index(page, "<script>var embedbenchCharts")]
+	if strings.Contains(markup, `<script>alert`) {
+		t.Error("a label was inserted as markup")
+	}
+}
+
+func TestWriteHTMLFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "report.html")
+	if err := WriteHTMLFile(path, twoRuns(t), HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Size() < int64(len(echartsJS)) {
+		t.Fatalf("report %v, %v", st, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("temporary files left behind: %v", entries)
+	}
+	if err := WriteHTMLFile(filepath.Join(dir, "no-such-dir", "r.html"), twoRuns(t), HTMLOptions{}); err == nil {
+		t.Error("no error writing into a missing directory")
+	}
+	if err := WriteHTML(&bytes.Buffer{}, nil, HTMLOptions{}); err == nil {
+		t.Error("no error for no runs")
+	}
+}
+
+func TestVendoredEChartsIsThePinnedFile(t *testing.T) {
+	sum := sha256.Sum256([]byte(echartsJS))
+	readme, err := os.ReadFile("assets/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), hex.EncodeToString(sum[:])) || !strings.Contains(string(readme), "**"+EChartsVersion+"**") {
+		t.Errorf("assets/echarts.min.js (sha256 %x) or EChartsVersion %s does not match assets/README.md", sum, EChartsVersion)
+	}
+	// Inlined into a <script> element, the library itself must not close it.
+	if strings.Contains(strings.ToLower(echartsJS), "</script") || strings.Contains(echartsJS, "<!--") {
+		t.Error("echarts.min.js contains </script or <!--")
+	}
+}

@@ -104,7 +104,16 @@ func (c *Client) Download(ctx context.Context, repoType, repoID, revision, filen
 		if err := os.MkdirAll(filepath.Dir(blob), 0o755); err != nil {
 			return "", fmt.Errorf("creating cache folder: %w", err)
 		}
-		if err := c.fetch(ctx, repoID, filename, fileURL, blob, meta); err != nil {
+		unlock, err := c.lockBlob(ctx, repoType, repoID, meta.etag)
+		if err != nil {
+			return "", err
+		}
+		// Another process may have finished it while we waited for the lock.
+		if !fileExists(blob) {
+			err = c.fetch(ctx, repoID, filename, fileURL, blob, meta)
+		}
+		unlock()
+		if err != nil {
 			return "", err
 		}
 	}

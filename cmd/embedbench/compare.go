@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/embedbench/embedbench/internal/dataset"
+	"github.com/embedbench/embedbench/internal/fairness"
+	"github.com/embedbench/embedbench/internal/localdata"
+	"github.com/embedbench/embedbench/internal/report"
+)
+
+func init() {
+	register("compare", "compare stress results side by side (table, --html report) and check two services embed alike", runCompare)
+}
+
+// exitFairness is the exit code when --check-embeddings finds the services disagree.
+const exitFairness = 3
+
+func runCompare(ctx context.Context, args []string) error {
+	fs := newFlagSet("compare")
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintln(out, "usage: embedbench compare [flags] RESULT.json [RESULT.json ...]")
+		fmt.Fprintln(out, "       embedbench compare --check-embeddings [flags] URL_A URL_B [RESULT.json ...]")
+		fmt.Fprintln(out, "\nOne column a run, ratios against the first. With --check-embeddings the same passages are")
+		fmt.Fprintf(out, "sent to both services and their vectors compared; exit status %d when they disagree.\n\nflags:\n", exitFairness)
+		fs.PrintDefaults()
+	}
+	html := fs.String("html", "", "also write the self-contained HTML report to this file")
+	title := fs.String("title", "", "the HTML report's title")
+	labels := fs.String("labels", "", "comma-separated names for the runs, in order (default: engine and dtype, else the file name)")
+	check := fs.Bool("check-embeddings", false, "the first two arguments are service URLs: check that they compute the same embeddings")
+	dataFile := fs.String("data-file", "", "passages for the check: a JSON list of strings (default: a sample of the shared MS MARCO passages)")
+	passages := fs.Int("passages", 64, "how many passages the check sends")
+	api := fs.String("api", "", "the check's endpoint: embed (/embed), openai (/v1/embeddings), or empty to detect")
+	minCosine := fs.Float64("min-cosine", 0, "the check's threshold (default: 0.99999 when both run fp32, else 0.999)")
+	if err := parseFlags(fs, args, true); err != nil {
+		return err
+	}
+	rest := fs.Args()
+
+	var fair *fairness.Result
+	if *check {
+		if len(rest) < 2 || !isURL(rest[0]) || !isURL(rest[1]) {
+			fmt.Fprintln(fs.Output(), "--check-embeddings needs two service URLs (http://host:port) first")
+			return errUsage
+		}
+		if *passages < 1 {
+			return exitError{2, fmt.Errorf("--passages %d: want at least 1", *passages)}
+		}
+		texts, source, err := checkPassages(ctx, *dataFile, *passages)
+		if err != nil {
+			return err
+		}
+		slog.Info("checking embeddings", "a", rest[0], "b", rest[1], "passages", len(texts), "source", source)
+		res, err := fairness.Check(ctx, rest[0], rest[1], texts, fairness.Options{API: *api, MinCosine: *minCosine})
+		if err != nil {
+			return err
+		}
+		fmt.Println(res.Summary())
+		fair = &res
+		rest = rest[2:]
+	}
+
+	if len(rest) == 0 {
+		if fair == nil {
+			fs.Usage()
+			return errUsage
+		}
+		if *html != "" {
+			return exitError{2, errors.New("--html needs result files to report on")}
+		}
+		return fairnessExit(fair)
+	}
+	var names []string
+	if *labels != "" {
+		names = strings.Split(*labels, ",")
+	}
+	runs, err := report.Load(rest, names)
+	if err != nil {
+		return exitError{1, err}
+	}
+	if fair != nil {
+		fmt.Println()
+	}
+	if err := report.Compare(runs).WriteText(os.Stdout); err != nil {
+		return err
+	}
+	if *html != "" {
+		if err := report.WriteHTMLFile(*html, runs, report.HTMLOptions{Title: *title, Fairness: fair}); err != nil {
+			return err
+		}
+		fmt.Printf("\nHTML report: %s\n", *html)
+	}
+	return fairnessExit(fair)
+}
+
+func fairnessExit(res *fairness.Result) error {
+	if res == nil || res.OK() {
+		return nil
+	}
+	return exitError{exitFairness, errors.New("the services do not compute the same embeddings (see the warnings above)")}
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+// checkPassages picks the fairness check's passages: the data file, else a reproducible
+// sample of the shared MS MARCO passages.
+func checkPassages(ctx context.Context, dataFile string, n int) ([]string, string, error) {
+	if dataFile != "" {
+		texts, err := dataset.Load(dataFile)
+		if err != nil {
+			return nil, "", err
+		}
+		return texts[:min(n, len(texts))], dataFile, nil
+	}
+	dir, err := localdata.MSMARCODir()
+	if err != nil {
+		return nil, "", fmt.Errorf("no --data-file and no shared MS MARCO passages: %w", err)
+	}
+	sample, err := dataset.SampleSource(ctx, dir, n, 1)
+	if err != nil {
+		return nil, "", err
+	}
+	return sample.Passages, dir, nil
+}

@@ -65,7 +65,7 @@ type beirRow struct {
 	Text  string `parquet:"text"`
 }
 
-func msmarcoParquet(t *testing.T, queries [][]string) []byte {
+func msmarcoParquet(t testing.TB, queries [][]string) []byte {
 	t.Helper()
 	rows := make([]msmarcoRow, len(queries))
 	for i, passages := range queries {

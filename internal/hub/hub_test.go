@@ -33,7 +33,7 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-func newServer(t *testing.T) *hubtest.Server {
+func newServer(t testing.TB) *hubtest.Server {
 	srv := hubtest.New()
 	t.Cleanup(srv.Close)
 	return srv

@@ -123,7 +123,7 @@ func TestMalformedSourcesNameFileAndLine(t *testing.T) {
 
 func TestReadsBEIRJSONLPlainAndGzipped(t *testing.T) {
 	dir := t.TempDir()
-	lines := []byte(`{"_id": "1", "title": "", "text": "Café au lait \"quoted\".", "metadata": {}}` + "\n" + `{"_id": "2", "title": "T", "text": "Second."}` + "\n")
+	lines := []byte("\ufeff" + `{"_id": "1", "title": "", "text": "Café au lait \"quoted\".", "metadata": {}}` + "\n" + `{"_id": "2", "title": "T", "text": "Second."}` + "\n")
 	plain := writeFile(t, filepath.Join(dir, "corpus.jsonl"), lines)
 	zipped := writeFile(t, filepath.Join(dir, "corpus.jsonl.gz"), gz(t, lines))
 	want := []string{`Café au lait "quoted".`, "Second."}

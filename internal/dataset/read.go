@@ -154,6 +154,9 @@ func eachLine(ctx context.Context, r io.Reader, path string, parse func([]byte) 
 			return ctx.Err()
 		}
 		raw := bytes.TrimRight(sc.Bytes(), "\r")
+		if line == 1 {
+			raw = bytes.TrimPrefix(raw, []byte("\ufeff")) // a byte-order mark from Windows tools
+		}
 		if len(bytes.TrimSpace(raw)) == 0 {
 			continue
 		}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/embedbench/embedbench/internal/dataset"
 	"github.com/embedbench/embedbench/internal/hub"
+	"github.com/embedbench/embedbench/internal/tokenizer"
 )
 
 func init() {
@@ -23,6 +25,7 @@ func runData(ctx context.Context, args []string) error {
 	output := fs.String("output", "test_sentences.json", "where to write the JSON list of passages")
 	count := fs.Int("count", 10000, "how many distinct passages to sample")
 	seed := fs.Uint64("seed", 42, "random seed: the same source and seed give the same file")
+	model := fs.String("model", "", "optional model directory or hub id whose tokenizer.json gives token-length statistics")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -31,7 +34,19 @@ func runData(ctx context.Context, args []string) error {
 	}
 
 	start := time.Now()
-	path, err := dataset.ResolveSource(ctx, hub.NewClientFromEnv(), *source)
+	client := hub.NewClientFromEnv()
+	// Load the tokenizer first, so a bad --model fails before the sampling work.
+	var tok *tokenizer.Tokenizer
+	if *model != "" {
+		dir, err := client.ResolveModel(ctx, *model, false)
+		if err != nil {
+			return err
+		}
+		if tok, err = tokenizer.LoadFile(filepath.Join(dir, "tokenizer.json")); err != nil {
+			return fmt.Errorf("--model %s: %w", *model, err)
+		}
+	}
+	path, err := dataset.ResolveSource(ctx, client, *source)
 	if err != nil {
 		return err
 	}
@@ -52,5 +67,19 @@ func runData(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stdout, "wrote %d passages to %s (seed %d; source %s: %d distinct, %d empty and %d duplicates dropped)\n",
 		len(sample.Passages), *output, *seed, path, sample.Distinct, sample.Empty, sample.Duplicates)
 	fmt.Fprintf(os.Stdout, "  %s\n", chars)
+	if tok != nil {
+		tokens := dataset.DescribeLengths(tokenLengths(tok, sample.Passages), "tokens (with [CLS]/[SEP])")
+		slog.Info("token lengths", "model", *model, "min", tokens.Min, "mean", tokens.Mean, "p50", tokens.P50, "p90", tokens.P90, "max", tokens.Max)
+		fmt.Fprintf(os.Stdout, "  %s\n", tokens)
+	}
 	return nil
+}
+
+func tokenLengths(tok *tokenizer.Tokenizer, passages []string) []int {
+	lengths := make([]int, len(passages))
+	var ids []int32
+	for i, p := range passages {
+		ids, lengths[i] = tok.AppendIDs(ids[:0], p, 0)
+	}
+	return lengths
 }

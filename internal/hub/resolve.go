@@ -47,7 +47,7 @@ func (c *Client) ResolveModel(ctx context.Context, ref string, withWeights bool)
 	if dir, missing := c.cachedModel(repoID, revision, withWeights); missing == "" {
 		return dir, nil
 	} else if c.Offline {
-		return "", fmt.Errorf("model %s: %s is not in the cache %s and HF_HUB_OFFLINE is set: %w", ref, missing, c.CacheDir, ErrOffline)
+		return "", fmt.Errorf("model %s: %s is missing from %s: %w", ref, missing, c.CacheDir, ErrOffline)
 	}
 
 	configPath, err := c.Download(ctx, RepoModel, repoID, revision, configFile)

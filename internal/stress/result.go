@@ -38,8 +38,9 @@ type Result struct {
 
 	// The seed's fields, kept with their names and meanings.
 
-	// TestDurationSeconds is the measured window: from the end of warm-up to the moment the
-	// generator stopped issuing requests (shorter than asked when the run was cut short).
+	// TestDurationSeconds is the measured window: from the end of warm-up until the last
+	// request issued in the window finished (so the requests still in flight at the planned end
+	// are waited for, and counted); shorter than asked when the run was cut short.
 	TestDurationSeconds float64 `json:"test_duration_seconds"`
 	// TotalRequests counts requests issued in the measured window that finished with an outcome
 	// (success or a classified error). Warm-up requests and requests abandoned unfinished at the
@@ -176,9 +177,10 @@ type OpenLoopStats struct {
 	SentRequests      int64 `json:"sent_requests"`
 	// AchievedSendRate is SentRequests / test duration.
 	AchievedSendRate float64 `json:"achieved_send_rate"`
-	// LateRequests were sent more than LateThresholdSeconds after their intended time, almost
-	// always because --max-concurrent-requests were all in flight. When it is non-zero the
-	// generator could not keep the rate, and only the corrected latency is honest.
+	// LateRequests found all --max-concurrent-requests in flight when they were due and so left
+	// more than LateThresholdSeconds after their intended time (scheduler jitter alone never
+	// counts). When it is non-zero the generator could not keep the rate, and only the
+	// corrected latency is honest.
 	LateRequests         int64   `json:"late_requests"`
 	LateThresholdSeconds float64 `json:"late_threshold_seconds"`
 	// UnsentRequests were due in the window but never sent before it ended (the backlog left
@@ -337,6 +339,8 @@ type SLOCheck struct {
 	Unit      string  `json:"unit"`
 	Actual    float64 `json:"actual"`
 	Passed    bool    `json:"passed"`
+	// Note says why a clause could not be checked (it then fails), e.g. "not measured".
+	Note string `json:"note,omitempty"`
 }
 
 // Config is the run's full configuration, as resolved (defaults filled in).

@@ -192,8 +192,9 @@ func TestMergesBothFormatsAndOrder(t *testing.T) {
 	}
 }
 
-// decodeIDs concatenates the text of the tokens (for byte-level BPE tokens, their bytes).
-func decodeIDs(tok *Tokenizer, ids []int32) string {
+// tokenDecoder returns a function that concatenates the text of tokens (for byte-level BPE
+// tokens, their bytes).
+func tokenDecoder(tok *Tokenizer) func([]int32) string {
 	m := tok.model.(*bpe)
 	text := make(map[int32]string, len(m.vocab)+len(tok.added))
 	for s, id := range m.vocab {
@@ -204,11 +205,13 @@ func decodeIDs(tok *Tokenizer, ids []int32) string {
 	for s, id := range tok.added {
 		text[id] = s
 	}
-	var sb strings.Builder
-	for _, id := range ids {
-		sb.WriteString(text[id])
+	return func(ids []int32) string {
+		var sb strings.Builder
+		for _, id := range ids {
+			sb.WriteString(text[id])
+		}
+		return sb.String()
 	}
-	return sb.String()
 }
 
 // checkInvariants checks what must hold for any input: ids in the vocabulary, AppendIDs and
@@ -258,7 +261,7 @@ func checkInvariants(t *testing.T, tok *Tokenizer, text string, decode func([]in
 
 func TestHardCaseInvariants(t *testing.T) {
 	tok := loadModernBERT(t)
-	decode := func(ids []int32) string { return decodeIDs(tok, ids) }
+	decode := tokenDecoder(tok)
 	for _, text := range hardCases(t) {
 		checkInvariants(t, tok, text, decode)
 	}

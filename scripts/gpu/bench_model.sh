@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# GPU machine, part 1 of the benchmark page: tokenizer speed (ours vs HF tokenizers), model
+# parity with HF transformers on the full-size random checkpoint, model-only throughput (ours
+# bf16/fp32 vs HF). Writes everything under $W and packs it into $OUT/part1.tgz.
+set -uo pipefail
+source scripts/gpu/env.sh
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  lscpu | grep 'Model name'; nproc; } > "$W/machine.txt"
+
+echo "== tokenizer: ours (one core) and HF tokenizers"
+(cd internal/tokenizer && GOMAXPROCS=1 "$OLDPWD/.devcarry/tokenizer.test" -test.run '^$' \
+  -test.bench 'MSMARCO' -test.benchmem -test.cpu 1 -test.benchtime 3s) | tee "$W/tokenizer_go.txt"
+python3 scripts/gpu/tokenizer_bench.py --tokenizer "$TOK/tokenizer.json" --tsv "$TSV" | tee "$W/tokenizer_hf.json"
+
+echo "== parity with HF transformers (full size, random weights)"
+python3 - "$TSV" > "$W/parity_texts.jsonl" <<'PY'
+import json, sys
+rows = [l.rstrip("\n").partition("\t")[2] for l in open(sys.argv[1], encoding="utf-8", newline="\n") if l.strip()]
+for t in rows[:56]:
+    print(json.dumps({"text": t}))
+for i in range(8):  # long texts, 500 to 1000 tokens, so the sliding window is exercised
+    print(json.dumps({"text": " ".join(rows[100 + 12 * i: 100 + 12 * i + 6 + i])}))
+PY
+python3 scripts/gpu/modernbert_full.py reference --model "$MB" --texts "$W/parity_texts.jsonl" --out "$W/parity_ref.json" 2>&1 | grep -v -i warn
+for dt in float32 bfloat16; do
+  "$BIN" embed --model "$MB" --device cuda --dtype $dt < "$W/parity_texts.jsonl" > "$W/ours_$dt.jsonl" 2> "$W/embed_$dt.log" || tail -5 "$W/embed_$dt.log"
+  for against in float32 bfloat16; do
+    python3 scripts/gpu/modernbert_full.py compare --reference "$W/parity_ref.json" --ours "$W/ours_$dt.jsonl" \
+      --against $against --label "ours $dt" | tee -a "$W/parity.jsonl"
+  done
+done
+
+echo "== model-only throughput: ours"
+for dt in bfloat16 float32; do
+  "$BIN" bench-model --model "$MB" --device cuda --dtype $dt --data "$TSV" --seconds 15 \
+    > "$W/model_$dt.json" 2> "$W/model_$dt.log"; cat "$W/model_$dt.json"; tail -3 "$W/model_$dt.log"
+done
+
+echo "== model-only throughput: HF transformers"
+python3 scripts/gpu/hf_model_bench.py --model "$MB" --tsv "$TSV" --seconds 8 2>&1 | grep -v -i warn | tee "$W/hf_model.jsonl"
+
+tar -C "$W" -czf "$OUT/part1.tgz" .

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# GPU machine, part 2 of the benchmark page: the services end to end over HTTP, measured by
+# embedbench stress: our continuous engine (bf16, fp32), our sequential engine (fp32) and the
+# seed's HuggingFace backend (scripts/gpu/hf_service.py), all on the same random checkpoint.
+# All servers stay up; only the one under test gets traffic. Packs $W into $OUT/part2.tgz.
+set -uo pipefail
+source scripts/gpu/env.sh
+DUR=${DUR:-10s}
+"$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
+
+serve() { # name port args...
+  local name=$1 port=$2; shift 2
+  "$BIN" --log-format json serve --port "$port" --model "$MB" --device cuda "$@" > "$W/server_$name.log" 2>&1 &
+}
+serve cont-bf16 8001 --engine continuous --dtype bfloat16
+serve cont-fp32 8003 --engine continuous --dtype float32
+serve seq-fp32 8000 --engine sequential --dtype float32
+python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf.log" 2>&1 &
+for p in 8001 8003 8000 8002; do wait_healthy http://127.0.0.1:$p 240; done
+
+# run LABEL PORT args...: one stress run into its own folder.
+run() {
+  local label=$1 port=$2; shift 2
+  mkdir -p "$W/stress/$label"
+  "$BIN" stress --service-url http://127.0.0.1:$port --batch-size 32 --duration "$DUR" \
+    --warmup-seconds 2 --timeout 20s --output-dir "$W/stress/$label" "$@" > "$W/stress/$label/stdout.txt" 2>&1
+  python3 scripts/gpu/summarize.py "$W/stress/$label" "$label"
+}
+peak() { python3 scripts/gpu/summarize.py --peak "$W/stress" "$1"; }  # best passages/s among runs whose label starts so
+
+for c in 1 8 32 64 128 256; do run cont-bf16_c$c 8001 --max-concurrent-requests $c; done
+for c in 64 256; do run cont-fp32_c$c 8003 --max-concurrent-requests $c; done
+for c in 1 16 64; do run seq-fp32_c$c 8000 --max-concurrent-requests $c; done
+for c in 1 16 64; do run hf-fp32_c$c 8002 --max-concurrent-requests $c; done
+
+# Open loop (latency from intended send times): 50% and 90% of the continuous engine's peak,
+# for every row, and the HF reference's own peak rate on the continuous engine.
+CONT=$(peak cont-bf16_c); HF=$(peak hf-fp32_c)
+for pct in 50 90; do
+  rate=$(python3 -c "print(round($CONT * $pct / 100 / 32, 2))")
+  run cont-bf16_rate$pct 8001 --rate "$rate" --max-concurrent-requests 4096
+  run cont-fp32_rate$pct 8003 --rate "$rate" --max-concurrent-requests 4096
+  run seq-fp32_rate$pct 8000 --rate "$rate" --max-concurrent-requests 4096
+  run hf-fp32_rate$pct 8002 --rate "$rate" --max-concurrent-requests 4096
+done
+hfrate=$(python3 -c "print(round($HF / 32, 2))")
+run cont-bf16_hfpeak 8001 --rate "$hfrate" --max-concurrent-requests 4096
+run hf-fp32_hfpeak 8002 --rate "$hfrate" --max-concurrent-requests 4096
+
+echo "== fairness: the same passages through HF and through ours"
+for p in 8001 8003 8000; do
+  "$BIN" compare --check-embeddings http://127.0.0.1:8002 http://127.0.0.1:$p \
+    --data-file "$W/test_sentences.json" --passages 256 > "$W/fairness_$p.txt" 2>&1; tail -4 "$W/fairness_$p.txt"
+done
+
+echo "== report"
+best() { python3 scripts/gpu/summarize.py --best-file "$W/stress" "$1"; }
+"$BIN" compare --labels "HF reference (fp32),sequential (fp32),continuous (fp32),continuous (bf16)" \
+  --title "embedbench on one H200: ModernBERT-base, random weights, MS MARCO, client batch 32" \
+  --html "$W/report.html" "$(best hf-fp32_c)" "$(best seq-fp32_c)" "$(best cont-fp32_c)" "$(best cont-bf16_c)" | tee "$W/compare.txt"
+kill %1 %2 %3 %4 2>/dev/null; wait
+tar -C "$W" -czf "$OUT/part2.tgz" .

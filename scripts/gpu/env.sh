@@ -1,0 +1,28 @@
+# Sourced by the GPU-machine scripts: paths, the PJRT plugin, the benchmark checkpoint.
+# Expects the repo root as working directory and .devcarry carried (see README.md here).
+export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export EMBEDBENCH_SHARED=$PWD/.devcarry/shared
+BIN=$PWD/.devcarry/embedbench
+TOK=$EMBEDBENCH_SHARED/models/modernbert-base
+TSV=$EMBEDBENCH_SHARED/data/msmarco/collection.sample.tsv
+EMBEDBENCH_XLA_PLUGIN=$(python3 -c 'import jax_plugins.xla_cuda13 as p; print(p.__path__[0])')/xla_cuda_plugin.so
+export EMBEDBENCH_XLA_PLUGIN
+W=${W:-/tmp/bench}
+MB=${MB:-/tmp/mb}   # full-size ModernBERT-base, random weights (HF init, seed 0)
+mkdir -p "$W"
+
+# The same random checkpoint for every row: our engines and the HF reference load this file.
+if [ ! -f "$MB/model.safetensors" ]; then
+  python3 scripts/gpu/modernbert_full.py make --config "$TOK/config.json" --tokenizer-dir "$TOK" \
+    --out "$MB" --seed 0 2>&1 | grep -v -i warn
+fi
+
+# wait_healthy URL SECONDS: poll /health until it answers 200.
+wait_healthy() {
+  local url=$1 limit=$2 t=0
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/health")" = 200 ]; do
+    sleep 1; t=$((t + 1))
+    if [ $t -ge "$limit" ]; then echo "$url not healthy after ${limit}s"; return 1; fi
+  done
+  echo "$url healthy after ${t}s"
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Small helpers for the GPU benchmark scripts, over embedbench stress result files.
+
+  summarize.py DIR LABEL           one line: the run's throughput, latency, success, GPU
+  summarize.py --peak ROOT PREFIX  highest passages/s among ROOT/PREFIX*/ runs
+  summarize.py --best-file ROOT PREFIX   the result file of that run
+"""
+import glob
+import json
+import os
+import sys
+
+
+def results(root, prefix):
+    for d in sorted(glob.glob(os.path.join(root, prefix + "*"))):
+        for f in glob.glob(os.path.join(d, "stress_test_results_*.json")):
+            yield f, json.load(open(f))
+
+
+def line(label, r):
+    lat = r["latency_metrics"]
+    gpu = r.get("gpu_utilization_percent")
+    tps = r.get("tokens_per_second")
+    return (f"{label:22s} req/s {r['requests_per_second']:8.1f}  passages/s {r['passages_per_second']:9.1f}  "
+            f"tokens/s {tps if tps is None else round(tps):>9}  p50 {lat['p50']*1000:8.1f} ms  "
+            f"p99 {lat['p99']*1000:8.1f} ms  success {r['success_rate']*100:6.2f}%  GPU {gpu if gpu is None else round(gpu)}%")
+
+
+def main():
+    if sys.argv[1] in ("--peak", "--best-file"):
+        found = list(results(sys.argv[2], sys.argv[3]))
+        if not found:
+            sys.exit(f"no results for {sys.argv[3]}")
+        f, r = max(found, key=lambda fr: fr[1]["passages_per_second"])
+        print(f if sys.argv[1] == "--best-file" else r["passages_per_second"])
+        return
+    d, label = sys.argv[1], sys.argv[2]
+    files = glob.glob(os.path.join(d, "stress_test_results_*.json"))
+    if not files:
+        print(f"{label:22s} NO RESULT: " + open(os.path.join(d, "stdout.txt")).read()[-300:].replace("\n", " | "))
+        return
+    print(line(label, json.load(open(files[0]))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

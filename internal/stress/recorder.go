@@ -69,9 +69,10 @@ type recorder struct {
 	curTokens int64
 	series    []SecondPoint
 
-	// lastAlive is the last time a request ended in anything but a connection error; the run
-	// gives up when connection errors alone have been seen for too long.
-	lastAlive time.Time
+	// connErrSince is when the current streak of connection errors began (zero when the last
+	// outcome was anything else); the run gives up when the streak lasts too long. A slow
+	// server that has not answered yet is no streak.
+	connErrSince time.Time
 }
 
 func newRecorder(openLoop bool, windowStart time.Time, lateThreshold time.Duration) *recorder {
@@ -89,7 +90,6 @@ func newRecorder(openLoop bool, windowStart time.Time, lateThreshold time.Durati
 		errors:        map[string]int64{},
 		examples:      map[string]string{},
 		curHist:       newHist(),
-		lastAlive:     time.Now(),
 	}
 }
 
@@ -157,8 +157,11 @@ func (r *recorder) record(o *outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.inFlight--
-	if o.class != ErrClassConnection {
-		r.lastAlive = o.done
+	switch {
+	case o.class != ErrClassConnection:
+		r.connErrSince = time.Time{}
+	case r.connErrSince.IsZero():
+		r.connErrSince = o.done
 	}
 	if o.intended.Before(r.windowStart) {
 		r.warmup++
@@ -222,7 +225,10 @@ func (r *recorder) record(o *outcome) {
 func (r *recorder) deadFor(now time.Time) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return now.Sub(r.lastAlive)
+	if r.connErrSince.IsZero() {
+		return 0
+	}
+	return now.Sub(r.connErrSince)
 }
 
 // Progress is a live view of a run, for a progress display.

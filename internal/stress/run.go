@@ -503,8 +503,13 @@ func truncate(b []byte, n int) string {
 	return s
 }
 
-// classify names the error class of a failed round trip.
+// classify names the error class of a failed round trip. Failing to connect is a connection
+// error even when the dial timed out; a timeout is a request that got no answer in time.
 func classify(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return ErrClassConnection
+	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return ErrClassTimeout

@@ -1,0 +1,192 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/embedbench/embedbench/internal/hub"
+	"github.com/embedbench/embedbench/internal/localdata"
+	"github.com/embedbench/embedbench/internal/modernbert"
+)
+
+// DefaultModelID is the model the demo describes itself as, and downloads config and tokenizer
+// of when nothing local is found.
+const DefaultModelID = "answerdotai/ModernBERT-base"
+
+// Size is a scaled ModernBERT: the real architecture (alternating global and sliding-window
+// attention, GeGLU, RoPE, the real vocabulary) with fewer or narrower layers.
+type Size struct {
+	Name                                string
+	Layers, Hidden, Heads, Intermediate int
+}
+
+// Sizes the demo offers. "base" keeps the checkpoint's own configuration.
+var Sizes = []Size{
+	// tiny is what a 2-core CPU runs in a few minutes: 3 layers keep one global and two
+	// sliding-window layers, as the real model alternates them.
+	{Name: "tiny", Layers: 3, Hidden: 128, Heads: 2, Intermediate: 256},
+	{Name: "small", Layers: 6, Hidden: 256, Heads: 4, Intermediate: 512},
+	{Name: "base"},
+}
+
+func sizeByName(name string) (Size, error) {
+	var names []string
+	for _, s := range Sizes {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return Size{}, fmt.Errorf("size %q: want one of %s", name, strings.Join(names, ", "))
+}
+
+// modelSetup is everything both services share: the same configuration and the same weights,
+// so that the comparison is fair by construction.
+type modelSetup struct {
+	dir     string // config.json and tokenizer.json
+	modelID string
+	cfg     modernbert.Config
+	weights *modernbert.Weights
+	size    Size
+	backend string // "simplego" or "xla:..."
+	gpu     bool
+}
+
+// resolveModelDir finds config.json and tokenizer.json: --model (a directory or a hub id),
+// else the shared copy of ModernBERT-base, else the hub.
+func resolveModelDir(ctx context.Context, ref string, withWeights, offline bool) (dir, id string, err error) {
+	client := hub.NewClientFromEnv()
+	if offline {
+		client.Offline = true
+	}
+	if ref != "" {
+		dir, err := client.ResolveModel(ctx, ref, withWeights)
+		if err != nil {
+			return "", "", err
+		}
+		id := ref
+		if st, err := os.Stat(ref); err == nil && st.IsDir() {
+			id = filepath.Base(filepath.Clean(dir))
+		}
+		return dir, id, nil
+	}
+	if dir, err := localdata.ModernBERTDir(); err == nil {
+		return dir, DefaultModelID, nil
+	}
+	dir, err = client.ResolveModel(ctx, DefaultModelID, withWeights)
+	if err != nil {
+		return "", "", fmt.Errorf("no model: no --model, no shared copy of %s (%v), and the hub: %w", DefaultModelID, localdata.ErrNotFound, err)
+	}
+	return dir, DefaultModelID, nil
+}
+
+func hasWeights(dir string) bool {
+	for _, name := range []string{"model.safetensors", "model.safetensors.index.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// chooseBackend picks where the models run: "cpu" is GoMLX's pure-Go simplego; "gpu" needs
+// the XLA PJRT plugin; "auto" takes the GPU when the plugin is found.
+func chooseBackend(device string) (backend string, onGPU bool, err error) {
+	switch device {
+	case "cpu":
+		return "simplego", false, nil
+	case "gpu", "cuda", "auto", "":
+		b, err := modernbert.ResolveBackend("")
+		if err != nil {
+			return "", false, err
+		}
+		if strings.HasPrefix(b, "xla:") {
+			return b, true, nil
+		}
+		if device == "auto" || device == "" {
+			return b, false, nil
+		}
+		return "", false, fmt.Errorf("--device %s: no XLA PJRT GPU plugin found (set %s to its path)", device, modernbert.EnvXLAPlugin)
+	}
+	return "", false, fmt.Errorf("--device %q: want auto, cpu or gpu", device)
+}
+
+// setupModel decides the model, its size and weights for the demo.
+func setupModel(ctx context.Context, o Options) (modelSetup, error) {
+	backend, onGPU, err := chooseBackend(o.Device)
+	if err != nil {
+		return modelSetup{}, err
+	}
+	sizeName := o.Size
+	if sizeName == "" {
+		sizeName = "tiny"
+		if onGPU {
+			sizeName = "base"
+		}
+	}
+	size, err := sizeByName(sizeName)
+	if err != nil {
+		return modelSetup{}, err
+	}
+	wantReal := o.Weights == "real"
+	switch o.Weights {
+	case "", "auto", "random", "real":
+	default:
+		return modelSetup{}, fmt.Errorf("--weights %q: want auto, random or real", o.Weights)
+	}
+	if wantReal && size.Name != "base" {
+		return modelSetup{}, fmt.Errorf("--weights real needs --size base: a checkpoint's weights only fit its own size")
+	}
+	dir, id, err := resolveModelDir(ctx, o.Model, wantReal, o.Offline)
+	if err != nil {
+		return modelSetup{}, err
+	}
+	cfg, err := modernbert.LoadConfig(dir)
+	if err != nil {
+		return modelSetup{}, err
+	}
+	if size.Name != "base" {
+		cfg = cfg.Scaled(size.Layers, size.Hidden, size.Heads, size.Intermediate)
+	}
+	var w *modernbert.Weights
+	useReal := wantReal || (o.Weights != "random" && size.Name == "base" && hasWeights(dir))
+	if useReal {
+		if w, err = modernbert.LoadWeights(dir, cfg); err != nil {
+			return modelSetup{}, err
+		}
+	} else {
+		w = modernbert.RandomWeights(cfg, 0)
+	}
+	return modelSetup{dir: dir, modelID: id, cfg: cfg, weights: w, size: size, backend: backend, gpu: onGPU}, nil
+}
+
+// servedID is the model name the services report: a scaled model must not pass for the
+// checkpoint it was scaled from.
+func (m modelSetup) servedID() string {
+	if m.size.Name == "base" {
+		return m.modelID
+	}
+	return fmt.Sprintf("%s-%s (scaled: %d layers, hidden %d)", m.modelID, m.size.Name, m.cfg.NumHiddenLayers, m.cfg.HiddenSize)
+}
+
+// describe says in one sentence which model, weights, device and size the demo used.
+func (m modelSetup) describe() string {
+	kind := "real weights from " + m.weights.Source
+	if strings.HasPrefix(m.weights.Source, "random") {
+		kind = "RANDOM weights (" + m.weights.Source + "): speed only, the vectors mean nothing"
+	}
+	device := fmt.Sprintf("CPU (GoMLX simplego, %d cores)", runtime.NumCPU())
+	if m.gpu {
+		device = "GPU (GoMLX XLA, " + strings.TrimPrefix(m.backend, "xla:") + ")"
+	}
+	size := m.size.Name + " size, scaled down to fit this machine: " + m.cfg.Summary()
+	if m.size.Name == "base" {
+		size = "full size: " + m.cfg.Summary()
+	}
+	return fmt.Sprintf("Model: %s architecture with its real tokenizer (%s), %s; %s; on %s.",
+		m.modelID, filepath.Join(m.dir, "tokenizer.json"), size, kind, device)
+}

@@ -3,7 +3,6 @@ package stress
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,33 +11,39 @@ import (
 	"time"
 )
 
+// loadingWait is how long a run waits for a service whose /health says 503 (still loading:
+// compiling a model's shapes can take a minute) before measuring anyway.
+const loadingWait = 3 * time.Minute
+
 // fetchHealth asks the service's /health what it is. A service that cannot be reached at all
-// is an error (the run would only measure connection errors); any answer, even an error
-// status, is recorded and the run goes on, since not every server has /health.
+// is an error (the run would only measure connection errors); one that answers 503 is waited
+// for; any other answer, even an error status, is recorded and the run goes on, since not
+// every server has /health.
 func fetchHealth(ctx context.Context, client *http.Client, serviceURL string) (ServerInfo, error) {
 	info := ServerInfo{HealthURL: strings.TrimRight(serviceURL, "/") + "/health"}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, info.HealthURL, nil)
-	if err != nil {
-		return info, fmt.Errorf("service URL %q: %w", serviceURL, err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return info, err
+	giveUp := time.Now().Add(loadingWait)
+	var body []byte
+	for {
+		status, b, err := getHealth(ctx, client, info.HealthURL)
+		if err != nil {
+			if ctx.Err() != nil {
+				return info, ctx.Err()
+			}
+			return info, fmt.Errorf("service at %s is unreachable: %w", serviceURL, err)
 		}
-		return info, fmt.Errorf("service at %s is unreachable: %w", serviceURL, err)
+		info.HealthStatusCode, body = status, b
+		if status != http.StatusServiceUnavailable || time.Now().After(giveUp) {
+			break
+		}
+		slog.Info("service is not ready yet (/health answered 503); waiting", "url", info.HealthURL, "body", truncate(b, 200))
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return info, ctx.Err()
+		}
 	}
-	defer resp.Body.Close()
-	info.HealthStatusCode = resp.StatusCode
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		info.HealthError = "reading /health: " + err.Error()
-		return info, nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		slog.Warn("service health check did not answer 200; measuring anyway", "url", info.HealthURL, "status", resp.Status, "body", truncate(body, 200))
+	if info.HealthStatusCode != http.StatusOK {
+		slog.Warn("service health check did not answer 200; measuring anyway", "url", info.HealthURL, "status", info.HealthStatusCode, "body", truncate(body, 200))
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return info, nil
@@ -69,4 +74,24 @@ func fetchHealth(ctx context.Context, client *http.Client, serviceURL string) (S
 	info.DType = text("dtype")
 	info.Weights = text("weights")
 	return info, nil
+}
+
+// getHealth fetches the health URL once: its status and body (up to 1 MiB).
+func getHealth(ctx context.Context, client *http.Client, healthURL string) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading %s: %w", healthURL, err)
+	}
+	return resp.StatusCode, body, nil
 }

@@ -141,7 +141,7 @@ func passages(n int) []string {
 	return out
 }
 
-func start(t *testing.T, f *fakeEmbedder) *httptest.Server {
+func start(t *testing.T, f http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)

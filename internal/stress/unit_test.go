@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -287,5 +288,27 @@ func TestRecorderStatisticsExact(t *testing.T) {
 	}
 	if len(sp) < 30 || sp[len(sp)-1].Percentile != 100 {
 		t.Errorf("spectrum of %d points ending %+v", len(sp), sp[len(sp)-1])
+	}
+}
+
+func TestWaitsForLoadingService(t *testing.T) {
+	var calls atomic.Int32
+	f := &fakeEmbedder{}
+	srv := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" && calls.Add(1) <= 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"status":"loading"}`))
+			return
+		}
+		f.ServeHTTP(w, r)
+	}))
+	opts := baseOptions(srv.URL)
+	opts.MaxRequests = 5
+	res, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 3 || res.Server.HealthStatusCode != 200 || res.Server.Engine != "fake" || res.SuccessfulRequests != 5 {
+		t.Errorf("after %d health calls: %+v", calls.Load(), res.Server)
 	}
 }

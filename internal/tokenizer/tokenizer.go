@@ -57,6 +57,20 @@ type scratch struct {
 	heap              []pendingMerge
 }
 
+// maxPooledLen bounds the buffers kept for reuse: one huge input should not pin its scratch
+// memory for the life of the process.
+const maxPooledLen = 1 << 16
+
+func (t *Tokenizer) putScratch(sc *scratch) {
+	if cap(sc.symbols) > maxPooledLen || cap(sc.heap) > maxPooledLen || cap(sc.spans) > maxPooledLen ||
+		cap(sc.content) > maxPooledLen || cap(sc.words) > maxPooledLen || cap(sc.tokIDs) > maxPooledLen ||
+		cap(sc.tokEnds) > maxPooledLen || cap(sc.ends) > maxPooledLen || cap(sc.rawSegs) > maxPooledLen ||
+		cap(sc.normSegs) > maxPooledLen {
+		return
+	}
+	t.scratch.Put(sc)
+}
+
 // VocabSize is the number of ids the model's embedding table needs: the largest id of the
 // vocabulary, the added tokens and the post-processor, plus one.
 func (t *Tokenizer) VocabSize() int { return t.vocabSize }
@@ -73,7 +87,7 @@ func (t *Tokenizer) SpecialID(token string) (int32, bool) {
 // Encode tokenizes text as HF's Tokenizer.encode does, with offsets.
 func (t *Tokenizer) Encode(text string, opts EncodeOptions) Encoding {
 	sc := t.scratch.Get().(*scratch)
-	defer t.scratch.Put(sc)
+	defer t.putScratch(sc)
 
 	src, srcAlign := toValidUTF8(text)
 	sc.spans = sc.spans[:0]
@@ -112,7 +126,7 @@ func (t *Tokenizer) Encode(text string, opts EncodeOptions) Encoding {
 // capacity it does not allocate once the word cache is warm.
 func (t *Tokenizer) AppendIDs(dst []int32, text string, maxLength int) (ids []int32, totalTokens int) {
 	sc := t.scratch.Get().(*scratch)
-	defer t.scratch.Put(sc)
+	defer t.putScratch(sc)
 
 	src, _ := toValidUTF8(text)
 	dst = append(dst, t.prefix...)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 // loadingWait is how long a run waits for a service whose /health says 503 (still loading:
@@ -76,7 +78,7 @@ func fetchHealth(ctx context.Context, client *http.Client, serviceURL string) (S
 	return info, nil
 }
 
-// getHealth fetches the health URL once: its status and body (up to 1 MiB).
+// getHealth fetches a small JSON endpoint once: its status and body (up to 1 MiB).
 func getHealth(ctx context.Context, client *http.Client, healthURL string) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -94,4 +96,27 @@ func getHealth(ctx context.Context, client *http.Client, healthURL string) (int,
 		return 0, nil, fmt.Errorf("reading %s: %w", healthURL, err)
 	}
 	return resp.StatusCode, body, nil
+}
+
+// describeModel fills what /health did not say from the API flavour's own model endpoint:
+// /v1/models for OpenAI-style servers (vLLM), /info for TEI. Failures are ignored: these
+// endpoints are optional.
+func describeModel(ctx context.Context, client *http.Client, api, serviceURL string, info *ServerInfo) {
+	base := strings.TrimRight(serviceURL, "/")
+	switch {
+	case api == APIOpenAI && info.Model == "":
+		if status, body, err := getHealth(ctx, client, base+"/v1/models"); err == nil && status == http.StatusOK {
+			info.Model = gjson.GetBytes(body, "data.0.id").String()
+		}
+	case api == APITEI && (info.Model == "" || info.DType == ""):
+		if status, body, err := getHealth(ctx, client, base+"/info"); err == nil && status == http.StatusOK {
+			doc := gjson.ParseBytes(body)
+			if info.Model == "" {
+				info.Model = doc.Get("model_id").String()
+			}
+			if info.DType == "" {
+				info.DType = doc.Get("model_dtype").String()
+			}
+		}
+	}
 }

@@ -193,7 +193,8 @@ type OpenLoopStats struct {
 }
 
 // SecondPoint is one second of the measured window. Requests are attributed to the second in
-// which they finished.
+// which they finished, so the last points may lie past the planned end, while the requests in
+// flight at the end drained.
 type SecondPoint struct {
 	// Second is the offset of the interval's start from StartedAt, in whole seconds.
 	Second int `json:"second"`
@@ -299,9 +300,9 @@ type ServerInfo struct {
 	HealthStatusCode int             `json:"health_status_code"`
 	Health           json.RawMessage `json:"health,omitempty"`
 	HealthError      string          `json:"health_error,omitempty"`
-	// Model, Engine, DType and Weights are read from /health (fields "model", "backend" or
-	// "engine", "dtype", "weights"), falling back to the "model" field of embedding responses
-	// for Model. Empty when the server did not say.
+	// Model, Engine, DType and Weights are read from /health (fields "model", "engine" or
+	// "backend", "dtype", "weights"), then from /v1/models (openai) or /info (TEI), then from
+	// the "model" field of embedding responses. Empty when the server did not say.
 	Model   string `json:"model,omitempty"`
 	Engine  string `json:"engine,omitempty"`
 	DType   string `json:"dtype,omitempty"`

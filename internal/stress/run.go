@@ -120,8 +120,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	pl, err := newPayload(opts.API, opts.ServiceURL, opts.Model, opts.Passages, opts.BatchSize)
-	if err != nil {
+	// Check the payload before touching the network, so bad options fail at once.
+	if _, err := newPayload(opts.API, opts.ServiceURL, opts.Model, opts.Passages, opts.BatchSize); err != nil {
 		return nil, err
 	}
 	var connections atomic.Int64
@@ -131,6 +131,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	server, err := fetchHealth(ctx, client, opts.ServiceURL)
+	if err != nil {
+		return nil, err
+	}
+	describeModel(ctx, client, opts.API, opts.ServiceURL, &server)
+	if opts.API == APIOpenAI && opts.Model == "" {
+		// OpenAI-style servers may insist on a model name; use the one the server serves.
+		opts.Model = server.Model
+	}
+	pl, err := newPayload(opts.API, opts.ServiceURL, opts.Model, opts.Passages, opts.BatchSize)
 	if err != nil {
 		return nil, err
 	}
@@ -461,6 +470,8 @@ func (r *runner) do(ctx context.Context, n int64, intended time.Time, capped boo
 	case err != nil && ctx.Err() != nil:
 		r.rec.abandoned(intended)
 		return buf
+	case errors.Is(err, errResponseTooLarge):
+		o.class, o.message = ErrClassBadResponse, err.Error()
 	case err != nil:
 		o.class, o.message = classify(err), "reading response: "+err.Error()
 	case resp.StatusCode != http.StatusOK:
@@ -478,9 +489,18 @@ func (r *runner) do(ctx context.Context, n int64, intended time.Time, capped boo
 	return buf
 }
 
+// maxResponseBytes bounds a response body: far above any real embedding answer (32 x 4096
+// floats is about 1.5 MB), low enough that a broken server cannot exhaust memory.
+const maxResponseBytes = 256 << 20
+
+var errResponseTooLarge = errors.New("response larger than 256 MiB")
+
 // readAll reads body into buf, growing it as needed, so a worker reuses one buffer.
 func readAll(body io.Reader, buf []byte) ([]byte, error) {
 	for {
+		if len(buf) >= maxResponseBytes {
+			return buf, errResponseTooLarge
+		}
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}

@@ -1,8 +1,10 @@
 package stress
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -310,5 +312,49 @@ func TestWaitsForLoadingService(t *testing.T) {
 	}
 	if calls.Load() != 3 || res.Server.HealthStatusCode != 200 || res.Server.Engine != "fake" || res.SuccessfulRequests != 5 {
 		t.Errorf("after %d health calls: %+v", calls.Load(), res.Server)
+	}
+}
+
+// vLLM and TEI answer /health with an empty 200; the model comes from /v1/models or /info,
+// and openai requests then name the served model.
+func TestModelFromVLLMAndTEIEndpoints(t *testing.T) {
+	var sentModel atomic.Value
+	f := &fakeEmbedder{}
+	srv := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/health":
+			return
+		case "/v1/models":
+			w.Write([]byte(`{"object":"list","data":[{"id":"answerdotai/ModernBERT-base","object":"model"}]}`))
+			return
+		case "/info":
+			w.Write([]byte(`{"model_id":"BAAI/bge-small","model_dtype":"float16","version":"1.5"}`))
+			return
+		case "/v1/embeddings":
+			body, _ := io.ReadAll(r.Body)
+			var m struct{ Model string }
+			json.Unmarshal(body, &m)
+			sentModel.Store(m.Model)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		f.ServeHTTP(w, r)
+	}))
+	opts := baseOptions(srv.URL)
+	opts.MaxRequests = 3
+	opts.API = APIOpenAI
+	res, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Server.Model != "answerdotai/ModernBERT-base" || sentModel.Load() != "answerdotai/ModernBERT-base" || res.Server.Health != nil {
+		t.Errorf("openai: server %+v, requests named %v", res.Server, sentModel.Load())
+	}
+	opts.API = APITEI
+	res, err = Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Server.Model != "BAAI/bge-small" || res.Server.DType != "float16" {
+		t.Errorf("tei: server %+v", res.Server)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"unicode/utf8"
 )
 
-// addedToken is one entry of tokenizer.json's "added_tokens".
+// addedToken is one entry of tokenizer.json's "added_tokens". Its "special" flag only matters
+// for decoding (and for HF's encode_special_tokens option, off by default): special or not, an
+// added token found in the text is encoded as itself.
 type addedToken struct {
 	id         int32
 	content    string
@@ -13,7 +15,6 @@ type addedToken struct {
 	lstrip     bool // also take the whitespace on its left
 	rstrip     bool // also take the whitespace on its right
 	normalized bool // match against the normalized text (else the raw input)
-	special    bool
 }
 
 // segment is a piece of text: an added token (id >= 0) or text for the model (id < 0).

@@ -29,7 +29,6 @@ type addedTokenJSON struct {
 	LStrip     bool   `json:"lstrip"`
 	RStrip     bool   `json:"rstrip"`
 	Normalized *bool  `json:"normalized"`
-	Special    bool   `json:"special"`
 }
 
 // component is what every normalizer, pre-tokenizer, model and post-processor has in common.
@@ -248,7 +247,6 @@ func (t *Tokenizer) loadAddedTokens(list []addedTokenJSON) error {
 		tok := addedToken{
 			id: *a.ID, content: a.Content, singleWord: a.SingleWord, lstrip: a.LStrip, rstrip: a.RStrip,
 			normalized: a.Normalized == nil || *a.Normalized, // HF's default for a missing flag
-			special:    a.Special,
 		}
 		t.added[tok.content] = tok.id
 		if !tok.normalized {

@@ -31,7 +31,7 @@ type Tokenizer struct {
 // EncodeOptions says what Encode adds and where it cuts.
 type EncodeOptions struct {
 	AddSpecialTokens bool // the post-processor's tokens, [CLS] ... [SEP] for ModernBERT
-	MaxLength        int  // 0 = no truncation; counts the special tokens, which are always kept
+	MaxLength        int  // 0 (or less) = no truncation; counts the special tokens, which are always kept
 	TruncateLeft     bool // drop tokens from the start instead of the end
 }
 

@@ -28,12 +28,19 @@ func (m *Model) Embed(ctx context.Context, seqs [][]int32, layout Layout) ([][]f
 	if len(seqs) == 0 {
 		return [][]float32{}, stats, nil
 	}
+	if (layout == Packed && len(m.packed) == 0) || (layout == Padded && len(m.padded) == 0) {
+		return nil, stats, fmt.Errorf("layout %s was not compiled (Options.Layouts)", layout)
+	}
+	lengths := make([]int, len(seqs))
+	for i, seq := range seqs {
+		lengths[i] = len(seq)
+	}
 	var plan []stepPlan
 	switch layout {
 	case Packed:
-		plan = m.planPacked(seqs)
+		plan = m.planPacked(lengths)
 	case Padded:
-		plan = m.planPadded(seqs)
+		plan = m.planPadded(lengths)
 	default:
 		return nil, stats, fmt.Errorf("unknown layout %d", layout)
 	}
@@ -104,26 +111,25 @@ func (m *Model) rowLengthFor(n, minLen int) int {
 	return m.opts.RowLengths[len(m.opts.RowLengths)-1]
 }
 
-// planPadded puts each sequence alone in a row of the shortest row length holding it.
-func (m *Model) planPadded(seqs [][]int32) []stepPlan {
-	groups := map[int][]int{}
-	for i, seq := range seqs {
-		l := m.rowLengthFor(len(seq), 0)
-		groups[l] = append(groups[l], i)
+// planPadded puts each sequence alone in a row, as HF does: sequences sorted by decreasing
+// length, each step padded to the row length bucket of its longest sequence and holding as
+// many sequences as that step has rows.
+func (m *Model) planPadded(lengths []int) []stepPlan {
+	idxs := make([]int, len(lengths))
+	for i := range idxs {
+		idxs[i] = i
 	}
+	sort.SliceStable(idxs, func(a, b int) bool { return lengths[idxs[a]] > lengths[idxs[b]] })
 	var plan []stepPlan
-	for _, l := range m.opts.RowLengths {
-		st := m.padded[l]
-		idxs := groups[l]
-		for len(idxs) > 0 {
-			n := min(st.spec.rows, len(idxs))
-			p := stepPlan{st: st}
-			for _, idx := range idxs[:n] {
-				p.rows = append(p.rows, []int{idx})
-			}
-			plan = append(plan, p)
-			idxs = idxs[n:]
+	for len(idxs) > 0 {
+		st := m.padded[m.rowLengthFor(lengths[idxs[0]], 0)]
+		n := min(st.spec.rows, len(idxs))
+		p := stepPlan{st: st}
+		for _, idx := range idxs[:n] {
+			p.rows = append(p.rows, []int{idx})
 		}
+		plan = append(plan, p)
+		idxs = idxs[n:]
 	}
 	return plan
 }
@@ -131,10 +137,10 @@ func (m *Model) planPadded(seqs [][]int32) []stepPlan {
 // planPacked packs sequences into rows first-fit by decreasing length: sequences up to the
 // packed row length share rows of that length; longer ones go to the shortest row length
 // holding them, packed among themselves.
-func (m *Model) planPacked(seqs [][]int32) []stepPlan {
+func (m *Model) planPacked(lengths []int) []stepPlan {
 	groups := map[int][]int{}
-	for i, seq := range seqs {
-		l := m.rowLengthFor(len(seq), m.packedRow)
+	for i, n := range lengths {
+		l := m.rowLengthFor(n, m.packedRow)
 		groups[l] = append(groups[l], i)
 	}
 	var plan []stepPlan
@@ -144,12 +150,12 @@ func (m *Model) planPacked(seqs [][]int32) []stepPlan {
 			continue
 		}
 		st := m.packed[l]
-		sort.SliceStable(idxs, func(a, b int) bool { return len(seqs[idxs[a]]) > len(seqs[idxs[b]]) })
+		sort.SliceStable(idxs, func(a, b int) bool { return lengths[idxs[a]] > lengths[idxs[b]] })
 		var rows [][]int
 		var free []int
 		first := 0 // rows before it are full (no room for even one token)
 		for _, idx := range idxs {
-			n := len(seqs[idx])
+			n := lengths[idx]
 			placed := false
 			for r := first; r < len(rows); r++ {
 				if free[r] >= n && len(rows[r]) < st.spec.segments {
@@ -174,4 +180,31 @@ func (m *Model) planPacked(seqs [][]int32) []stepPlan {
 		}
 	}
 	return plan
+}
+
+// FitPacked returns how many of the leading sequences of these lengths one packed step holds,
+// at least 1 (a sequence alone always fits a step of its row length). An engine forming
+// token-budget batches can call it to fill steps exactly.
+func (m *Model) FitPacked(lengths []int) int {
+	if len(lengths) <= 1 || len(m.packed) == 0 {
+		return len(lengths)
+	}
+	clamped := make([]int, len(lengths))
+	for i, n := range lengths {
+		clamped[i] = max(1, min(n, m.opts.MaxSequenceLength))
+	}
+	fits := func(k int) bool { return len(m.planPacked(clamped[:k])) <= 1 }
+	lo, hi := 1, len(clamped) // fits(lo) holds
+	if fits(hi) {
+		return hi
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if fits(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
 }

@@ -120,18 +120,20 @@ func (m *Model) compileAll(ctx context.Context) error {
 	}
 	for _, l := range m.opts.RowLengths {
 		rows := max(1, m.opts.MaxBatchTokens/l)
-		if l >= m.packedRow {
+		if l >= m.packedRow && slices.Contains(m.opts.Layouts, Packed) {
 			st, err := get(rows, l, packedSegments(l, m.packedRow))
 			if err != nil {
 				return err
 			}
 			m.packed[l] = st
 		}
-		st, err := get(max(1, min(rows, m.opts.PaddedRows)), l, 1)
-		if err != nil {
-			return err
+		if slices.Contains(m.opts.Layouts, Padded) {
+			st, err := get(max(1, min(rows, m.opts.PaddedRows)), l, 1)
+			if err != nil {
+				return err
+			}
+			m.padded[l] = st
 		}
-		m.padded[l] = st
 	}
 	return nil
 }
@@ -173,13 +175,13 @@ func fillDefaults(cfg Config, spec string, opts *Options) error {
 		return fmt.Errorf("max sequence length %d: want 1..%d (max_position_embeddings)", opts.MaxSequenceLength, cfg.MaxPositionEmbeddings)
 	}
 	if len(opts.RowLengths) == 0 {
-		for l := 64; ; l *= 2 {
+		for _, l := range []int{64, 128, 256, 512, 2048, 8192} {
 			if l >= opts.MaxSequenceLength {
-				opts.RowLengths = append(opts.RowLengths, opts.MaxSequenceLength)
 				break
 			}
 			opts.RowLengths = append(opts.RowLengths, l)
 		}
+		opts.RowLengths = append(opts.RowLengths, opts.MaxSequenceLength)
 	} else {
 		opts.RowLengths = slices.Clone(opts.RowLengths)
 		sort.Ints(opts.RowLengths)
@@ -194,13 +196,16 @@ func fillDefaults(cfg Config, spec string, opts *Options) error {
 	if opts.MaxBatchTokens < opts.RowLengths[len(opts.RowLengths)-1] {
 		opts.MaxBatchTokens = opts.RowLengths[len(opts.RowLengths)-1]
 	}
+	if len(opts.Layouts) == 0 {
+		opts.Layouts = []Layout{Packed, Padded}
+	}
 	if opts.PaddedRows == 0 {
 		opts.PaddedRows = 32
 	}
 	if opts.PackedRowLength == 0 {
 		opts.PackedRowLength = opts.RowLengths[0]
 		for _, l := range opts.RowLengths {
-			if l <= 512 {
+			if l <= 256 {
 				opts.PackedRowLength = l
 			}
 		}

@@ -120,11 +120,15 @@ type Options struct {
 	// Default and upper bound: the config's max_position_embeddings.
 	MaxSequenceLength int
 	// RowLengths are the row lengths compiled at start-up, ascending; the last must be at least
-	// MaxSequenceLength. Default: powers of two from 64 up to MaxSequenceLength.
+	// MaxSequenceLength. Default: 64, 128, 256, 512, 2048, 8192, cut at MaxSequenceLength
+	// (which is added when it falls between two).
 	RowLengths []int
 	// PackedRowLength is the row length short sequences are packed into (one of RowLengths).
-	// Default: 512, or the largest row length if smaller.
+	// Default: 256 (attention costs grow with the row length; MS MARCO passages are under 256
+	// tokens), or the largest row length if smaller.
 	PackedRowLength int
+	// Layouts are the layouts compiled at start-up; Embed refuses the others. Default: both.
+	Layouts []Layout
 	// PaddedRows is the rows of a padded step (at most MaxBatchTokens / row length). Default 32,
 	// the batch size of a sentence-transformers service.
 	PaddedRows int

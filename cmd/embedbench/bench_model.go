@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/embedbench/embedbench/internal/dataset"
+	"github.com/embedbench/embedbench/internal/gpu"
+	"github.com/embedbench/embedbench/internal/modernbert"
+)
+
+func init() {
+	register("bench-model", "model-only throughput: token ids in, pooled vectors out (no HTTP), as JSON", runBenchModel)
+}
+
+// benchModelReport is what bench-model prints.
+type benchModelReport struct {
+	modernbert.BenchResult
+	Model              modernbert.Info `json:"model"`
+	CompileSeconds     float64         `json:"compile_seconds"`
+	Passages           int             `json:"passages"`
+	MeanPassageTokens  float64         `json:"mean_passage_tokens"`
+	MaxPassageTokens   int             `json:"max_passage_tokens"`
+	GPUMemoryUsedBytes *uint64         `json:"gpu_memory_used_bytes,omitempty"`
+	GPUMemoryNote      string          `json:"gpu_memory_note,omitempty"`
+	GPUUtilization     *float64        `json:"gpu_utilization_percent,omitempty"`
+}
+
+func runBenchModel(ctx context.Context, args []string) error {
+	return benchModelCommand(ctx, args, os.Stdout)
+}
+
+func benchModelCommand(ctx context.Context, args []string, out io.Writer) error {
+	fs := newFlagSet("bench-model")
+	var mf modelFlags
+	addModelFlags(fs, &mf, 512)
+	data := fs.String("data", "", "passages: MS MARCO collection .tsv, BEIR .jsonl or parquet (required)")
+	passages := fs.Int("passages", 20000, "passages read from --data")
+	seconds := fs.Float64("seconds", 20, "how long to run")
+	layoutName := fs.String("layout", "packed", "packed (many sequences per row) or padded (one per row, HF-style, batches of 32)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: embedbench bench-model --model DIR|ID [--weights random] [--device cpu|cuda] [--dtype bfloat16] --data collection.tsv [--seconds 20] [--layout packed|padded]")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *data == "" || *passages < 1 || *seconds <= 0 {
+		fmt.Fprintln(fs.Output(), "--data is required; --passages and --seconds must be positive")
+		return errUsage
+	}
+	layout, err := modernbert.ParseLayout(*layoutName)
+	if err != nil {
+		return fmt.Errorf("--layout: %w", err)
+	}
+	mon, err := gpu.Open()
+	if err != nil {
+		return err
+	}
+	defer mon.Close()
+
+	m, tok, err := mf.load(ctx, layout)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	var seqs [][]int32
+	total, longest := 0, 0
+	errEnough := fmt.Errorf("enough passages")
+	err = dataset.Each(ctx, *data, func(p string) error {
+		ids, _ := tok.AppendIDs(nil, p, m.MaxSequenceLength())
+		seqs = append(seqs, ids)
+		total += len(ids)
+		longest = max(longest, len(ids))
+		if len(seqs) >= *passages {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && err != errEnough {
+		return fmt.Errorf("reading --data: %w", err)
+	}
+	if len(seqs) == 0 {
+		return fmt.Errorf("--data %s: no passages", *data)
+	}
+	slog.Info("benchmarking", "passages", len(seqs), "mean_tokens", float64(total)/float64(len(seqs)), "layout", layout, "seconds", *seconds)
+	res, err := modernbert.Bench(ctx, m, seqs, layout, time.Duration(*seconds*float64(time.Second)))
+	if err != nil {
+		return err
+	}
+	info := m.Info()
+	rep := benchModelReport{BenchResult: res, Model: info, CompileSeconds: info.CompileTime.Seconds(),
+		Passages: len(seqs), MeanPassageTokens: float64(total) / float64(len(seqs)), MaxPassageTokens: longest}
+	if mon.Available() {
+		if samples, err := mon.Sample(); err == nil && mf.deviceIndex < len(samples) {
+			rep.GPUMemoryUsedBytes = samples[mf.deviceIndex].MemoryUsedBytes
+			rep.GPUUtilization = samples[mf.deviceIndex].UtilizationPercent
+		}
+	} else {
+		rep.GPUMemoryNote = "no GPU monitor: " + mon.Reason()
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/embedbench/embedbench/internal/modernbert"
+	"github.com/embedbench/embedbench/internal/tokenizer"
+)
+
+func init() {
+	register("embed", "embed JSON lines {\"text\": ...} with ModernBERT, one {\"embedding\": [...]} per line", runEmbed)
+}
+
+func runEmbed(ctx context.Context, args []string) error {
+	return embedCommand(ctx, args, os.Stdin, os.Stdout)
+}
+
+// embedCommand is runEmbed with its input and output given, for tests.
+func embedCommand(ctx context.Context, args []string, in io.Reader, out io.Writer) error {
+	fs := newFlagSet("embed")
+	var mf modelFlags
+	addModelFlags(fs, &mf, 0)
+	batch := fs.Int("batch-size", 256, "texts per model call")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: embedbench embed --model DIR|ID [--weights random] [--device cpu|cuda] [--dtype float32|bfloat16] [--pooling mean|cls] < texts.jsonl > vectors.jsonl")
+		fmt.Fprintln(fs.Output(), "\nReads one {\"text\": \"...\"} per line and writes one {\"embedding\": [...]} per line; texts longer than the model's maximum are truncated.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if *batch < 1 {
+		fmt.Fprintf(fs.Output(), "--batch-size %d: want 1 or more\n", *batch)
+		return errUsage
+	}
+	m, tok, err := mf.load(ctx, modernbert.Packed)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return embedLines(ctx, m, tok, *batch, in, out)
+}
+
+// embedLines embeds each JSON line of in, batch lines per model call, and writes the vectors to
+// out one line for one. On a bad line it stops with an error naming it, after writing the
+// vectors of every line before it.
+func embedLines(ctx context.Context, m *modernbert.Model, tok *tokenizer.Tokenizer, batch int, in io.Reader, out io.Writer) (err error) {
+	r := bufio.NewReaderSize(in, 1<<20)
+	w := bufio.NewWriterSize(out, 1<<20)
+	defer func() {
+		if ferr := w.Flush(); ferr != nil && err == nil {
+			err = fmt.Errorf("writing vectors: %w", ferr)
+		}
+	}()
+	var (
+		seqs  [][]int32
+		buf   []byte
+		line  int
+		first int // input line of seqs[0]
+	)
+	flush := func() error {
+		if len(seqs) == 0 {
+			return nil
+		}
+		vecs, _, err := m.Embed(ctx, seqs, modernbert.Packed)
+		if err != nil {
+			return fmt.Errorf("embedding input lines %d-%d: %w", first, first+len(seqs)-1, err)
+		}
+		for _, v := range vecs {
+			buf = append(buf[:0], `{"embedding":[`...)
+			for i, x := range v {
+				if i > 0 {
+					buf = append(buf, ',')
+				}
+				buf = strconv.AppendFloat(buf, float64(x), 'g', -1, 32)
+			}
+			buf = append(buf, "]}\n"...)
+			if _, err := w.Write(buf); err != nil {
+				return fmt.Errorf("writing vectors: %w", err)
+			}
+		}
+		seqs = seqs[:0]
+		return nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		raw, rerr := r.ReadBytes('\n')
+		if len(bytes.TrimSpace(raw)) > 0 {
+			line++
+			var rec struct {
+				Text *string `json:"text"`
+			}
+			if err := json.Unmarshal(raw, &rec); err != nil || rec.Text == nil {
+				if ferr := flush(); ferr != nil {
+					return ferr
+				}
+				if err == nil {
+					err = errors.New(`want {"text": "..."}`)
+				}
+				return fmt.Errorf("input line %d: %w", line, err)
+			}
+			ids, _ := tok.AppendIDs(nil, *rec.Text, m.MaxSequenceLength())
+			if len(seqs) == 0 {
+				first = line
+			}
+			seqs = append(seqs, ids)
+			if len(seqs) >= batch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return flush()
+		}
+		if rerr != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			return fmt.Errorf("reading input: %w", rerr)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/embedbench/embedbench/internal/hub"
+	"github.com/embedbench/embedbench/internal/modernbert"
+	"github.com/embedbench/embedbench/internal/tokenizer"
+)
+
+// modelFlags are the flags that choose and place a ModernBERT model; embed and bench-model
+// share them.
+type modelFlags struct {
+	model          string
+	config         string
+	weights        string
+	seed           int64
+	scale          string
+	device         string
+	deviceIndex    int
+	xlaPlugin      string
+	dtype          string
+	pooling        string
+	normalize      bool
+	maxLength      int
+	batchTokens    int
+	packedRow      int
+	memoryFraction float64
+}
+
+func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
+	fs.StringVar(&f.model, "model", "", "model directory, hub cache snapshot or hub id (org/name) with config.json and tokenizer.json")
+	fs.StringVar(&f.config, "config", "", "config.json to use instead of the model's (e.g. a different size with --weights random)")
+	fs.StringVar(&f.weights, "weights", "model", "model: the model's safetensors; random: random weights of the config's shapes")
+	fs.Int64Var(&f.seed, "seed", 0, "seed of --weights random")
+	fs.StringVar(&f.scale, "scale", "", "with --weights random, a smaller model of the same architecture: LAYERS,HIDDEN,HEADS,INTERMEDIATE (e.g. 4,256,4,384)")
+	fs.StringVar(&f.device, "device", "auto", "cpu (pure Go), cuda (XLA with the CUDA PJRT plugin) or auto")
+	fs.IntVar(&f.deviceIndex, "device-index", 0, "which GPU (cuda)")
+	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
+	fs.StringVar(&f.dtype, "dtype", "float32", "float32 or bfloat16")
+	fs.StringVar(&f.pooling, "pooling", "mean", "mean (over all tokens, [CLS]/[SEP] included) or cls")
+	fs.BoolVar(&f.normalize, "normalize", true, "L2-normalise the vectors")
+	fs.IntVar(&f.maxLength, "max-length", defaultMaxLength, "longest sequence in tokens, [CLS]/[SEP] included; longer texts are truncated (0: the model's maximum)")
+	fs.IntVar(&f.batchTokens, "batch-tokens", 0, "token slots per device step (0: 16384 on cuda, 2048 on cpu)")
+	fs.IntVar(&f.packedRow, "packed-row", 0, "row length short sequences are packed into (0: 256)")
+	fs.Float64Var(&f.memoryFraction, "memory-fraction", 0, "cap on the share of GPU memory XLA may use (0: no cap; preallocation is always off)")
+}
+
+// backend maps --device and --xla-plugin to modernbert's backend string.
+func (f *modelFlags) backend() (string, error) {
+	switch f.device {
+	case "cpu":
+		return "simplego", nil
+	case "cuda", "gpu":
+		plugin := f.xlaPlugin
+		if plugin == "" {
+			plugin = modernbert.FindXLAPlugin()
+		}
+		if plugin == "" {
+			return "", fmt.Errorf("--device cuda: no PJRT plugin: pass --xla-plugin PATH or set %s", modernbert.EnvXLAPlugin)
+		}
+		return "xla:" + plugin, nil
+	case "auto", "":
+		if f.xlaPlugin != "" {
+			return "xla:" + f.xlaPlugin, nil
+		}
+		return "", nil
+	}
+	return "", fmt.Errorf("--device %q: want cpu, cuda or auto", f.device)
+}
+
+// load resolves the model, reads its config, weights and tokenizer, and builds the model with
+// the given layouts compiled.
+func (f *modelFlags) load(ctx context.Context, layouts ...modernbert.Layout) (*modernbert.Model, *tokenizer.Tokenizer, error) {
+	if f.model == "" {
+		return nil, nil, fmt.Errorf("--model is required (it gives the tokenizer, and the config unless --config)")
+	}
+	random := false
+	switch f.weights {
+	case "model":
+	case "random":
+		random = true
+	default:
+		return nil, nil, fmt.Errorf("--weights %q: want model or random", f.weights)
+	}
+	if f.scale != "" && !random {
+		return nil, nil, fmt.Errorf("--scale needs --weights random")
+	}
+	opts := modernbert.Options{DeviceIndex: f.deviceIndex, Normalize: f.normalize, MaxSequenceLength: f.maxLength,
+		MaxBatchTokens: f.batchTokens, PackedRowLength: f.packedRow, MemoryFraction: f.memoryFraction, Layouts: layouts}
+	var err error
+	if opts.Backend, err = f.backend(); err != nil {
+		return nil, nil, err
+	}
+	if opts.DType, err = modernbert.ParseDType(f.dtype); err != nil {
+		return nil, nil, fmt.Errorf("--dtype: %w", err)
+	}
+	if opts.Pooling, err = modernbert.ParsePooling(f.pooling); err != nil {
+		return nil, nil, fmt.Errorf("--pooling: %w", err)
+	}
+	dir, err := hub.NewClientFromEnv().ResolveModel(ctx, f.model, !random)
+	if err != nil {
+		return nil, nil, err
+	}
+	configPath := f.config
+	if configPath == "" {
+		configPath = filepath.Join(dir, "config.json")
+	}
+	cfg, err := modernbert.LoadConfig(configPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.scale != "" {
+		if cfg, err = scaleConfig(cfg, f.scale); err != nil {
+			return nil, nil, err
+		}
+	}
+	if opts.MaxSequenceLength == 0 || opts.MaxSequenceLength > cfg.MaxPositionEmbeddings {
+		opts.MaxSequenceLength = cfg.MaxPositionEmbeddings
+	}
+	tok, err := tokenizer.LoadFile(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var w *modernbert.Weights
+	if random {
+		w = modernbert.RandomWeights(cfg, f.seed)
+	} else if w, err = modernbert.LoadWeights(dir, cfg); err != nil {
+		return nil, nil, err
+	}
+	m, err := modernbert.New(ctx, cfg, w, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	info := m.Info()
+	slog.Info("model ready", "backend", info.Backend, "device", info.Device, "dtype", info.DType, "pooling", info.Pooling,
+		"weights", info.Weights, "config", info.Config, "shapes", strings.Join(info.Shapes, " "), "compile", info.CompileTime)
+	return m, tok, nil
+}
+
+// scaleConfig applies --scale LAYERS,HIDDEN,HEADS,INTERMEDIATE.
+func scaleConfig(cfg modernbert.Config, spec string) (modernbert.Config, error) {
+	parts := strings.Split(spec, ",")
+	if len(parts) != 4 {
+		return cfg, fmt.Errorf("--scale %q: want LAYERS,HIDDEN,HEADS,INTERMEDIATE", spec)
+	}
+	var v [4]int
+	for i, p := range parts {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("--scale %q: %q is not a positive integer", spec, p)
+		}
+		v[i] = n
+	}
+	scaled := cfg.Scaled(v[0], v[1], v[2], v[3])
+	if err := scaled.Validate(); err != nil {
+		return cfg, fmt.Errorf("--scale %q: %w", spec, err)
+	}
+	return scaled, nil
+}

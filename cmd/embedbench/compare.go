@@ -33,6 +33,7 @@ func runCompare(ctx context.Context, args []string) error {
 	}
 	html := fs.String("html", "", "also write the self-contained HTML report to this file")
 	title := fs.String("title", "", "the HTML report's title")
+	markdown := fs.String("markdown", "", "also write the table as Markdown to this file (for docs pages)")
 	labels := fs.String("labels", "", "comma-separated names for the runs, in order (default: engine and dtype, else the file name)")
 	check := fs.Bool("check-embeddings", false, "the first two arguments are service URLs: check that they compute the same embeddings")
 	dataFile := fs.String("data-file", "", "passages for the check: a JSON list of strings (default: a sample of the shared MS MARCO passages)")
@@ -72,8 +73,8 @@ func runCompare(ctx context.Context, args []string) error {
 			fs.Usage()
 			return errUsage
 		}
-		if *html != "" {
-			return exitError{2, errors.New("--html needs result files to report on")}
+		if *html != "" || *markdown != "" {
+			return exitError{2, errors.New("--html and --markdown need result files to report on")}
 		}
 		return fairnessExit(fair)
 	}
@@ -91,6 +92,12 @@ func runCompare(ctx context.Context, args []string) error {
 	if err := report.Compare(runs).WriteText(os.Stdout); err != nil {
 		return err
 	}
+	if *markdown != "" {
+		if err := writeMarkdown(*markdown, report.Compare(runs)); err != nil {
+			return err
+		}
+		fmt.Printf("\nMarkdown table: %s\n", *markdown)
+	}
 	if *html != "" {
 		if err := report.WriteHTMLFile(*html, runs, report.HTMLOptions{Title: *title, Fairness: fair}); err != nil {
 			return err
@@ -98,6 +105,21 @@ func runCompare(ctx context.Context, args []string) error {
 		fmt.Printf("\nHTML report: %s\n", *html)
 	}
 	return fairnessExit(fair)
+}
+
+func writeMarkdown(path string, t report.Table) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("writing the Markdown table: %w", err)
+	}
+	if err := t.WriteMarkdown(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 func fairnessExit(res *fairness.Result) error {

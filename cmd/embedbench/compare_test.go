@@ -91,7 +91,8 @@ func TestCompareCommand(t *testing.T) {
 	b := resultFile(t, dir, "continuous", "bfloat16", 50, start.Add(time.Second))
 	html := filepath.Join(dir, "report.html")
 
-	code, out, errOut := runMain(t, "compare", "--html", html, a, b)
+	md := filepath.Join(dir, "table.md")
+	code, out, errOut := runMain(t, "compare", "--html", html, "--markdown", md, a, b)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -102,6 +103,9 @@ func TestCompareCommand(t *testing.T) {
 	}
 	if st, err := os.Stat(html); err != nil || st.Size() < 100_000 {
 		t.Errorf("HTML report %v %v", st, err)
+	}
+	if table, err := os.ReadFile(md); err != nil || !strings.Contains(string(table), "| requests/s | 20.00 | 50.00 (2.50×) |") {
+		t.Errorf("Markdown table %v:\n%s", err, table)
 	}
 
 	code, out, _ = runMain(t, "compare", "--labels", "hf,ours", a, b)
@@ -151,7 +155,7 @@ func TestCompareBadUsage(t *testing.T) {
 		"bad labels":    {[]string{"compare", "--labels", "a,b,c", resultFile(t, dir, "s", "f", 1, time.Unix(0, 0))}, 1, "3 labels for 1 result files"},
 		"missing data":  {[]string{"compare", "--check-embeddings", "--data-file", "/nonexistent.json", "http://a", "http://b"}, 1, "nonexistent.json"},
 		"no passages":   {[]string{"compare", "--check-embeddings", "--passages", "0", "http://a", "http://b"}, 2, "--passages 0"},
-		"html no files": {[]string{"compare", "--check-embeddings", "--html", "x.html", "--data-file", filepath.Join(dir, "d.json"), embedService(t, "f", 0), embedService(t, "f", 0)}, 2, "--html needs result files"},
+		"html no files": {[]string{"compare", "--check-embeddings", "--html", "x.html", "--data-file", filepath.Join(dir, "d.json"), embedService(t, "f", 0), embedService(t, "f", 0)}, 2, "--html and --markdown need result files"},
 	}
 	os.WriteFile(filepath.Join(dir, "d.json"), []byte(`["x"]`), 0o644)
 	for name, tc := range cases {

@@ -138,7 +138,9 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		return nil, err
 	}
 	out.DataSource = data.Source
-	fmt.Fprintf(o.Out, "Data: %d passages, %s.\n", len(data.Texts), data.Source)
+	dataLine := fmt.Sprintf("Data: %d passages, %s; client batches of %d, passages over %d tokens truncated.",
+		len(data.Texts), data.Source, o.BatchSize, o.MaxSequenceLength)
+	fmt.Fprintln(o.Out, dataLine)
 
 	mon, err := gpu.Open()
 	if err != nil {
@@ -212,7 +214,7 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 
 	out.Table = report.Compare(runs)
 	out.ReportPath = filepath.Join(o.OutputDir, "report.html")
-	notes := []string{out.Description, fmt.Sprintf("Data: %d passages, %s.", len(data.Texts), data.Source)}
+	notes := []string{out.Description, dataLine}
 	if data.Synthetic {
 		notes = append(notes, "No MS MARCO passages were available, so the demo made synthetic passages of MS MARCO-like length: the speeds are real, the text is not.")
 	}

@@ -170,7 +170,9 @@ func p99Chart(runs []Run) (chart, error) {
 
 func gpuChart(runs []Run) (chart, error) {
 	line := newLine("gpu-over-time")
-	var unavailable []string
+	// Runs without telemetry, grouped by the reason they give (usually one reason for all).
+	var reasons []string
+	without := map[string][]string{}
 	for _, run := range runs {
 		pts := make([][2]float64, 0, len(run.Result.TimeSeries))
 		for _, s := range run.Result.TimeSeries {
@@ -183,7 +185,10 @@ func gpuChart(runs []Run) (chart, error) {
 			if why == "" {
 				why = "no telemetry in the result"
 			}
-			unavailable = append(unavailable, run.Label+": "+why)
+			if without[why] == nil {
+				reasons = append(reasons, why)
+			}
+			without[why] = append(without[why], run.Label)
 		}
 		lineSeries(line, run.Label, pts, false, "")
 	}
@@ -194,8 +199,8 @@ func gpuChart(runs []Run) (chart, error) {
 		charts.WithDataZoomOpts(opts.DataZoom{Type: "inside"}),
 	)
 	caption := "NVML's utilisation: the share of time in which any kernel was running, averaged over the run's GPUs, per second. It says the GPU was busy, not how much of it was used: see the SM and tensor activity in the configuration tables where the device offered them."
-	if len(unavailable) > 0 {
-		caption += " GPU telemetry unavailable for " + strings.Join(unavailable, "; ") + "."
+	for _, why := range reasons {
+		caption += fmt.Sprintf(" GPU telemetry unavailable for %s: %s.", strings.Join(without[why], ", "), why)
 	}
 	return renderChart(line, "gpu-over-time", "GPU utilisation over time", caption)
 }

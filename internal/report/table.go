@@ -177,6 +177,38 @@ func (t Table) WriteText(w io.Writer) error {
 	return nil
 }
 
+// WriteMarkdown writes the table as a GitHub-flavoured Markdown table, for pages such as
+// docs/BENCHMARKS.md.
+func (t Table) WriteMarkdown(w io.Writer) error {
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	var b strings.Builder
+	b.WriteString("| |")
+	for _, run := range t.Runs {
+		b.WriteString(" " + cell(run) + " |")
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---:|", len(t.Runs)) + "\n")
+	section := ""
+	for _, row := range t.Rows {
+		if row.Section != section {
+			section = row.Section
+			b.WriteString("| **" + section + "** |" + strings.Repeat(" |", len(t.Runs)) + "\n")
+		}
+		b.WriteString("| " + cell(row.Name) + " |")
+		for i, c := range row.Cells {
+			if row.Ratios[i] != "" {
+				c += " (" + row.Ratios[i] + ")"
+			}
+			b.WriteString(" " + cell(c) + " |")
+		}
+		b.WriteString("\n")
+	}
+	if len(t.Runs) > 1 {
+		fmt.Fprintf(&b, "\nRatios (×) are against the first run, %s.\n", cell(t.Runs[0]))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 func describeLoad(r *stress.Result) string {
 	c := r.Config
 	switch c.Mode {

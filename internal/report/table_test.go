@@ -96,6 +96,20 @@ func TestCompareTable(t *testing.T) {
 		last = i
 	}
 	t.Logf("\n%s", text)
+
+	var md bytes.Buffer
+	if err := tab.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(md.String()), "\n")
+	if lines[0] != "| | sequential float32 | continuous bfloat16 |" || lines[1] != "|---|---:|---:|" {
+		t.Errorf("markdown header:\n%s", md.String())
+	}
+	for _, want := range []string{"| **throughput** | | |", "| requests/s | 50.00 | 100 (2.00×) |", "| success rate |"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
 }
 
 func TestSeedResultFile(t *testing.T) {

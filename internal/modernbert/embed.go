@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -45,42 +46,84 @@ func (m *Model) Embed(ctx context.Context, seqs [][]int32, layout Layout) ([][]f
 		return nil, stats, fmt.Errorf("unknown layout %d", layout)
 	}
 	out := make([][]float32, len(seqs))
-	hidden := m.cfg.HiddenSize
-	for _, p := range plan {
-		if err := ctx.Err(); err != nil {
-			return nil, stats, err
-		}
-		st := p.st
-		st.clear()
-		for r, row := range p.rows {
-			off := r * st.spec.rowLen
-			for s, idx := range row {
-				seq := seqs[idx]
-				copy(st.ids[off:], seq)
-				for j := range seq {
-					st.pos[off+j] = int32(j)
-					st.seg[off+j] = int32(s + 1)
+	// Steps run on up to m.pipeline goroutines so that one step's host work and transfers
+	// overlap another's device time.
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	next := make(chan stepPlan)
+	for range min(m.pipeline, len(plan)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range next {
+				st, err := m.runPlan(p, seqs, out)
+				mu.Lock()
+				stats.Add(st)
+				if err != nil && firstErr == nil {
+					firstErr = err
 				}
-				off += len(seq)
-				stats.RealTokens += len(seq)
+				mu.Unlock()
 			}
+		}()
+	}
+	for _, p := range plan {
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			break
 		}
-		t0 := time.Now()
-		pooled, err := m.run(st)
-		stats.Device += time.Since(t0)
-		if err != nil {
-			return nil, stats, err
-		}
-		stats.Steps++
-		stats.SlotTokens += st.spec.rows * st.spec.rowLen
-		for r, row := range p.rows {
-			for s, idx := range row {
-				base := (r*st.spec.segments + s) * hidden
-				out[idx] = append([]float32(nil), pooled[base:base+hidden]...)
-			}
-		}
+		next <- p
+	}
+	close(next)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return nil, stats, firstErr
 	}
 	return out, stats, nil
+}
+
+// runPlan runs one planned step and stores each sequence's vector in out.
+func (m *Model) runPlan(p stepPlan, seqs [][]int32, out [][]float32) (Stats, error) {
+	var stats Stats
+	st := p.st
+	in := st.getInputs()
+	defer st.inputs.Put(in)
+	for r, row := range p.rows {
+		off := r * st.spec.rowLen
+		for s, idx := range row {
+			seq := seqs[idx]
+			copy(in.ids[off:], seq)
+			for j := range seq {
+				in.pos[off+j] = int32(j)
+				in.seg[off+j] = int32(s + 1)
+			}
+			off += len(seq)
+			stats.RealTokens += len(seq)
+		}
+	}
+	t0 := time.Now()
+	pooled, err := m.run(st, in)
+	stats.Device = time.Since(t0)
+	if err != nil {
+		return stats, err
+	}
+	stats.Steps = 1
+	stats.SlotTokens = st.spec.rows * st.spec.rowLen
+	hidden := m.cfg.HiddenSize
+	for r, row := range p.rows {
+		for s, idx := range row {
+			base := (r*st.spec.segments + s) * hidden
+			out[idx] = append([]float32(nil), pooled[base:base+hidden]...)
+		}
+	}
+	return stats, nil
 }
 
 // check refuses empty, too long or out-of-vocabulary sequences before any device work.

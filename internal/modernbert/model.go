@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
@@ -18,7 +19,8 @@ import (
 )
 
 // Model is one replica of the encoder on one device: weights uploaded once, one compiled step
-// per row length. It is driven by one goroutine at a time.
+// per shape. Embed may be called from several goroutines at once (their steps overlap on the
+// device); Close must not race with Embed.
 type Model struct {
 	cfg         Config
 	opts        Options
@@ -29,15 +31,34 @@ type Model struct {
 	packed      map[int]*step     // by row length: many sequences per row
 	padded      map[int]*step     // by row length: one sequence per row
 	packedRow   int               // row length short sequences are packed into
+	pipeline    int               // steps of one Embed call in flight at once
 	info        Info
 	closed      bool
 }
 
-// step is one compiled shape with its reusable host input arrays.
+// step is one compiled shape. Executions of it may overlap (each has its own hostInputs).
 type step struct {
-	spec          graphSpec
-	g             *graph.Graph
+	spec   graphSpec
+	g      *graph.Graph
+	inputs sync.Pool // *hostInputs of this shape
+}
+
+// hostInputs are one execution's int32 [rows*rowLen] inputs: token ids, position within the
+// sequence, and sequence number within the row (0 = padding).
+type hostInputs struct {
 	ids, pos, seg []int32
+}
+
+// getInputs returns cleared input arrays (all padding).
+func (st *step) getInputs() *hostInputs {
+	if in, ok := st.inputs.Get().(*hostInputs); ok {
+		clear(in.ids)
+		clear(in.pos)
+		clear(in.seg)
+		return in
+	}
+	n := st.spec.rows * st.spec.rowLen
+	return &hostInputs{ids: make([]int32, n), pos: make([]int32, n), seg: make([]int32, n)}
 }
 
 // New uploads w to the device, compiles one step per row length and runs each once, so the
@@ -60,7 +81,8 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{cfg: cfg, opts: opts, backendSpec: spec, backend: backend, device: backends.DeviceNum(opts.DeviceIndex), packedRow: opts.PackedRowLength}
+	m := &Model{cfg: cfg, opts: opts, backendSpec: spec, backend: backend, device: backends.DeviceNum(opts.DeviceIndex), packedRow: opts.PackedRowLength,
+		pipeline: opts.Pipeline}
 	ok := false
 	defer func() {
 		if !ok {
@@ -111,7 +133,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 			return nil, err
 		}
 		// Warm-up: the first execution of a shape allocates and autotunes on some backends.
-		if _, err := m.run(st); err != nil {
+		if _, err := m.run(st, st.getInputs()); err != nil {
 			return nil, fmt.Errorf("warm-up of the %dx%d step: %w", rows, rowLen, err)
 		}
 		slog.Debug("modernbert: compiled step", "rows", rows, "row_len", rowLen, "segments", segments, "took", time.Since(t0))
@@ -195,6 +217,12 @@ func fillDefaults(cfg Config, spec string, opts *Options) error {
 	}
 	if opts.MaxBatchTokens < opts.RowLengths[len(opts.RowLengths)-1] {
 		opts.MaxBatchTokens = opts.RowLengths[len(opts.RowLengths)-1]
+	}
+	if opts.Pipeline <= 0 {
+		opts.Pipeline = 2
+		if spec == "simplego" {
+			opts.Pipeline = 1
+		}
 	}
 	if len(opts.Layouts) == 0 {
 		opts.Layouts = []Layout{Packed, Padded}
@@ -294,22 +322,11 @@ func (m *Model) compile(gs graphSpec) (st *step, err error) {
 		seg: graph.Parameter(g, "seg", inShape),
 	}
 	g.Compile(encoder(gs, params, rope, in))
-	n := gs.rows * gs.rowLen
-	st = &step{spec: gs, g: g, ids: make([]int32, n), pos: make([]int32, n), seg: make([]int32, n)}
-	st.clear()
-	return st, nil
+	return &step{spec: gs, g: g}, nil
 }
 
-// clear empties all rows (padding everywhere).
-func (st *step) clear() {
-	clear(st.ids)
-	clear(st.pos)
-	clear(st.seg)
-}
-
-// run executes st on its current host inputs and returns the pooled vectors
-// [rows*segments*hidden].
-func (m *Model) run(st *step) (out []float32, err error) {
+// run executes st on the host inputs and returns the pooled vectors [rows*segments*hidden].
+func (m *Model) run(st *step, in *hostInputs) (out []float32, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("running the %dx%d step: %v", st.spec.rows, st.spec.rowLen, r)
@@ -318,7 +335,7 @@ func (m *Model) run(st *step) (out []float32, err error) {
 	inShape := shapes.Make(dtypes.Int32, st.spec.rows, st.spec.rowLen)
 	inputs := slices.Clone(m.weights)
 	donate := make([]bool, len(m.weights), len(m.weights)+3)
-	for _, data := range [][]int32{st.ids, st.pos, st.seg} {
+	for _, data := range [][]int32{in.ids, in.pos, in.seg} {
 		buf, err := m.backend.BufferFromFlatData(m.device, data, inShape)
 		if err != nil {
 			return nil, fmt.Errorf("uploading step inputs: %w", err)

@@ -132,6 +132,10 @@ type Options struct {
 	// PaddedRows is the rows of a padded step (at most MaxBatchTokens / row length). Default 32,
 	// the batch size of a sentence-transformers service.
 	PaddedRows int
+	// Pipeline is how many steps of one Embed call run at once, so that host work and
+	// transfers of one overlap the device time of another. Default: 2 on XLA, 1 on simplego
+	// (which already uses every core for one step).
+	Pipeline int
 	// MemoryFraction caps the share of device memory the XLA client may use; 0 leaves the
 	// plugin's default. Preallocation is always off, so memory grows as needed.
 	MemoryFraction float64

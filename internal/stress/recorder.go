@@ -100,18 +100,22 @@ func (r *recorder) advance(now time.Time) {
 	}
 	sec := int(now.Sub(r.windowStart) / time.Second)
 	for r.cur < sec {
-		r.closeSecond()
+		r.closeSecond(1)
 	}
 }
 
-func (r *recorder) closeSecond() {
+// closeSecond summarises the current second, which lasted length seconds (less than 1 only for
+// the last, cut by the end of the run), so that its rates are per second all the same.
+func (r *recorder) closeSecond(length float64) {
 	p := r.curPoint
 	p.Second = r.cur
-	p.RequestsPerSecond = float64(p.Successes)
+	p.IntervalSeconds = length
+	p.RequestsPerSecond = float64(p.Successes) / length
+	p.PassagesPerSecond /= length
 	p.Latency = summarize(r.curHist)
 	p.InFlight = r.inFlight
 	if r.tokensSeen {
-		p.TokensPerSecond = ptr(float64(r.curTokens))
+		p.TokensPerSecond = ptr(float64(r.curTokens) / length)
 	}
 	r.series = append(r.series, p)
 	r.cur++

@@ -198,12 +198,15 @@ type OpenLoopStats struct {
 type SecondPoint struct {
 	// Second is the offset of the interval's start from StartedAt, in whole seconds.
 	Second int `json:"second"`
+	// IntervalSeconds is the interval's length: 1, except for the last point, cut by the end
+	// of the run. Counts cover the interval; rates are per second of it.
+	IntervalSeconds float64 `json:"interval_seconds"`
 	// Sent counts requests issued in this second; Completed those finished (successes + errors).
 	Sent      int64 `json:"sent"`
 	Completed int64 `json:"completed"`
 	Successes int64 `json:"successes"`
 	Errors    int64 `json:"errors"`
-	// RequestsPerSecond counts successes finished in this second (the seed's throughput).
+	// RequestsPerSecond is successes finished in the interval per second (the seed's throughput).
 	RequestsPerSecond float64 `json:"requests_per_second"`
 	PassagesPerSecond float64 `json:"passages_per_second"`
 	// TokensPerSecond is null when the server reported no token counts.

@@ -592,7 +592,8 @@ func (r *runner) result(windowStart, end time.Time, cpu time.Duration, telemetry
 	defer rec.mu.Unlock()
 	rec.advance(end)
 	if !end.Before(windowStart) {
-		rec.closeSecond()
+		last := end.Sub(windowStart).Seconds() - float64(rec.cur)
+		rec.closeSecond(max(last, 1e-3))
 	}
 	window := max(end.Sub(windowStart), 0)
 	secs := window.Seconds()

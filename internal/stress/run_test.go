@@ -212,8 +212,16 @@ func TestClosedLoopFixedDelay(t *testing.T) {
 		t.Errorf("%d time-series points for a 1.5 s window", n)
 	}
 	var seriesTotal int64
-	for _, p := range res.TimeSeries {
+	var seriesSeconds float64
+	for i, p := range res.TimeSeries {
 		seriesTotal += p.Completed
+		seriesSeconds += p.IntervalSeconds
+		if p.Second != i || (i < len(res.TimeSeries)-1 && p.IntervalSeconds != 1) {
+			t.Errorf("point %d: second %d lasting %v s", i, p.Second, p.IntervalSeconds)
+		}
+	}
+	if !within(seriesSeconds, res.TestDurationSeconds, 1e-6) {
+		t.Errorf("series covers %v s, window is %v s", seriesSeconds, res.TestDurationSeconds)
 	}
 	if seriesTotal != res.TotalRequests {
 		t.Errorf("time series sums to %d requests, total is %d", seriesTotal, res.TotalRequests)

@@ -26,8 +26,9 @@ type chart struct {
 const (
 	// percentileLabel turns an HDR spectrum x value, 1/(1-p), back into "p%".
 	percentileLabel = `function (v) { var p = 100 - 100 / v; return (Math.round(p * 1000) / 1000) + '%'; }`
-	msValue         = `function (v) { if (typeof v !== 'number') { return v; } if (v === 0) { return '0'; } return (v < 1 ? v.toFixed(3) : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + ' ms'; }`
-	spectrumTooltip = `function (ps) { if (!Array.isArray(ps)) { ps = [ps]; } var p = 100 - 100 / ps[0].value[0]; var s = 'percentile ' + (Math.round(p * 10000) / 10000) + '%'; ps.forEach(function (x) { s += '<br/>' + x.marker + x.seriesName + ': ' + x.value[1].toFixed(3) + ' ms'; }); return s; }`
+	// msValue labels a latency given in milliseconds, switching to seconds from 1000 ms.
+	msValue         = `function (v) { if (typeof v !== 'number') { return v; } if (v === 0) { return '0'; } if (v >= 1000) { var s = v / 1000; return (s < 10 ? s.toFixed(2) : s < 100 ? s.toFixed(1) : s.toFixed(0)) + ' s'; } return (v < 1 ? v.toFixed(3) : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + ' ms'; }`
+	spectrumTooltip = `function (ps) { if (!Array.isArray(ps)) { ps = [ps]; } var p = 100 - 100 / ps[0].value[0]; var s = 'percentile ' + (Math.round(p * 10000) / 10000) + '%'; ps.forEach(function (x) { s += '<br/>' + x.marker + x.seriesName + ': ' + (` + msValue + `)(x.value[1]); }); return s; }`
 )
 
 // buildCharts makes the report's figures from the runs.
@@ -126,14 +127,18 @@ func throughputChart(runs []Run) (chart, error) {
 	if passages {
 		unit = "passages/s"
 	}
+	window := throughputWindow(runs)
 	for _, run := range runs {
-		pts := make([][2]float64, 0, len(run.Result.TimeSeries))
-		for _, s := range run.Result.TimeSeries {
-			v := s.RequestsPerSecond
+		values := make([]float64, len(run.Result.TimeSeries))
+		for i, s := range run.Result.TimeSeries {
+			values[i] = s.RequestsPerSecond
 			if passages {
-				v = s.PassagesPerSecond
+				values[i] = s.PassagesPerSecond
 			}
-			pts = append(pts, [2]float64{float64(s.Second), v})
+		}
+		pts := make([][2]float64, 0, len(values))
+		for i, v := range movingAverage(values, window) {
+			pts = append(pts, [2]float64{float64(run.Result.TimeSeries[i].Second), v})
 		}
 		lineSeries(line, run.Label, pts, false, "")
 	}
@@ -143,8 +148,40 @@ func throughputChart(runs []Run) (chart, error) {
 		charts.WithTooltipOpts(opts.Tooltip{Trigger: "axis"}),
 		charts.WithDataZoomOpts(opts.DataZoom{Type: "inside"}),
 	)
-	return renderChart(line, "throughput-over-time", "Throughput over time",
-		fmt.Sprintf("Successful %s, one point per second of the measured window (warm-up excluded); requests count in the second they finished.", unit))
+	caption := fmt.Sprintf("Successful %s over the measured window (warm-up excluded); requests count in the second they finished.", unit)
+	if window > 1 {
+		caption += fmt.Sprintf(" The slowest run finishes fewer than %d requests a second, so each point is the mean of the last %d seconds: per second, the line would only show which seconds a request happened to end in.", minPerSecond, window)
+	}
+	return renderChart(line, "throughput-over-time", "Throughput over time", caption)
+}
+
+// minPerSecond is the completion rate below which per-second throughput is too grainy to read.
+const minPerSecond = 5
+
+// throughputWindow is the moving-average width, in seconds, that gives the slowest run about
+// minPerSecond completions per point (1 when every run is fast enough, at most 30).
+func throughputWindow(runs []Run) int {
+	window := 1
+	for _, run := range runs {
+		if rate := run.Result.RequestsPerSecond; rate > 0 && rate < minPerSecond {
+			window = max(window, min(30, int(math.Ceil(minPerSecond/rate))))
+		}
+	}
+	return window
+}
+
+// movingAverage is the trailing mean over window points (fewer at the start).
+func movingAverage(values []float64, window int) []float64 {
+	out := make([]float64, len(values))
+	sum := 0.0
+	for i, v := range values {
+		sum += v
+		if i >= window {
+			sum -= values[i-window]
+		}
+		out[i] = sum / float64(min(i+1, window))
+	}
+	return out
 }
 
 func p99Chart(runs []Run) (chart, error) {

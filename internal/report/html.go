@@ -65,7 +65,9 @@ type cellView struct {
 type rowView struct {
 	Section, Name string
 	NewSection    bool
-	Cells         []cellView
+	// Numeric rows are right-aligned and never wrapped; descriptive ones (model names) wrap.
+	Numeric bool
+	Cells   []cellView
 }
 
 type pageData struct {
@@ -114,7 +116,7 @@ func WriteHTML(w io.Writer, runs []Run, o HTMLOptions) error {
 	}
 	section := ""
 	for _, row := range data.Table.Rows {
-		v := rowView{Section: row.Section, Name: row.Name, NewSection: row.Section != section}
+		v := rowView{Section: row.Section, Name: row.Name, NewSection: row.Section != section, Numeric: row.Section != "setup"}
 		section = row.Section
 		for i, c := range row.Cells {
 			v.Cells = append(v.Cells, cellView{c, row.Ratios[i]})
@@ -241,8 +243,8 @@ footer { margin-top: 40px; color: #777; font-size: 12px; }
 <h2>Summary</h2>
 <table id="summary">
 <tr><th></th>{{range .Table.Runs}}<th>{{.}}</th>{{end}}</tr>
-{{range .Rows}}{{if .NewSection}}<tr class="section"><td colspan="{{$.Columns}}">{{.Section}}</td></tr>
-{{end}}<tr><td>{{.Name}}</td>{{range .Cells}}<td class="num">{{.Text}}{{if .Ratio}} <span class="ratio">{{.Ratio}}</span>{{end}}</td>{{end}}</tr>
+{{range $row := .Rows}}{{if .NewSection}}<tr class="section"><td colspan="{{$.Columns}}">{{.Section}}</td></tr>
+{{end}}<tr><td>{{.Name}}</td>{{range .Cells}}<td class="{{if $row.Numeric}}num{{else}}text{{end}}">{{.Text}}{{if .Ratio}} <span class="ratio">{{.Ratio}}</span>{{end}}</td>{{end}}</tr>
 {{end}}</table>
 {{with .Fairness}}
 <h2>Fairness: do both services compute the same embeddings?</h2>

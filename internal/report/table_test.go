@@ -197,3 +197,20 @@ func TestFormatting(t *testing.T) {
 		}
 	}
 }
+
+func TestMovingAverage(t *testing.T) {
+	got := movingAverage([]float64{0, 4, 0, 0, 8, 0}, 2)
+	want := []float64{0, 2, 2, 0, 4, 4}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("moving average %v; want %v", got, want)
+		}
+	}
+	slow := []Run{{Result: &stress.Result{RequestsPerSecond: 0.25}}, {Result: &stress.Result{RequestsPerSecond: 100}}}
+	if w := throughputWindow(slow); w != 20 {
+		t.Errorf("window %d for 0.25 requests/s; want 20", w)
+	}
+	if w := throughputWindow(slow[1:]); w != 1 {
+		t.Errorf("window %d for 100 requests/s; want 1", w)
+	}
+}

@@ -54,6 +54,8 @@ func startService(ctx context.Context, spec serviceSpec) (*service, error) {
 	if spec.name == Sequential {
 		layout = modernbert.Padded
 	}
+	// Each engine drives its model in one layout: compiling only that one halves start-up.
+	spec.modelOpts.Layouts = []modernbert.Layout{layout}
 	t0 := time.Now()
 	m, err := modernbert.New(ctx, spec.cfg, spec.weights, spec.modelOpts)
 	if err != nil {

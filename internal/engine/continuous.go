@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 )
@@ -164,7 +163,7 @@ func (c *Continuous) finishLocked(j *contJob) {
 func (c *Continuous) work(replica int, r Runner) {
 	defer c.workers.Done()
 	for {
-		batch, ok := c.take()
+		batch, ok := c.take(r)
 		if !ok {
 			return
 		}
@@ -182,11 +181,11 @@ func (c *Continuous) work(replica int, r Runner) {
 	}
 }
 
-// take blocks until there is work, then forms a batch: the oldest sequences first, each that
-// still fits the token budget (first fit, so short ones fill what long ones leave), sorted by
-// length so the model packs them tightly. The oldest always fits an empty budget, so nothing
-// starves.
-func (c *Continuous) take() ([]queued, bool) {
+// take blocks until there is work, then forms a batch for replica r: the oldest sequences
+// first, each that still fits the token budget (first fit, so short ones fill what long ones
+// leave), trimmed to what one device step holds when the runner can tell. The oldest always
+// fits an empty budget, so nothing starves; the model packs the batch by length.
+func (c *Continuous) take(r Runner) ([]queued, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(c.queue) == 0 {
@@ -197,11 +196,30 @@ func (c *Continuous) take() ([]queued, bool) {
 	}
 	budget := c.maxBatchTokens
 	var batch []queued
-	kept := c.queue[:0]
-	for _, q := range c.queue {
+	var taken []int // queue positions of batch
+	for i, q := range c.queue {
 		if len(q.ids) <= budget {
 			budget -= len(q.ids)
 			batch = append(batch, q)
+			taken = append(taken, i)
+			if budget < 2 { // no sequence is shorter than [CLS][SEP]
+				break
+			}
+		}
+	}
+	if fitter, ok := r.(StepFitter); ok && len(batch) > 1 {
+		lengths := make([]int, len(batch))
+		for i, q := range batch {
+			lengths[i] = len(q.ids)
+		}
+		n := max(1, fitter.FitStep(lengths))
+		batch, taken = batch[:n], taken[:n]
+	}
+	kept := c.queue[:0]
+	next := 0
+	for i, q := range c.queue {
+		if next < len(taken) && taken[next] == i {
+			next++
 			q.job.queued--
 			c.queuedT -= len(q.ids)
 			continue
@@ -211,7 +229,6 @@ func (c *Continuous) take() ([]queued, bool) {
 	clear(c.queue[len(kept):])
 	c.queue = kept
 	c.busy++
-	slices.SortStableFunc(batch, func(a, b queued) int { return len(b.ids) - len(a.ids) })
 	return batch, true
 }
 

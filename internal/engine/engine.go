@@ -30,6 +30,13 @@ type Runner interface {
 	Run(ctx context.Context, seqs [][]int32) ([][]float32, BatchStats, error)
 }
 
+// StepFitter is a Runner that can say how many of the leading sequences of these lengths one
+// device step holds (at least one). The continuous engine uses it to fill steps exactly rather
+// than spill a few sequences into a nearly empty second step.
+type StepFitter interface {
+	FitStep(lengths []int) int
+}
+
 // Job is one client request: texts to tokenize, or sequences already tokenized.
 type Job struct {
 	Texts []string
@@ -108,6 +115,7 @@ type BatchReport struct {
 
 // Config is what both engines share.
 type Config struct {
+	// Tokenizer is needed for jobs with texts; without it only token-id jobs are accepted.
 	Tokenizer Tokenizer
 	// MaxSequenceLength is the most tokens one sequence may have, specials included.
 	MaxSequenceLength int
@@ -118,9 +126,6 @@ type Config struct {
 }
 
 func (c Config) check() error {
-	if c.Tokenizer == nil {
-		return errors.New("engine: no tokenizer")
-	}
 	if c.MaxSequenceLength < 2 {
 		return fmt.Errorf("engine: max sequence length %d is below 2 ([CLS] and [SEP])", c.MaxSequenceLength)
 	}
@@ -179,6 +184,9 @@ func tokenize(cfg *Config, job Job) ([][]int32, error) {
 			}
 		}
 		return job.IDs, nil
+	}
+	if cfg.Tokenizer == nil {
+		return nil, errors.New("engine: no tokenizer to turn texts into token ids")
 	}
 	maxLength := cfg.MaxSequenceLength
 	if !job.Truncate {

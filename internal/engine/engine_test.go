@@ -1,0 +1,347 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embedbench/embedbench/internal/modernbert"
+)
+
+// The tests run the real model (a tiny random ModernBERT on the pure-Go backend): the engine's
+// promises are about what reaches a device and what comes back, so nothing is faked.
+
+const testMaxSeq = 128
+
+func tinyConfig() modernbert.Config {
+	return modernbert.DefaultConfig().Scaled(2, 64, 4, 128)
+}
+
+func newTinyModel(t *testing.T) *modernbert.Model {
+	t.Helper()
+	cfg := tinyConfig()
+	m, err := modernbert.New(context.Background(), cfg, modernbert.RandomWeights(cfg, 1), modernbert.Options{
+		Backend: "simplego", MaxSequenceLength: testMaxSeq, MaxBatchTokens: 1024, PaddedRows: 8,
+	})
+	if err != nil {
+		t.Fatalf("building the tiny model: %v", err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// randomSeqs makes sequences of the given lengths shaped like tokenizer output.
+func randomSeqs(rng *rand.Rand, lengths ...int) [][]int32 {
+	cfg := tinyConfig()
+	seqs := make([][]int32, len(lengths))
+	for i, n := range lengths {
+		seq := make([]int32, n)
+		for j := range seq {
+			seq[j] = int32(rng.IntN(50000))
+		}
+		seq[0], seq[n-1] = cfg.CLSTokenID, cfg.SEPTokenID
+		seqs[i] = seq
+	}
+	return seqs
+}
+
+func randomLengths(rng *rand.Rand, n, lo, hi int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = lo + rng.IntN(hi-lo+1)
+	}
+	return out
+}
+
+func cosine(a, b []float32) float64 {
+	var dot, na, nb float64
+	for i := range a {
+		dot += float64(a[i]) * float64(b[i])
+		na += float64(a[i]) * float64(a[i])
+		nb += float64(b[i]) * float64(b[i])
+	}
+	return dot / math.Sqrt(na*nb)
+}
+
+func checkClose(t *testing.T, what string, got, want [][]float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d vectors, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		if c := cosine(got[i], want[i]); c < 0.999 || math.IsNaN(c) {
+			t.Fatalf("%s: vector %d has cosine %.6f with the reference, want >= 0.999", what, i, c)
+		}
+	}
+}
+
+func testConfig() Config {
+	return Config{MaxSequenceLength: testMaxSeq, MaxQueuedSequences: 4096}
+}
+
+func TestSequentialAndContinuousAgree(t *testing.T) {
+	m := newTinyModel(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	seqs := randomSeqs(rng, randomLengths(rng, 40, 2, testMaxSeq)...)
+	seqs = append(seqs, randomSeqs(rng, 2)...) // an empty text is [CLS][SEP]
+
+	// The reference: each sequence alone, so no batching choice can hide in it.
+	want := make([][]float32, len(seqs))
+	for i, s := range seqs {
+		v, _, err := m.Embed(context.Background(), [][]int32{s}, modernbert.Padded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = v[0]
+	}
+
+	seq, err := NewSequential(testConfig(), ModelRunner(m, modernbert.Padded), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := seq.Embed(context.Background(), Job{IDs: seqs})
+	seq.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClose(t, "sequential", res.Vectors, want)
+	if st := seq.Stats(); st.Batches != 6 || st.Sequences != uint64(len(seqs)) {
+		t.Errorf("sequential ran %d batches of %d sequences in all, want 6 batches (42 texts by 8) and %d", st.Batches, st.Sequences, len(seqs))
+	}
+
+	cont, err := NewContinuous(testConfig(), []Runner{ModelRunner(m, modernbert.Packed)}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = cont.Embed(context.Background(), Job{IDs: seqs})
+	cont.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClose(t, "continuous", res.Vectors, want)
+	for i, n := range res.Tokens {
+		if n != len(seqs[i]) {
+			t.Fatalf("input %d: %d tokens reported, want %d", i, n, len(seqs[i]))
+		}
+	}
+	if res.Timing.Inference <= 0 {
+		t.Errorf("inference time %v, want > 0", res.Timing.Inference)
+	}
+}
+
+func TestContinuousSpreadsConcurrentJobsOverReplicas(t *testing.T) {
+	models := []*modernbert.Model{newTinyModel(t), newTinyModel(t)}
+	var mu sync.Mutex
+	perReplica := map[int]int{}
+	requestsInBatch := 0
+	cfg := testConfig()
+	cfg.OnBatch = func(b BatchReport) {
+		mu.Lock()
+		defer mu.Unlock()
+		perReplica[b.Replica] += b.Sequences
+		requestsInBatch = max(requestsInBatch, b.Requests)
+		if b.Stats.RealTokens > 512 {
+			t.Errorf("batch of %d real tokens over the budget of 512", b.Stats.RealTokens)
+		}
+	}
+	eng, err := NewContinuous(cfg, []Runner{ModelRunner(models[0], modernbert.Packed), ModelRunner(models[1], modernbert.Packed)}, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	jobs := make([][][]int32, 12)
+	for i := range jobs {
+		jobs[i] = randomSeqs(rng, randomLengths(rng, 1+rng.IntN(8), 2, 100)...)
+	}
+	results := make([]Result, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i := range jobs {
+		wg.Go(func() { results[i], errs[i] = eng.Embed(context.Background(), Job{IDs: jobs[i]}) })
+	}
+	wg.Wait()
+
+	total := 0
+	for i, seqs := range jobs {
+		if errs[i] != nil {
+			t.Fatalf("job %d: %v", i, errs[i])
+		}
+		want, _, err := models[0].Embed(context.Background(), seqs, modernbert.Padded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkClose(t, "job", results[i].Vectors, want)
+		total += len(seqs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if perReplica[0]+perReplica[1] != total || perReplica[0] == 0 || perReplica[1] == 0 {
+		t.Errorf("sequences per replica %v, want all %d spread over both", perReplica, total)
+	}
+	if requestsInBatch < 2 {
+		t.Errorf("no batch mixed sequences of several requests (max %d)", requestsInBatch)
+	}
+}
+
+// busyWith submits a job big enough to keep the single replica busy for several batches, and
+// returns once its first batch is on the device.
+func busyWith(t *testing.T, eng Engine, seqs [][]int32) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := eng.Embed(context.Background(), Job{IDs: seqs})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for eng.Stats().BusyReplicas == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the engine never started the big job")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return done
+}
+
+func TestContinuousDropsQueuedWorkOfCancelledJob(t *testing.T) {
+	eng, err := NewContinuous(testConfig(), []Runner{ModelRunner(newTinyModel(t), modernbert.Packed)}, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	big := randomSeqs(rng, randomLengths(rng, 48, 100, testMaxSeq)...) // ~20 batches of 256 tokens
+	bigDone := busyWith(t, eng, big)
+
+	// The small job queues behind the big one's remaining sequences (oldest first), so it cannot
+	// reach the device before its caller gives up.
+	small := randomSeqs(rng, 10, 20, 30)
+	ctx, cancel := context.WithCancel(context.Background())
+	smallDone := make(chan error, 1)
+	go func() {
+		_, err := eng.Embed(ctx, Job{IDs: small})
+		smallDone <- err
+	}()
+	for eng.Stats().QueuedRequests < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-smallDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled job returned %v, want context.Canceled", err)
+	}
+	st := eng.Stats()
+	if st.DroppedSequences != uint64(len(small)) {
+		t.Errorf("%d sequences dropped, want the cancelled job's %d", st.DroppedSequences, len(small))
+	}
+	if err := <-bigDone; err != nil {
+		t.Fatalf("big job: %v", err)
+	}
+	if st := eng.Stats(); st.Sequences != uint64(len(big)) || st.QueuedSequences != 0 {
+		t.Errorf("devices embedded %d sequences (queue %d), want only the big job's %d", st.Sequences, st.QueuedSequences, len(big))
+	}
+}
+
+func TestSequentialDropsCancelledJobBeforeTheDevice(t *testing.T) {
+	eng, err := NewSequential(testConfig(), ModelRunner(newTinyModel(t), modernbert.Padded), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	rng := rand.New(rand.NewPCG(7, 8))
+	big := randomSeqs(rng, randomLengths(rng, 48, 100, testMaxSeq)...)
+	bigDone := busyWith(t, eng, big)
+
+	small := randomSeqs(rng, 10, 20, 30)
+	ctx, cancel := context.WithCancel(context.Background())
+	smallDone := make(chan error, 1)
+	go func() {
+		_, err := eng.Embed(ctx, Job{IDs: small})
+		smallDone <- err
+	}()
+	for eng.Stats().QueuedRequests < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-smallDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled job returned %v, want context.Canceled", err)
+	}
+	if err := <-bigDone; err != nil {
+		t.Fatalf("big job: %v", err)
+	}
+	eng.Close() // the worker has passed the cancelled job once Close returns
+	if st := eng.Stats(); st.DroppedSequences != uint64(len(small)) || st.Sequences != uint64(len(big)) {
+		t.Errorf("dropped %d and embedded %d sequences, want %d dropped and only the big job's %d embedded",
+			st.DroppedSequences, st.Sequences, len(small), len(big))
+	}
+}
+
+func TestDeviceErrorFailsTheBatchAndTheEngineLivesOn(t *testing.T) {
+	m := newTinyModel(t)
+	m.Close() // a device that can no longer run anything
+	eng, err := NewContinuous(testConfig(), []Runner{ModelRunner(m, modernbert.Packed)}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 2 {
+		_, err := eng.Embed(context.Background(), Job{IDs: randomSeqs(rng, 5, 6)})
+		var dev *DeviceError
+		if !errors.As(err, &dev) {
+			t.Fatalf("got %v, want a *DeviceError", err)
+		}
+	}
+	if st := eng.Stats(); st.DeviceErrors != 2 || st.LastError == "" || st.LastErrorAt.IsZero() {
+		t.Errorf("stats %+v, want 2 device errors with the last one described", st)
+	}
+}
+
+func TestQueueBoundAndClose(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxQueuedSequences = 4
+	m := newTinyModel(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	cont, err := NewContinuous(cfg, []Runner{ModelRunner(m, modernbert.Packed)}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := NewSequential(cfg, ModelRunner(m, modernbert.Padded), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, eng := range map[string]Engine{"continuous": cont, "sequential": seq} {
+		if _, err := eng.Embed(context.Background(), Job{IDs: randomSeqs(rng, 3, 3, 3, 3, 3)}); !errors.Is(err, ErrOverloaded) {
+			t.Errorf("%s: 5 sequences into a queue of 4 gave %v, want ErrOverloaded", name, err)
+		}
+		if _, err := eng.Embed(context.Background(), Job{IDs: randomSeqs(rng, 3, 3)}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		eng.Close()
+		if _, err := eng.Embed(context.Background(), Job{IDs: randomSeqs(rng, 3)}); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s: after Close got %v, want ErrClosed", name, err)
+		}
+	}
+}
+
+func TestInvalidTokenInput(t *testing.T) {
+	eng, err := NewContinuous(testConfig(), []Runner{ModelRunner(newTinyModel(t), modernbert.Packed)}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	var invalid *InvalidInputError
+	if _, err := eng.Embed(context.Background(), Job{IDs: [][]int32{{1, 2}, {}}}); !errors.As(err, &invalid) || invalid.Index != 1 {
+		t.Errorf("empty token list gave %v, want an InvalidInputError for input 1", err)
+	}
+	if _, err := eng.Embed(context.Background(), Job{IDs: [][]int32{make([]int32, testMaxSeq+1)}}); !errors.As(err, &invalid) {
+		t.Errorf("over-long token list gave %v, want an InvalidInputError", err)
+	}
+	if _, err := eng.Embed(context.Background(), Job{Texts: []string{"no tokenizer"}}); err == nil {
+		t.Error("texts without a tokenizer were accepted")
+	}
+}

@@ -1,0 +1,32 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/embedbench/embedbench/internal/modernbert"
+)
+
+// modelRunner drives one *modernbert.Model in a fixed layout.
+type modelRunner struct {
+	m      *modernbert.Model
+	layout modernbert.Layout
+}
+
+// ModelRunner adapts a model replica to a Runner: Packed for the continuous engine, Padded
+// for the sequential one.
+func ModelRunner(m *modernbert.Model, layout modernbert.Layout) Runner {
+	if layout == modernbert.Packed {
+		return modelFitter{modelRunner{m: m, layout: layout}}
+	}
+	return modelRunner{m: m, layout: layout}
+}
+
+func (r modelRunner) Run(ctx context.Context, seqs [][]int32) ([][]float32, BatchStats, error) {
+	vectors, st, err := r.m.Embed(ctx, seqs, r.layout)
+	return vectors, BatchStats{RealTokens: st.RealTokens, SlotTokens: st.SlotTokens, Steps: st.Steps, Device: st.Device}, err
+}
+
+// modelFitter is a packed modelRunner, which knows how its steps fill.
+type modelFitter struct{ modelRunner }
+
+func (r modelFitter) FitStep(lengths []int) int { return r.m.FitPacked(lengths) }

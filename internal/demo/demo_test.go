@@ -153,3 +153,61 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// cancelOn cancels when the demo prints a given line.
+type cancelOn struct {
+	buf    bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+	at     time.Time
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	w.buf.Write(p)
+	if w.at.IsZero() && strings.Contains(w.buf.String(), w.marker) {
+		w.at = time.Now()
+		// Let the stress run get going before the interrupt.
+		time.AfterFunc(2*time.Second, w.cancel)
+	}
+	return len(p), nil
+}
+
+// TestDemoInterrupted checks that Ctrl-C during a stress run stops the demo promptly, shuts
+// the services down and still writes the partial result.
+func TestDemoInterrupted(t *testing.T) {
+	if _, err := localdata.ModernBERTDir(); err != nil {
+		t.Skipf("the demo needs the ModernBERT tokenizer: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("starts two models")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &cancelOn{marker: "Stress-testing the sequential", cancel: cancel}
+	res, err := Run(ctx, Options{
+		OutputDir: dir, Device: "cpu", Offline: true, Duration: time.Minute, Warmup: 0,
+		BatchSize: 8, Concurrency: 2, Passages: 100, MaxSequenceLength: 128, Out: w,
+	})
+	if err == nil {
+		t.Fatalf("no error from an interrupted demo; output:\n%s", w.buf.String())
+	}
+	if w.at.IsZero() {
+		t.Fatalf("the demo failed before stressing: %v", err)
+	}
+	// Interrupted 2 s in, a one-minute run must stop within the requests in flight.
+	if took := time.Since(w.at); took > 40*time.Second {
+		t.Errorf("the demo took %v to stop after the interrupt", took)
+	}
+	if res == nil || len(res.ResultFiles) != 1 {
+		t.Fatalf("want the interrupted run's result file; got %+v (%v)", res, err)
+	}
+	r, rerr := stress.ReadResult(res.ResultFiles[0])
+	if rerr != nil || !r.Partial {
+		t.Errorf("interrupted result: %v, partial %v", rerr, r != nil && r.Partial)
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, "report.html")); statErr == nil {
+		t.Error("a report was written for an interrupted demo")
+	}
+	t.Logf("stopped %v after the interrupt: %v", time.Since(w.at).Round(time.Millisecond), err)
+}

@@ -65,7 +65,7 @@ func TestReportRendersInChromium(t *testing.T) {
 		t.Errorf("the page did not report 5 charts rendered; body: %s", firstTag(dom, "<body"))
 	}
 	for id, series := range map[string]int{
-		"latency-spectrum": 2, "throughput-over-time": 2, "p99-over-time": 2, "gpu-over-time": 2, "latency-histogram": 2,
+		"latency-spectrum": 3, "throughput-over-time": 2, "p99-over-time": 2, "gpu-over-time": 2, "latency-histogram": 2,
 	} {
 		tag := firstTag(dom, `<div class="chart" id="`+id+`"`)
 		switch {

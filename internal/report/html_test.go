@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/embedbench/embedbench/internal/fairness"
+	"github.com/embedbench/embedbench/internal/stress"
 )
 
 // twoRuns is the usual comparison: a sequential fp32 run without GPU telemetry and a faster
@@ -20,6 +21,17 @@ func twoRuns(t *testing.T) []Run {
 	t.Helper()
 	seq := fixtureRun(t, "sequential", "float32", 40*time.Millisecond, 50, false)
 	cont := fixtureRun(t, "continuous", "bfloat16", 20*time.Millisecond, 100, true)
+	// The continuous run is open loop: it carries the uncorrected spectrum beside the corrected
+	// one, and it did not keep its rate.
+	uncorrected := make([]stress.PercentilePoint, len(cont.LatencySpectrum))
+	for i, p := range cont.LatencySpectrum {
+		p.LatencySeconds *= 0.8
+		uncorrected[i] = p
+	}
+	cont.LatencySpectrumUncorrected = uncorrected
+	cont.Config.Mode, cont.Config.Rate, cont.Config.Arrival = "open", 120, "poisson"
+	cont.OpenLoop = &stress.OpenLoopStats{TargetRate: 120, Arrival: "poisson", ScheduledRequests: 3600, SentRequests: 3000,
+		AchievedSendRate: 100, LateRequests: 250, LateThresholdSeconds: 0.005, UnsentRequests: 600, RateKept: false}
 	runs := []Run{{Path: "seq.json", Result: seq}, {Path: "cont.json", Result: cont}}
 	NameRuns(runs)
 	return runs
@@ -54,6 +66,7 @@ func TestHTMLIsSelfContained(t *testing.T) {
 		"Random weights", "sequential float32", "continuous bfloat16", "answerdotai/ModernBERT-base",
 		"min 0.999120", "CPU demo, tiny model", "Configuration of each run", "http_429: 2", "NVIDIA H200",
 		"GPU telemetry unavailable for sequential float32: no NVML driver on this machine",
+		"open loop 120/s poisson, cap 10 (rate NOT kept)", "continuous bfloat16 (uncorrected)", "scheduled / sent / unsent",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the report lacks %q", want)

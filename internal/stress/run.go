@@ -56,8 +56,6 @@ type Options struct {
 
 	ToolVersion string
 	CommandLine []string
-	// Client replaces the tuned HTTP client (tests).
-	Client *http.Client
 }
 
 // lateThreshold is how far behind its intended time an open-loop request that waited for the
@@ -125,10 +123,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	var connections atomic.Int64
-	client := opts.Client
-	if client == nil {
-		client = newClient(opts.MaxConcurrent, opts.Timeout, &connections)
-	}
+	client := newClient(opts.MaxConcurrent, opts.Timeout, &connections)
 
 	server, err := fetchHealth(ctx, client, opts.ServiceURL)
 	if err != nil {

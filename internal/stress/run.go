@@ -195,6 +195,11 @@ func (r *runner) run(ctx context.Context, telemetry *telemetry) (*Result, error)
 	// flight are let finish (each bounded by the timeout) so that slow answers are counted.
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
+	stopOnInterrupt := context.AfterFunc(ctx, func() {
+		r.halt(ctx.Err())
+		cancelRequests()
+	})
+	defer stopOnInterrupt()
 
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(ctx)
@@ -227,16 +232,7 @@ func (r *runner) run(ctx context.Context, telemetry *telemetry) (*Result, error)
 			workers.Go(func() { r.closedWorker(reqCtx) })
 		}
 	}
-	// Wait for the workers; an interruption cancels what is still in flight.
-	done := make(chan struct{})
-	go func() { workers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		r.halt(ctx.Err())
-		cancelRequests()
-		<-done
-	}
+	workers.Wait()
 	end := time.Now()
 	stopBG()
 	bg.Wait()

@@ -449,34 +449,39 @@ func TestServiceDyingEndsRun(t *testing.T) {
 }
 
 func TestCancelGivesPartialResult(t *testing.T) {
-	f := &fakeEmbedder{delay: func(int64) time.Duration { return 50 * time.Millisecond }}
-	srv := start(t, f)
-	opts := baseOptions(srv.URL)
-	opts.MaxConcurrent = 3
-	opts.Duration = time.Minute
-	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
-	defer cancel()
-	began := time.Now()
-	res, err := Run(ctx, opts)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err %v, want the context's", err)
-	}
-	if time.Since(began) > 2*time.Second {
-		t.Errorf("cancel took %s to stop the run", time.Since(began))
-	}
-	if res == nil || !res.Partial || res.PartialReason != "interrupted" || res.SuccessfulRequests == 0 {
-		t.Fatalf("want a partial result with the requests done so far, got %+v", res)
-	}
-	if res.UnfinishedRequests != 3 {
-		t.Errorf("%d requests cut off, want the 3 in flight", res.UnfinishedRequests)
-	}
-	path, err := WriteResult(t.TempDir(), res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := ReadResult(path)
-	if err != nil || !back.Partial || back.SuccessfulRequests != res.SuccessfulRequests {
-		t.Errorf("partial result did not survive the file: %+v, %v", back, err)
+	for _, rate := range []float64{0, 100} {
+		t.Run(fmt.Sprintf("rate=%v", rate), func(t *testing.T) {
+			f := &fakeEmbedder{delay: func(int64) time.Duration { return 50 * time.Millisecond }}
+			srv := start(t, f)
+			opts := baseOptions(srv.URL)
+			opts.MaxConcurrent = 3
+			opts.Rate = rate
+			opts.Duration = time.Minute
+			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+			defer cancel()
+			began := time.Now()
+			res, err := Run(ctx, opts)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err %v, want the context's", err)
+			}
+			if time.Since(began) > 2*time.Second {
+				t.Errorf("cancel took %s to stop the run", time.Since(began))
+			}
+			if res == nil || !res.Partial || res.PartialReason != "interrupted" || res.SuccessfulRequests == 0 {
+				t.Fatalf("want a partial result with the requests done so far, got %+v", res)
+			}
+			if res.UnfinishedRequests != 3 {
+				t.Errorf("%d requests cut off, want the 3 in flight", res.UnfinishedRequests)
+			}
+			path, err := WriteResult(t.TempDir(), res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := ReadResult(path)
+			if err != nil || !back.Partial || back.SuccessfulRequests != res.SuccessfulRequests {
+				t.Errorf("partial result did not survive the file: %+v, %v", back, err)
+			}
+		})
 	}
 }
 

@@ -2,8 +2,11 @@ package modernbert
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -84,4 +87,84 @@ func TestPackingDoesNotChangeVectors(t *testing.T) {
 		t.Errorf("stats %+v", pstats)
 	}
 	t.Logf("packed stats %+v waste %.2f", pstats, pstats.Waste())
+}
+
+func TestEmbedRefusesBadInput(t *testing.T) {
+	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}})
+	ctx := context.Background()
+	cases := map[string][][]int32{
+		"is empty":            {{1, 2}, {}},
+		"more than the max":   {make([]int32, 129)},
+		"outside the vocabul": {{1, 600, 2}},
+		"outside the vocab":   {{1, -1, 2}},
+	}
+	for want, seqs := range cases {
+		if _, _, err := m.Embed(ctx, seqs, Packed); err == nil || !strings.Contains(err.Error(), strings.Fields(want)[0]) {
+			t.Errorf("%v: error %v, want one saying %q", seqs, err, want)
+		}
+	}
+	if _, _, err := m.Embed(ctx, [][]int32{{1, 2}}, Padded); err == nil || !strings.Contains(err.Error(), "not compiled") {
+		t.Errorf("padded on a packed-only model: error %v", err)
+	}
+	got, stats, err := m.Embed(ctx, nil, Packed)
+	if err != nil || len(got) != 0 || stats.Steps != 0 {
+		t.Errorf("no sequences: %v %+v %v", got, stats, err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := m.Embed(cancelled, [][]int32{{1, 2}}, Packed); err == nil {
+		t.Error("a cancelled context must stop Embed")
+	}
+}
+
+func TestConcurrentEmbedCallsAgree(t *testing.T) {
+	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 256, Pipeline: 2})
+	rng := rand.New(rand.NewPCG(3, 4))
+	seqs := randomSeqs(rng, m.Config(), 5, 60, 33, 128, 2, 90, 17, 64, 70, 8)
+	want, stats, err := m.Embed(context.Background(), seqs, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Steps < 2 {
+		t.Fatalf("want several pipelined steps, got %+v", stats)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for g := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, _, err := m.Embed(context.Background(), seqs, Packed)
+			if err != nil {
+				errs[g] = err
+				return
+			}
+			for i := range seqs {
+				if d := maxAbsDiff(got[i], want[i]); d > 1e-6 {
+					errs[g] = fmt.Errorf("sequence %d differs by %g under concurrency", i, d)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestFitPackedFillsOneStep(t *testing.T) {
+	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 256, PackedRowLength: 64})
+	lengths := []int{60, 60, 60, 60, 10, 10}
+	if n := m.FitPacked(lengths); n != 4 {
+		t.Fatalf("FitPacked(%v) = %d, want 4 (4 rows of 64)", lengths, n)
+	}
+	if n := m.FitPacked([]int{128, 128, 128}); n != 2 {
+		t.Fatalf("two 128-token rows per 256-token step, got %d", n)
+	}
+	if n := m.FitPacked([]int{5}); n != 1 {
+		t.Fatalf("a single sequence always fits, got %d", n)
+	}
 }

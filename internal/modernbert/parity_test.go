@@ -98,6 +98,9 @@ func TestParityWithHF(t *testing.T) {
 		cfg, w, ref := loadFixture(t, fixture)
 		seqs := refSeqs(ref)
 		for _, pc := range parityCases {
+			if pc.dtype == BFloat16 && fixture != "tiny4x" {
+				continue // bf16 on simplego is slow; the BF16 checkpoint is the natural case
+			}
 			name := fixture + "/" + pc.dtype.String() + "/" + pc.pooling.String()
 			if pc.normalize {
 				name += "/normalized"

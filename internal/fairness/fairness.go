@@ -47,7 +47,13 @@ type Service struct {
 	Health Health `json:"health"`
 }
 
-// Result is the outcome of a check. Warnings is empty when the services agree.
+// Result is the outcome of a check.
+//
+// The vectors are the verdict: OK is true when they agree within the dtypes' noise. What the
+// services say about themselves on /health is compared too, and differences are warned about
+// (a model, pooling or weights named differently), but they do not fail the check on their
+// own: the same checkpoint is often described differently (a path on one side, a hub id or
+// "random (seed 0)" on the other), and if it truly differs the vectors show it.
 type Result struct {
 	A          Service  `json:"a"`
 	B          Service  `json:"b"`
@@ -58,12 +64,14 @@ type Result struct {
 	Threshold  float64  `json:"threshold"`
 	WorstIndex int      `json:"worst_index"`
 	WorstText  string   `json:"worst_text,omitempty"`
-	Warnings   []string `json:"warnings,omitempty"`
+	// VectorsAgree is the verdict on the vectors; Warnings lists every problem found,
+	// self-description differences included.
+	VectorsAgree bool     `json:"vectors_agree"`
+	Warnings     []string `json:"warnings,omitempty"`
 }
 
-// OK reports whether the two services agree within numerical noise and describe themselves
-// alike.
-func (r Result) OK() bool { return len(r.Warnings) == 0 }
+// OK reports whether the two services compute the same embeddings within numerical noise.
+func (r Result) OK() bool { return r.VectorsAgree }
 
 // Summary is a one-paragraph human reading of the result.
 func (r Result) Summary() string {
@@ -72,6 +80,8 @@ func (r Result) Summary() string {
 		r.Passages, r.Dim, r.MinCosine, r.MeanCosine, r.Threshold)
 	if r.OK() {
 		b.WriteString(": same embeddings within numerical noise")
+	} else {
+		b.WriteString(": the services do NOT compute the same embeddings")
 	}
 	for _, w := range r.Warnings {
 		b.WriteString("\n  WARNING: ")
@@ -171,12 +181,13 @@ func compareVectors(res *Result, vecA, vecB [][]float32, texts []string) {
 		}
 	}
 	res.MeanCosine = sum / float64(len(vecA))
+	res.VectorsAgree = undefined == 0 && res.MinCosine >= res.Threshold
 	res.WorstText = excerpt(texts[res.WorstIndex], 120)
 	if undefined > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%d vector pairs hold a zero, NaN or infinite value; counted as cosine 0", undefined))
 	}
 	if res.MinCosine < res.Threshold {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("minimum cosine %.6f is below %g (passage %d): the services do not compute the same embeddings", res.MinCosine, res.Threshold, res.WorstIndex))
+		res.Warnings = append(res.Warnings, fmt.Sprintf("minimum cosine %.6f is below %g (passage %d)", res.MinCosine, res.Threshold, res.WorstIndex))
 	}
 }
 

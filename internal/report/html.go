@@ -250,9 +250,10 @@ footer { margin-top: 40px; color: #777; font-size: 12px; }
 <h2>Fairness: do both services compute the same embeddings?</h2>
 <p>The same {{.Passages}} passages were sent to {{.A.URL}} ({{.A.Health.Backend}}, {{.A.Health.DType}}) and {{.B.URL}} ({{.B.Health.Backend}}, {{.B.Health.DType}}).
 Cosine between their vectors: <b>min {{printf "%.6f" .MinCosine}}</b>, mean {{printf "%.6f" .MeanCosine}}, embedding dim {{.Dim}}; the noise threshold for these dtypes is {{.Threshold}}.</p>
-{{if .OK}}<p class="ok">Same embeddings within numerical noise, and the services describe themselves alike.</p>
-{{else}}{{range .Warnings}}<p class="warn">{{.}}</p>
-{{end}}{{end}}{{end}}
+{{if .OK}}<p class="ok">Same embeddings within numerical noise.</p>
+{{else}}<p class="warn"><b>The services do NOT compute the same embeddings:</b> their speeds are not comparable.</p>
+{{end}}{{range .Warnings}}<p class="warn">{{.}}</p>
+{{end}}{{end}}
 <h2>Charts</h2>
 {{range .Charts}}<h3>{{.Title}}</h3>
 <p class="caption">{{.Caption}}</p>

@@ -40,7 +40,7 @@ func twoRuns(t *testing.T) []Run {
 var sampleFairness = &fairness.Result{
 	A:        fairness.Service{URL: "http://127.0.0.1:8000", API: "embed", Health: fairness.Health{Backend: "sequential", DType: "float32"}},
 	B:        fairness.Service{URL: "http://127.0.0.1:8001", API: "embed", Health: fairness.Health{Backend: "continuous", DType: "bfloat16"}},
-	Passages: 64, Dim: 768, MinCosine: 0.99912, MeanCosine: 0.99971, Threshold: 0.999,
+	Passages: 64, Dim: 768, MinCosine: 0.99912, MeanCosine: 0.99971, Threshold: 0.999, VectorsAgree: true,
 }
 
 func TestHTMLIsSelfContained(t *testing.T) {
@@ -64,7 +64,7 @@ func TestHTMLIsSelfContained(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Random weights", "sequential float32", "continuous bfloat16", "answerdotai/ModernBERT-base",
-		"min 0.999120", "CPU demo, tiny model", "Configuration of each run", "http_429: 2", "NVIDIA H200",
+		"min 0.999120", "Same embeddings within numerical noise", "CPU demo, tiny model", "Configuration of each run", "http_429: 2", "NVIDIA H200",
 		"GPU telemetry unavailable for sequential float32: no NVML driver on this machine",
 		"open loop 120/s poisson, cap 10 (rate NOT kept)", "continuous bfloat16 (uncorrected)", "scheduled / sent / unsent",
 	} {

@@ -55,15 +55,15 @@ type Service struct {
 // own: the same checkpoint is often described differently (a path on one side, a hub id or
 // "random (seed 0)" on the other), and if it truly differs the vectors show it.
 type Result struct {
-	A          Service  `json:"a"`
-	B          Service  `json:"b"`
-	Passages   int      `json:"passages"`
-	Dim        int      `json:"embedding_dim"`
-	MinCosine  float64  `json:"min_cosine"`
-	MeanCosine float64  `json:"mean_cosine"`
-	Threshold  float64  `json:"threshold"`
-	WorstIndex int      `json:"worst_index"`
-	WorstText  string   `json:"worst_text,omitempty"`
+	A          Service `json:"a"`
+	B          Service `json:"b"`
+	Passages   int     `json:"passages"`
+	Dim        int     `json:"embedding_dim"`
+	MinCosine  float64 `json:"min_cosine"`
+	MeanCosine float64 `json:"mean_cosine"`
+	Threshold  float64 `json:"threshold"`
+	WorstIndex int     `json:"worst_index"`
+	WorstText  string  `json:"worst_text,omitempty"`
 	// VectorsAgree is the verdict on the vectors; Warnings lists every problem found,
 	// self-description differences included.
 	VectorsAgree bool     `json:"vectors_agree"`

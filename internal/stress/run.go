@@ -366,6 +366,10 @@ func (r *runner) openLoop(ctx context.Context, workers *sync.WaitGroup, start, w
 			r.halt(nil)
 			return
 		}
+		if r.stopped() { // checked on every turn: behind schedule, the loop never sleeps
+			r.countUnsent(intended, windowStart, gap)
+			return
+		}
 		if d := time.Until(intended); d > 0 {
 			sleep.Reset(d)
 			select {

@@ -358,3 +358,24 @@ func TestModelFromVLLMAndTEIEndpoints(t *testing.T) {
 		t.Errorf("tei: server %+v", res.Server)
 	}
 }
+
+// An open loop far behind its schedule never sleeps; a request limit must still end it.
+func TestOpenLoopRequestLimitBehindSchedule(t *testing.T) {
+	srv := start(t, &fakeEmbedder{})
+	opts := baseOptions(srv.URL)
+	opts.Rate = 1e6
+	opts.MaxConcurrent = 4
+	opts.MaxRequests = 200
+	done := make(chan struct{})
+	var res *Result
+	var err error
+	go func() { res, err = Run(context.Background(), opts); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("open loop did not stop at its request limit")
+	}
+	if err != nil || res.TotalRequests != 200 {
+		t.Errorf("got %v, %d requests; want 200", err, res.TotalRequests)
+	}
+}

@@ -86,9 +86,9 @@ func startService(ctx context.Context, spec serviceSpec) (*service, error) {
 	}
 	var eng engine.Engine
 	if spec.name == Sequential {
-		eng, err = engine.NewSequential(ecfg, modelRunner{m, layout}, spec.batchSize)
+		eng, err = engine.NewSequential(ecfg, engine.ModelRunner(m, layout), spec.batchSize)
 	} else {
-		eng, err = engine.NewContinuous(ecfg, []engine.Runner{modelRunner{m, layout}}, m.MaxBatchTokens())
+		eng, err = engine.NewContinuous(ecfg, []engine.Runner{engine.ModelRunner(m, layout)}, m.MaxBatchTokens())
 	}
 	if err != nil {
 		m.Close()
@@ -170,14 +170,3 @@ func tokenizeFunc(tok *tokenizer.Tokenizer) func(string, bool, bool, int) ([]int
 	}
 }
 
-// modelRunner drives one model replica in one layout for an engine.
-// TODO(report engineer): use engine.ModelRunner once internal/engine/model.go is committed.
-type modelRunner struct {
-	m      *modernbert.Model
-	layout modernbert.Layout
-}
-
-func (r modelRunner) Run(ctx context.Context, seqs [][]int32) ([][]float32, engine.BatchStats, error) {
-	vectors, st, err := r.m.Embed(ctx, seqs, r.layout)
-	return vectors, engine.BatchStats{RealTokens: st.RealTokens, SlotTokens: st.SlotTokens, Steps: st.Steps, Device: st.Device}, err
-}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -40,10 +41,10 @@ func runCompare(ctx context.Context, args []string) error {
 	passages := fs.Int("passages", 64, "how many passages the check sends")
 	api := fs.String("api", "", "the check's endpoint: embed (/embed), openai (/v1/embeddings), or empty to detect")
 	minCosine := fs.Float64("min-cosine", 0, "the check's threshold (default: 0.99999 when both run fp32, else 0.999)")
-	if err := parseFlags(fs, args, true); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
 
 	var fair *fairness.Result
 	if *check {
@@ -105,6 +106,24 @@ func runCompare(ctx context.Context, args []string) error {
 		fmt.Printf("\nHTML report: %s\n", *html)
 	}
 	return fairnessExit(fair)
+}
+
+// parseInterspersed parses flags wherever they stand among the arguments: the flag package
+// stops at the first positional one, and people write `compare --check-embeddings A B
+// --passages 256`.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := parseFlags(fs, args, true); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
 }
 
 func writeMarkdown(path string, t report.Table) error {

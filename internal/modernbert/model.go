@@ -334,15 +334,23 @@ func (m *Model) run(st *step, in *hostInputs) (out []float32, err error) {
 	}()
 	inShape := shapes.Make(dtypes.Int32, st.spec.rows, st.spec.rowLen)
 	inputs := slices.Clone(m.weights)
-	donate := make([]bool, len(m.weights), len(m.weights)+3)
+	// Inputs are freed right after the step rather than donated: a donated buffer's handle
+	// would otherwise wait for a finalizer.
+	var stepBufs []backends.Buffer
+	defer func() {
+		for _, b := range stepBufs {
+			_ = m.backend.BufferFinalize(b)
+		}
+	}()
 	for _, data := range [][]int32{in.ids, in.pos, in.seg} {
 		buf, err := m.backend.BufferFromFlatData(m.device, data, inShape)
 		if err != nil {
 			return nil, fmt.Errorf("uploading step inputs: %w", err)
 		}
+		stepBufs = append(stepBufs, buf)
 		inputs = append(inputs, buf)
-		donate = append(donate, true)
 	}
+	donate := make([]bool, len(inputs))
 	outputs := st.g.RunWithBuffers(inputs, donate, m.device)
 	defer func() {
 		for _, t := range outputs {

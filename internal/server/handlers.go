@@ -68,9 +68,10 @@ func (s *Server) routes() http.Handler {
 	}})
 	add("/embed", route{name: "embed", methods: []string{http.MethodPost}, work: true, serve: s.handleEmbed})
 	add("/v1/embeddings", route{name: "openai_embeddings", methods: []string{http.MethodPost}, work: true, serve: s.handleOpenAI})
+	add("/v1/models", route{name: "openai_models", methods: []string{http.MethodGet}, serve: s.handleModels})
 	add("/tokenize", route{name: "tokenize", methods: []string{http.MethodPost}, work: true, serve: s.handleTokenize})
 	add("/", route{name: "unknown", serve: func(x *exchange, _ *Backend) {
-		s.writeError(x, api.Errorf(http.StatusNotFound, "", "no route %s %s; try POST /embed, POST /v1/embeddings, POST /tokenize, GET /health or GET /metrics", x.r.Method, x.r.URL.Path))
+		s.writeError(x, api.Errorf(http.StatusNotFound, "", "no route %s %s; try POST /embed, POST /v1/embeddings, POST /tokenize, GET /health, GET /metrics or GET /v1/models", x.r.Method, x.r.URL.Path))
 	}})
 	return mux
 }
@@ -342,6 +343,27 @@ func (s *Server) handleTokenize(x *exchange, b *Backend) {
 	x.Write(data)
 }
 
+// handleModels lists the one served model, as OpenAI-compatible servers (vLLM) do; load
+// testers read the model's name from it.
+func (s *Server) handleModels(x *exchange, _ *Backend) {
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	data, err := json.Marshal(struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{"list", []model{{ID: s.cfg.ModelID, Object: "model", Created: s.started.Unix(), OwnedBy: "embedbench"}}})
+	if err != nil {
+		s.writeError(x, api.Errorf(http.StatusInternalServerError, "", "encoding the response: %v", err))
+		return
+	}
+	x.Header().Set("Content-Type", "application/json")
+	x.Write(data)
+}
+
 func (s *Server) handleHealth(x *exchange, b *Backend) {
 	resp := api.HealthResponse{
 		Status: "loading", Backend: s.cfg.EngineName, Engine: s.cfg.EngineName, Model: s.cfg.ModelID,
@@ -386,6 +408,11 @@ func (s *Server) writeJSON(x *exchange, res engine.Result, body []byte) {
 	h.Set("X-Embedbench-Queue-Ms", millis(res.Timing.Queue))
 	h.Set("X-Embedbench-Inference-Ms", millis(res.Timing.Inference))
 	h.Set("X-Embedbench-Total-Ms", millis(time.Since(x.start)))
+	s.metrics.inputs.Add(float64(x.inputs))
+	s.metrics.inputTokens.Add(float64(x.tokens))
+	s.metrics.stageSeconds.WithLabelValues("tokenize").Observe(res.Timing.Tokenize.Seconds())
+	s.metrics.stageSeconds.WithLabelValues("queue").Observe(res.Timing.Queue.Seconds())
+	s.metrics.stageSeconds.WithLabelValues("inference").Observe(res.Timing.Inference.Seconds())
 	if _, err := x.Write(body); err != nil {
 		s.log.Debug("writing response", "path", x.r.URL.Path, "err", err)
 	}

@@ -1,0 +1,389 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/embedbench/embedbench/internal/demo"
+	"github.com/embedbench/embedbench/internal/engine"
+	"github.com/embedbench/embedbench/internal/gpu"
+	"github.com/embedbench/embedbench/internal/hub"
+	"github.com/embedbench/embedbench/internal/modernbert"
+	"github.com/embedbench/embedbench/internal/server"
+	"github.com/embedbench/embedbench/internal/tokenizer"
+)
+
+func init() {
+	register("serve", "serve embeddings over HTTP (/embed, OpenAI /v1/embeddings, /tokenize, /health, /metrics) with the sequential or continuous engine", runServe)
+}
+
+const (
+	engineSequential = "sequential"
+	engineContinuous = "continuous"
+)
+
+// serveFlags are `embedbench serve`'s flags.
+type serveFlags struct {
+	engine          string
+	host            string
+	port            int
+	model           string
+	servedName      string
+	weights         string
+	seed            int64
+	modelSize       string
+	device          string
+	xlaPlugin       string
+	replicas        int
+	dtype           string
+	pooling         string
+	maxConcurrent   int
+	maxBatchTokens  int
+	maxClientBatch  int
+	batchSize       int
+	maxSeqLen       int
+	maxBodyBytes    int64
+	apiKey          string
+	shutdownTimeout time.Duration
+	memoryFraction  float64
+}
+
+func runServe(ctx context.Context, args []string) error {
+	fs := newFlagSet("serve")
+	var f serveFlags
+	fs.StringVar(&f.engine, "engine", engineContinuous, "sequential (one request at a time, fixed padded batches: what an HF/LangChain service does) or continuous (token-budget batches across requests: what vLLM does)")
+	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on")
+	fs.IntVar(&f.port, "port", 0, "port (default 8000 for sequential, 8001 for continuous, as in the seed)")
+	fs.StringVar(&f.model, "model", demo.DefaultModelID, "model directory, hub cache snapshot or hub id (downloaded on demand) with config.json and tokenizer.json")
+	fs.StringVar(&f.servedName, "served-model-name", "", "model name in responses and /health (default: --model, with the size when scaled)")
+	fs.StringVar(&f.weights, "weights", "auto", "auto (the checkpoint's weights when the model has them and --model-size is base, else random), random, or real")
+	fs.Int64Var(&f.seed, "seed", 0, "seed of random weights")
+	fs.StringVar(&f.modelSize, "model-size", "base", "base (the checkpoint's configuration) or a scaled random model for CPUs: "+sizeNames())
+	fs.StringVar(&f.device, "device", "auto", "auto (cuda when a GPU and the XLA PJRT plugin are found, else cpu), cpu (pure Go) or cuda")
+	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
+	fs.IntVar(&f.replicas, "replicas", 0, "model replicas, one per GPU (continuous engine; default: every GPU on cuda, 1 on cpu)")
+	fs.StringVar(&f.dtype, "dtype", "auto", "auto (bfloat16 for continuous on cuda, else float32), float32 or bfloat16")
+	fs.StringVar(&f.pooling, "pooling", "mean", "mean (sentence-transformers' default for ModernBERT) or cls")
+	fs.IntVar(&f.maxConcurrent, "max-concurrent-requests", 512, "requests admitted at once; beyond it the answer is 429 at once")
+	fs.IntVar(&f.maxBatchTokens, "max-batch-tokens", 0, "token slots of one device step (0: 16384 on cuda, 2048 on cpu)")
+	fs.IntVar(&f.maxClientBatch, "max-client-batch-size", 1024, "inputs in one request; more is refused with 413")
+	fs.IntVar(&f.batchSize, "batch-size", 32, "sequential engine: texts per padded batch (sentence-transformers' default)")
+	fs.IntVar(&f.maxSeqLen, "max-sequence-length", 0, "longest sequence in tokens, [CLS]/[SEP] included (0: the model's maximum on cuda, 512 on cpu, where compiling 8192-token shapes takes minutes); longer texts are truncated, or refused when the request says \"truncate\": false")
+	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", 32<<20, "request body limit; more is refused with 413")
+	fs.StringVar(&f.apiKey, "api-key", os.Getenv("EMBEDBENCH_API_KEY"), "bearer token the work endpoints require (default $EMBEDBENCH_API_KEY; empty: none)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", time.Minute, "on SIGTERM, how long to wait for requests in flight")
+	fs.Float64Var(&f.memoryFraction, "memory-fraction", 0, "cap on the share of GPU memory XLA may use per replica (0: no cap; preallocation is off)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: embedbench serve [--engine sequential|continuous] [--port N] [--model DIR|ID] [--weights auto|random|real] [--device auto|cpu|cuda] ...")
+		fmt.Fprintln(fs.Output(), "\nOn a CPU, try: embedbench serve --model-size tiny --weights random --device cpu")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, false); err != nil {
+		return err
+	}
+	if err := f.check(); err != nil {
+		fmt.Fprintln(fs.Output(), err)
+		return errUsage
+	}
+	if f.port == 0 {
+		f.port = 8000
+		if f.engine == engineContinuous {
+			f.port = 8001
+		}
+	}
+	return serve(ctx, f)
+}
+
+func sizeNames() string {
+	names := make([]string, len(demo.Sizes))
+	for i, s := range demo.Sizes {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func (f *serveFlags) check() error {
+	switch {
+	case f.engine != engineSequential && f.engine != engineContinuous:
+		return fmt.Errorf("--engine %q: want sequential or continuous", f.engine)
+	case f.weights != "auto" && f.weights != "random" && f.weights != "real":
+		return fmt.Errorf("--weights %q: want auto, random or real", f.weights)
+	case f.port < 0 || f.port > 65535:
+		return fmt.Errorf("--port %d: want 0..65535", f.port)
+	case f.maxConcurrent < 1, f.maxClientBatch < 1, f.batchSize < 1, f.maxBodyBytes < 1:
+		return errors.New("--max-concurrent-requests, --max-client-batch-size, --batch-size and --max-body-bytes must be positive")
+	case f.maxBatchTokens < 0 || f.maxSeqLen < 0 || f.replicas < 0:
+		return errors.New("--max-batch-tokens, --max-sequence-length and --replicas must not be negative")
+	case f.engine == engineSequential && f.replicas > 1:
+		return errors.New("--replicas: the sequential engine runs one model, as an HF service does")
+	}
+	if _, err := f.size(); err != nil {
+		return fmt.Errorf("--model-size: %w", err)
+	}
+	if f.modelSize != "base" && f.weights == "real" {
+		return errors.New("--weights real needs --model-size base: a checkpoint's weights only fit its own size")
+	}
+	return nil
+}
+
+func (f *serveFlags) size() (demo.Size, error) {
+	for _, s := range demo.Sizes {
+		if s.Name == f.modelSize {
+			return s, nil
+		}
+	}
+	return demo.Size{}, fmt.Errorf("%q: want one of %s", f.modelSize, sizeNames())
+}
+
+// serve listens at once (so /health answers "loading" while the model compiles), loads the
+// model replicas and the engine, and serves until ctx ends; then it answers what it has
+// received, and closes the engine and the models.
+func serve(ctx context.Context, f serveFlags) error {
+	mon, err := gpu.Open()
+	if err != nil {
+		slog.Warn("GPU telemetry unavailable", "err", err)
+		mon = nil
+	} else {
+		defer mon.Close()
+	}
+	backend, err := f.backend(mon)
+	if err != nil {
+		return err
+	}
+	name := f.servedName
+	if name == "" {
+		name = f.model
+		if st, err := os.Stat(f.model); err == nil && st.IsDir() {
+			name = filepath.Base(filepath.Clean(f.model))
+		}
+		if f.modelSize != "base" {
+			name += "-" + f.modelSize
+		}
+	}
+	srv, err := server.New(server.Config{
+		EngineName: f.engine, ModelID: name, MaxConcurrentRequests: f.maxConcurrent,
+		MaxClientBatchSize: f.maxClientBatch, MaxBodyBytes: f.maxBodyBytes, APIKey: f.apiKey,
+		ShutdownTimeout: f.shutdownTimeout, GPU: mon, Logger: slog.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(f.host, strconv.Itoa(f.port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx, ln) }()
+
+	loaded, err := f.load(ctx, backend, mon, srv)
+	if err != nil {
+		stopServing()
+		<-served
+		if ctx.Err() != nil {
+			return nil // asked to stop while loading: nothing was in flight
+		}
+		return err
+	}
+	defer loaded.close()
+	srv.SetReady(loaded.backend)
+	slog.Info("ready", "engine", f.engine, "url", "http://"+ln.Addr().String(), "model", name,
+		"device", loaded.backend.Info.Device, "dtype", loaded.backend.Info.DType, "weights", loaded.backend.Info.Weights,
+		"replicas", loaded.backend.Info.Replicas, "max_sequence_length", loaded.backend.MaxSequenceLength)
+	return <-served
+}
+
+// backend picks modernbert's backend for --device and --xla-plugin.
+func (f *serveFlags) backend(mon *gpu.Monitor) (string, error) {
+	plugin := f.xlaPlugin
+	if plugin == "" {
+		plugin = modernbert.FindXLAPlugin()
+	}
+	switch f.device {
+	case "cpu":
+		return "simplego", nil
+	case "cuda", "gpu":
+		if plugin == "" {
+			return "", fmt.Errorf("--device cuda: no PJRT plugin found: pass --xla-plugin PATH or set %s", modernbert.EnvXLAPlugin)
+		}
+		return "xla:" + plugin, nil
+	case "auto":
+		if plugin != "" && mon != nil && mon.Available() {
+			return "xla:" + plugin, nil
+		}
+		return "simplego", nil
+	}
+	return "", fmt.Errorf("--device %q: want auto, cpu or cuda", f.device)
+}
+
+// loadedModel is what serve closes on the way out: the engine first (it finishes its work),
+// then the replicas.
+type loadedModel struct {
+	backend server.Backend
+	models  []*modernbert.Model
+}
+
+func (l *loadedModel) close() {
+	l.backend.Engine.Close()
+	for _, m := range l.models {
+		m.Close()
+	}
+}
+
+func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor, srv *server.Server) (*loadedModel, error) {
+	onGPU := strings.HasPrefix(backend, "xla:")
+	size, _ := f.size()
+	random := f.weights == "random" || (f.weights == "auto" && size.Name != "base")
+	client := hub.NewClientFromEnv()
+	// With --weights auto, a local directory without weights means random weights; a hub id
+	// means the checkpoint, downloaded if needed.
+	if f.weights == "auto" && !random {
+		if st, err := os.Stat(f.model); err == nil && st.IsDir() && !hasWeightFiles(f.model) {
+			random = true
+		}
+	}
+	dir, err := client.ResolveModel(ctx, f.model, !random)
+	if err != nil {
+		return nil, fmt.Errorf("resolving model %s: %w", f.model, err)
+	}
+	cfg, err := modernbert.LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	if size.Name != "base" {
+		cfg = cfg.Scaled(size.Layers, size.Hidden, size.Heads, size.Intermediate)
+	}
+	tok, err := tokenizer.LoadFile(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		return nil, err
+	}
+	var w *modernbert.Weights
+	if random {
+		w = modernbert.RandomWeights(cfg, f.seed)
+		slog.Warn("serving RANDOM weights: vectors are meaningless, speed is real", "seed", f.seed, "config", cfg.Summary())
+	} else if w, err = modernbert.LoadWeights(dir, cfg); err != nil {
+		return nil, err
+	}
+
+	maxSeqLen := f.maxSeqLen
+	if maxSeqLen == 0 && !onGPU {
+		maxSeqLen = min(512, cfg.MaxPositionEmbeddings)
+	}
+	opts := modernbert.Options{
+		Backend: backend, MaxBatchTokens: f.maxBatchTokens, MaxSequenceLength: maxSeqLen,
+		MemoryFraction: f.memoryFraction,
+		// The server normalises (so that "normalize": false and "dimensions" work), not the model.
+		Normalize: false,
+	}
+	if opts.Pooling, err = modernbert.ParsePooling(f.pooling); err != nil {
+		return nil, fmt.Errorf("--pooling: %w", err)
+	}
+	switch {
+	case f.dtype != "auto":
+		if opts.DType, err = modernbert.ParseDType(f.dtype); err != nil {
+			return nil, fmt.Errorf("--dtype: %w", err)
+		}
+	case f.engine == engineContinuous && onGPU:
+		opts.DType = modernbert.BFloat16
+	default:
+		opts.DType = modernbert.Float32 // HF's default, and simplego has no fast bf16
+	}
+	layout := modernbert.Packed
+	if f.engine == engineSequential {
+		layout = modernbert.Padded
+		opts.PaddedRows = f.batchSize
+	}
+	opts.Layouts = []modernbert.Layout{layout}
+
+	replicas := f.replicas
+	if replicas == 0 {
+		replicas = 1
+		if onGPU && mon != nil && mon.Available() {
+			if samples, err := mon.Sample(); err == nil && len(samples) > 0 {
+				replicas = len(samples)
+			}
+		}
+	}
+	l := &loadedModel{}
+	ok := false
+	defer func() {
+		if !ok {
+			for _, m := range l.models {
+				m.Close()
+			}
+		}
+	}()
+	runners := make([]engine.Runner, replicas)
+	for i := range replicas {
+		o := opts
+		if onGPU {
+			o.DeviceIndex = i
+		}
+		t0 := time.Now()
+		m, err := modernbert.New(ctx, cfg, w, o)
+		if err != nil {
+			return nil, fmt.Errorf("loading replica %d: %w", i, err)
+		}
+		l.models = append(l.models, m)
+		runners[i] = engine.ModelRunner(m, layout)
+		info := m.Info()
+		slog.Info("replica ready", "replica", i, "backend", info.Backend, "device", info.Device, "dtype", info.DType,
+			"shapes", strings.Join(info.Shapes, " "), "took", time.Since(t0).Round(time.Millisecond))
+	}
+	m := l.models[0]
+	ecfg := engine.Config{
+		Tokenizer:          tok,
+		MaxSequenceLength:  m.MaxSequenceLength(),
+		MaxQueuedSequences: f.maxConcurrent * f.maxClientBatch,
+		OnBatch:            srv.ObserveBatch,
+	}
+	var eng engine.Engine
+	if f.engine == engineSequential {
+		eng, err = engine.NewSequential(ecfg, runners[0], f.batchSize)
+	} else {
+		eng, err = engine.NewContinuous(ecfg, runners, m.MaxBatchTokens())
+	}
+	if err != nil {
+		return nil, err
+	}
+	info := m.Info()
+	device := info.Device
+	if !onGPU {
+		device = "cpu (GoMLX simplego): " + device
+	}
+	l.backend = server.Backend{
+		Engine: eng, Dim: m.Dim(), VocabSize: tok.VocabSize(), MaxSequenceLength: m.MaxSequenceLength(),
+		Tokenize: func(text string, addSpecial, offsets bool, maxLength int) ([]int32, [][2]int, int) {
+			enc := tok.Encode(text, tokenizer.EncodeOptions{AddSpecialTokens: addSpecial, MaxLength: maxLength})
+			if !offsets {
+				return enc.IDs, nil, enc.TotalTokens
+			}
+			return enc.IDs, enc.Offsets, enc.TotalTokens
+		},
+		Info: server.Info{
+			Device: device, DType: info.DType, Pooling: info.Pooling, Weights: info.Weights,
+			Replicas: replicas, GPUAvailable: mon != nil && mon.Available(),
+		},
+	}
+	ok = true
+	return l, nil
+}
+
+func hasWeightFiles(dir string) bool {
+	for _, name := range []string{"model.safetensors", "model.safetensors.index.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}

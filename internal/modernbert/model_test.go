@@ -168,3 +168,44 @@ func TestFitPackedFillsOneStep(t *testing.T) {
 		t.Fatalf("a single sequence always fits, got %d", n)
 	}
 }
+
+// TestBiasesAreApplied covers configs with norm, attention and MLP biases (none of the
+// published checkpoints has them): zero biases change nothing, a non-zero one changes vectors.
+func TestBiasesAreApplied(t *testing.T) {
+	plain := tinyConfig()
+	plain.NumHiddenLayers = 2
+	biased := plain
+	biased.NormBias, biased.AttentionBias, biased.MLPBias = true, true, true
+	opts := Options{Backend: "simplego", Layouts: []Layout{Packed}, MaxSequenceLength: 64, RowLengths: []int{64}}
+	seqs := randomSeqs(rand.New(rand.NewPCG(5, 6)), plain, 10, 40)
+	embed := func(cfg Config, w *Weights) [][]float32 {
+		m, err := New(context.Background(), cfg, w, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		got, _, err := m.Embed(context.Background(), seqs, Packed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	want := embed(plain, RandomWeights(plain, 9))
+	wb := RandomWeights(biased, 9) // biases are zeros; the other tensors draw the same numbers
+	for _, name := range []string{"layers.1.attn.Wqkv.bias", "layers.1.mlp.Wo.bias", "final_norm.bias"} {
+		if _, ok := wb.Tensors[name]; !ok {
+			t.Fatalf("random weights of a biased config lack %s", name)
+		}
+	}
+	got := embed(biased, wb)
+	for i := range seqs {
+		if d := maxAbsDiff(got[i], want[i]); d > 1e-6 {
+			t.Fatalf("zero biases changed sequence %d by %g", i, d)
+		}
+	}
+	wb.Tensors["layers.1.mlp.Wo.bias"].Data[0] = 0.5
+	got = embed(biased, wb)
+	if d := maxAbsDiff(got[0], want[0]); d < 1e-4 {
+		t.Fatalf("a non-zero MLP bias did not change the vector (diff %g)", d)
+	}
+}

@@ -177,7 +177,7 @@ func (m modelSetup) servedID() string {
 func (m modelSetup) describe() string {
 	kind := "real weights from " + m.weights.Source
 	if strings.HasPrefix(m.weights.Source, "random") {
-		kind = "RANDOM weights (" + m.weights.Source + "): speed only, the vectors mean nothing"
+		kind = "RANDOM weights " + strings.TrimSpace(strings.TrimPrefix(m.weights.Source, "random")) + ": speed only, the vectors mean nothing"
 	}
 	device := fmt.Sprintf("CPU (GoMLX simplego, %d cores)", runtime.NumCPU())
 	if m.gpu {

@@ -293,3 +293,44 @@ func TestCancelledContextStops(t *testing.T) {
 		t.Fatal("no error with a cancelled context")
 	}
 }
+
+// TestSilentHealthAndServedModel is a vLLM-like service: /health answers 200 with no body, and
+// /v1/embeddings wants the model name /v1/models gives.
+func TestSilentHealthAndServedModel(t *testing.T) {
+	a := (&service{health: healthy(nil)}).start(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"object":"list","data":[{"id":"served-name","object":"model"}]}`))
+	})
+	mux.HandleFunc("POST /v1/embeddings", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Input []string `json:"input"`
+			Model string   `json:"model"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		if req.Model != "served-name" {
+			http.Error(w, `{"error":"model not found"}`, http.StatusNotFound)
+			return
+		}
+		type item struct {
+			Index     int       `json:"index"`
+			Embedding []float32 `json:"embedding"`
+		}
+		var data []item
+		for i, text := range req.Input {
+			data = append(data, item{i, vectorOf(text, 16)})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"data": data})
+	})
+	vllm := httptest.NewServer(mux)
+	defer vllm.Close()
+
+	res, err := Check(context.Background(), a, vllm.URL, passages[:5], Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || res.B.API != "openai" || len(res.Warnings) != 0 {
+		t.Errorf("OK %v api %q warnings %v", res.OK(), res.B.API, res.Warnings)
+	}
+}

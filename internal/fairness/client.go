@@ -13,8 +13,9 @@ import (
 )
 
 const (
-	apiEmbed  = "embed"
-	apiOpenAI = "openai"
+	apiEmbed  = "embed"  // the seed's POST /embed {"texts": [...]}
+	apiOpenAI = "openai" // POST /v1/embeddings
+	apiTEI    = "tei"    // HF text-embeddings-inference: POST /embed {"inputs": [...]} -> [[...]]
 )
 
 // maxResponseBytes bounds what is read from a service: K passages of a few thousand floats
@@ -159,6 +160,8 @@ func embedBatch(ctx context.Context, client *http.Client, base, api, model strin
 	switch api {
 	case apiEmbed:
 		path, payload = "/embed", map[string]any{"texts": texts}
+	case apiTEI:
+		path, payload = "/embed", map[string]any{"inputs": texts}
 	case apiOpenAI:
 		if model == "" {
 			model = "default"
@@ -191,13 +194,18 @@ func embedBatch(ctx context.Context, client *http.Client, base, api, model strin
 	}
 
 	var vecs [][]float32
-	if api == apiEmbed {
+	switch api {
+	case apiEmbed:
 		var r embedResponse
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, fmt.Errorf("answer of %s%s: malformed JSON: %w", base, path, err)
 		}
 		vecs = r.Embeddings
-	} else {
+	case apiTEI:
+		if err := json.Unmarshal(raw, &vecs); err != nil {
+			return nil, fmt.Errorf("answer of %s%s: want a JSON list of vectors: %w", base, path, err)
+		}
+	default:
 		var r openAIResponse
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return nil, fmt.Errorf("answer of %s%s: malformed JSON: %w", base, path, err)

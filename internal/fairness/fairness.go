@@ -29,8 +29,9 @@ const (
 
 // Options tunes a check. The zero value is usable.
 type Options struct {
-	// API selects the endpoint: "embed" (the seed's /embed), "openai" (/v1/embeddings), or
-	// "" to detect per service (/embed first, /v1/embeddings when /embed does not exist).
+	// API selects the endpoint: "embed" (the seed's /embed), "openai" (/v1/embeddings), "tei"
+	// (text-embeddings-inference's /embed with "inputs"), or "" to detect per service (/embed
+	// first, /v1/embeddings when /embed does not exist).
 	API string
 	// BatchSize is the number of passages per request (default 32, the seed's client batch).
 	BatchSize int
@@ -104,9 +105,9 @@ func Check(ctx context.Context, urlA, urlB string, texts []string, opts Options)
 		opts.Client = &http.Client{Timeout: 2 * time.Minute}
 	}
 	switch opts.API {
-	case "", apiEmbed, apiOpenAI:
+	case "", apiEmbed, apiOpenAI, apiTEI:
 	default:
-		return Result{}, fmt.Errorf("fairness check: api %q: want embed, openai or empty", opts.API)
+		return Result{}, fmt.Errorf("fairness check: api %q: want embed, openai, tei or empty", opts.API)
 	}
 
 	a, vecA, err := embedAll(ctx, opts, urlA, texts)

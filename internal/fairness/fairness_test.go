@@ -334,3 +334,30 @@ func TestSilentHealthAndServedModel(t *testing.T) {
 		t.Errorf("OK %v api %q warnings %v", res.OK(), res.B.API, res.Warnings)
 	}
 }
+func TestTEIAPI(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("POST /embed", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Inputs []string `json:"inputs"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Inputs) == 0 {
+			http.Error(w, `{"error":"missing inputs"}`, http.StatusUnprocessableEntity)
+			return
+		}
+		var out [][]float32
+		for _, text := range req.Inputs {
+			out = append(out, vectorOf(text, 16))
+		}
+		json.NewEncoder(w).Encode(out)
+	})
+	tei := httptest.NewServer(mux)
+	defer tei.Close()
+	res, err := Check(context.Background(), tei.URL, tei.URL, passages[:40], Options{API: "tei"})
+	if err != nil || !res.OK() {
+		t.Fatalf("%v %s", err, res.Summary())
+	}
+	if _, err := Check(context.Background(), tei.URL, tei.URL, passages[:1], Options{API: "grpc"}); err == nil {
+		t.Error("no error for an unknown API")
+	}
+}

@@ -39,7 +39,7 @@ func runCompare(ctx context.Context, args []string) error {
 	check := fs.Bool("check-embeddings", false, "the first two arguments are service URLs: check that they compute the same embeddings")
 	dataFile := fs.String("data-file", "", "passages for the check: a JSON list of strings (default: a sample of the shared MS MARCO passages)")
 	passages := fs.Int("passages", 64, "how many passages the check sends")
-	api := fs.String("api", "", "the check's endpoint: embed (/embed), openai (/v1/embeddings), or empty to detect")
+	api := fs.String("api", "", "the check's endpoint: embed (the seed's /embed), openai (/v1/embeddings), tei (TEI's /embed), or empty to detect")
 	minCosine := fs.Float64("min-cosine", 0, "the check's threshold (default: 0.99999 when both run fp32, else 0.999)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {

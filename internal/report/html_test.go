@@ -133,3 +133,21 @@ func TestVendoredEChartsIsThePinnedFile(t *testing.T) {
 		t.Error("echarts.min.js contains </script or <!--")
 	}
 }
+
+// TestHTMLWithSeedResult reports on a file from the seed's Python stress_test.py: no spectrum,
+// no time series, no setup. The page must still be complete and say what is unknown.
+func TestHTMLWithSeedResult(t *testing.T) {
+	seed := &stress.Result{TestDurationSeconds: 600, TotalRequests: 15000, SuccessfulRequests: 14950, RequestsPerSecond: 24.92,
+		LatencyMetrics: stress.LatencyMetrics{Mean: 0.0421, P50: 0.0389, P90: 0.0567, P99: 0.0892}}
+	runs := append([]Run{{Label: "seed HF", Result: seed}}, twoRuns(t)...)
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, runs, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{"seed HF", "89.2 ms", "unknown", "GPU telemetry unavailable for seed HF"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+}

@@ -23,7 +23,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fs.BoolVar(&o.Offline, "offline", false, "never touch the network")
 	fs.DurationVar(&o.Duration, "duration", 0, "measured stress time per engine (default 40s on CPU, 60s on GPU)")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "warm-up before each measurement (default 5s on CPU, 10s on GPU)")
-	fs.IntVar(&o.BatchSize, "batch-size", 0, "passages per request (default 8 on CPU, 32 on GPU)")
+	fs.IntVar(&o.BatchSize, "batch-size", 0, "passages per request (default 32, the seed's)")
 	fs.IntVar(&o.Concurrency, "max-concurrent-requests", 0, "closed-loop concurrency (default 4 on CPU, 64 on GPU)")
 	fs.IntVar(&o.Passages, "passages", 0, "passages to prepare (default 2000 on CPU, 10000 on GPU)")
 	fs.IntVar(&o.FairnessPassages, "check-passages", 0, "passages sent to both engines by the fairness check (default 64 on CPU, 256 on GPU)")

@@ -128,12 +128,13 @@ func (m *Model) compileAll(ctx context.Context) error {
 		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
 			pooling: m.opts.Pooling, normalize: m.opts.Normalize}
 		t0 := time.Now()
-		st, err := m.compile(gs)
+		st, err := m.compileShared(gs)
 		if err != nil {
 			return nil, err
 		}
 		// Warm-up: the first execution of a shape allocates and autotunes on some backends.
 		if _, err := m.run(st, st.getInputs()); err != nil {
+			m.releaseStep(st)
 			return nil, fmt.Errorf("warm-up of the %dx%d step: %w", rows, rowLen, err)
 		}
 		slog.Debug("modernbert: compiled step", "rows", rows, "row_len", rowLen, "segments", segments, "took", time.Since(t0))
@@ -295,6 +296,53 @@ func (m *Model) uploadFloat(data []float32, dt dtypes.DType, dims []int) (backen
 	return m.backend.BufferFromFlatData(m.device, data, shape)
 }
 
+// compiledSteps lets replicas on the same backend (e.g. one per GPU) share compiled steps:
+// XLA executables are portable, so one compilation runs on every device.
+var (
+	compiledMu    sync.Mutex
+	compiledSteps = map[string]*sharedStep{}
+)
+
+type sharedStep struct {
+	st   *step
+	refs int
+}
+
+func (m *Model) stepKey(gs graphSpec) string {
+	return fmt.Sprintf("%s|%#v", m.backendSpec, gs)
+}
+
+// compileShared returns the compiled step for gs, compiling it if no replica has yet.
+func (m *Model) compileShared(gs graphSpec) (*step, error) {
+	key := m.stepKey(gs)
+	compiledMu.Lock()
+	defer compiledMu.Unlock()
+	if ss, ok := compiledSteps[key]; ok {
+		ss.refs++
+		return ss.st, nil
+	}
+	st, err := m.compile(gs)
+	if err != nil {
+		return nil, err
+	}
+	compiledSteps[key] = &sharedStep{st: st, refs: 1}
+	return st, nil
+}
+
+// releaseStep drops this replica's reference to a step, freeing it with the last one.
+func (m *Model) releaseStep(st *step) {
+	key := m.stepKey(st.spec)
+	compiledMu.Lock()
+	defer compiledMu.Unlock()
+	if ss, ok := compiledSteps[key]; ok && ss.st == st {
+		ss.refs--
+		if ss.refs == 0 {
+			st.g.Finalize()
+			delete(compiledSteps, key)
+		}
+	}
+}
+
 // compile builds and compiles one step shape.
 func (m *Model) compile(gs graphSpec) (st *step, err error) {
 	defer func() {
@@ -371,7 +419,7 @@ func (m *Model) Close() {
 	}
 	m.closed = true
 	for _, st := range m.allSteps() {
-		st.g.Finalize()
+		m.releaseStep(st)
 	}
 	for _, b := range m.weights {
 		_ = m.backend.BufferFinalize(b)

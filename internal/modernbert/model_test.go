@@ -60,7 +60,7 @@ func maxAbsDiff(a, b []float32) float64 {
 }
 
 func TestPackingDoesNotChangeVectors(t *testing.T) {
-	m := newTiny(t, Options{})
+	m := newTiny(t, Options{MaxBatchTokens: 512})
 	rng := rand.New(rand.NewPCG(1, 2))
 	seqs := randomSeqs(rng, m.Config(), 1, 2, 5, 17, 40, 64, 65, 100, 200, 256, 3, 9)
 	packed, pstats, err := m.Embed(context.Background(), seqs, Packed)
@@ -207,5 +207,20 @@ func TestBiasesAreApplied(t *testing.T) {
 	got = embed(biased, wb)
 	if d := maxAbsDiff(got[0], want[0]); d < 1e-4 {
 		t.Fatalf("a non-zero MLP bias did not change the vector (diff %g)", d)
+	}
+}
+
+func TestReplicasShareCompiledSteps(t *testing.T) {
+	opts := Options{Layouts: []Layout{Packed}, MaxSequenceLength: 64, RowLengths: []int{64}}
+	a := newTiny(t, opts)
+	b := newTiny(t, opts)
+	if a.packed[64] != b.packed[64] {
+		t.Fatal("two replicas of the same shapes on one backend compiled twice")
+	}
+	seqs := randomSeqs(rand.New(rand.NewPCG(8, 9)), a.Config(), 7, 30)
+	a.Close()
+	got, _, err := b.Embed(context.Background(), seqs, Packed)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("the other replica must keep working after one closes: %v", err)
 	}
 }

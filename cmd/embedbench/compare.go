@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,11 +42,24 @@ func runCompare(ctx context.Context, args []string) error {
 	passages := fs.Int("passages", 64, "how many passages the check sends")
 	api := fs.String("api", "", "the check's endpoint: embed (the seed's /embed), openai (/v1/embeddings), tei (TEI's /embed), or empty to detect")
 	minCosine := fs.Float64("min-cosine", 0, "the check's threshold (default: 0.99999 when both run fp32, else 0.999)")
+	checkOut := fs.String("check-output", "", "write the check's result as JSON to this file (for --fairness later)")
+	fairnessFiles := fs.String("fairness", "", "comma-separated check results (from --check-output) to show in the table and report")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 
+	var checks []fairness.Result
+	if *fairnessFiles != "" {
+		for _, path := range strings.Split(*fairnessFiles, ",") {
+			res, err := readCheck(path)
+			if err != nil {
+				return exitError{1, err}
+			}
+			fmt.Println(res.Summary())
+			checks = append(checks, res)
+		}
+	}
 	var fair *fairness.Result
 	if *check {
 		if len(rest) < 2 || !isURL(rest[0]) || !isURL(rest[1]) {
@@ -65,12 +79,20 @@ func runCompare(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Println(res.Summary())
+		if *checkOut != "" {
+			if err := writeJSON(*checkOut, res); err != nil {
+				return err
+			}
+		}
 		fair = &res
+		checks = append(checks, res)
 		rest = rest[2:]
+	} else if *checkOut != "" {
+		return exitError{2, errors.New("--check-output needs --check-embeddings")}
 	}
 
 	if len(rest) == 0 {
-		if fair == nil {
+		if fair == nil && len(checks) == 0 {
 			fs.Usage()
 			return errUsage
 		}
@@ -90,17 +112,18 @@ func runCompare(ctx context.Context, args []string) error {
 	if fair != nil {
 		fmt.Println()
 	}
-	if err := report.Compare(runs).WriteText(os.Stdout); err != nil {
+	table := report.Compare(runs, checks...)
+	if err := table.WriteText(os.Stdout); err != nil {
 		return err
 	}
 	if *markdown != "" {
-		if err := writeMarkdown(*markdown, report.Compare(runs)); err != nil {
+		if err := writeMarkdown(*markdown, table); err != nil {
 			return err
 		}
 		fmt.Printf("\nMarkdown table: %s\n", *markdown)
 	}
 	if *html != "" {
-		if err := report.WriteHTMLFile(*html, runs, report.HTMLOptions{Title: *title, Fairness: fair}); err != nil {
+		if err := report.WriteHTMLFile(*html, runs, report.HTMLOptions{Title: *title, Fairness: checks}); err != nil {
 			return err
 		}
 		fmt.Printf("\nHTML report: %s\n", *html)
@@ -124,6 +147,32 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
+}
+
+func readCheck(path string) (fairness.Result, error) {
+	var res fairness.Result
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return res, fmt.Errorf("reading a fairness check: %w", err)
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		return res, fmt.Errorf("fairness check %s: %w", path, err)
+	}
+	if res.Passages == 0 || res.A.URL == "" || res.B.URL == "" {
+		return res, fmt.Errorf("fairness check %s: not a result of --check-output (no passages or URLs)", path)
+	}
+	return res, nil
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 func writeMarkdown(path string, t report.Table) error {

@@ -134,6 +134,19 @@ func TestCompareCheckEmbeddings(t *testing.T) {
 		t.Error("the HTML report lacks the fairness check")
 	}
 
+	// A saved check is shown with result files later.
+	saved := filepath.Join(dir, "check.json")
+	if code, out, errOut := runMain(t, "compare", "--check-embeddings", "--data-file", data, "--check-output", saved, same1, same2); code != 0 {
+		t.Fatalf("--check-output: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = runMain(t, "compare", "--fairness", saved, a)
+	if code != 0 || !strings.Contains(out, "fairness: 3 passages") || !strings.Contains(out, "min cosine vs") {
+		t.Errorf("--fairness: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, errOut := runMain(t, "compare", "--fairness", data, a); code != 1 || !strings.Contains(errOut, "fairness check "+data) {
+		t.Errorf("--fairness with a file that is no check: exit %d\n%s", code, errOut)
+	}
+
 	// Flags may follow the URLs, as scripts/gpu/bench_service.sh writes them.
 	differ := embedService(t, "float32", 5)
 	code, out, errOut = runMain(t, "compare", "--check-embeddings", same1, differ, "--data-file", data, "--passages", "2")

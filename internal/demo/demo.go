@@ -212,13 +212,13 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 	out.Fairness = fair
 	fmt.Fprintln(o.Out, fair.Summary())
 
-	out.Table = report.Compare(runs)
+	out.Table = report.Compare(runs, fair)
 	out.ReportPath = filepath.Join(o.OutputDir, "report.html")
 	notes := []string{out.Description, dataLine}
 	if data.Synthetic {
 		notes = append(notes, "No MS MARCO passages were available, so the demo made synthetic passages of MS MARCO-like length: the speeds are real, the text is not.")
 	}
-	if err := report.WriteHTMLFile(out.ReportPath, runs, report.HTMLOptions{Title: "embedbench demo: sequential vs continuous batching", Notes: notes, Fairness: &fair}); err != nil {
+	if err := report.WriteHTMLFile(out.ReportPath, runs, report.HTMLOptions{Title: "embedbench demo: sequential vs continuous batching", Notes: notes, Fairness: []fairness.Result{fair}}); err != nil {
 		return out, err
 	}
 	fmt.Fprintln(o.Out)

@@ -169,4 +169,3 @@ func tokenizeFunc(tok *tokenizer.Tokenizer) func(string, bool, bool, int) ([]int
 		return enc.IDs, enc.Offsets, enc.TotalTokens
 	}
 }
-

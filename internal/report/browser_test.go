@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/embedbench/embedbench/internal/fairness"
 )
 
 // chromium finds a Chromium binary; scripts/test.sh installs Debian's when it is missing.
@@ -55,7 +57,7 @@ func TestReportRendersInChromium(t *testing.T) {
 	dir := t.ArtifactDir()
 	page := filepath.Join(dir, "report.html")
 	runs := twoRuns(t)
-	if err := WriteHTMLFile(page, runs, HTMLOptions{Fairness: sampleFairness}); err != nil {
+	if err := WriteHTMLFile(page, runs, HTMLOptions{Fairness: []fairness.Result{sampleFairness}}); err != nil {
 		t.Fatal(err)
 	}
 	url := "file://" + page

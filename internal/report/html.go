@@ -30,8 +30,9 @@ type HTMLOptions struct {
 	Title string
 	// Notes are sentences shown first, e.g. how the demo chose its model size.
 	Notes []string
-	// Fairness is the embedding check between the compared services, when one was made.
-	Fairness *fairness.Result
+	// Fairness holds embedding checks between the compared services (or against a reference),
+	// when made; each run checked gets a row of the summary table too.
+	Fairness []fairness.Result
 	// Generated is the time written on the page (default now).
 	Generated time.Time
 }
@@ -79,7 +80,7 @@ type pageData struct {
 	RandomWeights  []string
 	Setups         []setupRow
 	Table          Table
-	Fairness       *fairness.Result
+	Fairness       []fairness.Result
 	Charts         []chart
 	Details        []runDetailsView
 	EChartsVersion string
@@ -107,7 +108,7 @@ func WriteHTML(w io.Writer, runs []Run, o HTMLOptions) error {
 		Title:          o.Title,
 		Generated:      o.Generated.UTC().Format("2006-01-02 15:04 UTC"),
 		Notes:          o.Notes,
-		Table:          Compare(runs),
+		Table:          Compare(runs, o.Fairness...),
 		Fairness:       o.Fairness,
 		Charts:         figures,
 		EChartsVersion: EChartsVersion,
@@ -246,14 +247,14 @@ footer { margin-top: 40px; color: #777; font-size: 12px; }
 {{range $row := .Rows}}{{if .NewSection}}<tr class="section"><td colspan="{{$.Columns}}">{{.Section}}</td></tr>
 {{end}}<tr><td>{{.Name}}</td>{{range .Cells}}<td class="{{if $row.Numeric}}num{{else}}text{{end}}">{{.Text}}{{if .Ratio}} <span class="ratio">{{.Ratio}}</span>{{end}}</td>{{end}}</tr>
 {{end}}</table>
-{{with .Fairness}}
-<h2>Fairness: do both services compute the same embeddings?</h2>
-<p>The same {{.Passages}} passages were sent to {{.A.URL}} ({{.A.Health.Backend}}, {{.A.Health.DType}}) and {{.B.URL}} ({{.B.Health.Backend}}, {{.B.Health.DType}}).
+{{if .Fairness}}
+<h2>Fairness: do the services compute the same embeddings?</h2>
+{{range .Fairness}}<p>The same {{.Passages}} passages were sent to {{.A.URL}} ({{.A.Health.Backend}}{{with .A.Health.DType}}, {{.}}{{end}}) and {{.B.URL}} ({{.B.Health.Backend}}{{with .B.Health.DType}}, {{.}}{{end}}).
 Cosine between their vectors: <b>min {{printf "%.6f" .MinCosine}}</b>, mean {{printf "%.6f" .MeanCosine}}, embedding dim {{.Dim}}; the noise threshold for these dtypes is {{.Threshold}}.</p>
 {{if .OK}}<p class="ok">Same embeddings within numerical noise.</p>
 {{else}}<p class="warn"><b>The services do NOT compute the same embeddings:</b> their speeds are not comparable.</p>
 {{end}}{{range .Warnings}}<p class="warn">{{.}}</p>
-{{end}}{{end}}
+{{end}}{{end}}{{end}}
 <h2>Charts</h2>
 {{range .Charts}}<h3>{{.Title}}</h3>
 <p class="caption">{{.Caption}}</p>

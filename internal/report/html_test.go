@@ -30,6 +30,7 @@ func twoRuns(t *testing.T) []Run {
 	}
 	cont.LatencySpectrumUncorrected = uncorrected
 	cont.Config.Mode, cont.Config.Rate, cont.Config.Arrival = "open", 120, "poisson"
+	cont.Config.ServiceURL = "http://127.0.0.1:8001"
 	cont.OpenLoop = &stress.OpenLoopStats{TargetRate: 120, Arrival: "poisson", ScheduledRequests: 3600, SentRequests: 3000,
 		AchievedSendRate: 100, LateRequests: 250, LateThresholdSeconds: 0.005, UnsentRequests: 600, RateKept: false}
 	runs := []Run{{Path: "seq.json", Result: seq}, {Path: "cont.json", Result: cont}}
@@ -37,7 +38,7 @@ func twoRuns(t *testing.T) []Run {
 	return runs
 }
 
-var sampleFairness = &fairness.Result{
+var sampleFairness = fairness.Result{
 	A:        fairness.Service{URL: "http://127.0.0.1:8000", API: "embed", Health: fairness.Health{Backend: "sequential", DType: "float32"}},
 	B:        fairness.Service{URL: "http://127.0.0.1:8001", API: "embed", Health: fairness.Health{Backend: "continuous", DType: "bfloat16"}},
 	Passages: 64, Dim: 768, MinCosine: 0.99912, MeanCosine: 0.99971, Threshold: 0.999, VectorsAgree: true,
@@ -45,7 +46,7 @@ var sampleFairness = &fairness.Result{
 
 func TestHTMLIsSelfContained(t *testing.T) {
 	var buf bytes.Buffer
-	if err := WriteHTML(&buf, twoRuns(t), HTMLOptions{Fairness: sampleFairness, Notes: []string{"CPU demo, tiny model"}}); err != nil {
+	if err := WriteHTML(&buf, twoRuns(t), HTMLOptions{Fairness: []fairness.Result{sampleFairness}, Notes: []string{"CPU demo, tiny model"}}); err != nil {
 		t.Fatal(err)
 	}
 	page := buf.String()
@@ -66,7 +67,7 @@ func TestHTMLIsSelfContained(t *testing.T) {
 		"Random weights", "sequential float32", "continuous bfloat16", "answerdotai/ModernBERT-base",
 		"min 0.999120", "Same embeddings within numerical noise", "CPU demo, tiny model", "Configuration of each run", "http_429: 2", "NVIDIA H200",
 		"GPU telemetry unavailable for sequential float32: no NVML driver on this machine",
-		"open loop 120/s poisson, cap 10 (rate NOT kept)", "continuous bfloat16 (uncorrected)", "scheduled / sent / unsent",
+		"open loop 120/s poisson, cap 10 (rate NOT kept)", "0.999120 vs sequential float32", "0.999120 vs continuous bfloat16", "continuous bfloat16 (uncorrected)", "scheduled / sent / unsent",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the report lacks %q", want)
@@ -149,5 +150,27 @@ func TestHTMLWithSeedResult(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("the report lacks %q", want)
 		}
+	}
+}
+
+func TestFairnessRow(t *testing.T) {
+	runs := twoRuns(t)
+	third := Run{Label: "hf", Result: &stress.Result{Config: stress.Config{ServiceURL: "http://127.0.0.1:8002/"}}}
+	runs = append(runs, third)
+	bad := sampleFairness
+	bad.A.URL, bad.B.URL, bad.MinCosine, bad.VectorsAgree = "http://127.0.0.1:8002", "http://127.0.0.1:8001", 0.5, false
+	tab := Compare(runs, bad)
+	var got []string
+	for _, r := range tab.Rows {
+		if r.Section == "fairness" {
+			got = r.Cells
+		}
+	}
+	want := []string{"not checked", "0.500000 vs hf (DIFFERENT)", "0.500000 vs continuous bfloat16 (DIFFERENT)"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("fairness row %q; want %q", got, want)
+	}
+	if len(Compare(runs).Rows) != len(tab.Rows)-1 {
+		t.Error("a fairness row without checks")
 	}
 }

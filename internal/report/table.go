@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/embedbench/embedbench/internal/fairness"
 	"github.com/embedbench/embedbench/internal/stress"
 )
 
@@ -109,7 +110,9 @@ var texts = []text{
 }
 
 // Compare builds the comparison table of runs; the first run is the baseline of the ratios.
-func Compare(runs []Run) Table {
+// Fairness checks, when given, add a row: each run's minimum cosine against the service it was
+// checked against.
+func Compare(runs []Run, checks ...fairness.Result) Table {
 	t := Table{}
 	for _, run := range runs {
 		t.Runs = append(t.Runs, run.Label)
@@ -141,8 +144,11 @@ func Compare(runs []Run) Table {
 		}
 		t.Rows = append(t.Rows, row)
 	}
-	// Keep sections together in reading order: throughput, latency, requests, gpu, setup.
-	order := map[string]int{"throughput": 0, "latency": 1, "requests": 2, "gpu": 3, "setup": 4}
+	if len(checks) > 0 {
+		t.Rows = append(t.Rows, fairnessRow(runs, checks))
+	}
+	// Keep sections together in reading order: throughput, latency, requests, gpu, fairness, setup.
+	order := map[string]int{"throughput": 0, "latency": 1, "requests": 2, "gpu": 3, "fairness": 4, "setup": 5}
 	sort.SliceStable(t.Rows, func(i, j int) bool { return order[t.Rows[i].Section] < order[t.Rows[j].Section] })
 	return t
 }
@@ -207,6 +213,51 @@ func (t Table) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fairnessRow gives each run the check it was the checked side of (B), else one it was the
+// reference of (A); the cell names the other side by its run's label when it is one of the runs.
+func fairnessRow(runs []Run, checks []fairness.Result) Row {
+	row := Row{Section: "fairness", Name: "min cosine vs"}
+	nameOf := func(url string) string {
+		for _, run := range runs {
+			if sameService(run.Result.Config.ServiceURL, url) {
+				return run.Label
+			}
+		}
+		return url
+	}
+	for _, run := range runs {
+		cell := "not checked"
+		url := run.Result.Config.ServiceURL
+		for _, side := range []string{"B", "A"} {
+			found := false
+			for _, c := range checks {
+				self, other := c.B.URL, c.A.URL
+				if side == "A" {
+					self, other = c.A.URL, c.B.URL
+				}
+				if url != "" && sameService(url, self) {
+					cell = fmt.Sprintf("%.6f vs %s", c.MinCosine, nameOf(other))
+					if !c.OK() {
+						cell += " (DIFFERENT)"
+					}
+					found = true
+					break
+				}
+			}
+			if found {
+				break
+			}
+		}
+		row.Cells = append(row.Cells, cell)
+		row.Ratios = append(row.Ratios, "")
+	}
+	return row
+}
+
+func sameService(a, b string) bool {
+	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
 }
 
 func describeLoad(r *stress.Result) string {

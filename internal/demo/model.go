@@ -175,7 +175,7 @@ func (m modelSetup) servedID() string {
 
 // describe says in one sentence which model, weights, device and size the demo used.
 func (m modelSetup) describe() string {
-	kind := "real weights from " + m.weights.Source
+	kind := "weights loaded from " + m.weights.Source
 	if strings.HasPrefix(m.weights.Source, "random") {
 		kind = "RANDOM weights " + strings.TrimSpace(strings.TrimPrefix(m.weights.Source, "random")) + ": speed only, the vectors mean nothing"
 	}

@@ -237,9 +237,32 @@ func (m *Model) FitPacked(lengths []int) int {
 		clamped[i] = max(1, min(n, m.opts.MaxSequenceLength))
 	}
 	fits := func(k int) bool { return len(m.planPacked(clamped[:k])) <= 1 }
-	lo, hi := 1, len(clamped) // fits(lo) holds
-	if fits(hi) {
-		return hi
+	// No step holds more tokens than its slots: cut the search there first, so the usual answer
+	// costs one or two plans of the step's own size.
+	st := m.packed[m.rowLengthFor(clamped[0], m.packedRow)]
+	capacity, sum, hi := st.spec.rows*st.spec.rowLen, 0, 0
+	for hi < len(clamped) && sum+clamped[hi] <= capacity {
+		sum += clamped[hi]
+		hi++
+	}
+	lo := 1 // fits(lo) holds
+	if hi <= lo {
+		return 1
+	}
+	// The answer is usually a few sequences short of the bound: gallop down from it.
+	for gap := 1; ; gap *= 2 {
+		k := hi - gap + 1
+		if k <= lo {
+			break
+		}
+		if fits(k) {
+			if k == hi {
+				return hi
+			}
+			lo = k
+			break
+		}
+		hi = k
 	}
 	for hi-lo > 1 {
 		mid := (lo + hi) / 2

@@ -224,3 +224,27 @@ func TestReplicasShareCompiledSteps(t *testing.T) {
 		t.Fatalf("the other replica must keep working after one closes: %v", err)
 	}
 }
+
+func TestFitPackedMatchesLinearSearch(t *testing.T) {
+	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 512, PackedRowLength: 64})
+	rng := rand.New(rand.NewPCG(11, 12))
+	for trial := range 50 {
+		lengths := make([]int, 40)
+		for i := range lengths {
+			lengths[i] = 1 + rng.IntN(64)
+			if trial%5 == 0 && i == 20 {
+				lengths[i] = 100 // a long one ends the step's group
+			}
+		}
+		want := 1
+		for k := 2; k <= len(lengths); k++ {
+			if len(m.planPacked(lengths[:k])) > 1 {
+				break
+			}
+			want = k
+		}
+		if got := m.FitPacked(lengths); got != want {
+			t.Fatalf("trial %d: FitPacked = %d, linear search says %d (lengths %v)", trial, got, want, lengths)
+		}
+	}
+}

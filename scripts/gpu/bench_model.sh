@@ -8,9 +8,9 @@ source scripts/gpu/env.sh
   lscpu | grep 'Model name'; nproc; } > "$W/machine.txt"
 
 echo "== tokenizer: ours (one core) and HF tokenizers"
-(cd internal/tokenizer && GOMAXPROCS=1 "$OLDPWD/.devcarry/tokenizer.test" -test.run '^$' \
+[ -x .devcarry/tokenizer.test ] && (cd internal/tokenizer && GOMAXPROCS=1 "$OLDPWD/.devcarry/tokenizer.test" -test.run '^$' \
   -test.bench 'MSMARCO' -test.benchmem -test.cpu 1 -test.benchtime 3s) | tee "$W/tokenizer_go.txt"
-python3 scripts/gpu/tokenizer_bench.py --tokenizer "$TOK/tokenizer.json" --tsv "$TSV" | tee "$W/tokenizer_hf.json"
+[ -f scripts/gpu/tokenizer_bench.py ] && python3 scripts/gpu/tokenizer_bench.py --tokenizer "$TOK/tokenizer.json" --tsv "$TSV" | tee "$W/tokenizer_hf.json"
 
 echo "== parity with HF transformers (full size, random weights)"
 python3 - "$TSV" > "$W/parity_texts.jsonl" <<'PY'

@@ -134,14 +134,15 @@ func DecodeOpenAIEmbeddingRequest(body []byte, lim Limits) (OpenAIEmbeddingReque
 // decodeObject splits a JSON object into its fields: a syntax error is the client's malformed
 // JSON (400), valid JSON of another kind is a well-formed but unusable body (422).
 func decodeObject(body []byte) (map[string]json.RawMessage, *Error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, Errorf(http.StatusBadRequest, "", "malformed JSON: the request body is empty")
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
 		var syntax *json.SyntaxError
 		switch {
 		case errors.As(err, &syntax):
 			return nil, Errorf(http.StatusBadRequest, "", "malformed JSON at byte %d: %v", syntax.Offset, err)
-		case len(bytes.TrimSpace(body)) == 0:
-			return nil, Errorf(http.StatusBadRequest, "", "malformed JSON: the request body is empty")
 		default:
 			var typeErr *json.UnmarshalTypeError
 			if errors.As(err, &typeErr) {

@@ -89,7 +89,7 @@ type Engine interface {
 
 // Stats are an engine's counters since it started.
 type Stats struct {
-	QueuedRequests   int
+	QueuedRequests   int // accepted and not yet answered, the ones on a device included
 	QueuedSequences  int
 	QueuedTokens     int
 	BusyReplicas     int

@@ -263,7 +263,7 @@ func TestSequentialDropsCancelledJobBeforeTheDevice(t *testing.T) {
 		_, err := eng.Embed(ctx, Job{IDs: small})
 		smallDone <- err
 	}()
-	for eng.Stats().QueuedRequests < 1 {
+	for eng.Stats().QueuedRequests < 2 {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()

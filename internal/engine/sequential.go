@@ -181,6 +181,7 @@ func (s *Sequential) Stats() Stats {
 	st.QueuedSequences = s.queuedS
 	if s.busy {
 		st.BusyReplicas = 1
+		st.QueuedRequests++ // the one on the device is not answered yet either
 	}
 	return st
 }

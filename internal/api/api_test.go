@@ -1,0 +1,181 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randomVector(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64() * 0.05)
+	}
+	v[0] = 1e-9 // a small exponent
+	if n > 1 {
+		v[1] = -3.5e7 // and a large one
+	}
+	return v
+}
+
+func TestAppendFloatsRoundTripsThroughEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	vectors := [][]float32{randomVector(rng, 768), randomVector(rng, 5), {}}
+	out := AppendEmbedResponse(nil, vectors, `model "x"`, 768)
+	var resp EmbedResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, out[:200])
+	}
+	if resp.Model != `model "x"` || resp.NumEmbeddings != 3 || resp.EmbeddingDim != 768 {
+		t.Fatalf("fields: %+v", resp)
+	}
+	for i, v := range vectors {
+		for j := range v {
+			if resp.Embeddings[i][j] != v[j] {
+				t.Fatalf("vector %d[%d]: %v came back as %v", i, j, v[j], resp.Embeddings[i][j])
+			}
+		}
+	}
+}
+
+func TestOpenAIResponseBase64IsLittleEndianFloat32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	// 768 spans several chunks; 5 and 193 end mid-chunk and need padding.
+	for _, n := range []int{768, 5, 193, 1} {
+		v := randomVector(rng, n)
+		out := AppendOpenAIEmbeddingResponse(nil, [][]float32{v}, "m", EncodingBase64, Usage{PromptTokens: 7, TotalTokens: 7})
+		var resp struct {
+			Object string `json:"object"`
+			Data   []struct {
+				Object    string `json:"object"`
+				Index     int    `json:"index"`
+				Embedding string `json:"embedding"`
+			} `json:"data"`
+			Usage Usage `json:"usage"`
+		}
+		if err := json.Unmarshal(out, &resp); err != nil {
+			t.Fatalf("invalid JSON: %v", err)
+		}
+		raw, err := base64.StdEncoding.DecodeString(resp.Data[0].Embedding)
+		if err != nil || len(raw) != 4*n {
+			t.Fatalf("n=%d: %v, %d bytes", n, err, len(raw))
+		}
+		for j := range v {
+			if got := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*j:])); got != v[j] {
+				t.Fatalf("n=%d [%d]: %v came back as %v", n, j, v[j], got)
+			}
+		}
+		if resp.Object != "list" || resp.Data[0].Object != "embedding" || resp.Usage.PromptTokens != 7 {
+			t.Fatalf("envelope: %s", out[:60])
+		}
+	}
+}
+
+func TestDecodeEmbedRequest(t *testing.T) {
+	lim := Limits{MaxInputs: 3}
+	req, err := DecodeEmbedRequest([]byte(`{"texts": ["a", "", "caf\u00e9"], "extra": 1}`), lim)
+	if err != nil || len(req.Texts) != 3 || !req.Normalize || !req.Truncate {
+		t.Fatalf("got %+v, %v", req, err)
+	}
+	req, err = DecodeEmbedRequest([]byte("{\"texts\": [\"\xff\"], \"normalize\": false, \"truncate\": false}"), lim)
+	if err != nil || req.Texts[0] != "\uFFFD" || req.Normalize || req.Truncate {
+		t.Fatalf("got %+v, %v", req, err)
+	}
+	for body, status := range map[string]int{
+		`{`: 400, ` `: 400, `[1]`: 422, `7`: 422, `{"texts": null}`: 422, `{"texts": [true]}`: 422,
+		`{"texts": ["a","b","c","d"]}`: 413, `{"texts": ["a"], "truncate": 1}`: 422,
+	} {
+		if _, err := DecodeEmbedRequest([]byte(body), lim); err == nil || err.Status != status {
+			t.Errorf("%s: got %v, want status %d", body, err, status)
+		}
+	}
+}
+
+func TestDecodeOpenAIInputForms(t *testing.T) {
+	lim := Limits{MaxInputs: 4, VocabSize: 100, Dim: 64, MaxSequenceLength: 8}
+	cases := map[string]func(OpenAIEmbeddingRequest) bool{
+		`{"input": "x"}`:           func(r OpenAIEmbeddingRequest) bool { return len(r.Texts) == 1 && r.EncodingFormat == EncodingFloat },
+		`{"input": ["x", "y"]}`:    func(r OpenAIEmbeddingRequest) bool { return len(r.Texts) == 2 },
+		`{"input": [1, 2, 3]}`:     func(r OpenAIEmbeddingRequest) bool { return len(r.TokenIDs) == 1 && len(r.TokenIDs[0]) == 3 },
+		`{"input": [[1], [2, 3]]}`: func(r OpenAIEmbeddingRequest) bool { return len(r.TokenIDs) == 2 && r.NumInputs() == 2 },
+		`{"input": "x", "dimensions": 64, "encoding_format": "base64"}`: func(r OpenAIEmbeddingRequest) bool {
+			return r.Dimensions == 64 && r.EncodingFormat == EncodingBase64
+		},
+	}
+	for body, ok := range cases {
+		req, err := DecodeOpenAIEmbeddingRequest([]byte(body), lim)
+		if err != nil || !ok(req) {
+			t.Errorf("%s: got %+v, %v", body, req, err)
+		}
+	}
+	for _, body := range []string{
+		`{"input": [1.5]}`, `{"input": [-1]}`, `{"input": [100]}`, `{"input": [[]]}`, `{"input": [1,2,3,4,5,6,7,8,9]}`,
+		`{"input": ["a", ["b"]]}`, `{"input": {}}`, `{"input": "x", "dimensions": 1.5}`, `{"input": "x", "model": 3}`,
+	} {
+		if _, err := DecodeOpenAIEmbeddingRequest([]byte(body), lim); err == nil || err.Status != 422 {
+			t.Errorf("%s: got %v, want 422", body, err)
+		}
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	v := []float32{3, 4}
+	if !Normalize(v) || v[0] != 0.6 || v[1] != 0.8 {
+		t.Errorf("got %v", v)
+	}
+	zero := []float32{0, 0}
+	if !Normalize(zero) || zero[0] != 0 {
+		t.Errorf("zero vector: %v", zero)
+	}
+	if Normalize([]float32{1, float32(math.NaN())}) || CheckFinite([]float32{float32(math.Inf(1))}) {
+		t.Error("non-finite values accepted")
+	}
+	if !CheckFinite([]float32{3e38, 3e38}) {
+		t.Error("large finite values refused")
+	}
+}
+
+// The benchmarks encode 32 vectors of 768 floats (one client batch of ModernBERT-base) and
+// report per-vector cost; MB/s is output bytes.
+func benchmarkEncode(b *testing.B, encode func(dst []byte, vs [][]float32) []byte) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	vectors := make([][]float32, 32)
+	for i := range vectors {
+		vectors[i] = randomVector(rng, 768)
+		Normalize(vectors[i])
+	}
+	buf := encode(nil, vectors)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		buf = encode(buf[:0], vectors)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(vectors)), "ns/vector")
+}
+
+func BenchmarkEncodeJSON768(b *testing.B) {
+	benchmarkEncode(b, func(dst []byte, vs [][]float32) []byte {
+		return AppendOpenAIEmbeddingResponse(dst, vs, "answerdotai/ModernBERT-base", EncodingFloat, Usage{})
+	})
+}
+
+func BenchmarkEncodeBase64768(b *testing.B) {
+	benchmarkEncode(b, func(dst []byte, vs [][]float32) []byte {
+		return AppendOpenAIEmbeddingResponse(dst, vs, "answerdotai/ModernBERT-base", EncodingBase64, Usage{})
+	})
+}
+
+// BenchmarkEncodingJSONReflection is the baseline the hand-written encoder replaces.
+func BenchmarkEncodingJSONReflection768(b *testing.B) {
+	benchmarkEncode(b, func(dst []byte, vs [][]float32) []byte {
+		out, err := json.Marshal(EmbedResponse{Embeddings: vs, Model: "m", NumEmbeddings: len(vs), EmbeddingDim: 768})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return append(dst, out...)
+	})
+}

@@ -110,7 +110,7 @@ func spectrumChart(runs []Run) (chart, error) {
 	line.SetGlobalOptions(
 		charts.WithXAxisOpts(opts.XAxis{Type: "log", Name: "percentile", NameLocation: "middle", NameGap: 30,
 			Min: 1, Max: axisMax, AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(percentileLabel)}}),
-		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "latency (ms)", AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(msValue)}}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "latency", AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(msValue)}}),
 		charts.WithTooltipOpts(opts.Tooltip{Trigger: "axis", Formatter: opts.FuncOpts(spectrumTooltip)}),
 	)
 	return renderChart(line, "latency-spectrum", "Latency by percentile (HDR spectrum)",
@@ -197,7 +197,7 @@ func p99Chart(runs []Run) (chart, error) {
 	}
 	line.SetGlobalOptions(
 		charts.WithXAxisOpts(opts.XAxis{Type: "value", Name: "seconds into the measured window", NameLocation: "middle", NameGap: 30, Min: 0}),
-		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "p99 latency (ms)", AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(msValue)}}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "p99 latency", AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(msValue)}}),
 		charts.WithTooltipOpts(opts.Tooltip{Trigger: "axis", ValueFormatter: opts.FuncOpts(msValue)}),
 		charts.WithDataZoomOpts(opts.DataZoom{Type: "inside"}),
 	)
@@ -264,7 +264,7 @@ func histogramChart(runs []Run) (chart, error) {
 		lineSeries(line, run.Label, pts, false, "end")
 	}
 	line.SetGlobalOptions(
-		charts.WithXAxisOpts(opts.XAxis{Type: "log", Name: "latency (ms)", NameLocation: "middle", NameGap: 30, AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(msValue)}}),
+		charts.WithXAxisOpts(opts.XAxis{Type: "log", Name: "latency", NameLocation: "middle", NameGap: 30, AxisLabel: &opts.AxisLabel{Formatter: opts.FuncOpts(msValue)}}),
 		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "% of requests"}),
 		charts.WithTooltipOpts(opts.Tooltip{Trigger: "axis"}),
 	)

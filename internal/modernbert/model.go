@@ -15,7 +15,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
 // Model is one replica of the encoder on one device: weights uploaded once, one compiled step
@@ -43,10 +42,12 @@ type step struct {
 	inputs sync.Pool // *hostInputs of this shape
 }
 
-// hostInputs are one execution's int32 [rows*rowLen] inputs: token ids, position within the
-// sequence, and sequence number within the row (0 = padding).
+// hostInputs are one execution's int32 [rows*rowLen] inputs (token ids, position within the
+// sequence, sequence number within the row with 0 = padding) and its pooled output
+// [rows*segments*hidden].
 type hostInputs struct {
 	ids, pos, seg []int32
+	out           []float32
 }
 
 // getInputs returns cleared input arrays (all padding).
@@ -58,7 +59,8 @@ func (st *step) getInputs() *hostInputs {
 		return in
 	}
 	n := st.spec.rows * st.spec.rowLen
-	return &hostInputs{ids: make([]int32, n), pos: make([]int32, n), seg: make([]int32, n)}
+	return &hostInputs{ids: make([]int32, n), pos: make([]int32, n), seg: make([]int32, n),
+		out: make([]float32, st.spec.rows*st.spec.segments*st.spec.cfg.HiddenSize)}
 }
 
 // New uploads w to the device, compiles one step per row length and runs each once, so the
@@ -133,7 +135,10 @@ func (m *Model) compileAll(ctx context.Context) error {
 			return nil, err
 		}
 		// Warm-up: the first execution of a shape allocates and autotunes on some backends.
-		if _, err := m.run(st, st.getInputs()); err != nil {
+		in := st.getInputs()
+		_, err = m.run(st, in)
+		st.inputs.Put(in)
+		if err != nil {
 			m.releaseStep(st)
 			return nil, fmt.Errorf("warm-up of the %dx%d step: %w", rows, rowLen, err)
 		}
@@ -405,11 +410,15 @@ func (m *Model) run(st *step, in *hostInputs) (out []float32, err error) {
 			_ = t.FinalizeAll()
 		}
 	}()
-	out, err = tensors.CopyFlatData[float32](outputs[0])
+	// Read into the reusable host array rather than a fresh one per step (megabytes per step).
+	buf, err := outputs[0].Buffer(m.backend, m.device)
 	if err != nil {
 		return nil, fmt.Errorf("reading pooled vectors: %w", err)
 	}
-	return out, nil
+	if err := m.backend.BufferToFlatData(buf, in.out); err != nil {
+		return nil, fmt.Errorf("reading pooled vectors: %w", err)
+	}
+	return in.out, nil
 }
 
 // Close releases the device buffers and compiled steps. The Model is unusable afterwards.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -359,7 +360,8 @@ func (m *Model) compile(gs graphSpec) (st *step, err error) {
 	dt := gs.dtype
 	params := map[string]*graph.Node{}
 	for _, s := range specs(m.cfg) {
-		params[s.name] = graph.Parameter(g, s.name, shapes.Make(paramDType(s, dt), s.shape...))
+		// Plain identifiers: StableHLO argument names allow no dots.
+		params[s.name] = graph.Parameter(g, strings.ReplaceAll(s.name, ".", "_"), shapes.Make(paramDType(s, dt), s.shape...))
 	}
 	tableShape := shapes.Make(dtypes.Float32, m.cfg.MaxPositionEmbeddings, m.cfg.HeadDim()/2)
 	rope := ropeTables{

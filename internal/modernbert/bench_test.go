@@ -27,3 +27,32 @@ func BenchmarkFitPacked(b *testing.B) {
 		m.FitPacked(lengths)
 	}
 }
+
+// BenchmarkEmbedPackedCPU embeds MS MARCO-like lengths with the CPU demo's kind of model (2
+// layers, hidden 64, real vocabulary) on simplego; it reports real tokens per second.
+func BenchmarkEmbedPackedCPU(b *testing.B) {
+	cfg := DefaultConfig().Scaled(2, 64, 4, 128)
+	m, err := New(context.Background(), cfg, RandomWeights(cfg, 1), Options{Backend: "simplego", Layouts: []Layout{Packed},
+		MaxSequenceLength: 256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	rng := rand.New(rand.NewPCG(2, 2))
+	var seqs [][]int32
+	for total := 0; total < m.MaxBatchTokens()*3; {
+		n := 20 + rng.IntN(180)
+		seqs = append(seqs, randomSeqs(rng, cfg, n)[0])
+		total += n
+	}
+	tokens := 0
+	b.ResetTimer()
+	for b.Loop() {
+		_, st, err := m.Embed(context.Background(), seqs, Packed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens += st.RealTokens
+	}
+	b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
+}

@@ -37,7 +37,6 @@ type stepInputs struct {
 // one sequence is exactly HF's padded layout.
 func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepInputs) *Node {
 	cfg := spec.cfg
-	g := in.ids.Graph()
 	rows, rowLen, hidden := spec.rows, spec.rowLen, cfg.HiddenSize
 	n := rows * rowLen
 
@@ -65,7 +64,6 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	}
 	h = layerNorm(h, params, "final_norm", cfg.NormEps)
 	h = Reshape(h, rows, rowLen, hidden)
-	_ = g
 	return pool(spec, h, in.pos, in.seg)
 }
 

@@ -347,6 +347,11 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 		MaxQueuedSequences: f.maxConcurrent * f.maxClientBatch,
 		OnBatch:            srv.ObserveBatch,
 	}
+	if onGPU {
+		// Two batches in flight per GPU: the next is packed and copied while one computes.
+		// On the CPU both would only fight over the same cores.
+		ecfg.BatchesPerReplica = 2
+	}
 	var eng engine.Engine
 	if f.engine == engineSequential {
 		eng, err = engine.NewSequential(ecfg, runners[0], f.batchSize)

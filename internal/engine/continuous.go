@@ -24,7 +24,7 @@ type Continuous struct {
 	queuedT int // tokens in queue
 	pending int // jobs accepted and not yet answered
 	closing bool
-	busy    int
+	busyOn  []int // batches in flight per replica
 	stats   Stats
 
 	workers sync.WaitGroup
@@ -62,12 +62,14 @@ func NewContinuous(cfg Config, replicas []Runner, maxBatchTokens int) (*Continuo
 	if maxBatchTokens < cfg.MaxSequenceLength {
 		return nil, fmt.Errorf("engine: batch token budget %d is below the sequence limit %d", maxBatchTokens, cfg.MaxSequenceLength)
 	}
-	c := &Continuous{cfg: cfg, replicas: replicas, maxBatchTokens: maxBatchTokens}
+	c := &Continuous{cfg: cfg, replicas: replicas, maxBatchTokens: maxBatchTokens, busyOn: make([]int, len(replicas))}
 	c.wake = sync.NewCond(&c.mu)
 	c.stats.Replicas = len(replicas)
 	for i, r := range replicas {
-		c.workers.Add(1)
-		go c.work(i, r)
+		for range max(1, cfg.BatchesPerReplica) {
+			c.workers.Add(1)
+			go c.work(i, r)
+		}
 	}
 	return c, nil
 }
@@ -159,11 +161,11 @@ func (c *Continuous) finishLocked(j *contJob) {
 	}
 }
 
-// work drives one replica until the engine closes and the queue is empty.
+// work drives one replica (one of its in-flight slots) until the engine closes and the queue is empty.
 func (c *Continuous) work(replica int, r Runner) {
 	defer c.workers.Done()
 	for {
-		batch, ok := c.take(r)
+		batch, ok := c.take(replica, r)
 		if !ok {
 			return
 		}
@@ -185,10 +187,12 @@ func (c *Continuous) work(replica int, r Runner) {
 // first, each that still fits the token budget (first fit, so short ones fill what long ones
 // leave), trimmed to what one device step holds when the runner can tell. The oldest always
 // fits an empty budget, so nothing starves; the model packs the batch by length.
-func (c *Continuous) take(r Runner) ([]queued, bool) {
+func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.queue) == 0 {
+	// An idle replica takes whatever waits; a busy one starts another batch only when a full
+	// one waits, so that pipelining never trades batch size for nothing.
+	for len(c.queue) == 0 || (c.busyOn[replica] > 0 && c.queuedT < c.maxBatchTokens) {
 		if c.closing && c.pending == 0 {
 			return nil, false
 		}
@@ -228,7 +232,7 @@ func (c *Continuous) take(r Runner) ([]queued, bool) {
 	}
 	clear(c.queue[len(kept):])
 	c.queue = kept
-	c.busy++
+	c.busyOn[replica]++
 	return batch, true
 }
 
@@ -236,7 +240,10 @@ func (c *Continuous) take(r Runner) ([]queued, bool) {
 func (c *Continuous) deliver(replica int, batch []queued, vectors [][]float32, stats BatchStats, err error, started, ended time.Time) {
 	jobs := make(map[*contJob]struct{}, 8)
 	c.mu.Lock()
-	c.busy--
+	c.busyOn[replica]--
+	if len(c.queue) > 0 {
+		c.wake.Broadcast() // a worker of this replica may have been waiting for it to be idle
+	}
 	c.stats.Batches++
 	if err != nil {
 		c.stats.DeviceErrors++
@@ -283,7 +290,11 @@ func (c *Continuous) Stats() Stats {
 	s.QueuedRequests = c.pending
 	s.QueuedSequences = len(c.queue)
 	s.QueuedTokens = c.queuedT
-	s.BusyReplicas = c.busy
+	for _, n := range c.busyOn {
+		if n > 0 {
+			s.BusyReplicas++
+		}
+	}
 	return s
 }
 

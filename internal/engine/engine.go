@@ -123,6 +123,12 @@ type Config struct {
 	MaxQueuedSequences int
 	// OnBatch, when set, is called after every device batch, on the device's goroutine.
 	OnBatch func(BatchReport)
+	// BatchesPerReplica is how many batches the continuous engine may have in flight on one
+	// replica (default 1). With 2, the next batch is formed and packed while the device runs
+	// the current one; the second is only started when the queue holds a full batch, so a
+	// lightly loaded replica still takes everything waiting the moment it is free. The Runner
+	// must then allow concurrent Run calls (*modernbert.Model does).
+	BatchesPerReplica int
 }
 
 func (c Config) check() error {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -135,10 +136,19 @@ func TestSequentialAndContinuousAgree(t *testing.T) {
 
 func TestContinuousSpreadsConcurrentJobsOverReplicas(t *testing.T) {
 	models := []*modernbert.Model{newTinyModel(t), newTinyModel(t)}
+	for _, depth := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d batches in flight per replica", depth), func(t *testing.T) {
+			testReplicas(t, models, depth)
+		})
+	}
+}
+
+func testReplicas(t *testing.T, models []*modernbert.Model, depth int) {
 	var mu sync.Mutex
 	perReplica := map[int]int{}
 	requestsInBatch := 0
 	cfg := testConfig()
+	cfg.BatchesPerReplica = depth
 	cfg.OnBatch = func(b BatchReport) {
 		mu.Lock()
 		defer mu.Unlock()

@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -119,8 +120,14 @@ func combiningClass(r rune) uint8 {
 	return norm.NFD.Properties(utf8.AppendRune(buf[:0], r)).CCC()
 }
 
-// composePairs caches compose: the slow path meets few distinct pairs.
-var composePairs sync.Map // uint64(a)<<32|uint64(b) -> rune (-1: none)
+// composePairs caches compose: text meets few distinct pairs, but hostile input could bring
+// many, so the cache stops growing at maxComposePairs.
+var (
+	composePairs     sync.Map // uint64(a)<<32|uint64(b) -> rune (-1: none)
+	composePairCount atomic.Int64
+)
+
+const maxComposePairs = 1 << 14
 
 // compose returns the primary composite of a followed by b, if there is one.
 func compose(a, b rune) (rune, bool) {
@@ -134,7 +141,9 @@ func compose(a, b rune) (rune, bool) {
 	if c, size := utf8.DecodeRuneInString(composed); size == len(composed) && c != utf8.RuneError {
 		r = c
 	}
-	composePairs.Store(key, r)
+	if composePairCount.Add(1) <= maxComposePairs {
+		composePairs.Store(key, r)
+	}
 	return r, r >= 0
 }
 

@@ -7,7 +7,7 @@ from Python (`Tokenizer.encode`, special tokens added, as the Go benchmark does)
 `encode_batch` on --threads threads (rayon). Prints one JSON object.
 
   python3 tokenizer_bench.py --tokenizer DIR/tokenizer.json \
-      --collection DIR/collection.sample.tsv [--threads 16] [--seconds 3]
+      --collection DIR/collection.sample.tsv (or --tsv) [--threads 16] [--seconds 3]
 """
 import argparse
 import json
@@ -42,7 +42,7 @@ def timed(run, texts, seconds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer", required=True, help="tokenizer.json")
-    ap.add_argument("--collection", required=True, help="collection.sample.tsv")
+    ap.add_argument("--collection", "--tsv", dest="collection", required=True, help="collection.sample.tsv")
     ap.add_argument("--threads", type=int, default=16, help="rayon threads for encode_batch")
     ap.add_argument("--seconds", type=float, default=3.0, help="minimum time per measurement")
     args = ap.parse_args()

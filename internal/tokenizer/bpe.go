@@ -1,6 +1,9 @@
 package tokenizer
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+)
 
 // model turns one pre-tokenized word into tokens. BPE is the only one so far; WordPiece or
 // Unigram would be further implementations, chosen in load.go.
@@ -84,6 +87,9 @@ func newByteLevelBPE(vocab map[string]int32, merges [][2]string, ignoreMerges bo
 	}
 	var sc scratch
 	for word, id := range raw {
+		if !utf8.ValidString(word) {
+			continue // a part of a character: never a whole word
+		}
 		ids, _ := m.mergeWord(&sc, word, sc.tokIDs[:0], nil, false)
 		if len(ids) == 1 && ids[0] == id {
 			m.wholeWords[word] = id

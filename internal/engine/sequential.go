@@ -28,6 +28,10 @@ type Sequential struct {
 	worker sync.WaitGroup
 }
 
+// maxWaitingJobs caps the job channel's buffer: the sequence bound usually bites first, and a
+// full channel is refused like a full queue.
+const maxWaitingJobs = 1 << 14
+
 type seqJob struct {
 	ctx      context.Context
 	job      Job
@@ -45,7 +49,7 @@ func NewSequential(cfg Config, runner Runner, batchSize int) (*Sequential, error
 	if batchSize < 1 {
 		return nil, errors.New("engine: batch size must be positive")
 	}
-	s := &Sequential{cfg: cfg, runner: runner, batchSize: batchSize, jobs: make(chan *seqJob, cfg.MaxQueuedSequences)}
+	s := &Sequential{cfg: cfg, runner: runner, batchSize: batchSize, jobs: make(chan *seqJob, min(cfg.MaxQueuedSequences, maxWaitingJobs))}
 	s.stats.Replicas = 1
 	s.worker.Add(1)
 	go s.work()

@@ -183,6 +183,9 @@ func (c *Continuous) work(replica int, r Runner) {
 	}
 }
 
+// maxLookahead bounds how far into the queue the batch former looks for sequences that fit.
+const maxLookahead = 8192
+
 // take blocks until there is work, then forms a batch for replica r: the oldest sequences
 // first, each that still fits the token budget (first fit, so short ones fill what long ones
 // leave), trimmed to what one device step holds when the runner can tell. The oldest always
@@ -202,6 +205,9 @@ func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 	var batch []queued
 	var taken []int // queue positions of batch
 	for i, q := range c.queue {
+		if i == maxLookahead {
+			break // a deep queue is not rescanned from end to end for every batch
+		}
 		if len(q.ids) <= budget {
 			budget -= len(q.ids)
 			batch = append(batch, q)

@@ -10,6 +10,9 @@ source scripts/gpu/env.sh
 echo "== tokenizer: ours (one core) and HF tokenizers"
 [ -x .devcarry/tokenizer.test ] && (cd internal/tokenizer && GOMAXPROCS=1 "$OLDPWD/.devcarry/tokenizer.test" -test.run '^$' \
   -test.bench 'MSMARCO' -test.benchmem -test.cpu 1 -test.benchtime 3s) | tee "$W/tokenizer_go.txt"
+# and on every core, beside HF's 16-thread encode_batch
+[ -x .devcarry/tokenizer.test ] && (cd internal/tokenizer && "$OLDPWD/.devcarry/tokenizer.test" -test.run '^$' \
+  -test.bench 'MSMARCO/AppendIDsParallel' -test.benchmem -test.cpu "$(nproc)" -test.benchtime 3s) | tee -a "$W/tokenizer_go.txt"
 [ -f scripts/gpu/tokenizer_bench.py ] && python3 scripts/gpu/tokenizer_bench.py --tokenizer "$TOK/tokenizer.json" --tsv "$TSV" | tee "$W/tokenizer_hf.json"
 
 echo "== parity with HF transformers (full size, random weights)"

@@ -10,12 +10,17 @@ DUR=${DUR:-10s}
 
 serve() { # name port args...
   local name=$1 port=$2; shift 2
-  "$BIN" --log-format json serve --port "$port" --model "$MB" --device cuda "$@" > "$W/server_$name.log" 2>&1 &
+  "$BIN" --log-format json serve --port "$port" "${SERVE_ARGS[@]}" "$@" > "$W/server_$name.log" 2>&1 &
 }
-serve cont-bf16 8001 --engine continuous --dtype bfloat16
+if [ -z "$DRYRUN" ]; then BF16=bfloat16; else BF16=float32; fi
+serve cont-bf16 8001 --engine continuous --dtype $BF16
 serve cont-fp32 8003 --engine continuous --dtype float32
 serve seq-fp32 8000 --engine sequential --dtype float32
-python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf.log" 2>&1 &
+if [ -z "$DRYRUN" ]; then
+  python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf.log" 2>&1 &
+else  # no torch here: a stand-in so that the script itself is tested, never a result
+  serve hf-standin 8002 --engine sequential --dtype float32
+fi
 for p in 8001 8003 8000 8002; do wait_healthy http://127.0.0.1:$p 240; done
 
 # run LABEL PORT args...: one stress run into its own folder.
@@ -23,7 +28,7 @@ run() {
   local label=$1 port=$2; shift 2
   mkdir -p "$W/stress/$label"
   "$BIN" stress --service-url http://127.0.0.1:$port --batch-size 32 --duration "$DUR" \
-    --warmup-seconds 2 --timeout 20s --output-dir "$W/stress/$label" "$@" > "$W/stress/$label/stdout.txt" 2>&1
+    --warmup-seconds 2 --timeout 20s --data-file "$W/test_sentences.json" --output-dir "$W/stress/$label" "$@" > "$W/stress/$label/stdout.txt" 2>&1
   python3 scripts/gpu/summarize.py "$W/stress/$label" "$label"
 }
 peak() { python3 scripts/gpu/summarize.py --peak "$W/stress" "$1"; }  # best passages/s among runs whose label starts so
@@ -50,13 +55,15 @@ run hf-fp32_hfpeak 8002 --rate "$hfrate" --max-concurrent-requests 4096
 echo "== fairness: the same passages through HF and through ours"
 for p in 8001 8003 8000; do
   "$BIN" compare --check-embeddings http://127.0.0.1:8002 http://127.0.0.1:$p \
-    --data-file "$W/test_sentences.json" --passages 256 > "$W/fairness_$p.txt" 2>&1; tail -4 "$W/fairness_$p.txt"
+    --data-file "$W/test_sentences.json" --passages "${FAIR_N:-256}" --check-output "$W/fairness_$p.json" > "$W/fairness_$p.txt" 2>&1
+  tail -4 "$W/fairness_$p.txt"
 done
 
 echo "== report"
 best() { python3 scripts/gpu/summarize.py --best-file "$W/stress" "$1"; }
 "$BIN" compare --labels "HF reference (fp32),sequential (fp32),continuous (fp32),continuous (bf16)" \
   --title "embedbench on one H200: ModernBERT-base, random weights, MS MARCO, client batch 32" \
+  --fairness "$W/fairness_8000.json,$W/fairness_8003.json,$W/fairness_8001.json" --markdown "$W/compare.md" \
   --html "$W/report.html" "$(best hf-fp32_c)" "$(best seq-fp32_c)" "$(best cont-fp32_c)" "$(best cont-bf16_c)" | tee "$W/compare.txt"
 kill %1 %2 %3 %4 2>/dev/null; wait
 tar -C "$W" -czf "$OUT/part2.tgz" .

@@ -1,18 +1,27 @@
 # Sourced by the GPU-machine scripts: paths, the PJRT plugin, the benchmark checkpoint.
 # Expects the repo root as working directory and .devcarry carried (see README.md here).
 export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-export EMBEDBENCH_SHARED=$PWD/.devcarry/shared
-BIN=$PWD/.devcarry/embedbench
+export EMBEDBENCH_SHARED=${EMBEDBENCH_SHARED:-$PWD/.devcarry/shared}
+W=${W:-/tmp/bench}
+# Full-size ModernBERT-base with random weights (HF init, seed 0); the folder name is what the
+# servers report as their weights, so every result says "random".
+MB=${MB:-/tmp/modernbert-base-random-hf-init-seed0}
+BIN=${BIN:-$PWD/.devcarry/embedbench}
 TOK=$EMBEDBENCH_SHARED/models/modernbert-base
 TSV=$EMBEDBENCH_SHARED/data/msmarco/collection.sample.tsv
-EMBEDBENCH_XLA_PLUGIN=$(python3 -c 'import jax_plugins.xla_cuda13 as p; print(p.__path__[0])')/xla_cuda_plugin.so
-export EMBEDBENCH_XLA_PLUGIN
-W=${W:-/tmp/bench}
-MB=${MB:-/tmp/mb}   # full-size ModernBERT-base, random weights (HF init, seed 0)
+# DRYRUN=1 tests the scripts on a machine without a GPU: a tiny random model on CPU.
+DRYRUN=${DRYRUN:-}
+if [ -z "$DRYRUN" ]; then
+  EMBEDBENCH_XLA_PLUGIN=$(python3 -c 'import jax_plugins.xla_cuda13 as p; print(p.__path__[0])')/xla_cuda_plugin.so
+  export EMBEDBENCH_XLA_PLUGIN
+  SERVE_ARGS=(--model "$MB" --device cuda --served-model-name modernbert-base-random)
+else
+  SERVE_ARGS=(--model "$TOK" --device cpu --model-size tiny --weights random)
+fi
 mkdir -p "$W"
 
 # The same random checkpoint for every row: our engines and the HF reference load this file.
-if [ ! -f "$MB/model.safetensors" ]; then
+if [ -z "$DRYRUN" ] && [ ! -f "$MB/model.safetensors" ]; then
   python3 scripts/gpu/modernbert_full.py make --config "$TOK/config.json" --tokenizer-dir "$TOK" \
     --out "$MB" --seed 0 2>&1 | grep -v -i warn
 fi

@@ -21,6 +21,7 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--port", type=int, default=8002)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--served-model-name", default="modernbert-base-random")
     args = ap.parse_args()
 
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -32,7 +33,7 @@ def main():
 
     async def health(_):
         return web.json_response({"status": "healthy", "backend": "huggingface",
-                                  "model": args.model, "gpu_available": torch.cuda.is_available(),
+                                  "model": args.served_model_name, "gpu_available": torch.cuda.is_available(),
                                   "dtype": "float32", "pooling": "mean", "weights": "random (HF init, seed 0)"})
 
     async def embed(request):
@@ -47,7 +48,7 @@ def main():
         vecs = st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True)
         ms = (time.perf_counter() - t0) * 1000
         return web.json_response(
-            {"embeddings": vecs.tolist(), "model": args.model, "num_embeddings": len(texts),
+            {"embeddings": vecs.tolist(), "model": args.served_model_name, "num_embeddings": len(texts),
              "embedding_dim": dim}, headers={"X-Embedbench-Inference-Ms": f"{ms:.3f}"})
 
     app = web.Application(client_max_size=64 << 20)

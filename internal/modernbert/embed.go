@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -179,43 +180,48 @@ func (m *Model) planPadded(lengths []int) []stepPlan {
 
 // planPacked packs sequences into rows first-fit by decreasing length: sequences up to the
 // packed row length share rows of that length; longer ones go to the shortest row length
-// holding them, packed among themselves.
+// holding them, packed among themselves. A group whose last step would be partly empty moves
+// those sequences into a longer group's last step when they fit in the rows it runs anyway, so
+// a call mixing short and long sequences costs no extra, mostly empty step.
 func (m *Model) planPacked(lengths []int) []stepPlan {
 	groups := map[int][]int{}
 	for i, n := range lengths {
 		l := m.rowLengthFor(n, m.packedRow)
 		groups[l] = append(groups[l], i)
 	}
-	var plan []stepPlan
+	var present []int
 	for _, l := range m.opts.RowLengths {
-		idxs := groups[l]
-		if len(idxs) == 0 {
+		if len(groups[l]) > 0 {
+			present = append(present, l)
+		}
+	}
+	rowsOf := map[int][][]int{}
+	for _, l := range present {
+		rowsOf[l] = m.packRows(groups[l], lengths, l)
+	}
+	for i, l := range present[:max(0, len(present)-1)] {
+		stRows := m.packed[l].spec.rows
+		rows := rowsOf[l]
+		full := len(rows) / stRows * stRows
+		if full == len(rows) {
 			continue
 		}
-		st := m.packed[l]
-		sort.SliceStable(idxs, func(a, b int) bool { return lengths[idxs[a]] > lengths[idxs[b]] })
-		var rows [][]int
-		var free []int
-		first := 0 // rows before it are full (no room for even one token)
-		for _, idx := range idxs {
-			n := lengths[idx]
-			placed := false
-			for r := first; r < len(rows); r++ {
-				if free[r] >= n && len(rows[r]) < st.spec.segments {
-					rows[r] = append(rows[r], idx)
-					free[r] -= n
-					placed = true
-					break
-				}
-			}
-			if !placed {
-				rows = append(rows, []int{idx})
-				free = append(free, l-n)
-			}
-			for first < len(rows) && (free[first] == 0 || len(rows[first]) == st.spec.segments) {
-				first++
-			}
+		var tail []int
+		for _, row := range rows[full:] {
+			tail = append(tail, row...)
 		}
+		up := present[i+1]
+		upRows := m.packed[up].spec.rows
+		merged := m.packRows(append(slices.Clone(groups[up]), tail...), lengths, up)
+		if ceilDiv(len(merged), upRows) == ceilDiv(len(rowsOf[up]), upRows) {
+			groups[up] = append(groups[up], tail...)
+			rowsOf[up] = merged
+			rowsOf[l] = rows[:full]
+		}
+	}
+	var plan []stepPlan
+	for _, l := range present {
+		st, rows := m.packed[l], rowsOf[l]
 		for len(rows) > 0 {
 			n := min(st.spec.rows, len(rows))
 			plan = append(plan, stepPlan{st: st, rows: rows[:n]})
@@ -223,6 +229,39 @@ func (m *Model) planPacked(lengths []int) []stepPlan {
 		}
 	}
 	return plan
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// packRows packs the sequences idxs into rows of rowLen, first fit by decreasing length, at
+// most the step's segments per row.
+func (m *Model) packRows(idxs, lengths []int, rowLen int) [][]int {
+	segments := m.packed[rowLen].spec.segments
+	idxs = slices.Clone(idxs)
+	sort.SliceStable(idxs, func(a, b int) bool { return lengths[idxs[a]] > lengths[idxs[b]] })
+	var rows [][]int
+	var free []int
+	first := 0 // rows before it are full (no room for even one token)
+	for _, idx := range idxs {
+		n := lengths[idx]
+		placed := false
+		for r := first; r < len(rows); r++ {
+			if free[r] >= n && len(rows[r]) < segments {
+				rows[r] = append(rows[r], idx)
+				free[r] -= n
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			rows = append(rows, []int{idx})
+			free = append(free, rowLen-n)
+		}
+		for first < len(rows) && (free[first] == 0 || len(rows[first]) == segments) {
+			first++
+		}
+	}
+	return rows
 }
 
 // FitPacked returns how many of the leading sequences of these lengths one packed step holds,

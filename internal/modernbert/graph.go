@@ -22,6 +22,7 @@ type graphSpec struct {
 	segments  int          // pooled vectors per row
 	pooling   Pooling
 	normalize bool
+	attn      attentionVariant
 }
 
 // stepInputs are the per-step inputs, all int32 [rows, rowLen].
@@ -45,6 +46,7 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	h = layerNorm(h, params, "embeddings.norm", cfg.NormEps)
 
 	globalBias, localBias := attentionBiases(cfg, in.pos, in.seg)
+	band := bandFor(spec, in.pos, in.seg)
 	globalRope := rope.lookup(in.pos, true)
 	localRope := rope.lookup(in.pos, false)
 
@@ -54,11 +56,16 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		if i > 0 {
 			x = layerNorm(h, params, p+"attn_norm", cfg.NormEps)
 		}
-		bias, rp := localBias, localRope
-		if cfg.IsGlobal(i) {
-			bias, rp = globalBias, globalRope
+		var a *Node
+		switch {
+		case cfg.IsGlobal(i):
+			a = attention(spec, params, p+"attn.", x, globalBias, globalRope, nil)
+		case band != nil:
+			a = attention(spec, params, p+"attn.", x, nil, localRope, band)
+		default:
+			a = attention(spec, params, p+"attn.", x, localBias, localRope, nil)
 		}
-		h = Add(h, attention(spec, params, p+"attn.", x, bias, rp))
+		h = Add(h, a)
 		x = layerNorm(h, params, p+"mlp_norm", cfg.NormEps)
 		h = Add(h, mlp(spec, params, p+"mlp.", x))
 	}
@@ -92,8 +99,9 @@ func linear(spec graphSpec, params map[string]*Node, prefix string, x *Node) *No
 }
 
 // attention is one multi-head self-attention block on fp32 x [n, hidden]; bias is the additive
-// mask [rows, 1, rowLen, rowLen] and rp the rotary tables for this layer's kind.
-func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *Node, rp rotary) *Node {
+// mask [rows, 1, rowLen, rowLen] and rp the rotary tables for this layer's kind. With band set
+// (sliding-window layers), each block of queries only scores the keys its window can reach.
+func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *Node, rp rotary, band *banded) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
 	qkv := linear(spec, params, prefix+"Wqkv", x) // [n, 3*hidden] fp32
@@ -105,11 +113,70 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *
 	q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
 	k = ConvertDType(k, spec.dtype)
 	v = ConvertDType(v, spec.dtype)
-	scores := ConvertDType(Einsum("rqhd,rkhd->rhqk", q, k), dtypes.Float32)
-	probs := Softmax(Add(scores, bias), -1)
-	out := Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v)
+	var out *Node
+	if band != nil {
+		qb := Reshape(q, rows, band.blocks, band.size, heads, headDim)
+		kb, vb := band.keys(k), band.keys(v)
+		probs := maskedSoftmax(spec, Einsum("rcqhd,rckhd->rchqk", qb, kb), band.bias)
+		out = Einsum("rchqk,rckhd->rcqhd", probs, vb)
+	} else {
+		probs := maskedSoftmax(spec, Einsum("rqhd,rkhd->rhqk", q, k), bias)
+		out = Einsum("rhqk,rkhd->rqhd", probs, v)
+	}
 	out = Reshape(ConvertDType(out, dtypes.Float32), rows*rowLen, cfg.HiddenSize)
 	return linear(spec, params, prefix+"Wo", out)
+}
+
+// maskedSoftmax turns scores (compute dtype) into probabilities in the compute dtype. The
+// softmax itself runs in fp32; the scores tensor, the largest one per layer, is kept in the
+// compute dtype unless the variant asks for fp32 scores.
+func maskedSoftmax(spec graphSpec, scores, bias *Node) *Node {
+	if spec.attn.scoresF32 {
+		scores = ConvertDType(scores, dtypes.Float32)
+	}
+	return ConvertDType(Softmax(Add(ConvertDType(scores, dtypes.Float32), bias), -1), spec.dtype)
+}
+
+// banded lays a sliding-window layer out in blocks of `size` queries (size = the half window):
+// block c scores only the keys of blocks c-1, c and c+1, the only ones its window reaches.
+// Rows are padded by one block of padding (segment 0) on each side.
+type banded struct {
+	size, blocks int
+	bias         *Node // [rows, blocks, 1, size, 3*size] additive mask, fp32
+}
+
+// bandFor returns the banded layout of this step's sliding-window layers, or nil when it
+// does not pay (rows of at most three blocks) or the row does not split into whole blocks.
+func bandFor(spec graphSpec, pos, seg *Node) *banded {
+	size := spec.cfg.HalfWindow()
+	if !spec.attn.banded || size < 1 || spec.rowLen%size != 0 || spec.rowLen/size <= 3 {
+		return nil
+	}
+	b := &banded{size: size, blocks: spec.rowLen / size}
+	g := pos.Graph()
+	blockQ := func(x *Node) *Node { return Reshape(x, spec.rows, b.blocks, size, 1) }
+	segK, posK := b.keys(seg), b.keys(pos) // [rows, blocks, 3*size]
+	same := LogicalAnd(Equal(blockQ(seg), InsertAxes(segK, 2)), NotEqual(InsertAxes(segK, 2), ScalarZero(g, dtypes.Int32)))
+	near := LessOrEqual(Abs(Sub(blockQ(pos), InsertAxes(posK, 2))), Scalar(g, dtypes.Int32, size))
+	zero, masked := ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskedScore)
+	b.bias = InsertAxes(Where(LogicalAnd(same, near), zero, masked), 2)
+	return b
+}
+
+// keys gathers, for every query block, the keys of the three blocks around it: x [rows,
+// rowLen, ...] becomes [rows, blocks, 3*size, ...], zeros beyond the row's ends.
+func (b *banded) keys(x *Node) *Node {
+	dims := x.Shape().Dimensions
+	rows, rest := dims[0], dims[2:]
+	// Concatenating zeros rather than Pad: simplego has no Pad.
+	zeros := Zeros(x.Graph(), shapes.Make(x.DType(), append([]int{rows, b.size}, rest...)...))
+	xp := Concatenate([]*Node{zeros, x, zeros}, 1)
+	xp = Reshape(xp, append([]int{rows, b.blocks + 2, b.size}, rest...)...)
+	return Reshape(Concatenate([]*Node{
+		SliceAxis(xp, 1, AxisRange(0, b.blocks)),
+		SliceAxis(xp, 1, AxisRange(1, b.blocks+1)),
+		SliceAxis(xp, 1, AxisRange(2, b.blocks+2)),
+	}, 2), append([]int{rows, b.blocks, 3 * b.size}, rest...)...)
 }
 
 // mlp is the GeGLU block: Wi -> split into (input, gate) -> gelu(input)*gate -> Wo.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -32,6 +33,7 @@ type Model struct {
 	padded      map[int]*step     // by row length: one sequence per row
 	packedRow   int               // row length short sequences are packed into
 	pipeline    int               // steps of one Embed call in flight at once
+	attn        attentionVariant
 	info        Info
 	closed      bool
 }
@@ -77,6 +79,10 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if err != nil {
 		return nil, err
 	}
+	attn, err := parseAttentionVariant(os.Getenv(EnvAttention))
+	if err != nil {
+		return nil, err
+	}
 	if err := fillDefaults(cfg, spec, &opts); err != nil {
 		return nil, err
 	}
@@ -85,7 +91,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 		return nil, err
 	}
 	m := &Model{cfg: cfg, opts: opts, backendSpec: spec, backend: backend, device: backends.DeviceNum(opts.DeviceIndex), packedRow: opts.PackedRowLength,
-		pipeline: opts.Pipeline}
+		pipeline: opts.Pipeline, attn: attn}
 	ok := false
 	defer func() {
 		if !ok {
@@ -129,7 +135,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 			return nil, err
 		}
 		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
-			pooling: m.opts.Pooling, normalize: m.opts.Normalize}
+			pooling: m.opts.Pooling, normalize: m.opts.Normalize, attn: m.attn}
 		t0 := time.Now()
 		st, err := m.compileShared(gs)
 		if err != nil {
@@ -153,7 +159,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 	for _, l := range m.opts.RowLengths {
 		rows := max(1, m.opts.MaxBatchTokens/l)
 		if l >= m.packedRow && slices.Contains(m.opts.Layouts, Packed) {
-			st, err := get(rows, l, packedSegments(l, m.packedRow))
+			st, err := get(rows, l, packedSegments(l))
 			if err != nil {
 				return err
 			}
@@ -170,13 +176,10 @@ func (m *Model) compileAll(ctx context.Context) error {
 	return nil
 }
 
-// packedSegments is how many sequences a packed row of rowLen may hold: rowLen/8 for rows of
-// short sequences, capped at 64 (the pooling matrix is rows x segments x rowLen); rows longer
-// than the packed row length only hold sequences longer than it.
-func packedSegments(rowLen, packedRow int) int {
-	if rowLen > packedRow {
-		return max(1, rowLen/(packedRow+1))
-	}
+// packedSegments is how many sequences a packed row of rowLen may hold: rowLen/8, capped at 64
+// (the pooling matrix is rows x segments x rowLen). Rows longer than the packed row length hold
+// long sequences, and short ones in their gaps when a call mixes both (planPacked).
+func packedSegments(rowLen int) int {
 	return max(1, min(rowLen/8, 64))
 }
 

@@ -164,6 +164,10 @@ func TestFitPackedFillsOneStep(t *testing.T) {
 	if n := m.FitPacked([]int{128, 128, 128}); n != 2 {
 		t.Fatalf("two 128-token rows per 256-token step, got %d", n)
 	}
+	// A long sequence no longer ends the step: the short ones fill its second 128-token row.
+	if n := m.FitPacked([]int{100, 30, 30, 30, 30, 30}); n != 5 {
+		t.Fatalf("mixed lengths: FitPacked = %d, want 5 (100 | 30+30+30+30 in two rows of 128)", n)
+	}
 	if n := m.FitPacked([]int{5}); n != 1 {
 		t.Fatalf("a single sequence always fits, got %d", n)
 	}
@@ -233,7 +237,7 @@ func TestFitPackedMatchesLinearSearch(t *testing.T) {
 		for i := range lengths {
 			lengths[i] = 1 + rng.IntN(64)
 			if trial%5 == 0 && i == 20 {
-				lengths[i] = 100 // a long one ends the step's group
+				lengths[i] = 100 // a long one: the short ones join its step when they fit
 			}
 		}
 		want := 1

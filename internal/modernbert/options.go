@@ -179,3 +179,32 @@ type Info struct {
 	Shapes      []string      `json:"shapes"`
 	CompileTime time.Duration `json:"compile_time_ns"`
 }
+
+// EnvAttention selects attention formulations for device experiments (scripts/gpu/perf_model.sh):
+// a comma-separated list of "scores-f32" (keep the scores tensor in fp32 rather than the compute
+// dtype) and "dense-local" (sliding-window layers score whole rows instead of bands of blocks).
+// Unset: the defaults, which were the fastest measured on the H200.
+const EnvAttention = "EMBEDBENCH_MODERNBERT_ATTENTION"
+
+// attentionVariant is how attention is laid out in the graph; every variant computes the same
+// function up to rounding.
+type attentionVariant struct {
+	scoresF32 bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
+	banded    bool // sliding-window layers in bands of blocks (else whole rows, masked)
+}
+
+func parseAttentionVariant(s string) (attentionVariant, error) {
+	v := attentionVariant{banded: true}
+	for _, f := range strings.Split(s, ",") {
+		switch strings.TrimSpace(f) {
+		case "":
+		case "scores-f32":
+			v.scoresF32 = true
+		case "dense-local":
+			v.banded = false
+		default:
+			return v, fmt.Errorf("%s: unknown attention variant %q (want scores-f32, dense-local)", EnvAttention, f)
+		}
+	}
+	return v, nil
+}

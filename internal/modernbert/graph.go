@@ -44,6 +44,15 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	flatIDs := Reshape(in.ids, n, 1)
 	h := ConvertDType(Gather(params["embeddings.tok_embeddings.weight"], flatIDs), dtypes.Float32) // [n, hidden]
 	h = layerNorm(h, params, "embeddings.norm", cfg.NormEps)
+	// The residual stream is stored in fp32, or in the compute dtype if the variant asks (less
+	// memory traffic); sums and norms are computed in fp32 either way.
+	residual := func(x *Node) *Node {
+		if spec.attn.residualLow {
+			return ConvertDType(x, spec.dtype)
+		}
+		return x
+	}
+	h = residual(h)
 
 	globalBias, localBias := attentionBiases(cfg, in.pos, in.seg)
 	band := bandFor(spec, in.pos, in.seg)
@@ -65,17 +74,18 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		default:
 			a = attention(spec, params, p+"attn.", x, localBias, localRope, nil)
 		}
-		h = Add(h, a)
+		h = residual(Add(ConvertDType(h, dtypes.Float32), a))
 		x = layerNorm(h, params, p+"mlp_norm", cfg.NormEps)
-		h = Add(h, mlp(spec, params, p+"mlp.", x))
+		h = residual(Add(ConvertDType(h, dtypes.Float32), mlp(spec, params, p+"mlp.", x)))
 	}
 	h = layerNorm(h, params, "final_norm", cfg.NormEps)
 	h = Reshape(h, rows, rowLen, hidden)
 	return pool(spec, h, in.pos, in.seg)
 }
 
-// layerNorm normalises fp32 x [n, hidden] over its last axis.
+// layerNorm normalises x [n, hidden] over its last axis, in fp32.
 func layerNorm(x *Node, params map[string]*Node, prefix string, eps float64) *Node {
+	x = ConvertDType(x, dtypes.Float32)
 	mean := ReduceAndKeep(x, ReduceMean, -1)
 	centered := Sub(x, mean)
 	variance := ReduceAndKeep(Square(centered), ReduceMean, -1)

@@ -182,7 +182,8 @@ type Info struct {
 
 // EnvAttention selects attention formulations for device experiments (scripts/gpu/perf_model.sh):
 // a comma-separated list of "scores-f32" (keep the scores tensor in fp32 rather than the compute
-// dtype) and "dense-local" (sliding-window layers score whole rows instead of bands of blocks).
+// dtype), "dense-local" (sliding-window layers score whole rows instead of bands of blocks) and
+// "residual-low" (store the residual stream in the compute dtype, as HF's bf16 model does).
 // Unset: the defaults, which were the fastest measured on the H200.
 const EnvAttention = "EMBEDBENCH_MODERNBERT_ATTENTION"
 
@@ -191,6 +192,8 @@ const EnvAttention = "EMBEDBENCH_MODERNBERT_ATTENTION"
 type attentionVariant struct {
 	scoresF32 bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
 	banded    bool // sliding-window layers in bands of blocks (else whole rows, masked)
+	// residualLow stores the residual stream between layers in the compute dtype (else fp32).
+	residualLow bool
 }
 
 func parseAttentionVariant(s string) (attentionVariant, error) {
@@ -202,8 +205,10 @@ func parseAttentionVariant(s string) (attentionVariant, error) {
 			v.scoresF32 = true
 		case "dense-local":
 			v.banded = false
+		case "residual-low":
+			v.residualLow = true
 		default:
-			return v, fmt.Errorf("%s: unknown attention variant %q (want scores-f32, dense-local)", EnvAttention, f)
+			return v, fmt.Errorf("%s: unknown attention variant %q (want scores-f32, dense-local, residual-low)", EnvAttention, f)
 		}
 	}
 	return v, nil

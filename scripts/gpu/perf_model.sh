@@ -11,13 +11,13 @@ BUDGET=${BUDGET:-300}
 bf="--dtype bfloat16"
 VARIANTS=${VARIANTS:-"default;;$bf
 old-scoresf32-dense;EMBEDBENCH_MODERNBERT_ATTENTION=scores-f32,dense-local;$bf
-scoresf32-banded;EMBEDBENCH_MODERNBERT_ATTENTION=scores-f32;$bf
 dense-local;EMBEDBENCH_MODERNBERT_ATTENTION=dense-local;$bf
 residual-low;EMBEDBENCH_MODERNBERT_ATTENTION=residual-low;$bf
 r128-b32768;;$bf --packed-row 128 --batch-tokens 32768
 b32768;;$bf --batch-tokens 32768
 no-triton-gemm;XLA_FLAGS=--xla_gpu_enable_triton_gemm=false;$bf
 no-command-buffer;XLA_FLAGS=--xla_gpu_enable_command_buffer=;$bf
+cublaslt;XLA_FLAGS=--xla_gpu_enable_cublaslt=true;$bf
 fp32;;--dtype float32
 fp32-tf32off;NVIDIA_TF32_OVERRIDE=0;--dtype float32"}
 
@@ -46,6 +46,14 @@ xla_parity "tiny fixtures, defaults" "" 'TestParityXLA'
 while IFS=';' read -r name envs flags; do
   [ -n "$name" ] && bench "$name" "$envs" "$flags"
 done <<< "$VARIANTS"
+
+if [ "$SECONDS" -lt "$BUDGET" ] && [ -z "${SKIP_HLO:-}" ]; then
+  # XLA's optimised HLO of the default bf16 step: which fusions, what each materialises.
+  XLA_FLAGS="--xla_dump_to=$W/dump --xla_dump_hlo_as_text" "$BIN" bench-model --model "$MB" --device cuda \
+    --data "$TSV" --seconds 1 --dtype bfloat16 > /dev/null 2> "$W/dump.log"
+  (cd "$W/dump" && tar -czf "$OUT/hlo.tgz" $(ls | grep -E 'after_optimizations(\.txt|-buffer-assignment)' | head -8))
+  ls -la "$OUT/hlo.tgz"
+fi
 
 if [ "$SECONDS" -lt "$BUDGET" ]; then
   xla_parity "fp32, TF32 off in cuBLAS" "NVIDIA_TF32_OVERRIDE=0" 'TestParityXLA/.*/float32'

@@ -67,6 +67,8 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		}
 		var a *Node
 		switch {
+		case spec.attn.skipAttention:
+			a = ZerosLike(ConvertDType(x, dtypes.Float32))
 		case cfg.IsGlobal(i):
 			a = attention(spec, params, p+"attn.", x, globalBias, globalRope, nil)
 		case band != nil:
@@ -76,7 +78,9 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		}
 		h = residual(Add(ConvertDType(h, dtypes.Float32), a))
 		x = layerNorm(h, params, p+"mlp_norm", cfg.NormEps)
-		h = residual(Add(ConvertDType(h, dtypes.Float32), mlp(spec, params, p+"mlp.", x)))
+		if !spec.attn.skipMLP {
+			h = residual(Add(ConvertDType(h, dtypes.Float32), mlp(spec, params, p+"mlp.", x)))
+		}
 	}
 	h = layerNorm(h, params, "final_norm", cfg.NormEps)
 	h = Reshape(h, rows, rowLen, hidden)

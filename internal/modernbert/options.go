@@ -184,6 +184,8 @@ type Info struct {
 // a comma-separated list of "scores-f32" (keep the scores tensor in fp32 rather than the compute
 // dtype), "dense-local" (sliding-window layers score whole rows instead of bands of blocks) and
 // "residual-low" (store the residual stream in the compute dtype, as HF's bf16 model does).
+// "skip-attention" and "skip-mlp" leave those blocks out: wrong vectors, for timing a step's
+// parts only.
 // Unset: the defaults, which were the fastest measured on the H200.
 const EnvAttention = "EMBEDBENCH_MODERNBERT_ATTENTION"
 
@@ -194,6 +196,8 @@ type attentionVariant struct {
 	banded    bool // sliding-window layers in bands of blocks (else whole rows, masked)
 	// residualLow stores the residual stream between layers in the compute dtype (else fp32).
 	residualLow bool
+	// skipAttention and skipMLP leave the blocks out (timing only: the vectors are wrong).
+	skipAttention, skipMLP bool
 }
 
 func parseAttentionVariant(s string) (attentionVariant, error) {
@@ -207,8 +211,12 @@ func parseAttentionVariant(s string) (attentionVariant, error) {
 			v.banded = false
 		case "residual-low":
 			v.residualLow = true
+		case "skip-attention":
+			v.skipAttention = true
+		case "skip-mlp":
+			v.skipMLP = true
 		default:
-			return v, fmt.Errorf("%s: unknown attention variant %q (want scores-f32, dense-local, residual-low)", EnvAttention, f)
+			return v, fmt.Errorf("%s: unknown attention variant %q (want scores-f32, dense-local, residual-low, skip-attention, skip-mlp)", EnvAttention, f)
 		}
 	}
 	return v, nil

@@ -12,12 +12,13 @@ bf="--dtype bfloat16"
 VARIANTS=${VARIANTS:-"default;;$bf
 old-scoresf32-dense;EMBEDBENCH_MODERNBERT_ATTENTION=scores-f32,dense-local;$bf
 dense-local;EMBEDBENCH_MODERNBERT_ATTENTION=dense-local;$bf
+skip-attention;EMBEDBENCH_MODERNBERT_ATTENTION=skip-attention;$bf
+skip-mlp;EMBEDBENCH_MODERNBERT_ATTENTION=skip-mlp;$bf
 residual-low;EMBEDBENCH_MODERNBERT_ATTENTION=residual-low;$bf
 r128-b32768;;$bf --packed-row 128 --batch-tokens 32768
 b32768;;$bf --batch-tokens 32768
 no-triton-gemm;XLA_FLAGS=--xla_gpu_enable_triton_gemm=false;$bf
 no-command-buffer;XLA_FLAGS=--xla_gpu_enable_command_buffer=;$bf
-cublaslt;XLA_FLAGS=--xla_gpu_enable_cublaslt=true;$bf
 fp32;;--dtype float32
 fp32-tf32off;NVIDIA_TF32_OVERRIDE=0;--dtype float32"}
 

@@ -234,7 +234,15 @@ func pool(spec graphSpec, hidden, pos, seg *Node) *Node {
 	}
 	weights := ConvertDType(member, dtypes.Float32)
 	counts := ReduceAndKeep(weights, ReduceSum, -1) // [rows, S, 1]
-	pooled := Einsum("rsl,rlh->rsh", weights, hidden)
+	// On the GPU XLA's default precision lets this fp32 dot round its inputs to TF32 (11
+	// significant bits), which alone moved pooled vectors by ~5e-4 where a row holds several
+	// sequences (one segment per row becomes an exact reduction). The 0/1 weights are exact in
+	// TF32; the hidden states are split (Veltkamp) into an 11-bit high part, exact in TF32, and
+	// the small remainder, so the sum of the two dots is accurate to ~1e-7 relative.
+	split := MulScalar(hidden, 1<<13+1)
+	high := Sub(split, Sub(split, hidden))
+	low := Sub(hidden, high)
+	pooled := Add(Einsum("rsl,rlh->rsh", weights, high), Einsum("rsl,rlh->rsh", weights, low))
 	pooled = Div(pooled, Max(counts, ScalarOne(g, dtypes.Float32)))
 	if spec.normalize {
 		norm := Sqrt(ReduceAndKeep(Square(pooled), ReduceSum, -1))

@@ -33,24 +33,30 @@ run() {
 }
 peak() { python3 scripts/gpu/summarize.py --peak "$W/stress" "$1"; }  # best passages/s among runs whose label starts so
 
-for c in 1 8 32 64 128 256; do run cont-bf16_c$c 8001 --max-concurrent-requests $c; done
-for c in 64 256; do run cont-fp32_c$c 8003 --max-concurrent-requests $c; done
-for c in 1 16 64; do run seq-fp32_c$c 8000 --max-concurrent-requests $c; done
-for c in 1 16 64; do run hf-fp32_c$c 8002 --max-concurrent-requests $c; done
+nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv > "$W/gpu_processes.csv"
+ps -eo pid,args | grep -E "embedbench|hf_service" | grep -v grep >> "$W/gpu_processes.csv"
 
-# Open loop (latency from intended send times): 50% and 90% of the continuous engine's peak,
-# for every row, and the HF reference's own peak rate on the continuous engine.
+for c in 1 8 32 64 256; do run cont-bf16_c$c 8001 --max-concurrent-requests $c; done
+run cont-fp32_c64 8003 --max-concurrent-requests 64
+for c in 1 16; do run seq-fp32_c$c 8000 --max-concurrent-requests $c; done
+for c in 1 16; do run hf-fp32_c$c 8002 --max-concurrent-requests $c; done
+
+# Open loop (latency from intended send times). Rates the server can sustain come first: a
+# service that falls behind keeps working through its backlog after the client stops (the HF
+# reference cannot drop abandoned requests), which would share the GPU with the next run.
 CONT=$(peak cont-bf16_c); HF=$(peak hf-fp32_c)
-for pct in 50 90; do
-  rate=$(python3 -c "print(round($CONT * $pct / 100 / 32, 2))")
-  run cont-bf16_rate$pct 8001 --rate "$rate" --max-concurrent-requests 4096
-  run cont-fp32_rate$pct 8003 --rate "$rate" --max-concurrent-requests 4096
-  run seq-fp32_rate$pct 8000 --rate "$rate" --max-concurrent-requests 4096
-  run hf-fp32_rate$pct 8002 --rate "$rate" --max-concurrent-requests 4096
-done
-hfrate=$(python3 -c "print(round($HF / 32, 2))")
-run cont-bf16_hfpeak 8001 --rate "$hfrate" --max-concurrent-requests 4096
-run hf-fp32_hfpeak 8002 --rate "$hfrate" --max-concurrent-requests 4096
+rate() { python3 -c "print(round($1 * $2 / 100 / 32, 2))"; }
+for pct in 50 70 90; do run cont-bf16_rate$pct 8001 --rate "$(rate "$CONT" $pct)" --max-concurrent-requests 4096; done
+run cont-fp32_rate70 8003 --rate "$(rate "$CONT" 70)" --max-concurrent-requests 4096
+run cont-bf16_hfpeak 8001 --rate "$(rate "$HF" 100)" --max-concurrent-requests 4096
+run hf-fp32_hfpeak 8002 --rate "$(rate "$HF" 100)" --max-concurrent-requests 4096
+# Beyond their capacity, last: 50% of the continuous engine's peak on the sequential engine
+# and on the HF reference (which is then stopped, so its backlog touches nothing else).
+run seq-fp32_rate50 8000 --rate "$(rate "$CONT" 50)" --max-concurrent-requests 4096
+run hf-fp32_rate50 8002 --rate "$(rate "$CONT" 50)" --max-concurrent-requests 4096 --timeout 10s
+pkill -f hf_service.py; sleep 1
+python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf2.log" 2>&1 &
+wait_healthy http://127.0.0.1:8002 120
 
 echo "== fairness: the same passages through HF and through ours"
 for p in 8001 8003 8000; do
@@ -65,5 +71,5 @@ best() { python3 scripts/gpu/summarize.py --best-file "$W/stress" "$1"; }
   --title "embedbench on one H200: ModernBERT-base, random weights, MS MARCO, client batch 32" \
   --fairness "$W/fairness_8000.json,$W/fairness_8003.json,$W/fairness_8001.json" --markdown "$W/compare.md" \
   --html "$W/report.html" "$(best hf-fp32_c)" "$(best seq-fp32_c)" "$(best cont-fp32_c)" "$(best cont-bf16_c)" | tee "$W/compare.txt"
-kill %1 %2 %3 %4 2>/dev/null; wait
+pkill -f "embedbench.*serve"; pkill -f hf_service.py; wait
 tar -C "$W" -czf "$OUT/part2.tgz" .

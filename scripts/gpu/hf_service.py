@@ -34,7 +34,7 @@ def main():
     async def health(_):
         return web.json_response({"status": "healthy", "backend": "huggingface",
                                   "model": args.served_model_name, "gpu_available": torch.cuda.is_available(),
-                                  "dtype": "float32", "pooling": "mean", "weights": "random (HF init, seed 0)"})
+                                  "dtype": "float32", "pooling": "mean", "weights": args.model})
 
     async def embed(request):
         try:

@@ -21,9 +21,11 @@ def line(label, r):
     lat = r["latency_metrics"]
     gpu = r.get("gpu_utilization_percent")
     tps = r.get("tokens_per_second")
+    tps = "-" if tps is None else round(tps)
+    gpu = "-" if gpu is None else round(gpu)
     return (f"{label:22s} req/s {r['requests_per_second']:8.1f}  passages/s {r['passages_per_second']:9.1f}  "
-            f"tokens/s {tps if tps is None else round(tps):>9}  p50 {lat['p50']*1000:8.1f} ms  "
-            f"p99 {lat['p99']*1000:8.1f} ms  success {r['success_rate']*100:6.2f}%  GPU {gpu if gpu is None else round(gpu)}%")
+            f"tokens/s {tps:>9}  p50 {lat['p50']*1000:8.1f} ms  "
+            f"p99 {lat['p99']*1000:8.1f} ms  success {r['success_rate']*100:6.2f}%  GPU {gpu}%")
 
 
 def main():

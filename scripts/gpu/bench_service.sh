@@ -6,6 +6,9 @@
 set -uo pipefail
 source scripts/gpu/env.sh
 DUR=${DUR:-10s}
+# GPUS=N: the continuous engines run one replica per GPU (default: every GPU the machine has);
+# the closed-loop sweep goes N times as deep so that every replica can be kept busy.
+GPUS=${GPUS:-$( [ -n "$DRYRUN" ] && echo 1 || nvidia-smi -L | wc -l)}
 "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
 
 serve() { # name port args...
@@ -13,8 +16,8 @@ serve() { # name port args...
   "$BIN" --log-format json serve --port "$port" "${SERVE_ARGS[@]}" "$@" > "$W/server_$name.log" 2>&1 &
 }
 if [ -z "$DRYRUN" ]; then BF16=bfloat16; else BF16=float32; fi
-serve cont-bf16 8001 --engine continuous --dtype $BF16
-serve cont-fp32 8003 --engine continuous --dtype float32
+serve cont-bf16 8001 --engine continuous --dtype $BF16 --replicas "$GPUS"
+serve cont-fp32 8003 --engine continuous --dtype float32 --replicas "$GPUS"
 serve seq-fp32 8000 --engine sequential --dtype float32
 if [ -z "$DRYRUN" ]; then
   python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf.log" 2>&1 &
@@ -36,7 +39,9 @@ peak() { python3 scripts/gpu/summarize.py --peak "$W/stress" "$1"; }  # best pas
 nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv > "$W/gpu_processes.csv"
 ps -eo pid,args | grep -E "embedbench|hf_service" | grep -v grep >> "$W/gpu_processes.csv"
 
-for c in 1 8 32 64 256; do run cont-bf16_c$c 8001 --max-concurrent-requests $c; done
+for c in 1 8 32 64 256 $((GPUS > 1 ? 256 * GPUS : 0)); do
+  [ "$c" -gt 0 ] && run cont-bf16_c$c 8001 --max-concurrent-requests $c
+done
 run cont-fp32_c64 8003 --max-concurrent-requests 64
 for c in 1 16; do run seq-fp32_c$c 8000 --max-concurrent-requests $c; done
 for c in 1 16; do run hf-fp32_c$c 8002 --max-concurrent-requests $c; done

@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--model-run", required=True)
     ap.add_argument("--service-run", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--tokenizer-run", default="", help="a folder with tokenizer_go.txt and tokenizer_hf.json from one call (default: the model run's)")
     ap.add_argument("--notes", default="", help="a markdown file appended as the page's last section")
     a = ap.parse_args()
     m, s = a.model_run, a.service_run
@@ -71,9 +72,11 @@ def main():
     best_hf = max(hfm, key=lambda r: r["tokens_per_s"])
     hf_fp32_b32 = next(r for r in hfm if r["dtype"] == "float32")
     parity = jsonl(os.path.join(m, "parity.jsonl"))
-    tok = open(os.path.join(m, "tokenizer_go.txt")).read()
-    tok_rate = {k: float(v) for k, v in re.findall(r"Benchmark\S*?/(\w+)\S*\s+\d+\s+[\d.]+ ns/op\s+[\d.]+ MB/s\s+([\d.]+) passages/s", tok)}
-    tok_hf = jsonl(os.path.join(m, "tokenizer_hf.json"))
+    t = a.tokenizer_run or m
+    tok = open(os.path.join(t, "tokenizer_go.txt")).read()
+    tok_rate = {k + (f" x{c}" if c else ""): float(v) for k, c, v in re.findall(r"Benchmark\S*?/(\w+?)(?:-(\d+))?\s+\d+\s+[\d.]+ ns/op\s+[\d.]+ MB/s\s+([\d.]+) passages/s", tok)}
+    hf_path = os.path.join(t, "tokenizer_hf.json")
+    tok_hf = json.load(open(hf_path)) if os.path.exists(hf_path) and os.path.getsize(hf_path) else None
     fair = {os.path.basename(f): json.load(open(f)) for f in glob.glob(os.path.join(s, "fairness_*.json"))}
     r70, r50 = res.get("cont-bf16_rate70"), res.get("cont-bf16_rate50")
     hfp, chfp = res.get("hf-fp32_hfpeak"), res.get("cont-bf16_hfpeak")
@@ -120,12 +123,12 @@ def main():
     w("| encoder | passages/s |")
     w("| --- | --- |")
     for k, v in tok_rate.items():
-        w(f"| embedbench `{k}` ({'all cores' if 'Parallel' in k else 'one core'}) | {v:,.0f} |")
-    for r in tok_hf:
-        for k, v in r.items():
-            if isinstance(v, (int, float)) and "per" in k:
-                w(f"| HF tokenizers {k.replace('_', ' ')} | {v:,.0f} |")
-    if not tok_hf:
+        cores = k.split(" x")[1] + " cores" if " x" in k else "one core"
+        w(f"| embedbench `{k.split(' x')[0]}` ({cores}) | {v:,.0f} |")
+    if tok_hf:
+        w(f"| HF tokenizers {tok_hf['tokenizers_version']} `encode`, one passage at a time from Python | {tok_hf['encode_one_at_a_time']['passages_per_s']:,.0f} |")
+        w(f"| HF tokenizers {tok_hf['tokenizers_version']} `encode_batch`, {tok_hf['encode_batch']['threads']} threads | {tok_hf['encode_batch']['passages_per_s']:,.0f} |")
+    else:
         w("| HF tokenizers | not measured in this run (GPU.md: about 5,500 one at a time, 40,000 with 16-thread encode_batch) |")
     w("")
     w("Ids are identical to HF tokenizers 0.23.2 on all 4,103 + 5,000 passages of both MS MARCO samples, 148 hard cases (with byte offsets) and 462 truncation cases (`internal/tokenizer` tests).")

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/embedbench/embedbench/internal/demo"
-	"github.com/embedbench/embedbench/internal/engine"
 	"github.com/embedbench/embedbench/internal/gpu"
 	"github.com/embedbench/embedbench/internal/hub"
 	"github.com/embedbench/embedbench/internal/modernbert"
 	"github.com/embedbench/embedbench/internal/server"
+	"github.com/embedbench/embedbench/internal/service"
 	"github.com/embedbench/embedbench/internal/tokenizer"
 )
 
@@ -26,8 +26,8 @@ func init() {
 }
 
 const (
-	engineSequential = "sequential"
-	engineContinuous = "continuous"
+	engineSequential = service.Sequential
+	engineContinuous = service.Continuous
 )
 
 // serveFlags are `embedbench serve`'s flags.
@@ -195,11 +195,12 @@ func serve(ctx context.Context, f serveFlags) error {
 		}
 		return err
 	}
-	defer loaded.close()
-	srv.SetReady(loaded.backend)
+	defer loaded.Close()
+	srv.SetReady(loaded.Backend)
+	info := loaded.Backend.Info
 	slog.Info("ready", "engine", f.engine, "url", "http://"+ln.Addr().String(), "model", name,
-		"device", loaded.backend.Info.Device, "dtype", loaded.backend.Info.DType, "weights", loaded.backend.Info.Weights,
-		"replicas", loaded.backend.Info.Replicas, "max_sequence_length", loaded.backend.MaxSequenceLength)
+		"device", info.Device, "dtype", info.DType, "weights", info.Weights,
+		"replicas", info.Replicas, "max_sequence_length", loaded.Backend.MaxSequenceLength)
 	return <-served
 }
 
@@ -226,21 +227,7 @@ func (f *serveFlags) backend(mon *gpu.Monitor) (string, error) {
 	return "", fmt.Errorf("--device %q: want auto, cpu or cuda", f.device)
 }
 
-// loadedModel is what serve closes on the way out: the engine first (it finishes its work),
-// then the replicas.
-type loadedModel struct {
-	backend server.Backend
-	models  []*modernbert.Model
-}
-
-func (l *loadedModel) close() {
-	l.backend.Engine.Close()
-	for _, m := range l.models {
-		m.Close()
-	}
-}
-
-func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor, srv *server.Server) (*loadedModel, error) {
+func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor, srv *server.Server) (*service.Service, error) {
 	onGPU := strings.HasPrefix(backend, "xla:")
 	size, _ := f.size()
 	random := f.weights == "random" || (f.weights == "auto" && size.Name != "base")
@@ -298,13 +285,6 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 	default:
 		opts.DType = modernbert.Float32 // HF's default, and simplego has no fast bf16
 	}
-	layout := modernbert.Packed
-	if f.engine == engineSequential {
-		layout = modernbert.Padded
-		opts.PaddedRows = f.batchSize
-	}
-	opts.Layouts = []modernbert.Layout{layout}
-
 	replicas := f.replicas
 	if replicas == 0 {
 		replicas = 1
@@ -314,74 +294,13 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 			}
 		}
 	}
-	l := &loadedModel{}
-	ok := false
-	defer func() {
-		if !ok {
-			for _, m := range l.models {
-				m.Close()
-			}
-		}
-	}()
-	runners := make([]engine.Runner, replicas)
-	for i := range replicas {
-		o := opts
-		if onGPU {
-			o.DeviceIndex = i
-		}
-		t0 := time.Now()
-		m, err := modernbert.New(ctx, cfg, w, o)
-		if err != nil {
-			return nil, fmt.Errorf("loading replica %d: %w", i, err)
-		}
-		l.models = append(l.models, m)
-		runners[i] = engine.ModelRunner(m, layout)
-		info := m.Info()
-		slog.Info("replica ready", "replica", i, "backend", info.Backend, "device", info.Device, "dtype", info.DType,
-			"shapes", strings.Join(info.Shapes, " "), "took", time.Since(t0).Round(time.Millisecond))
-	}
-	m := l.models[0]
-	ecfg := engine.Config{
-		Tokenizer:          tok,
-		MaxSequenceLength:  m.MaxSequenceLength(),
+	return service.Build(ctx, service.Spec{
+		Engine: f.engine, Config: cfg, Weights: w, Tokenizer: tok, Model: opts,
+		Replicas: replicas, BatchSize: f.batchSize,
 		MaxQueuedSequences: f.maxConcurrent * f.maxClientBatch,
 		OnBatch:            srv.ObserveBatch,
-	}
-	if onGPU {
-		// Two batches in flight per GPU: the next is packed and copied while one computes.
-		// On the CPU both would only fight over the same cores.
-		ecfg.BatchesPerReplica = 2
-	}
-	var eng engine.Engine
-	if f.engine == engineSequential {
-		eng, err = engine.NewSequential(ecfg, runners[0], f.batchSize)
-	} else {
-		eng, err = engine.NewContinuous(ecfg, runners, m.MaxBatchTokens())
-	}
-	if err != nil {
-		return nil, err
-	}
-	info := m.Info()
-	device := info.Device
-	if !onGPU {
-		device = "cpu (GoMLX simplego): " + device
-	}
-	l.backend = server.Backend{
-		Engine: eng, Dim: m.Dim(), VocabSize: tok.VocabSize(), MaxSequenceLength: m.MaxSequenceLength(),
-		Tokenize: func(text string, addSpecial, offsets bool, maxLength int) ([]int32, [][2]int, int) {
-			enc := tok.Encode(text, tokenizer.EncodeOptions{AddSpecialTokens: addSpecial, MaxLength: maxLength})
-			if !offsets {
-				return enc.IDs, nil, enc.TotalTokens
-			}
-			return enc.IDs, enc.Offsets, enc.TotalTokens
-		},
-		Info: server.Info{
-			Device: device, DType: info.DType, Pooling: info.Pooling, Weights: info.Weights,
-			Replicas: replicas, GPUAvailable: mon != nil && mon.Available(),
-		},
-	}
-	ok = true
-	return l, nil
+		GPUAvailable:       mon != nil && mon.Available(),
+	})
 }
 
 func hasWeightFiles(dir string) bool {

@@ -159,7 +159,7 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 		{name: Sequential, dtype: modernbert.Float32},
 		{name: Continuous, dtype: contDType},
 	}
-	var services []*service
+	var services []*demoService
 	defer func() {
 		for _, s := range services {
 			if err := s.close(); err != nil {

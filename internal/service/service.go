@@ -1,0 +1,154 @@
+// Package service assembles what one embedding service runs: the model replicas, an engine
+// over them, and the server's view of both (server.Backend). `embedbench serve` and the demo
+// both build theirs here, so the demo measures exactly what serve serves.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/embedbench/embedbench/internal/engine"
+	"github.com/embedbench/embedbench/internal/modernbert"
+	"github.com/embedbench/embedbench/internal/server"
+	"github.com/embedbench/embedbench/internal/tokenizer"
+)
+
+// Engine names, as `embedbench serve --engine` spells them.
+const (
+	Sequential = "sequential"
+	Continuous = "continuous"
+)
+
+// Spec is what to build.
+type Spec struct {
+	Engine    string // Sequential or Continuous
+	Config    modernbert.Config
+	Weights   *modernbert.Weights
+	Tokenizer *tokenizer.Tokenizer
+	// Model holds the backend, dtype, pooling and limits; Build sets the layout the engine
+	// uses, the device of each replica and, for the sequential engine, the padded batch.
+	Model modernbert.Options
+	// Replicas is the number of model replicas, one per GPU (continuous engine only; 0 = 1).
+	Replicas int
+	// BatchSize is the sequential engine's fixed padded batch.
+	BatchSize          int
+	MaxQueuedSequences int
+	OnBatch            func(engine.BatchReport)
+	GPUAvailable       bool
+	Log                *slog.Logger
+}
+
+// Service is a built engine over its replicas, ready for server.SetReady.
+type Service struct {
+	Backend server.Backend
+	models  []*modernbert.Model
+}
+
+// Close stops the engine first (it finishes its work), then frees the replicas.
+func (s *Service) Close() {
+	s.Backend.Engine.Close()
+	for _, m := range s.models {
+		m.Close()
+	}
+}
+
+// Build compiles and warms up the replicas and starts the engine over them.
+func Build(ctx context.Context, spec Spec) (*Service, error) {
+	log := spec.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	replicas := max(1, spec.Replicas)
+	layout := modernbert.Packed
+	switch spec.Engine {
+	case Continuous:
+	case Sequential:
+		if replicas > 1 {
+			return nil, errors.New("the sequential engine serves one request at a time on one replica")
+		}
+		layout = modernbert.Padded
+		spec.Model.PaddedRows = spec.BatchSize
+	default:
+		return nil, fmt.Errorf("engine %q: want %s or %s", spec.Engine, Sequential, Continuous)
+	}
+	// Each engine drives its model in one layout: compiling only that one halves start-up.
+	spec.Model.Layouts = []modernbert.Layout{layout}
+	onGPU := strings.HasPrefix(spec.Model.Backend, "xla:")
+
+	s := &Service{}
+	ok := false
+	defer func() {
+		if !ok {
+			for _, m := range s.models {
+				m.Close()
+			}
+		}
+	}()
+	runners := make([]engine.Runner, replicas)
+	for i := range replicas {
+		opts := spec.Model
+		if onGPU {
+			opts.DeviceIndex = i
+		}
+		t0 := time.Now()
+		m, err := modernbert.New(ctx, spec.Config, spec.Weights, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s engine: loading replica %d: %w", spec.Engine, i, err)
+		}
+		s.models = append(s.models, m)
+		runners[i] = engine.ModelRunner(m, layout)
+		info := m.Info()
+		log.Info("replica ready", "engine", spec.Engine, "replica", i, "backend", info.Backend, "device", info.Device,
+			"dtype", info.DType, "shapes", strings.Join(info.Shapes, " "), "took", time.Since(t0).Round(time.Millisecond))
+	}
+
+	m := s.models[0]
+	ecfg := engine.Config{
+		Tokenizer:          spec.Tokenizer,
+		MaxSequenceLength:  m.MaxSequenceLength(),
+		MaxQueuedSequences: spec.MaxQueuedSequences,
+		OnBatch:            spec.OnBatch,
+	}
+	if onGPU {
+		// Two batches in flight per GPU: the next is packed and copied while one computes.
+		// On the CPU both would only fight over the same cores.
+		ecfg.BatchesPerReplica = 2
+	}
+	var eng engine.Engine
+	var err error
+	if spec.Engine == Sequential {
+		eng, err = engine.NewSequential(ecfg, runners[0], spec.BatchSize)
+	} else {
+		eng, err = engine.NewContinuous(ecfg, runners, m.MaxBatchTokens())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s engine: %w", spec.Engine, err)
+	}
+
+	info := m.Info()
+	device := info.Device
+	if !onGPU {
+		device = "cpu (GoMLX simplego): " + device
+	}
+	tok := spec.Tokenizer
+	s.Backend = server.Backend{
+		Engine: eng, Dim: m.Dim(), VocabSize: tok.VocabSize(), MaxSequenceLength: m.MaxSequenceLength(),
+		Tokenize: func(text string, addSpecial, offsets bool, maxLength int) ([]int32, [][2]int, int) {
+			enc := tok.Encode(text, tokenizer.EncodeOptions{AddSpecialTokens: addSpecial, MaxLength: maxLength})
+			if !offsets {
+				return enc.IDs, nil, enc.TotalTokens
+			}
+			return enc.IDs, enc.Offsets, enc.TotalTokens
+		},
+		Info: server.Info{
+			Device: device, DType: info.DType, Pooling: info.Pooling, Weights: info.Weights,
+			Replicas: replicas, GPUAvailable: spec.GPUAvailable,
+		},
+	}
+	ok = true
+	return s, nil
+}

@@ -1,0 +1,91 @@
+package service
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/embedbench/embedbench/internal/engine"
+	"github.com/embedbench/embedbench/internal/localdata"
+	"github.com/embedbench/embedbench/internal/modernbert"
+	"github.com/embedbench/embedbench/internal/tokenizer"
+)
+
+// tinySpec is a real ModernBERT of a few layers with the real tokenizer, on the pure-Go backend.
+func tinySpec(t *testing.T, eng string) Spec {
+	t.Helper()
+	dir, err := localdata.ModernBERTDir()
+	if err != nil {
+		t.Skipf("no shared ModernBERT tokenizer: %v", err)
+	}
+	tok, err := tokenizer.LoadFile(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := modernbert.LoadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.Scaled(2, 32, 2, 48)
+	return Spec{
+		Engine: eng, Config: cfg, Weights: modernbert.RandomWeights(cfg, 1), Tokenizer: tok,
+		Model:     modernbert.Options{Backend: "simplego", Pooling: modernbert.Mean, MaxSequenceLength: 64},
+		BatchSize: 4, MaxQueuedSequences: 256,
+	}
+}
+
+func TestBuildRefusesWhatNoEngineServes(t *testing.T) {
+	spec := tinySpec(t, Sequential)
+	spec.Replicas = 2
+	if _, err := Build(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "one replica") {
+		t.Fatalf("sequential engine with 2 replicas: err = %v, want a refusal", err)
+	}
+	spec = tinySpec(t, "batched")
+	if _, err := Build(context.Background(), spec); err == nil || !strings.Contains(err.Error(), `"batched"`) {
+		t.Fatalf("unknown engine: err = %v, want it named", err)
+	}
+}
+
+func TestBothEnginesServeTheSameVectors(t *testing.T) {
+	texts := []string{"", "ERROR connection refused", strings.Repeat("long passage ", 30)}
+	var got [][][]float32
+	for _, eng := range []string{Sequential, Continuous} {
+		s, err := Build(context.Background(), tinySpec(t, eng))
+		if err != nil {
+			t.Fatalf("%s: %v", eng, err)
+		}
+		if s.Backend.Info.Replicas != 1 || !strings.HasPrefix(s.Backend.Info.Device, "cpu (GoMLX simplego)") {
+			t.Errorf("%s: info = %+v, want one CPU replica", eng, s.Backend.Info)
+		}
+		ids, _, total := s.Backend.Tokenize("hello", true, false, 0)
+		if len(ids) != total || len(ids) < 3 {
+			t.Errorf("%s: /tokenize gives %v (total %d), want [CLS] hello [SEP]", eng, ids, total)
+		}
+		res, err := s.Backend.Engine.Embed(context.Background(), engine.Job{Texts: texts, Truncate: true})
+		s.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", eng, err)
+		}
+		if len(res.Vectors) != len(texts) || len(res.Vectors[0]) != s.Backend.Dim {
+			t.Fatalf("%s: %d vectors of %d, want %d of %d", eng, len(res.Vectors), len(res.Vectors[0]), len(texts), s.Backend.Dim)
+		}
+		got = append(got, res.Vectors)
+	}
+	for i := range texts {
+		if c := cosine(got[0][i], got[1][i]); c < 0.99999 {
+			t.Errorf("text %d: sequential and continuous engines disagree, cosine %.6f", i, c)
+		}
+	}
+}
+
+func cosine(a, b []float32) float64 {
+	var dot, na, nb float64
+	for i := range a {
+		dot += float64(a[i]) * float64(b[i])
+		na += float64(a[i]) * float64(a[i])
+		nb += float64(b[i]) * float64(b[i])
+	}
+	return dot / math.Sqrt(na*nb)
+}

@@ -22,7 +22,7 @@ type graphSpec struct {
 	segments  int          // pooled vectors per row
 	pooling   Pooling
 	normalize bool
-	attn      attentionVariant
+	variant   graphVariant
 }
 
 // stepInputs are the per-step inputs, all int32 [rows, rowLen].
@@ -44,18 +44,8 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	flatIDs := Reshape(in.ids, n, 1)
 	h := ConvertDType(Gather(params["embeddings.tok_embeddings.weight"], flatIDs), dtypes.Float32) // [n, hidden]
 	h = layerNorm(h, params, "embeddings.norm", cfg.NormEps)
-	// The residual stream is stored in fp32, or in the compute dtype if the variant asks (less
-	// memory traffic); sums and norms are computed in fp32 either way.
-	residual := func(x *Node) *Node {
-		if spec.attn.residualLow {
-			return ConvertDType(x, spec.dtype)
-		}
-		return x
-	}
-	h = residual(h)
 
 	globalBias, localBias := attentionBiases(cfg, in.pos, in.seg)
-	band := bandFor(spec, in.pos, in.seg)
 	globalRope := rope.lookup(in.pos, true)
 	localRope := rope.lookup(in.pos, false)
 
@@ -65,21 +55,16 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		if i > 0 {
 			x = layerNorm(h, params, p+"attn_norm", cfg.NormEps)
 		}
-		var a *Node
-		switch {
-		case spec.attn.skipAttention:
-			a = ZerosLike(ConvertDType(x, dtypes.Float32))
-		case cfg.IsGlobal(i):
-			a = attention(spec, params, p+"attn.", x, globalBias, globalRope, nil)
-		case band != nil:
-			a = attention(spec, params, p+"attn.", x, nil, localRope, band)
-		default:
-			a = attention(spec, params, p+"attn.", x, localBias, localRope, nil)
+		bias, rp := localBias, localRope
+		if cfg.IsGlobal(i) {
+			bias, rp = globalBias, globalRope
 		}
-		h = residual(Add(ConvertDType(h, dtypes.Float32), a))
+		if !spec.variant.skipAttention {
+			h = Add(h, attention(spec, params, p+"attn.", x, bias, rp))
+		}
 		x = layerNorm(h, params, p+"mlp_norm", cfg.NormEps)
-		if !spec.attn.skipMLP {
-			h = residual(Add(ConvertDType(h, dtypes.Float32), mlp(spec, params, p+"mlp.", x)))
+		if !spec.variant.skipMLP {
+			h = Add(h, mlp(spec, params, p+"mlp.", x))
 		}
 	}
 	h = layerNorm(h, params, "final_norm", cfg.NormEps)
@@ -87,9 +72,8 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	return pool(spec, h, in.pos, in.seg)
 }
 
-// layerNorm normalises x [n, hidden] over its last axis, in fp32.
+// layerNorm normalises fp32 x [n, hidden] over its last axis.
 func layerNorm(x *Node, params map[string]*Node, prefix string, eps float64) *Node {
-	x = ConvertDType(x, dtypes.Float32)
 	mean := ReduceAndKeep(x, ReduceMean, -1)
 	centered := Sub(x, mean)
 	variance := ReduceAndKeep(Square(centered), ReduceMean, -1)
@@ -113,9 +97,8 @@ func linear(spec graphSpec, params map[string]*Node, prefix string, x *Node) *No
 }
 
 // attention is one multi-head self-attention block on fp32 x [n, hidden]; bias is the additive
-// mask [rows, 1, rowLen, rowLen] and rp the rotary tables for this layer's kind. With band set
-// (sliding-window layers), each block of queries only scores the keys its window can reach.
-func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *Node, rp rotary, band *banded) *Node {
+// mask [rows, 1, rowLen, rowLen] and rp the rotary tables for this layer's kind.
+func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *Node, rp rotary) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
 	qkv := linear(spec, params, prefix+"Wqkv", x) // [n, 3*hidden] fp32
@@ -127,70 +110,16 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *
 	q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
 	k = ConvertDType(k, spec.dtype)
 	v = ConvertDType(v, spec.dtype)
-	var out *Node
-	if band != nil {
-		qb := Reshape(q, rows, band.blocks, band.size, heads, headDim)
-		kb, vb := band.keys(k), band.keys(v)
-		probs := maskedSoftmax(spec, Einsum("rcqhd,rckhd->rchqk", qb, kb), band.bias)
-		out = Einsum("rchqk,rckhd->rcqhd", probs, vb)
-	} else {
-		probs := maskedSoftmax(spec, Einsum("rqhd,rkhd->rhqk", q, k), bias)
-		out = Einsum("rhqk,rkhd->rqhd", probs, v)
-	}
-	out = Reshape(ConvertDType(out, dtypes.Float32), rows*rowLen, cfg.HiddenSize)
-	return linear(spec, params, prefix+"Wo", out)
-}
-
-// maskedSoftmax turns scores (compute dtype) into probabilities in the compute dtype. The
-// softmax itself runs in fp32; the scores tensor, the largest one per layer, is kept in the
-// compute dtype unless the variant asks for fp32 scores.
-func maskedSoftmax(spec graphSpec, scores, bias *Node) *Node {
-	if spec.attn.scoresF32 {
+	scores := Einsum("rqhd,rkhd->rhqk", q, k)
+	if spec.variant.scoresF32 {
 		scores = ConvertDType(scores, dtypes.Float32)
 	}
-	return ConvertDType(Softmax(Add(ConvertDType(scores, dtypes.Float32), bias), -1), spec.dtype)
-}
-
-// banded lays a sliding-window layer out in blocks of `size` queries (size = the half window):
-// block c scores only the keys of blocks c-1, c and c+1, the only ones its window reaches.
-// Rows are padded by one block of padding (segment 0) on each side.
-type banded struct {
-	size, blocks int
-	bias         *Node // [rows, blocks, 1, size, 3*size] additive mask, fp32
-}
-
-// bandFor returns the banded layout of this step's sliding-window layers, or nil when it
-// does not pay (rows of at most three blocks) or the row does not split into whole blocks.
-func bandFor(spec graphSpec, pos, seg *Node) *banded {
-	size := spec.cfg.HalfWindow()
-	if !spec.attn.banded || size < 1 || spec.rowLen%size != 0 || spec.rowLen/size <= 3 {
-		return nil
-	}
-	b := &banded{size: size, blocks: spec.rowLen / size}
-	g := pos.Graph()
-	blockQ := func(x *Node) *Node { return Reshape(x, spec.rows, b.blocks, size, 1) }
-	segK, posK := b.keys(seg), b.keys(pos) // [rows, blocks, 3*size]
-	same := LogicalAnd(Equal(blockQ(seg), InsertAxes(segK, 2)), NotEqual(InsertAxes(segK, 2), ScalarZero(g, dtypes.Int32)))
-	near := LessOrEqual(Abs(Sub(blockQ(pos), InsertAxes(posK, 2))), Scalar(g, dtypes.Int32, size))
-	zero, masked := ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskedScore)
-	b.bias = InsertAxes(Where(LogicalAnd(same, near), zero, masked), 2)
-	return b
-}
-
-// keys gathers, for every query block, the keys of the three blocks around it: x [rows,
-// rowLen, ...] becomes [rows, blocks, 3*size, ...], zeros beyond the row's ends.
-func (b *banded) keys(x *Node) *Node {
-	dims := x.Shape().Dimensions
-	rows, rest := dims[0], dims[2:]
-	// Concatenating zeros rather than Pad: simplego has no Pad.
-	zeros := Zeros(x.Graph(), shapes.Make(x.DType(), append([]int{rows, b.size}, rest...)...))
-	xp := Concatenate([]*Node{zeros, x, zeros}, 1)
-	xp = Reshape(xp, append([]int{rows, b.blocks + 2, b.size}, rest...)...)
-	return Reshape(Concatenate([]*Node{
-		SliceAxis(xp, 1, AxisRange(0, b.blocks)),
-		SliceAxis(xp, 1, AxisRange(1, b.blocks+1)),
-		SliceAxis(xp, 1, AxisRange(2, b.blocks+2)),
-	}, 2), append([]int{rows, b.blocks, 3 * b.size}, rest...)...)
+	// The softmax runs in fp32 inside its fusions; the stored scores tensor (the largest per
+	// layer) stays in the compute dtype unless the variant asks for fp32.
+	probs := Softmax(Add(ConvertDType(scores, dtypes.Float32), bias), -1)
+	out := Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v)
+	out = Reshape(ConvertDType(out, dtypes.Float32), rows*rowLen, cfg.HiddenSize)
+	return linear(spec, params, prefix+"Wo", out)
 }
 
 // mlp is the GeGLU block: Wi -> split into (input, gate) -> gelu(input)*gate -> Wo.
@@ -235,10 +164,10 @@ func pool(spec graphSpec, hidden, pos, seg *Node) *Node {
 	weights := ConvertDType(member, dtypes.Float32)
 	counts := ReduceAndKeep(weights, ReduceSum, -1) // [rows, S, 1]
 	// On the GPU XLA's default precision lets this fp32 dot round its inputs to TF32 (11
-	// significant bits), which alone moved pooled vectors by ~5e-4 where a row holds several
-	// sequences (one segment per row becomes an exact reduction). The 0/1 weights are exact in
-	// TF32; the hidden states are split (Veltkamp) into an 11-bit high part, exact in TF32, and
-	// the small remainder, so the sum of the two dots is accurate to ~1e-7 relative.
+	// significant bits): packed rows (several segments) moved pooled vectors by ~5e-4, while
+	// padded rows (one segment) were exact. The 0/1 weights are exact in TF32; the hidden states
+	// are split (Veltkamp) into an 11-bit high part, exact in TF32, and the small remainder, so
+	// the sum of the two dots is accurate to ~1e-7 relative (packed now 1.2e-5, as padded).
 	split := MulScalar(hidden, 1<<13+1)
 	high := Sub(split, Sub(split, hidden))
 	low := Sub(hidden, high)

@@ -33,7 +33,7 @@ type Model struct {
 	padded      map[int]*step     // by row length: one sequence per row
 	packedRow   int               // row length short sequences are packed into
 	pipeline    int               // steps of one Embed call in flight at once
-	attn        attentionVariant
+	variant     graphVariant
 	info        Info
 	closed      bool
 }
@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if err != nil {
 		return nil, err
 	}
-	attn, err := parseAttentionVariant(os.Getenv(EnvAttention))
+	variant, err := parseGraphVariant(os.Getenv(EnvVariant))
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 		return nil, err
 	}
 	m := &Model{cfg: cfg, opts: opts, backendSpec: spec, backend: backend, device: backends.DeviceNum(opts.DeviceIndex), packedRow: opts.PackedRowLength,
-		pipeline: opts.Pipeline, attn: attn}
+		pipeline: opts.Pipeline, variant: variant}
 	ok := false
 	defer func() {
 		if !ok {
@@ -135,7 +135,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 			return nil, err
 		}
 		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
-			pooling: m.opts.Pooling, normalize: m.opts.Normalize, attn: m.attn}
+			pooling: m.opts.Pooling, normalize: m.opts.Normalize, variant: m.variant}
 		t0 := time.Now()
 		st, err := m.compileShared(gs)
 		if err != nil {

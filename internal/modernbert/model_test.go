@@ -252,3 +252,12 @@ func TestFitPackedMatchesLinearSearch(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownVariantIsRefused(t *testing.T) {
+	t.Setenv(EnvVariant, "scores-f32,bogus")
+	cfg := tinyConfig()
+	_, err := New(context.Background(), cfg, RandomWeights(cfg, 7), Options{Backend: "simplego", MaxSequenceLength: 64, RowLengths: []int{64}})
+	if err == nil || !strings.Contains(err.Error(), `"bogus"`) {
+		t.Fatalf("New with %s=scores-f32,bogus: got %v, want an error naming the bad variant", EnvVariant, err)
+	}
+}

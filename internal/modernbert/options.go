@@ -180,43 +180,32 @@ type Info struct {
 	CompileTime time.Duration `json:"compile_time_ns"`
 }
 
-// EnvAttention selects attention formulations for device experiments (scripts/gpu/perf_model.sh):
-// a comma-separated list of "scores-f32" (keep the scores tensor in fp32 rather than the compute
-// dtype), "dense-local" (sliding-window layers score whole rows instead of bands of blocks) and
-// "residual-low" (store the residual stream in the compute dtype, as HF's bf16 model does).
-// "skip-attention" and "skip-mlp" leave those blocks out: wrong vectors, for timing a step's
-// parts only.
-// Unset: the defaults, which were the fastest measured on the H200.
-const EnvAttention = "EMBEDBENCH_MODERNBERT_ATTENTION"
+// EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a
+// comma-separated list of "scores-f32" (store the attention scores in fp32 rather than the
+// compute dtype; measured equal in speed on the H200), and "skip-attention" / "skip-mlp" (leave
+// those blocks out: wrong vectors, for timing a step's parts only). Unset: the defaults.
+const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
 
-// attentionVariant is how attention is laid out in the graph; every variant computes the same
-// function up to rounding.
-type attentionVariant struct {
-	scoresF32 bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
-	banded    bool // sliding-window layers in bands of blocks (else whole rows, masked)
-	// residualLow stores the residual stream between layers in the compute dtype (else fp32).
-	residualLow bool
-	// skipAttention and skipMLP leave the blocks out (timing only: the vectors are wrong).
-	skipAttention, skipMLP bool
+// graphVariant is how the graph is laid out for an experiment; scoresF32 computes the same
+// function up to rounding, the skips do not.
+type graphVariant struct {
+	scoresF32              bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
+	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 }
 
-func parseAttentionVariant(s string) (attentionVariant, error) {
-	v := attentionVariant{banded: true}
+func parseGraphVariant(s string) (graphVariant, error) {
+	var v graphVariant
 	for _, f := range strings.Split(s, ",") {
 		switch strings.TrimSpace(f) {
 		case "":
 		case "scores-f32":
 			v.scoresF32 = true
-		case "dense-local":
-			v.banded = false
-		case "residual-low":
-			v.residualLow = true
 		case "skip-attention":
 			v.skipAttention = true
 		case "skip-mlp":
 			v.skipMLP = true
 		default:
-			return v, fmt.Errorf("%s: unknown attention variant %q (want scores-f32, dense-local, residual-low, skip-attention, skip-mlp)", EnvAttention, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, skip-attention, skip-mlp)", EnvVariant, f)
 		}
 	}
 	return v, nil

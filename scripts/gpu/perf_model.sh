@@ -2,25 +2,25 @@
 # GPU machine: model-only throughput of graph variants, XLA flags and step shapes, the TF32
 # question on the tiny fixtures, and (time allowing) full-size parity with HF, in one call.
 # One JSON line per throughput variant in $OUT/perf.jsonl; parity lines in $OUT/parity.txt.
-#   VARIANTS: "name;ENV=V ENV2=V2;bench-model flags" entries, one per line (defaults below).
-#   STOP: seconds after which the optional phases (TF32, full parity) are skipped.
+#   VARIANTS, VARIANTS2: "name;ENV=V ENV2=V2;bench-model flags" entries, one per line; the
+#   first list runs before the parity phases, the second after (defaults below).
+#   STOP: seconds into the call after which no further phase starts.
 set -uo pipefail
 source scripts/gpu/env.sh
 SECS=${SECS:-4}
-# Phases are skipped once the call has run STOP seconds (the device budget is tight).
 STOP=${STOP:-360}
 bf="--dtype bfloat16"
-A=EMBEDBENCH_MODERNBERT_ATTENTION
+A=EMBEDBENCH_MODERNBERT_VARIANT
 VARIANTS=${VARIANTS:-"default;;$bf
-old-scoresf32-dense;$A=scores-f32,dense-local;$bf
-dense-local;$A=dense-local;$bf
-fp32;;--dtype float32"}
+scores-f32;$A=scores-f32;$bf
+fp32;;--dtype float32
+fp32-tf32off;NVIDIA_TF32_OVERRIDE=0;--dtype float32"}
 VARIANTS2=${VARIANTS2:-"skip-attention;$A=skip-attention;$bf
 skip-mlp;$A=skip-mlp;$bf
 b32768;;$bf --batch-tokens 32768
 r128-b32768;;$bf --packed-row 128 --batch-tokens 32768
 no-triton-gemm;XLA_FLAGS=--xla_gpu_enable_triton_gemm=false;$bf
-residual-low;$A=residual-low;$bf"}
+no-command-buffer;XLA_FLAGS=--xla_gpu_enable_command_buffer=;$bf"}
 left() { [ "$SECONDS" -lt "$STOP" ]; }
 
 bench() { # name envs flags

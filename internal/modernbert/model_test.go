@@ -261,3 +261,26 @@ func TestUnknownVariantIsRefused(t *testing.T) {
 		t.Fatalf("New with %s=scores-f32,bogus: got %v, want an error naming the bad variant", EnvVariant, err)
 	}
 }
+
+// TestMixedLengthsShareOneStep: short sequences join a long one's step (its spare row and the
+// gap after it) instead of running a mostly empty step of their own, and keep their vectors.
+func TestMixedLengthsShareOneStep(t *testing.T) {
+	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 256, PackedRowLength: 64})
+	seqs := randomSeqs(rand.New(rand.NewPCG(3, 4)), m.Config(), 100, 30, 20, 60, 10)
+	got, stats, err := m.Embed(context.Background(), seqs, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Steps != 1 {
+		t.Fatalf("%d steps for 220 tokens in one 2x128 step's room, want 1", stats.Steps)
+	}
+	for i, seq := range seqs {
+		alone, _, err := m.Embed(context.Background(), [][]int32{seq}, Packed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(alone[0], got[i]); d > 1e-5 {
+			t.Errorf("sequence %d (%d tokens): sharing a step changed it by %g", i, len(seq), d)
+		}
+	}
+}

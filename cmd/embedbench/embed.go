@@ -2,15 +2,12 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 
+	"github.com/embedbench/embedbench/internal/api"
 	"github.com/embedbench/embedbench/internal/modernbert"
 	"github.com/embedbench/embedbench/internal/tokenizer"
 )
@@ -53,7 +50,6 @@ func embedCommand(ctx context.Context, args []string, in io.Reader, out io.Write
 // out one line for one. On a bad line it stops with an error naming it, after writing the
 // vectors of every line before it.
 func embedLines(ctx context.Context, m *modernbert.Model, tok *tokenizer.Tokenizer, batch int, in io.Reader, out io.Writer) (err error) {
-	r := bufio.NewReaderSize(in, 1<<20)
 	w := bufio.NewWriterSize(out, 1<<20)
 	defer func() {
 		if ferr := w.Flush(); ferr != nil && err == nil {
@@ -63,71 +59,40 @@ func embedLines(ctx context.Context, m *modernbert.Model, tok *tokenizer.Tokeniz
 	var (
 		seqs  [][]int32
 		buf   []byte
-		line  int
 		first int // input line of seqs[0]
 	)
 	flush := func() error {
 		if len(seqs) == 0 {
 			return nil
 		}
-		vecs, _, err := m.Embed(ctx, seqs, modernbert.Packed)
+		pending := seqs
+		seqs = nil
+		vecs, _, err := m.Embed(ctx, pending, modernbert.Packed)
 		if err != nil {
-			return fmt.Errorf("embedding input lines %d-%d: %w", first, first+len(seqs)-1, err)
+			return fmt.Errorf("embedding input lines %d-%d: %w", first, first+len(pending)-1, err)
 		}
 		for _, v := range vecs {
-			buf = append(buf[:0], `{"embedding":[`...)
-			for i, x := range v {
-				if i > 0 {
-					buf = append(buf, ',')
-				}
-				buf = strconv.AppendFloat(buf, float64(x), 'g', -1, 32)
-			}
-			buf = append(buf, "]}\n"...)
+			buf = append(api.AppendFloats(append(buf[:0], `{"embedding":`...), v), "}\n"...)
 			if _, err := w.Write(buf); err != nil {
 				return fmt.Errorf("writing vectors: %w", err)
 			}
 		}
-		seqs = seqs[:0]
 		return nil
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
+	err = readTextLines(ctx, in, true, func(line int, text string) error {
+		ids, _ := tok.AppendIDs(nil, text, m.MaxSequenceLength())
+		if len(seqs) == 0 {
+			first = line
 		}
-		raw, rerr := r.ReadBytes('\n')
-		if len(bytes.TrimSpace(raw)) > 0 {
-			line++
-			var rec struct {
-				Text *string `json:"text"`
-			}
-			if err := json.Unmarshal(raw, &rec); err != nil || rec.Text == nil {
-				if ferr := flush(); ferr != nil {
-					return ferr
-				}
-				if err == nil {
-					err = errors.New(`want {"text": "..."}`)
-				}
-				return fmt.Errorf("input line %d: %w", line, err)
-			}
-			ids, _ := tok.AppendIDs(nil, *rec.Text, m.MaxSequenceLength())
-			if len(seqs) == 0 {
-				first = line
-			}
-			seqs = append(seqs, ids)
-			if len(seqs) >= batch {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if rerr == io.EOF {
+		seqs = append(seqs, ids)
+		if len(seqs) >= batch {
 			return flush()
 		}
-		if rerr != nil {
-			if ferr := flush(); ferr != nil {
-				return ferr
-			}
-			return fmt.Errorf("reading input: %w", rerr)
-		}
+		return nil
+	})
+	// The lines before a bad one are still answered.
+	if ferr := flush(); err == nil {
+		err = ferr
 	}
+	return err
 }

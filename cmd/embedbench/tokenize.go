@@ -2,10 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,7 +61,6 @@ func tokenizeCommand(ctx context.Context, args []string, in io.Reader, out io.Wr
 // tokenizeLines encodes each JSON line of in and writes its ids to out, one line for one. On a
 // bad line it stops with an error naming the line, after writing the lines before it.
 func tokenizeLines(ctx context.Context, tok *tokenizer.Tokenizer, opts tokenizer.EncodeOptions, in io.Reader, out io.Writer) (err error) {
-	r := bufio.NewReaderSize(in, 1<<20)
 	w := bufio.NewWriterSize(out, 1<<20)
 	defer func() {
 		if ferr := w.Flush(); ferr != nil && err == nil {
@@ -72,38 +68,14 @@ func tokenizeLines(ctx context.Context, tok *tokenizer.Tokenizer, opts tokenizer
 		}
 	}()
 	var (
-		ids  []int32
-		buf  []byte
-		line int
+		ids []int32
+		buf []byte
 	)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, readErr := r.ReadBytes('\n')
-		if readErr != nil && !errors.Is(readErr, io.EOF) {
-			return fmt.Errorf("reading line %d: %w", line+1, readErr)
-		}
-		if len(data) == 0 && readErr != nil {
-			return nil // end of input
-		}
-		line++
-		var rec struct {
-			Text *string `json:"text"`
-		}
-		if len(bytes.TrimSpace(data)) == 0 {
-			return fmt.Errorf("line %d: empty line, want {\"text\": \"...\"}", line)
-		}
-		if err := json.Unmarshal(data, &rec); err != nil {
-			return fmt.Errorf("line %d: want {\"text\": \"...\"}: %w", line, err)
-		}
-		if rec.Text == nil {
-			return fmt.Errorf("line %d: no \"text\" string", line)
-		}
+	return readTextLines(ctx, in, false, func(_ int, text string) error {
 		if opts.AddSpecialTokens && !opts.TruncateLeft {
-			ids, _ = tok.AppendIDs(ids[:0], *rec.Text, opts.MaxLength)
+			ids, _ = tok.AppendIDs(ids[:0], text, opts.MaxLength)
 		} else {
-			ids = tok.Encode(*rec.Text, opts).IDs
+			ids = tok.Encode(text, opts).IDs
 		}
 		buf = append(buf[:0], `{"ids":[`...)
 		for i, id := range ids {
@@ -116,8 +88,6 @@ func tokenizeLines(ctx context.Context, tok *tokenizer.Tokenizer, opts tokenizer
 		if _, err := w.Write(buf); err != nil {
 			return fmt.Errorf("writing ids: %w", err)
 		}
-		if readErr != nil {
-			return nil // a last line without "\n"
-		}
-	}
+		return nil
+	})
 }

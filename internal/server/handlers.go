@@ -200,16 +200,25 @@ func (s *Server) readBody(x *exchange) (*bytes.Buffer, *api.Error) {
 	return buf, nil
 }
 
-func (s *Server) handleEmbed(x *exchange, b *Backend) {
+// decodeBody reads the request body into a pooled buffer and decodes it; on a client error
+// it answers the request itself and reports false.
+func decodeBody[T any](s *Server, x *exchange, b *Backend, decode func([]byte, api.Limits) (T, *api.Error)) (T, bool) {
+	var req T
 	body, apiErr := s.readBody(x)
-	if apiErr != nil {
-		s.writeError(x, apiErr)
-		return
+	if apiErr == nil {
+		req, apiErr = decode(body.Bytes(), s.limits(b))
+		s.putBuffer(body)
 	}
-	req, apiErr := api.DecodeEmbedRequest(body.Bytes(), s.limits(b))
-	s.putBuffer(body)
 	if apiErr != nil {
 		s.writeError(x, apiErr)
+		return req, false
+	}
+	return req, true
+}
+
+func (s *Server) handleEmbed(x *exchange, b *Backend) {
+	req, ok := decodeBody(s, x, b, api.DecodeEmbedRequest)
+	if !ok {
 		return
 	}
 	x.inputs = len(req.Texts)
@@ -227,15 +236,8 @@ func (s *Server) handleEmbed(x *exchange, b *Backend) {
 }
 
 func (s *Server) handleOpenAI(x *exchange, b *Backend) {
-	body, apiErr := s.readBody(x)
-	if apiErr != nil {
-		s.writeError(x, apiErr)
-		return
-	}
-	req, apiErr := api.DecodeOpenAIEmbeddingRequest(body.Bytes(), s.limits(b))
-	s.putBuffer(body)
-	if apiErr != nil {
-		s.writeError(x, apiErr)
+	req, ok := decodeBody(s, x, b, api.DecodeOpenAIEmbeddingRequest)
+	if !ok {
 		return
 	}
 	x.inputs = req.NumInputs()
@@ -306,15 +308,8 @@ func (s *Server) postprocess(x *exchange, vectors [][]float32, normalize bool, d
 }
 
 func (s *Server) handleTokenize(x *exchange, b *Backend) {
-	body, apiErr := s.readBody(x)
-	if apiErr != nil {
-		s.writeError(x, apiErr)
-		return
-	}
-	req, apiErr := api.DecodeTokenizeRequest(body.Bytes(), s.limits(b))
-	s.putBuffer(body)
-	if apiErr != nil {
-		s.writeError(x, apiErr)
+	req, ok := decodeBody(s, x, b, api.DecodeTokenizeRequest)
+	if !ok {
 		return
 	}
 	x.inputs = len(req.Texts)

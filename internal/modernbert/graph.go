@@ -43,41 +43,58 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 
 	flatIDs := Reshape(in.ids, n, 1)
 	h := ConvertDType(Gather(params["embeddings.tok_embeddings.weight"], flatIDs), dtypes.Float32) // [n, hidden]
-	h = layerNorm(h, params, "embeddings.norm", cfg.NormEps)
+	h = layerNorm(spec, params, "embeddings.norm", h)
 
-	globalBias, localBias := attentionBiases(cfg, in.pos, in.seg)
+	globalMask, localMask := attentionMasks(cfg, in.pos, in.seg)
 	globalRope := rope.lookup(in.pos, true)
 	localRope := rope.lookup(in.pos, false)
 
+	// The residual stream is fp32 unless an experiment stores it in the compute dtype.
+	residual := func(h, update *Node) *Node {
+		if spec.variant.residualBF16 {
+			return ConvertDType(Add(ConvertDType(h, dtypes.Float32), update), spec.dtype)
+		}
+		return Add(h, update)
+	}
+	if spec.variant.residualBF16 {
+		h = ConvertDType(h, spec.dtype)
+	}
 	for i := range cfg.NumHiddenLayers {
 		p := fmt.Sprintf("layers.%d.", i)
 		x := h
 		if i > 0 {
-			x = layerNorm(h, params, p+"attn_norm", cfg.NormEps)
+			x = layerNorm(spec, params, p+"attn_norm", h)
 		}
-		bias, rp := localBias, localRope
+		mask, rp := localMask, localRope
 		if cfg.IsGlobal(i) {
-			bias, rp = globalBias, globalRope
+			mask, rp = globalMask, globalRope
 		}
 		if !spec.variant.skipAttention {
-			h = Add(h, attention(spec, params, p+"attn.", x, bias, rp))
+			h = residual(h, attention(spec, params, p+"attn.", x, mask, rp))
 		}
-		x = layerNorm(h, params, p+"mlp_norm", cfg.NormEps)
+		x = layerNorm(spec, params, p+"mlp_norm", h)
 		if !spec.variant.skipMLP {
-			h = Add(h, mlp(spec, params, p+"mlp.", x))
+			h = residual(h, mlp(spec, params, p+"mlp.", x))
 		}
 	}
-	h = layerNorm(h, params, "final_norm", cfg.NormEps)
+	h = layerNorm(spec, params, "final_norm", h)
 	h = Reshape(h, rows, rowLen, hidden)
 	return pool(spec, h, in.pos, in.seg)
 }
 
-// layerNorm normalises fp32 x [n, hidden] over its last axis.
-func layerNorm(x *Node, params map[string]*Node, prefix string, eps float64) *Node {
+// layerNorm normalises x [n, hidden] over its last axis, in fp32.
+func layerNorm(spec graphSpec, params map[string]*Node, prefix string, x *Node) *Node {
+	x = ConvertDType(x, dtypes.Float32)
 	mean := ReduceAndKeep(x, ReduceMean, -1)
 	centered := Sub(x, mean)
-	variance := ReduceAndKeep(Square(centered), ReduceMean, -1)
-	y := Mul(centered, Rsqrt(AddScalar(variance, eps)))
+	var variance *Node
+	if spec.variant.lnOnePass {
+		// E[x²] - E[x]²: both reductions read x once, side by side.
+		variance = Sub(ReduceAndKeep(Square(x), ReduceMean, -1), Square(mean))
+	} else {
+		variance = ReduceAndKeep(Square(centered), ReduceMean, -1)
+	}
+	y := Mul(centered, Rsqrt(AddScalar(variance, spec.cfg.NormEps)))
 	y = Mul(y, InsertAxes(params[prefix+".weight"], 0))
 	if b, ok := params[prefix+".bias"]; ok {
 		y = Add(y, InsertAxes(b, 0))
@@ -96,9 +113,10 @@ func linear(spec graphSpec, params map[string]*Node, prefix string, x *Node) *No
 	return y
 }
 
-// attention is one multi-head self-attention block on fp32 x [n, hidden]; bias is the additive
-// mask [rows, 1, rowLen, rowLen] and rp the rotary tables for this layer's kind.
-func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *Node, rp rotary) *Node {
+// attention is one multi-head self-attention block on fp32 x [n, hidden]; mask [rows, 1,
+// rowLen, rowLen] says which keys each query sees, and rp holds the rotary tables for this
+// layer's kind.
+func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *Node, rp rotary) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
 	qkv := linear(spec, params, prefix+"Wqkv", x) // [n, 3*hidden] fp32
@@ -116,9 +134,25 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, bias *
 	}
 	// The softmax runs in fp32 inside its fusions; the stored scores tensor (the largest per
 	// layer) stays in the compute dtype unless the variant asks for fp32.
-	probs := Softmax(Add(ConvertDType(scores, dtypes.Float32), bias), -1)
-	out := Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v)
-	out = Reshape(ConvertDType(out, dtypes.Float32), rows*rowLen, cfg.HiddenSize)
+	g := x.Graph()
+	masked := ConvertDType(scores, dtypes.Float32)
+	if spec.variant.maskPred {
+		masked = Where(BroadcastToShape(mask, shapes.Make(dtypes.Bool, masked.Shape().Dimensions...)), masked, Scalar(g, dtypes.Float32, maskedScore))
+	} else {
+		masked = Add(masked, Where(mask, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskedScore)))
+	}
+	var out *Node
+	if spec.variant.softmaxLate {
+		// exp(s - max) @ V, then divided by the sum: the division touches [q, d] per head
+		// rather than [q, k].
+		e := Exp(Sub(masked, ReduceAndKeep(masked, ReduceMax, -1)))
+		sum := TransposeAllDims(ReduceAndKeep(e, ReduceSum, -1), 0, 2, 1, 3) // [rows, q, heads, 1]
+		out = Div(ConvertDType(Einsum("rhqk,rkhd->rqhd", ConvertDType(e, spec.dtype), v), dtypes.Float32), sum)
+	} else {
+		probs := Softmax(masked, -1)
+		out = ConvertDType(Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v), dtypes.Float32)
+	}
+	out = Reshape(out, rows*rowLen, cfg.HiddenSize)
 	return linear(spec, params, prefix+"Wo", out)
 }
 
@@ -136,19 +170,16 @@ func gelu(x *Node) *Node {
 	return Mul(MulScalar(x, 0.5), OnePlus(Erf(MulScalar(x, 1/math.Sqrt2))))
 }
 
-// attentionBiases returns the additive masks [rows, 1, rowLen, rowLen] of global and
-// sliding-window layers: a query sees keys of its own sequence, and in sliding-window layers
-// only those within ±LocalAttention/2 positions.
-func attentionBiases(cfg Config, pos, seg *Node) (global, local *Node) {
+// attentionMasks returns which keys each query sees, [rows, 1, rowLen, rowLen] booleans, in
+// global and sliding-window layers: keys of its own sequence, and in sliding-window layers only
+// those within ±LocalAttention/2 positions.
+func attentionMasks(cfg Config, pos, seg *Node) (global, local *Node) {
 	g := pos.Graph()
 	segQ, segK := InsertAxes(seg, 2), InsertAxes(seg, 1) // [rows, L, 1], [rows, 1, L]
 	same := LogicalAnd(Equal(segQ, segK), NotEqual(segK, ScalarZero(g, dtypes.Int32)))
 	dist := Abs(Sub(InsertAxes(pos, 2), InsertAxes(pos, 1)))
 	near := LessOrEqual(dist, Scalar(g, dtypes.Int32, cfg.HalfWindow()))
-	zero, masked := ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskedScore)
-	global = InsertAxes(Where(same, zero, masked), 1)
-	local = InsertAxes(Where(LogicalAnd(same, near), zero, masked), 1)
-	return global, local
+	return InsertAxes(same, 1), InsertAxes(LogicalAnd(same, near), 1)
 }
 
 // pool reduces fp32 hidden [rows, rowLen, hidden] to [rows, segments, hidden]: the mean over

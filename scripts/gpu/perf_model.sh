@@ -11,16 +11,23 @@ SECS=${SECS:-4}
 STOP=${STOP:-360}
 bf="--dtype bfloat16"
 A=EMBEDBENCH_MODERNBERT_VARIANT
+X=XLA_FLAGS
 VARIANTS=${VARIANTS:-"default;;$bf
-scores-f32;$A=scores-f32;$bf
-fp32;;--dtype float32
-fp32-tf32off;NVIDIA_TF32_OVERRIDE=0;--dtype float32"}
-VARIANTS2=${VARIANTS2:-"skip-attention;$A=skip-attention;$bf
+softmax-late;$A=softmax-late;$bf
+mask-pred;$A=mask-pred;$bf
+ln-onepass;$A=ln-onepass;$bf
+late-pred-onepass;$A=softmax-late,mask-pred,ln-onepass;$bf
+L128;;$bf --max-length 128 --packed-row 128
+triton-gemm-any;$X=--xla_gpu_triton_gemm_any=true;$bf
+no-triton-gemm;$X=--xla_gpu_enable_triton_gemm=false;$bf
+skip-attention;$A=skip-attention;$bf
 skip-mlp;$A=skip-mlp;$bf
-b32768;;$bf --batch-tokens 32768
-r128-b32768;;$bf --packed-row 128 --batch-tokens 32768
-no-triton-gemm;XLA_FLAGS=--xla_gpu_enable_triton_gemm=false;$bf
-no-command-buffer;XLA_FLAGS=--xla_gpu_enable_command_buffer=;$bf"}
+fp32;;--dtype float32"}
+VARIANTS2=${VARIANTS2:-"residual-bf16;$A=residual-bf16;$bf
+cudnn-layer-norm;$X=--xla_gpu_enable_cudnn_layer_norm=true;$bf
+cublaslt;$X=--xla_gpu_enable_cublaslt=true;$bf
+no-command-buffer;$X=--xla_gpu_enable_command_buffer=;$bf
+b32768;;$bf --batch-tokens 32768"}
 left() { [ "$SECONDS" -lt "$STOP" ]; }
 
 bench() { # name envs flags
@@ -46,7 +53,14 @@ xla_parity() { # label envs test-regexp
 }
 
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
-xla_parity "tiny fixtures, defaults" "" 'TestParityXLA'
+# What the plugin's XLA knows (an unknown XLA flag is fatal) and which profilers exist.
+{ python3 - "$EMBEDBENCH_XLA_PLUGIN" <<'PY'
+import re, sys
+data = open(sys.argv[1], "rb").read()
+print("\n".join(sorted({m.decode() for m in re.findall(rb"xla_gpu_[a-z0-9_]{3,80}", data)})))
+PY
+  command -v nsys ncu; ls /usr/local/cuda*/bin 2>/dev/null | head; } > "$OUT/facts.txt" 2>&1
+[ -z "${SKIP_TINY_PARITY:-}" ] && xla_parity "tiny fixtures, defaults" "" 'TestParityXLA'
 while IFS=';' read -r name envs flags; do
   [ -n "$name" ] && bench "$name" "$envs" "$flags"
 done <<< "$VARIANTS"
@@ -68,14 +82,10 @@ PY
       --against float32 --label "ours $dt (defaults)" | tee -a "$OUT/parity.txt"
   done
 fi
-if [ "$SECONDS" -lt "$STOP" ]; then
+if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_TINY_PARITY:-}" ]; then
   xla_parity "fp32, TF32 off in cuBLAS" "NVIDIA_TF32_OVERRIDE=0" 'TestParityXLA/.*/float32'
   xla_parity "fp32, TF32 off, no Triton GEMM" "NVIDIA_TF32_OVERRIDE=0 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false" 'TestParityXLA/.*/float32'
 fi
-
-while IFS=';' read -r name envs flags; do
-  [ -n "$name" ] && bench "$name" "$envs" "$flags"
-done <<< "$VARIANTS2"
 
 if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_HLO:-}" ]; then
   # XLA's optimised HLO of the default bf16 step: which fusions, what each materialises.
@@ -84,5 +94,16 @@ if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_HLO:-}" ]; then
   (cd "$W/dump" && tar -czf "$OUT/hlo.tgz" $(ls | grep -E 'after_optimizations(\.txt|-buffer-assignment)' | head -8))
   ls -la "$OUT/hlo.tgz"
 fi
+
+if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_JAX:-}" ]; then
+  # The same step in JAX, profiled kernel by kernel (see jax_profile.py).
+  XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 150 python3 scripts/gpu/jax_profile.py --tokenizer "$TOK/tokenizer.json" \
+    --tsv "$TSV" --out "$W/jax" 2>&1 | grep -v -i warn | tee "$OUT/jax.jsonl"
+  cp "$W/jax/kernels.json" "$OUT/" 2>/dev/null
+fi
+
+while IFS=';' read -r name envs flags; do
+  [ -n "$name" ] && bench "$name" "$envs" "$flags"
+done <<< "$VARIANTS2"
 
 echo "done in ${SECONDS}s"

@@ -1,0 +1,224 @@
+"""GPU machine only: where the time of one packed ModernBERT-base step goes, kernel by kernel.
+
+JAX drives the same XLA as our Go binary, so this mirrors internal/modernbert/graph.go (bf16
+matmuls; fp32 residual stream, norms, RoPE and softmax; packed rows with segment ids and
+per-sequence positions; sliding window in local layers; mean pooling per segment), times it,
+and profiles it with jax.profiler (CUPTI inside the CUDA plugin). It prints one JSON line per
+variant timed and, for the baseline, the kernels grouped by kind with their share of GPU time.
+Weights are random (the speed does not depend on them); lengths are MS MARCO's, tokenised by
+HF tokenizers.
+
+  python3 jax_profile.py --tokenizer tokenizer.json --tsv collection.sample.tsv --out DIR
+"""
+import argparse
+import collections
+import glob
+import gzip
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+H, NH, HD, INTER, LAYERS, HALF_WINDOW = 768, 12, 64, 1152, 22, 64
+BF16, F32 = jnp.bfloat16, jnp.float32
+
+
+def token_lengths(tokenizer_path, tsv):
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(tokenizer_path)
+    texts = [l.rstrip("\n").partition("\t")[2] for l in open(tsv, encoding="utf-8") if l.strip()]
+    return [min(len(e.ids), 8192) for e in tok.encode_batch(texts)]
+
+
+def pack(lengths, rows, row_len):
+    """First-fit decreasing into rows of row_len (at most row_len//8 sequences a row), as
+    internal/modernbert plans packed steps; returns ids, pos, seg [rows, row_len] and the
+    number of real tokens placed."""
+    fill = [0] * rows
+    count = [0] * rows
+    ids = np.zeros((rows, row_len), np.int32)
+    pos = np.zeros((rows, row_len), np.int32)
+    seg = np.zeros((rows, row_len), np.int32)
+    rng = np.random.default_rng(0)
+    real = 0
+    for n in sorted((min(l, row_len) for l in lengths), reverse=True):
+        for r in range(rows):
+            if fill[r] + n <= row_len and count[r] < row_len // 8:
+                count[r] += 1
+                ids[r, fill[r]:fill[r] + n] = rng.integers(5, 50000, n)
+                pos[r, fill[r]:fill[r] + n] = np.arange(n)
+                seg[r, fill[r]:fill[r] + n] = count[r]
+                fill[r] += n
+                real += n
+                break
+    return ids, pos, seg, real
+
+
+def make_params(key):
+    def w(k, shape):
+        return (jax.random.normal(k, shape, F32) * 0.02).astype(BF16)
+    keys = jax.random.split(key, LAYERS * 4 + 1)
+    p = {"emb": w(keys[-1], (50368, H)), "layers": []}
+    for i in range(LAYERS):
+        k = keys[4 * i:4 * i + 4]
+        p["layers"].append({"wqkv": w(k[0], (3 * H, H)), "wo": w(k[1], (H, H)),
+                            "wi": w(k[2], (2 * INTER, H)), "wo2": w(k[3], (H, INTER)),
+                            "n1": jnp.ones(H, F32), "n2": jnp.ones(H, F32)})
+    return p
+
+
+def rope_tables(theta, max_pos=8192):
+    inv = 1.0 / theta ** (np.arange(0, HD, 2) / HD)
+    ang = np.arange(max_pos)[:, None] * inv[None, :]
+    return jnp.asarray(np.cos(ang), F32), jnp.asarray(np.sin(ang), F32)
+
+
+def layer_norm(x, w, one_pass=False):
+    x = x.astype(F32)
+    mean = x.mean(-1, keepdims=True)
+    if one_pass:
+        var = (x * x).mean(-1, keepdims=True) - mean * mean
+    else:
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * w
+
+
+def linear(x, w):
+    return jnp.einsum("nc,oc->no", x.astype(BF16), w).astype(F32)
+
+
+def rotate(x, cos, sin):
+    x1, x2 = x[..., :HD // 2], x[..., HD // 2:]
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+
+
+def forward(p, ids, pos, seg, variant, tables, segments):
+    rows, L = ids.shape
+    n = rows * L
+    h = layer_norm(p["emb"][ids.reshape(n)], jnp.ones(H, F32))
+    same = (seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] != 0)
+    near = jnp.abs(pos[:, :, None] - pos[:, None, :]) <= HALF_WINDOW
+    masks = {True: same[:, None], False: (same & near)[:, None]}
+    rope = {g: (tables[g][0][pos][:, :, None], tables[g][1][pos][:, :, None]) for g in (True, False)}
+    one_pass = "ln-onepass" in variant
+    for i, lp in enumerate(p["layers"]):
+        glob_ = i % 3 == 0
+        x = h if i == 0 else layer_norm(h, lp["n1"], one_pass)
+        qkv = linear(x, lp["wqkv"]).reshape(rows, L, 3, NH, HD)
+        cos, sin = rope[glob_]
+        q = (rotate(qkv[:, :, 0], cos, sin) / math.sqrt(HD)).astype(BF16)
+        k = rotate(qkv[:, :, 1], cos, sin).astype(BF16)
+        v = qkv[:, :, 2].astype(BF16)
+        if "cudnn" in variant:
+            bias = jnp.where(masks[glob_], 0.0, -1e9).astype(BF16)
+            o = jax.nn.dot_product_attention(q, k, v, bias=bias, scale=1.0, implementation="cudnn").astype(F32)
+        else:
+            s = jnp.einsum("rqhd,rkhd->rhqk", q, k).astype(F32)
+            s = jnp.where(masks[glob_], s, -1e30)
+            if "softmax-late" in variant:
+                e = jnp.exp(s - s.max(-1, keepdims=True))
+                o = jnp.einsum("rhqk,rkhd->rqhd", e.astype(BF16), v).astype(F32)
+                o = o / e.sum(-1, keepdims=True).transpose(0, 2, 1, 3)
+            else:
+                pr = jax.nn.softmax(s, -1)
+                o = jnp.einsum("rhqk,rkhd->rqhd", pr.astype(BF16), v).astype(F32)
+        h = h + linear(o.reshape(n, H), lp["wo"])
+        x = layer_norm(h, lp["n2"], one_pass)
+        a, g = jnp.split(linear(x, lp["wi"]), 2, -1)
+        h = h + linear(jax.nn.gelu(a, approximate=False) * g, lp["wo2"])
+    h = layer_norm(h, jnp.ones(H, F32)).reshape(rows, L, H)
+    member = (seg[:, None, :] == jnp.arange(1, segments + 1)[None, :, None]).astype(F32)
+    pooled = jnp.einsum("rsl,rlh->rsh", member, h) / jnp.maximum(member.sum(-1, keepdims=True), 1)
+    return pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+
+
+def kernel_table(trace_dir, steps):
+    files = glob.glob(os.path.join(trace_dir, "**", "*.json.gz"), recursive=True)
+    if not files:
+        return {"error": "no trace json under " + trace_dir}
+    events = json.load(gzip.open(files[0]))
+    events = events.get("traceEvents", events) if isinstance(events, dict) else events
+    names = {e["pid"]: e.get("args", {}).get("name", "") for e in events
+             if e.get("ph") == "M" and e.get("name") == "process_name"}
+    gpu = {pid for pid, n in names.items() if "GPU" in n or "gpu" in n}
+    total = collections.Counter()
+    count = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e.get("pid") in gpu and "dur" in e:
+            total[e["name"]] += e["dur"]
+            count[e["name"]] += 1
+    all_us = sum(total.values())
+
+    def kind(name):
+        low = name.lower()
+        if any(s in low for s in ("gemm", "xmma", "cutlass", "matmul", "cublas", "sm90", "dot")):
+            return "gemm"
+        if "memcpy" in low or "memset" in low:
+            return "copy"
+        return "fusion"
+    kinds = collections.Counter()
+    for n, t in total.items():
+        kinds[kind(n)] += t
+    return {"process_names": sorted(set(names.values()))[:12], "gpu_us_per_step": round(all_us / steps, 1),
+            "kinds_ms_per_step": {k: round(v / steps / 1e3, 3) for k, v in kinds.items()},
+            "top": [{"name": n[:90], "ms_per_step": round(t / steps / 1e3, 3), "calls_per_step": count[n] / steps}
+                    for n, t in total.most_common(40)]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--tsv", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--variants", default="base,softmax-late,ln-onepass,L128,cudnn")
+    ap.add_argument("--seconds", type=float, default=3)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    lengths = token_lengths(args.tokenizer, args.tsv)
+    p = make_params(jax.random.PRNGKey(0))
+    tables = {True: rope_tables(160000.0), False: rope_tables(10000.0)}
+    for variant in args.variants.split(","):
+        row_len = 128 if "L128" in variant else 256
+        rows = 16384 // row_len
+        segments = min(row_len // 8, 64)
+        ids, pos, seg, real = pack(lengths[:400], rows, row_len)
+        try:
+            fn = jax.jit(lambda p, i, q, s, variant=variant, segments=segments: forward(p, i, q, s, variant, tables, segments))
+            t0 = time.time()
+            fn(p, ids, pos, seg).block_until_ready()
+            compile_s = time.time() - t0
+            steps, t0 = 0, time.time()
+            while time.time() - t0 < args.seconds:
+                out = fn(p, ids, pos, seg)
+                steps += 1
+            out.block_until_ready()
+            step_ms = (time.time() - t0) / steps * 1e3
+            line = {"variant": variant, "row_len": row_len, "real_tokens": real, "slots": rows * row_len,
+                    "step_ms": round(step_ms, 3), "real_tok_s": round(real / step_ms * 1e3),
+                    "compile_s": round(compile_s, 1)}
+        except Exception as e:  # one variant failing (cuDNN absent, say) must not stop the others
+            print(json.dumps({"variant": variant, "error": repr(e)[:400]}), flush=True)
+            continue
+        print(json.dumps(line), flush=True)
+        if variant == "base":
+            try:
+                trace = os.path.join(args.out, "trace")
+                jax.profiler.start_trace(trace, create_perfetto_trace=True)
+                for _ in range(10):
+                    out = fn(p, ids, pos, seg)
+                out.block_until_ready()
+                jax.profiler.stop_trace()
+                table = kernel_table(trace, 10)
+            except Exception as e:
+                table = {"error": repr(e)[:400]}
+            json.dump(table, open(os.path.join(args.out, "kernels.json"), "w"), indent=1)
+            print(json.dumps({k: v for k, v in table.items() if k != "top"}), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

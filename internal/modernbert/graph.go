@@ -23,6 +23,9 @@ type graphSpec struct {
 	pooling   Pooling
 	normalize bool
 	variant   graphVariant
+	// swapByReverse rotates RoPE halves with Reverse, which XLA fuses well and simplego lacks;
+	// the two forms move the same numbers.
+	swapByReverse bool
 }
 
 // stepInputs are the per-step inputs, all int32 [rows, rowLen].
@@ -49,16 +52,6 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	globalRope := rope.lookup(in.pos, true)
 	localRope := rope.lookup(in.pos, false)
 
-	// The residual stream is fp32 unless an experiment stores it in the compute dtype.
-	residual := func(h, update *Node) *Node {
-		if spec.variant.residualBF16 {
-			return ConvertDType(Add(ConvertDType(h, dtypes.Float32), update), spec.dtype)
-		}
-		return Add(h, update)
-	}
-	if spec.variant.residualBF16 {
-		h = ConvertDType(h, spec.dtype)
-	}
 	for i := range cfg.NumHiddenLayers {
 		p := fmt.Sprintf("layers.%d.", i)
 		x := h
@@ -70,11 +63,11 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 			mask, rp = globalMask, globalRope
 		}
 		if !spec.variant.skipAttention {
-			h = residual(h, attention(spec, params, p+"attn.", x, mask, rp))
+			h = Add(h, attention(spec, params, p+"attn.", x, mask, rp))
 		}
 		x = layerNorm(spec, params, p+"mlp_norm", h)
 		if !spec.variant.skipMLP {
-			h = residual(h, mlp(spec, params, p+"mlp.", x))
+			h = Add(h, mlp(spec, params, p+"mlp.", x))
 		}
 	}
 	h = layerNorm(spec, params, "final_norm", h)
@@ -124,7 +117,7 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *
 	part := func(i int) *Node {
 		return Reshape(SliceAxis(qkv, 2, AxisRange(i, i+1)), rows, rowLen, heads, headDim)
 	}
-	q, k, v := rp.apply(part(0)), rp.apply(part(1)), part(2)
+	q, k, v := rp.apply(part(0), spec.swapByReverse), rp.apply(part(1), spec.swapByReverse), part(2)
 	q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
 	k = ConvertDType(k, spec.dtype)
 	v = ConvertDType(v, spec.dtype)
@@ -133,25 +126,14 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *
 		scores = ConvertDType(scores, dtypes.Float32)
 	}
 	// The softmax runs in fp32 inside its fusions; the stored scores tensor (the largest per
-	// layer) stays in the compute dtype unless the variant asks for fp32.
+	// layer) stays in the compute dtype unless the variant asks for fp32. Masked scores are
+	// selected away with the boolean mask (1 byte a score) rather than by adding an fp32 bias:
+	// 1.6% faster on the H200.
 	g := x.Graph()
 	masked := ConvertDType(scores, dtypes.Float32)
-	if spec.variant.maskPred {
-		masked = Where(BroadcastToShape(mask, shapes.Make(dtypes.Bool, masked.Shape().Dimensions...)), masked, Scalar(g, dtypes.Float32, maskedScore))
-	} else {
-		masked = Add(masked, Where(mask, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskedScore)))
-	}
-	var out *Node
-	if spec.variant.softmaxLate {
-		// exp(s - max) @ V, then divided by the sum: the division touches [q, d] per head
-		// rather than [q, k].
-		e := Exp(Sub(masked, ReduceAndKeep(masked, ReduceMax, -1)))
-		sum := TransposeAllDims(ReduceAndKeep(e, ReduceSum, -1), 0, 2, 1, 3) // [rows, q, heads, 1]
-		out = Div(ConvertDType(Einsum("rhqk,rkhd->rqhd", ConvertDType(e, spec.dtype), v), dtypes.Float32), sum)
-	} else {
-		probs := Softmax(masked, -1)
-		out = ConvertDType(Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v), dtypes.Float32)
-	}
+	masked = Where(BroadcastToShape(mask, shapes.Make(dtypes.Bool, masked.Shape().Dimensions...)), masked, Scalar(g, dtypes.Float32, maskedScore))
+	probs := Softmax(masked, -1)
+	out := ConvertDType(Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v), dtypes.Float32)
 	out = Reshape(out, rows*rowLen, cfg.HiddenSize)
 	return linear(spec, params, prefix+"Wo", out)
 }
@@ -231,8 +213,20 @@ func (t ropeTables) lookup(pos *Node, global bool) rotary {
 
 // apply rotates x [rows, L, heads, D] (fp32) the rotate-half way:
 // [x1, x2] -> [x1*cos - x2*sin, x2*cos + x1*sin].
-func (r rotary) apply(x *Node) *Node {
-	half := x.Shape().Dimensions[3] / 2
+//
+// With swapByReverse it is written x*cos + swap(x)*(-sin, +sin), the halves swapped by reversing
+// a size-2 axis: one elementwise expression, which XLA fuses with the layout change the
+// attention product needs. Slicing and concatenating the halves made XLA write fp32
+// intermediates instead (about 1.5 ms of a 14 ms step on the H200). simplego has no Reverse.
+func (r rotary) apply(x *Node, swapByReverse bool) *Node {
+	dims := x.Shape().Dimensions
+	half := dims[3] / 2
+	if swapByReverse {
+		halves := Reshape(x, dims[0], dims[1], dims[2], 2, half)
+		cos, sin := InsertAxes(r.cos, 3), InsertAxes(r.sin, 3)
+		signedSin := Concatenate([]*Node{Neg(sin), sin}, 3)
+		return Reshape(Add(Mul(halves, cos), Mul(Reverse(halves, 3), signedSin)), dims...)
+	}
 	x1 := SliceAxis(x, 3, AxisRange(0, half))
 	x2 := SliceAxis(x, 3, AxisRange(half, 2*half))
 	return Concatenate([]*Node{

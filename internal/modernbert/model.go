@@ -135,7 +135,8 @@ func (m *Model) compileAll(ctx context.Context) error {
 			return nil, err
 		}
 		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
-			pooling: m.opts.Pooling, normalize: m.opts.Normalize, variant: m.variant}
+			pooling: m.opts.Pooling, normalize: m.opts.Normalize, variant: m.variant,
+			swapByReverse: m.backendSpec != "simplego"}
 		t0 := time.Now()
 		st, err := m.compileShared(gs)
 		if err != nil {

@@ -182,10 +182,7 @@ type Info struct {
 
 // EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a
 // comma-separated list of "scores-f32" (store the attention scores in fp32 rather than the
-// compute dtype; measured equal in speed on the H200), "softmax-late" (divide by the softmax sum
-// after the product with V instead of before), "mask-pred" (select masked scores with a boolean
-// mask instead of adding an fp32 bias), "residual-bf16" (keep the residual stream in bf16, as
-// HF's bf16 model does; less accurate), "ln-onepass" (LayerNorm variance as E[x²]-E[x]², one
+// compute dtype; measured equal in speed on the H200), "ln-onepass" (LayerNorm variance as E[x²]-E[x]², one
 // read of the input) and "skip-attention" / "skip-mlp" (leave those blocks
 // out: wrong vectors, for timing a step's parts only). Unset: the defaults.
 const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
@@ -194,9 +191,6 @@ const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
 // function up to rounding, the skips do not.
 type graphVariant struct {
 	scoresF32              bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
-	softmaxLate            bool // normalise the attention output rather than the probabilities
-	maskPred               bool // mask scores by selection with a boolean mask
-	residualBF16           bool // residual stream in the compute dtype
 	lnOnePass              bool // LayerNorm variance as E[x²]-E[x]²
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 }
@@ -208,12 +202,6 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "":
 		case "scores-f32":
 			v.scoresF32 = true
-		case "softmax-late":
-			v.softmaxLate = true
-		case "mask-pred":
-			v.maskPred = true
-		case "residual-bf16":
-			v.residualBF16 = true
 		case "ln-onepass":
 			v.lnOnePass = true
 		case "skip-attention":
@@ -221,7 +209,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "skip-mlp":
 			v.skipMLP = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, softmax-late, mask-pred, residual-bf16, ln-onepass, skip-attention, skip-mlp)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-onepass, skip-attention, skip-mlp)", EnvVariant, f)
 		}
 	}
 	return v, nil

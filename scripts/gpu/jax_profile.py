@@ -205,6 +205,11 @@ def main():
             print(json.dumps({"variant": variant, "error": repr(e)[:400]}), flush=True)
             continue
         print(json.dumps(line), flush=True)
+        if variant == "cudnn":
+            # The custom call JAX emits for cuDNN's fused attention: what a Go graph would need.
+            text = fn.lower(p, ids, pos, seg).as_text()
+            calls = [l.strip() for l in text.splitlines() if "custom_call" in l][:2]
+            open(os.path.join(args.out, "cudnn_custom_call.txt"), "w").write("\n\n".join(calls) + "\n")
         if variant == "base":
             try:
                 trace = os.path.join(args.out, "trace")

@@ -13,21 +13,18 @@ bf="--dtype bfloat16"
 A=EMBEDBENCH_MODERNBERT_VARIANT
 X=XLA_FLAGS
 VARIANTS=${VARIANTS:-"default;;$bf
-softmax-late;$A=softmax-late;$bf
-mask-pred;$A=mask-pred;$bf
 ln-onepass;$A=ln-onepass;$bf
-late-pred-onepass;$A=softmax-late,mask-pred,ln-onepass;$bf
 L128;;$bf --max-length 128 --packed-row 128
-triton-gemm-any;$X=--xla_gpu_triton_gemm_any=true;$bf
-no-triton-gemm;$X=--xla_gpu_enable_triton_gemm=false;$bf
-skip-attention;$A=skip-attention;$bf
-skip-mlp;$A=skip-mlp;$bf
+heroless;$X=--xla_gpu_experimental_enable_triton_heroless_priority_fusion=true;$bf
+all-triton;$X=--xla_gpu_experimental_all_fusions_with_triton=true;$bf
+block-level;$X=--xla_gpu_experimental_enable_fusion_block_level_rewriter=true;$bf
+warp-spec;$X=--xla_gpu_experimental_enable_triton_warp_specialization=true;$bf
+tma;$X=--xla_gpu_experimental_enable_triton_tma=true;$bf
+generic-gemm;$X=--xla_gpu_unsupported_enable_generic_triton_emitter_for_gemms=true;$bf
+triton-multi-output;$X=--xla_gpu_unsupported_enable_triton_multi_output_fusion=true;$bf
 fp32;;--dtype float32"}
-VARIANTS2=${VARIANTS2:-"residual-bf16;$A=residual-bf16;$bf
-cudnn-layer-norm;$X=--xla_gpu_enable_cudnn_layer_norm=true;$bf
-cublaslt;$X=--xla_gpu_enable_cublaslt=true;$bf
-no-command-buffer;$X=--xla_gpu_enable_command_buffer=;$bf
-b32768;;$bf --batch-tokens 32768"}
+VARIANTS2=${VARIANTS2:-""}
+JAX_VARIANTS=${JAX_VARIANTS:-base,ln-onepass,L128,cudnn}
 left() { [ "$SECONDS" -lt "$STOP" ]; }
 
 bench() { # name envs flags
@@ -82,7 +79,7 @@ PY
       --against float32 --label "ours $dt (defaults)" | tee -a "$OUT/parity.txt"
   done
 fi
-if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_TINY_PARITY:-}" ]; then
+if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_TF32:-}" ]; then
   xla_parity "fp32, TF32 off in cuBLAS" "NVIDIA_TF32_OVERRIDE=0" 'TestParityXLA/.*/float32'
   xla_parity "fp32, TF32 off, no Triton GEMM" "NVIDIA_TF32_OVERRIDE=0 XLA_FLAGS=--xla_gpu_enable_triton_gemm=false" 'TestParityXLA/.*/float32'
 fi
@@ -98,8 +95,8 @@ fi
 if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_JAX:-}" ]; then
   # The same step in JAX, profiled kernel by kernel (see jax_profile.py).
   XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 150 python3 scripts/gpu/jax_profile.py --tokenizer "$TOK/tokenizer.json" \
-    --tsv "$TSV" --out "$W/jax" 2>&1 | grep -v -i warn | tee "$OUT/jax.jsonl"
-  cp "$W/jax/kernels.json" "$OUT/" 2>/dev/null
+    --tsv "$TSV" --out "$W/jax" --variants "$JAX_VARIANTS" 2>&1 | grep -v -i warn | tee "$OUT/jax.jsonl"
+  cp "$W/jax/kernels.json" "$W/jax/cudnn_custom_call.txt" "$OUT/" 2>/dev/null
 fi
 
 while IFS=';' read -r name envs flags; do

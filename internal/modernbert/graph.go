@@ -23,9 +23,8 @@ type graphSpec struct {
 	pooling   Pooling
 	normalize bool
 	variant   graphVariant
-	// swapByReverse rotates RoPE halves with Reverse, which XLA fuses well and simplego lacks;
-	// the two forms move the same numbers.
-	swapByReverse bool
+	// fusedAttention runs attention as cuDNN's fused kernel (XLA on a GPU, bf16; see cudnn.go).
+	fusedAttention bool
 }
 
 // stepInputs are the per-step inputs, all int32 [rows, rowLen].
@@ -49,6 +48,9 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	h = layerNorm(spec, params, "embeddings.norm", h)
 
 	globalMask, localMask := attentionMasks(cfg, in.pos, in.seg)
+	if spec.fusedAttention {
+		globalMask, localMask = fusedAttentionBias(globalMask, spec.dtype), fusedAttentionBias(localMask, spec.dtype)
+	}
 	globalRope := rope.lookup(in.pos, true)
 	localRope := rope.lookup(in.pos, false)
 
@@ -107,8 +109,8 @@ func linear(spec graphSpec, params map[string]*Node, prefix string, x *Node) *No
 }
 
 // attention is one multi-head self-attention block on fp32 x [n, hidden]; mask [rows, 1,
-// rowLen, rowLen] says which keys each query sees, and rp holds the rotary tables for this
-// layer's kind.
+// rowLen, rowLen] says which keys each query sees (with fusedAttention, as an additive bias),
+// and rp holds the rotary tables for this layer's kind.
 func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *Node, rp rotary) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
@@ -117,7 +119,12 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *
 	part := func(i int) *Node {
 		return Reshape(SliceAxis(qkv, 2, AxisRange(i, i+1)), rows, rowLen, heads, headDim)
 	}
-	q, k, v := rp.apply(part(0), spec.swapByReverse), rp.apply(part(1), spec.swapByReverse), part(2)
+	q, k, v := rp.apply(part(0)), rp.apply(part(1)), part(2)
+	if spec.fusedAttention {
+		out := cudnnAttention(ConvertDType(q, spec.dtype), ConvertDType(k, spec.dtype), ConvertDType(v, spec.dtype),
+			mask, 1/math.Sqrt(float64(headDim)))
+		return linear(spec, params, prefix+"Wo", Reshape(ConvertDType(out, dtypes.Float32), rows*rowLen, cfg.HiddenSize))
+	}
 	q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
 	k = ConvertDType(k, spec.dtype)
 	v = ConvertDType(v, spec.dtype)
@@ -162,6 +169,17 @@ func attentionMasks(cfg Config, pos, seg *Node) (global, local *Node) {
 	dist := Abs(Sub(InsertAxes(pos, 2), InsertAxes(pos, 1)))
 	near := LessOrEqual(dist, Scalar(g, dtypes.Int32, cfg.HalfWindow()))
 	return InsertAxes(same, 1), InsertAxes(LogicalAnd(same, near), 1)
+}
+
+// fusedMaskedScore is the bias of keys a query may not see in the fused attention: far below
+// any real score, yet far from overflow whatever the kernel does with it, so a padding token's
+// fully masked row still gives finite (ignored) values.
+const fusedMaskedScore = -1e9
+
+// fusedAttentionBias turns a boolean mask into the additive bias the fused attention takes.
+func fusedAttentionBias(mask *Node, dtype dtypes.DType) *Node {
+	g := mask.Graph()
+	return Where(mask, ScalarZero(g, dtype), Scalar(g, dtype, fusedMaskedScore))
 }
 
 // pool reduces fp32 hidden [rows, rowLen, hidden] to [rows, segments, hidden]: the mean over
@@ -213,20 +231,8 @@ func (t ropeTables) lookup(pos *Node, global bool) rotary {
 
 // apply rotates x [rows, L, heads, D] (fp32) the rotate-half way:
 // [x1, x2] -> [x1*cos - x2*sin, x2*cos + x1*sin].
-//
-// With swapByReverse it is written x*cos + swap(x)*(-sin, +sin), the halves swapped by reversing
-// a size-2 axis: one elementwise expression, which XLA fuses with the layout change the
-// attention product needs. Slicing and concatenating the halves made XLA write fp32
-// intermediates instead (about 1.5 ms of a 14 ms step on the H200). simplego has no Reverse.
-func (r rotary) apply(x *Node, swapByReverse bool) *Node {
-	dims := x.Shape().Dimensions
-	half := dims[3] / 2
-	if swapByReverse {
-		halves := Reshape(x, dims[0], dims[1], dims[2], 2, half)
-		cos, sin := InsertAxes(r.cos, 3), InsertAxes(r.sin, 3)
-		signedSin := Concatenate([]*Node{Neg(sin), sin}, 3)
-		return Reshape(Add(Mul(halves, cos), Mul(Reverse(halves, 3), signedSin)), dims...)
-	}
+func (r rotary) apply(x *Node) *Node {
+	half := x.Shape().Dimensions[3] / 2
 	x1 := SliceAxis(x, 3, AxisRange(0, half))
 	x2 := SliceAxis(x, 3, AxisRange(half, 2*half))
 	return Concatenate([]*Node{

@@ -136,7 +136,8 @@ func (m *Model) compileAll(ctx context.Context) error {
 		}
 		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
 			pooling: m.opts.Pooling, normalize: m.opts.Normalize, variant: m.variant,
-			swapByReverse: m.backendSpec != "simplego"}
+			fusedAttention: m.backendSpec != "simplego" && !m.variant.xlaAttention &&
+				fusedAttentionOK(m.opts.DType.gomlx(), m.cfg.HeadDim(), rowLen)}
 		t0 := time.Now()
 		st, err := m.compileShared(gs)
 		if err != nil {

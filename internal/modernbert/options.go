@@ -182,9 +182,10 @@ type Info struct {
 
 // EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a
 // comma-separated list of "scores-f32" (store the attention scores in fp32 rather than the
-// compute dtype; measured equal in speed on the H200), "ln-onepass" (LayerNorm variance as E[x²]-E[x]², one
-// read of the input) and "skip-attention" / "skip-mlp" (leave those blocks
-// out: wrong vectors, for timing a step's parts only). Unset: the defaults.
+// compute dtype), "ln-onepass" (LayerNorm variance as E[x²]-E[x]², one read of the input),
+// "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies) and
+// "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
+// parts only). Unset: the defaults.
 const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
 
 // graphVariant is how the graph is laid out for an experiment; scoresF32 computes the same
@@ -192,6 +193,7 @@ const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
 type graphVariant struct {
 	scoresF32              bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
 	lnOnePass              bool // LayerNorm variance as E[x²]-E[x]²
+	xlaAttention           bool // attention as XLA ops even where cuDNN's fused kernel applies
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 }
 
@@ -204,12 +206,14 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.scoresF32 = true
 		case "ln-onepass":
 			v.lnOnePass = true
+		case "xla-attention":
+			v.xlaAttention = true
 		case "skip-attention":
 			v.skipAttention = true
 		case "skip-mlp":
 			v.skipMLP = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-onepass, skip-attention, skip-mlp)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-onepass, xla-attention, skip-attention, skip-mlp)", EnvVariant, f)
 		}
 	}
 	return v, nil

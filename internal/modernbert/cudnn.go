@@ -1,0 +1,53 @@
+package modernbert
+
+import (
+	"fmt"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+)
+
+// cudnnAttentionTarget is XLA's custom call for cuDNN's fused (flash) attention with an
+// additive bias: softmax(scale·QKᵀ + bias)·V in one kernel, never writing the [L, L] scores or
+// probabilities to memory, and reading Q, K, V in the [rows, L, heads, D] layout the
+// projection produces, so no transposes either. JAX's dot_product_attention(implementation=
+// "cudnn") emits the same call; scripts/gpu/jax_profile.py shows the text.
+const cudnnAttentionTarget = "__cudnn$fmhaScaleBiasSoftmax"
+
+// fusedAttentionOK says whether cuDNN's fused attention takes these shapes: bf16 (or f16)
+// only, head dimension a multiple of 8 up to 128, and rows a multiple of 64 tokens long.
+func fusedAttentionOK(dtype dtypes.DType, headDim, rowLen int) bool {
+	return dtype == dtypes.BFloat16 && headDim%8 == 0 && headDim <= 128 && rowLen%64 == 0
+}
+
+// cudnnAttention computes attention for q, k, v [rows, L, heads, D] in bf16 with bias
+// [rows, 1, L, L] (bf16; 0 where a query sees a key, a large negative number elsewhere) and
+// returns [rows, L, heads, D] in bf16.
+func cudnnAttention(q, k, v, bias *Node, scale float64) *Node {
+	dims := q.Shape().Dimensions
+	rows, rowLen, heads, headDim := dims[0], dims[1], dims[2], dims[3]
+	// The result is [rows, heads, L, D] laid out as [rows, L, heads, D] (minor-to-major 3,1,2,0),
+	// so the transpose below is free; the second result is cuDNN's (empty) workspace.
+	outs := CustomCall(cudnnAttentionTarget, []*Node{q, k, v, bias},
+		[]shapes.Shape{shapes.Make(q.DType(), rows, heads, rowLen, headDim), shapes.Make(dtypes.Uint8, 0)},
+		cudnnAttentionConfig(rows, heads, rowLen, scale),
+		[][]int{{3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}}, [][]int{{3, 1, 2, 0}, {0}})
+	return TransposeAllDims(outs[0], 0, 2, 1, 3)
+}
+
+// cudnnAttentionConfig is the backend config XLA's cuDNN attention expects, as JAX writes it:
+// flash attention, no dropout, the mask carried by the bias, Q/K/V as [batch, seq, heads, dim].
+func cudnnAttentionConfig(rows, heads, rowLen int, scale float64) string {
+	return fmt.Sprintf(`{"operation_queue_id": "0", "cudnn_fmha_backend_config": {`+
+		`"algorithm": {"algo_id": "0", "math_type": "TENSOR_OP_MATH", "tuning_knobs": {"17": "1", "24": "0"}, "is_cudnn_frontend": true, "workspace_size": "0"}, `+
+		`"fmha_scale": %g, `+
+		`"intermediate_tensor_shape": {"element_type": "BF16", "dimensions": ["%d", "%d", "%d", "%d"], "tuple_shapes": [], `+
+		`"layout": {"dim_level_types": [], "dim_unique": [], "dim_ordered": [], "minor_to_major": ["3", "2", "1", "0"], "tiles": [], "element_size_in_bits": "0", "memory_space": "0", "index_primitive_type": "PRIMITIVE_TYPE_INVALID", "pointer_primitive_type": "PRIMITIVE_TYPE_INVALID", "dynamic_shape_metadata_prefix_bytes": "0"}, `+
+		`"is_dynamic_dimension": [false, false, false, false]}, `+
+		`"is_flash_attention": true, "mask_type": "NO_MASK", `+
+		`"bmm1_dot_dimension_numbers": {"lhs_contracting_dimensions": ["3"], "rhs_contracting_dimensions": ["3"], "lhs_batch_dimensions": ["0", "2"], "rhs_batch_dimensions": ["0", "2"]}, `+
+		`"bmm2_dot_dimension_numbers": {"lhs_contracting_dimensions": ["3"], "rhs_contracting_dimensions": ["1"], "lhs_batch_dimensions": ["0", "1"], "rhs_batch_dimensions": ["0", "2"]}, `+
+		`"dropout_rate": 0.0, "seed": 42, "sliding_window_length": 0, "max_seg_per_batch": 1, "is_paged_attention": false}}`,
+		scale, rows, heads, rowLen, rowLen)
+}

@@ -52,14 +52,17 @@ for c in 1 16; do run hf-fp32_c$c 8002 --max-concurrent-requests $c; done
 CONT=$(peak cont-bf16_c); HF=$(peak hf-fp32_c)
 rate() { python3 -c "print(round($1 * $2 / 100 / 32, 2))"; }
 for pct in 50 70 90; do run cont-bf16_rate$pct 8001 --rate "$(rate "$CONT" $pct)" --max-concurrent-requests 4096; done
-run cont-fp32_rate70 8003 --rate "$(rate "$CONT" 70)" --max-concurrent-requests 4096
+run cont-fp32_rate70 8003 --rate "$(rate "$(peak cont-fp32_c)" 70)" --max-concurrent-requests 4096
 run cont-bf16_hfpeak 8001 --rate "$(rate "$HF" 100)" --max-concurrent-requests 4096
 run hf-fp32_hfpeak 8002 --rate "$(rate "$HF" 100)" --max-concurrent-requests 4096
 # Beyond their capacity, last: 50% of the continuous engine's peak on the sequential engine
 # and on the HF reference (which is then stopped, so its backlog touches nothing else).
 run seq-fp32_rate50 8000 --rate "$(rate "$CONT" 50)" --max-concurrent-requests 4096
 run hf-fp32_rate50 8002 --rate "$(rate "$CONT" 50)" --max-concurrent-requests 4096 --timeout 10s
-pkill -f hf_service.py; sleep 1
+# A flooded HF reference can take a while to exit, holding its port: wait, then force it.
+pkill -f hf_service.py
+for _ in $(seq 20); do pgrep -f hf_service.py > /dev/null || break; sleep 1; done
+pkill -9 -f hf_service.py; sleep 1
 python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf2.log" 2>&1 &
 wait_healthy http://127.0.0.1:8002 120
 

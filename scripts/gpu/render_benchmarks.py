@@ -110,7 +110,7 @@ def main():
     w(f"| model only, bf16 ≥ 1.3 M real tokens/s | {fmt_tok(model['bfloat16']['tokens_per_second'])} | {ok(model['bfloat16']['tokens_per_second'] >= 1.3e6)} |")
     w(f"| model only, fp32 ≥ 0.6 M real tokens/s | {fmt_tok(model['float32']['tokens_per_second'])} | {ok(model['float32']['tokens_per_second'] >= 0.6e6)} |")
     w(f"| model only, bf16 ≥ 4× HF transformers' best ({fmt_tok(best_hf['tokens_per_s'])}) | {model['bfloat16']['tokens_per_second'] / best_hf['tokens_per_s']:.1f}× | {ok(model['bfloat16']['tokens_per_second'] >= 4 * best_hf['tokens_per_s'])} |")
-    w(f"| service, continuous ≥ 1.0 M real tokens/s end to end (≈ 12,500 passages/s) | {fmt_tok(tok_s(cont))} ({cont['passages_per_second']:,.0f} passages/s) in this run; 1.08 M (13,271 passages/s) in the earlier run on another machine | {ok(tok_s(cont) >= 1e6)} here, yes earlier |")
+    w(f"| service, continuous ≥ 1.0 M real tokens/s end to end (≈ 12,500 passages/s) | {fmt_tok(tok_s(cont))} ({cont['passages_per_second']:,.0f} passages/s) | {ok(tok_s(cont) >= 1e6)} |")
     w(f"| service, sequential within 20% of HF's fp32 batch-32 model-only figure ({hf_fp32_b32['passages_per_s']:.0f} passages/s) | {seq['passages_per_second']:,.0f} passages/s | faster, not within: see notes |")
     if r70:
         w(f"| p99 ≤ 3× p50 at 70% of the continuous engine's peak | p50 {ms(r70['latency_metrics']['p50'])} ms, p99 {ms(r70['latency_metrics']['p99'])} ms ({r70['latency_metrics']['p99'] / r70['latency_metrics']['p50']:.2f}×) | {ok(r70['latency_metrics']['p99'] <= 3 * r70['latency_metrics']['p50'])} |")
@@ -180,6 +180,8 @@ def main():
     w("")
     w("Fairness (the same 256 passages through the HF reference and through ours):")
     w("")
+    if not fair:
+        w("- not run in this call (the HF reference did not come back after its flood); the model-level parity table above compares the same checkpoint.")
     for _, f in sorted(fair.items()):
         a_, b_ = f["a"], f["b"]
         ha, hb = a_.get('health') or {}, b_.get('health') or {}

@@ -1,0 +1,96 @@
+package modernbert
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/go-xla/pkg/stablehlo"
+	xladtypes "github.com/gomlx/go-xla/pkg/types/dtypes"
+	xlashapes "github.com/gomlx/go-xla/pkg/types/shapes"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+)
+
+// The fused attention itself runs only on a GPU (TestParityXLA checks its vectors there);
+// these check what is built on the host: when it is chosen, its config and the program text.
+
+func TestFusedAttentionOnlyWhereCuDNNTakesIt(t *testing.T) {
+	for _, c := range []struct {
+		dtype           dtypes.DType
+		headDim, rowLen int
+		want            bool
+	}{
+		{dtypes.BFloat16, 64, 256, true},
+		{dtypes.BFloat16, 16, 128, true},
+		{dtypes.Float32, 64, 256, false}, // cuDNN's fused kernel is bf16/fp16 only
+		{dtypes.BFloat16, 64, 100, false},
+		{dtypes.BFloat16, 12, 256, false},
+		{dtypes.BFloat16, 256, 256, false},
+	} {
+		if got := fusedAttentionOK(c.dtype, c.headDim, c.rowLen); got != c.want {
+			t.Errorf("fusedAttentionOK(%s, head %d, row %d) = %v, want %v", c.dtype, c.headDim, c.rowLen, got, c.want)
+		}
+	}
+}
+
+func TestCuDNNAttentionConfig(t *testing.T) {
+	var cfg struct {
+		Fmha struct {
+			Scale        float64 `json:"fmha_scale"`
+			Flash        bool    `json:"is_flash_attention"`
+			Mask         string  `json:"mask_type"`
+			Intermediate struct {
+				Dims []string `json:"dimensions"`
+			} `json:"intermediate_tensor_shape"`
+		} `json:"cudnn_fmha_backend_config"`
+	}
+	if err := json.Unmarshal([]byte(cudnnAttentionConfig(64, 12, 256, 0.125)), &cfg); err != nil {
+		t.Fatalf("backend config is not JSON: %v", err)
+	}
+	f := cfg.Fmha
+	if f.Scale != 0.125 || !f.Flash || f.Mask != "NO_MASK" || strings.Join(f.Intermediate.Dims, ",") != "64,12,256,256" {
+		t.Errorf("config = %+v, want scale 0.125, flash, NO_MASK (the bias masks), scores 64x12x256x256", f)
+	}
+}
+
+func TestCustomCallProgramText(t *testing.T) {
+	b := stablehlo.New("attention")
+	fn := b.Main()
+	qkv, err := fn.Input(xlashapes.Make(xladtypes.BFloat16, 2, 64, 3, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bias, err := fn.Input(xlashapes.Make(xladtypes.BFloat16, 2, 1, 64, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := stablehlo.CustomCall(cudnnAttentionTarget, []*stablehlo.Value{qkv, qkv, qkv, bias},
+		[]xlashapes.Shape{xlashapes.Make(xladtypes.BFloat16, 2, 3, 64, 16), xlashapes.Make(xladtypes.Uint8, 0)},
+		cudnnAttentionConfig(2, 3, 64, 0.25), [][]int{{3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}},
+		[][]int{{3, 1, 2, 0}, {0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stablehlo.CustomCall(cudnnAttentionTarget, []*stablehlo.Value{qkv}, nil, "{}", [][]int{{0}, {1}}, nil); err == nil {
+		t.Error("CustomCall with 2 operand layouts for 1 input: no error")
+	}
+	if err := fn.Return(outs[0]); err != nil {
+		t.Fatal(err)
+	}
+	text, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`= "stablehlo.custom_call"(%arg0, %arg0, %arg0, %arg1)`,
+		`call_target_name = "__cudnn$fmhaScaleBiasSoftmax"`,
+		`api_version = 2 : i32`,
+		`backend_config = "{\22operation_queue_id\22`, // quotes escaped the MLIR way
+		`result_layouts = [dense<[3, 1, 2, 0]> : tensor<4xindex>, dense<[0]> : tensor<1xindex>]`,
+		`-> (tensor<2x3x64x16xbf16>, tensor<0xui8>)`,
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("program lacks %s:\n%s", want, text)
+		}
+	}
+}

@@ -9,7 +9,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 )
 
-// maskedScore is added to the scores of keys a query may not see. It is finite so that a
+// maskedScore replaces the scores of keys a query may not see. It is finite so that a
 // fully masked row (a padding token) gives a uniform softmax instead of NaN.
 const maskedScore = -1e30
 
@@ -77,9 +77,8 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	return pool(spec, h, in.pos, in.seg)
 }
 
-// layerNorm normalises x [n, hidden] over its last axis, in fp32.
+// layerNorm normalises fp32 x [n, hidden] over its last axis.
 func layerNorm(spec graphSpec, params map[string]*Node, prefix string, x *Node) *Node {
-	x = ConvertDType(x, dtypes.Float32)
 	mean := ReduceAndKeep(x, ReduceMean, -1)
 	centered := Sub(x, mean)
 	var variance *Node

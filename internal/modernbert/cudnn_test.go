@@ -1,6 +1,7 @@
 package modernbert
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -93,4 +94,23 @@ func TestCustomCallProgramText(t *testing.T) {
 			t.Errorf("program lacks %s:\n%s", want, text)
 		}
 	}
+}
+
+// A backend that cannot build the fused attention (here simplego, asked to try it) falls back
+// to XLA-style attention at start-up and still matches HF.
+func TestFusedAttentionFallsBackWhereUnavailable(t *testing.T) {
+	t.Setenv(EnvVariant, "fused-attention")
+	cfg, w, ref := loadFixture(t, "tiny4x")
+	pc := parityCase{BFloat16, Mean, true}
+	m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", DType: pc.dtype, Pooling: pc.pooling,
+		Normalize: pc.normalize, MaxSequenceLength: 1024, RowLengths: []int{128, 512, 1024}, MaxBatchTokens: 1024})
+	if err != nil {
+		t.Fatalf("New with the fused attention unavailable: %v, want a fallback", err)
+	}
+	defer m.Close()
+	got, _, err := m.Embed(context.Background(), refSeqs(ref), Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkParity(t, "fallback", pc, ref, got)
 }

@@ -126,6 +126,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 	m.packed, m.padded = map[int]*step{}, map[int]*step{}
 	type key struct{ rows, rowLen, segments int }
 	byKey := map[key]*step{}
+	fusedFailed := false // once cuDNN's fused attention fails, later shapes do not retry it
 	get := func(rows, rowLen, segments int) (*step, error) {
 		k := key{rows, rowLen, segments}
 		if st, ok := byKey[k]; ok {
@@ -136,23 +137,19 @@ func (m *Model) compileAll(ctx context.Context) error {
 		}
 		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
 			pooling: m.opts.Pooling, normalize: m.opts.Normalize, variant: m.variant,
-			fusedAttention: m.backendSpec != "simplego" && !m.variant.xlaAttention &&
-				fusedAttentionOK(m.opts.DType.gomlx(), m.cfg.HeadDim(), rowLen)}
+			fusedAttention: (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention &&
+				fusedAttentionOK(m.opts.DType.gomlx(), m.cfg.HeadDim(), rowLen) && !fusedFailed}
 		t0 := time.Now()
-		st, err := m.compileShared(gs)
+		st, err := m.compileAndWarm(gs)
+		if err != nil && gs.fusedAttention {
+			// cuDNN's fused attention needs a recent GPU and cuDNN; without them, XLA's own
+			// attention computes the same vectors, more slowly.
+			slog.Warn("modernbert: cuDNN fused attention unavailable, using XLA attention", "rows", rows, "row_len", rowLen, "err", err)
+			gs.fusedAttention, fusedFailed = false, true
+			st, err = m.compileAndWarm(gs)
+		}
 		if err != nil {
 			return nil, err
-		}
-		// Warm-up: XLA's first execution of a shape on a device loads it there, allocates and
-		// autotunes. simplego has nothing to warm: its first execution costs what every one does.
-		if m.backendSpec != "simplego" {
-			in := st.getInputs()
-			_, err = m.run(st, in)
-			st.inputs.Put(in)
-			if err != nil {
-				m.releaseStep(st)
-				return nil, fmt.Errorf("warm-up of the %dx%d step: %w", rows, rowLen, err)
-			}
 		}
 		slog.Debug("modernbert: compiled step", "rows", rows, "row_len", rowLen, "segments", segments, "took", time.Since(t0))
 		byKey[k] = st
@@ -324,6 +321,24 @@ type sharedStep struct {
 
 func (m *Model) stepKey(gs graphSpec) string {
 	return fmt.Sprintf("%s|%#v", m.backendSpec, gs)
+}
+
+// compileAndWarm compiles the step for gs (or shares a replica's) and runs it once. XLA's first
+// execution of a shape on a device loads it there, allocates and autotunes; simplego has
+// nothing to warm: its first execution costs what every one does.
+func (m *Model) compileAndWarm(gs graphSpec) (*step, error) {
+	st, err := m.compileShared(gs)
+	if err != nil || m.backendSpec == "simplego" {
+		return st, err
+	}
+	in := st.getInputs()
+	_, err = m.run(st, in)
+	st.inputs.Put(in)
+	if err != nil {
+		m.releaseStep(st)
+		return nil, fmt.Errorf("warm-up of the %dx%d step: %w", gs.rows, gs.rowLen, err)
+	}
+	return st, nil
 }
 
 // compileShared returns the compiled step for gs, compiling it if no replica has yet.

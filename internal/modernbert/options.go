@@ -183,7 +183,9 @@ type Info struct {
 // EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a
 // comma-separated list of "scores-f32" (store the attention scores in fp32 rather than the
 // compute dtype), "ln-onepass" (LayerNorm variance as E[x²]-E[x]², one read of the input),
-// "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies) and
+// "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies),
+// "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
+// attention is used) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
 // parts only). Unset: the defaults.
 const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
@@ -194,6 +196,7 @@ type graphVariant struct {
 	scoresF32              bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
 	lnOnePass              bool // LayerNorm variance as E[x²]-E[x]²
 	xlaAttention           bool // attention as XLA ops even where cuDNN's fused kernel applies
+	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 }
 
@@ -208,12 +211,14 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.lnOnePass = true
 		case "xla-attention":
 			v.xlaAttention = true
+		case "fused-attention":
+			v.fusedAttention = true
 		case "skip-attention":
 			v.skipAttention = true
 		case "skip-mlp":
 			v.skipMLP = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-onepass, xla-attention, skip-attention, skip-mlp)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-onepass, xla-attention, fused-attention, skip-attention, skip-mlp)", EnvVariant, f)
 		}
 	}
 	return v, nil

@@ -182,7 +182,7 @@ type Info struct {
 
 // EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a
 // comma-separated list of "scores-f32" (store the attention scores in fp32 rather than the
-// compute dtype), "ln-onepass" (LayerNorm variance as E[x²]-E[x]², one read of the input),
+// compute dtype), "ln-twopass" (LayerNorm variance from the centred values, a second read of the input),
 // "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
@@ -194,7 +194,7 @@ const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
 // function up to rounding, the skips do not.
 type graphVariant struct {
 	scoresF32              bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
-	lnOnePass              bool // LayerNorm variance as E[x²]-E[x]²
+	lnTwoPass              bool // LayerNorm variance from the centred values (else E[x²]-E[x]²)
 	xlaAttention           bool // attention as XLA ops even where cuDNN's fused kernel applies
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
@@ -207,8 +207,8 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "":
 		case "scores-f32":
 			v.scoresF32 = true
-		case "ln-onepass":
-			v.lnOnePass = true
+		case "ln-twopass":
+			v.lnTwoPass = true
 		case "xla-attention":
 			v.xlaAttention = true
 		case "fused-attention":
@@ -218,7 +218,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "skip-mlp":
 			v.skipMLP = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-onepass, xla-attention, fused-attention, skip-attention, skip-mlp)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, fused-attention, skip-attention, skip-mlp)", EnvVariant, f)
 		}
 	}
 	return v, nil

@@ -2,11 +2,13 @@
 # GPU machine, part 1 of the benchmark page: tokenizer speed (ours vs HF tokenizers), model
 # parity with HF transformers on the full-size random checkpoint, model-only throughput (ours
 # bf16/fp32 vs HF). Writes everything under $W and packs it into $OUT/part1.tgz.
+# SKIP_TOKENIZER=1 leaves the tokenizer part out (it does not change with the model).
 set -uo pipefail
 source scripts/gpu/env.sh
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   lscpu | grep 'Model name'; nproc; } > "$W/machine.txt"
 
+if [ -z "${SKIP_TOKENIZER:-}" ]; then
 echo "== tokenizer: ours (one core) and HF tokenizers"
 [ -x .devcarry/tokenizer.test ] && (cd internal/tokenizer && GOMAXPROCS=1 "$OLDPWD/.devcarry/tokenizer.test" -test.run '^$' \
   -test.bench 'MSMARCO' -test.benchmem -test.cpu 1 -test.benchtime 3s) | tee "$W/tokenizer_go.txt"
@@ -14,6 +16,7 @@ echo "== tokenizer: ours (one core) and HF tokenizers"
 [ -x .devcarry/tokenizer.test ] && (cd internal/tokenizer && "$OLDPWD/.devcarry/tokenizer.test" -test.run '^$' \
   -test.bench 'MSMARCO/AppendIDsParallel' -test.benchmem -test.cpu "$(nproc)" -test.benchtime 3s) | tee -a "$W/tokenizer_go.txt"
 [ -f scripts/gpu/tokenizer_bench.py ] && python3 scripts/gpu/tokenizer_bench.py --tokenizer "$TOK/tokenizer.json" --tsv "$TSV" | tee "$W/tokenizer_hf.json"
+fi
 
 echo "== parity with HF transformers (full size, random weights)"
 python3 - "$TSV" > "$W/parity_texts.jsonl" <<'PY'

@@ -13,7 +13,7 @@ bf="--dtype bfloat16"
 A=EMBEDBENCH_MODERNBERT_VARIANT
 X=XLA_FLAGS
 VARIANTS=${VARIANTS:-"default;;$bf
-ln-onepass;$A=ln-onepass;$bf
+ln-twopass;$A=ln-twopass;$bf
 L128;;$bf --max-length 128 --packed-row 128
 heroless;$X=--xla_gpu_experimental_enable_triton_heroless_priority_fusion=true;$bf
 all-triton;$X=--xla_gpu_experimental_all_fusions_with_triton=true;$bf
@@ -24,7 +24,7 @@ generic-gemm;$X=--xla_gpu_unsupported_enable_generic_triton_emitter_for_gemms=tr
 triton-multi-output;$X=--xla_gpu_unsupported_enable_triton_multi_output_fusion=true;$bf
 fp32;;--dtype float32"}
 VARIANTS2=${VARIANTS2:-""}
-JAX_VARIANTS=${JAX_VARIANTS:-base,ln-onepass,L128,cudnn}
+JAX_VARIANTS=${JAX_VARIANTS:-base,ln-onepass,L128,cudnn}  # jax_profile.py's own names
 left() { [ "$SECONDS" -lt "$STOP" ]; }
 
 bench() { # name envs flags

@@ -3,6 +3,7 @@ package modernbert
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -100,7 +101,7 @@ func TestCustomCallProgramText(t *testing.T) {
 // to XLA-style attention at start-up and still matches HF.
 func TestFusedAttentionFallsBackWhereUnavailable(t *testing.T) {
 	t.Setenv(EnvVariant, "fused-attention")
-	cfg, w, ref := loadFixture(t, "tiny4x")
+	cfg, w, ref := loadFixture(t, filepath.Join("testdata", "tiny4x"))
 	pc := parityCase{BFloat16, Mean, true}
 	m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", DType: pc.dtype, Pooling: pc.pooling,
 		Normalize: pc.normalize, MaxSequenceLength: 1024, RowLengths: []int{128, 512, 1024}, MaxBatchTokens: 1024})

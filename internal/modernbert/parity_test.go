@@ -20,9 +20,28 @@ type reference struct {
 	} `json:"sequences"`
 }
 
-func loadFixture(t *testing.T, name string) (Config, *Weights, reference) {
+// EnvParityFixtures names more fixture folders for the parity tests (a list, separated like
+// PATH), each laid out as scripts/gpu/make_modernbert_fixtures.py writes them: config.json,
+// model.safetensors and reference.json. It checks another model against HF without touching
+// the code.
+const EnvParityFixtures = "EMBEDBENCH_PARITY_FIXTURES"
+
+// parityFixtures lists the committed fixtures and those named by EnvParityFixtures.
+func parityFixtures() []string {
+	dirs := []string{filepath.Join("testdata", "tiny5x"), filepath.Join("testdata", "tiny4x")}
+	for _, d := range filepath.SplitList(os.Getenv(EnvParityFixtures)) {
+		if d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// fixtureName is how a fixture folder is named in subtests.
+func fixtureName(dir string) string { return filepath.Base(dir) }
+
+func loadFixture(t *testing.T, dir string) (Config, *Weights, reference) {
 	t.Helper()
-	dir := filepath.Join("testdata", name)
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -37,12 +56,30 @@ func loadFixture(t *testing.T, name string) (Config, *Weights, reference) {
 	}
 	var ref reference
 	if err := json.Unmarshal(data, &ref); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", dir, err)
 	}
 	if len(ref.Sequences) == 0 {
-		t.Fatal("reference.json holds no sequences")
+		t.Fatalf("%s: reference.json holds no sequences", dir)
+	}
+	for i, s := range ref.Sequences {
+		if len(s.IDs) == 0 || len(s.Mean) != cfg.HiddenSize || len(s.CLS) != cfg.HiddenSize {
+			t.Fatalf("%s: reference sequence %d: want ids and mean and cls vectors of %d values, have %d ids, %d and %d values",
+				dir, i, cfg.HiddenSize, len(s.IDs), len(s.Mean), len(s.CLS))
+		}
 	}
 	return cfg, w, ref
+}
+
+// fixtureLengths are the longest sequence and the row lengths the parity tests compile for a
+// fixture: up to 1,024 tokens, or the model's maximum if that is shorter.
+func fixtureLengths(cfg Config, rowLengths ...int) (maxLen int, rows []int) {
+	maxLen = min(1024, cfg.MaxPositionEmbeddings)
+	for _, l := range rowLengths {
+		if l < maxLen {
+			rows = append(rows, l)
+		}
+	}
+	return maxLen, append(rows, maxLen)
 }
 
 func cosine(a []float32, b []float64) float64 {
@@ -94,21 +131,22 @@ var parityCases = []parityCase{
 // weights, 4.x config with BF16 MaskedLM weights) in mixed batches of both layouts, lengths 2
 // to 1000 (the sliding window matters from 9 tokens on).
 func TestParityWithHF(t *testing.T) {
-	for _, fixture := range []string{"tiny5x", "tiny4x"} {
-		cfg, w, ref := loadFixture(t, fixture)
+	for _, dir := range parityFixtures() {
+		cfg, w, ref := loadFixture(t, dir)
 		seqs := refSeqs(ref)
+		maxLen, rowLengths := fixtureLengths(cfg, 128, 512)
 		for _, pc := range parityCases {
-			if pc.dtype == BFloat16 && fixture != "tiny4x" {
-				continue // bf16 on simplego is slow; the BF16 checkpoint is the natural case
+			if pc.dtype == BFloat16 && fixtureName(dir) == "tiny5x" {
+				continue // bf16 on simplego is slow; tiny4x's BF16 checkpoint is the natural case
 			}
-			name := fixture + "/" + pc.dtype.String() + "/" + pc.pooling.String()
+			name := fixtureName(dir) + "/" + pc.dtype.String() + "/" + pc.pooling.String()
 			if pc.normalize {
 				name += "/normalized"
 			}
 			t.Run(name, func(t *testing.T) {
 				m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", DType: pc.dtype,
-					Pooling: pc.pooling, Normalize: pc.normalize, MaxSequenceLength: 1024,
-					RowLengths: []int{128, 512, 1024}, MaxBatchTokens: 1024})
+					Pooling: pc.pooling, Normalize: pc.normalize, MaxSequenceLength: maxLen,
+					RowLengths: rowLengths, MaxBatchTokens: 1024})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -127,11 +165,12 @@ func TestParityWithHF(t *testing.T) {
 
 // TestParityAlone checks each sequence run alone in a row of its own length bucket, as HF ran it.
 func TestParityAlone(t *testing.T) {
-	for _, fixture := range []string{"tiny5x", "tiny4x"} {
-		cfg, w, ref := loadFixture(t, fixture)
+	for _, dir := range parityFixtures() {
+		cfg, w, ref := loadFixture(t, dir)
 		pc := parityCase{Float32, Mean, false}
-		m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", MaxSequenceLength: 1024,
-			RowLengths: []int{16, 64, 128, 512, 1024}, MaxBatchTokens: 1024, PaddedRows: 1})
+		maxLen, rowLengths := fixtureLengths(cfg, 16, 64, 128, 512)
+		m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", MaxSequenceLength: maxLen,
+			RowLengths: rowLengths, MaxBatchTokens: 1024, PaddedRows: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +183,7 @@ func TestParityAlone(t *testing.T) {
 			got[i] = v[0]
 		}
 		m.Close()
-		checkParity(t, fixture+" alone", pc, ref, got)
+		checkParity(t, fixtureName(dir)+" alone", pc, ref, got)
 	}
 }
 

@@ -13,13 +13,14 @@ func TestParityXLA(t *testing.T) {
 	if plugin == "" {
 		t.Skip("no PJRT plugin (set " + EnvXLAPlugin + ")")
 	}
-	for _, fixture := range []string{"tiny5x", "tiny4x"} {
-		cfg, w, ref := loadFixture(t, fixture)
+	for _, dir := range parityFixtures() {
+		cfg, w, ref := loadFixture(t, dir)
 		seqs := refSeqs(ref)
+		maxLen, rowLengths := fixtureLengths(cfg, 128, 512)
 		for _, pc := range parityCases {
-			t.Run(fixture+"/"+pc.dtype.String()+"/"+pc.pooling.String(), func(t *testing.T) {
+			t.Run(fixtureName(dir)+"/"+pc.dtype.String()+"/"+pc.pooling.String(), func(t *testing.T) {
 				opts := Options{Backend: "xla:" + plugin, DType: pc.dtype, Pooling: pc.pooling, Normalize: pc.normalize,
-					MaxSequenceLength: 1024, RowLengths: []int{128, 512, 1024}, MaxBatchTokens: 4096}
+					MaxSequenceLength: maxLen, RowLengths: rowLengths, MaxBatchTokens: 4096}
 				m, err := New(context.Background(), cfg, w, opts)
 				if err != nil {
 					t.Fatal(err)

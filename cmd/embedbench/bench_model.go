@@ -71,6 +71,9 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 		return err
 	}
 	defer m.Close()
+	if tok == nil {
+		return fmt.Errorf("--model %s has no tokenizer.json to tokenize --data with: pass --tokenizer", mf.model)
+	}
 
 	var seqs [][]int32
 	total, longest := 0, 0

@@ -29,6 +29,7 @@ func embedCommand(ctx context.Context, args []string, in io.Reader, out io.Write
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: embedbench embed --model DIR|ID [--weights random] [--device cpu|cuda] [--dtype float32|bfloat16] [--pooling mean|cls] < texts.jsonl > vectors.jsonl")
 		fmt.Fprintln(fs.Output(), "\nReads one {\"text\": \"...\"} per line and writes one {\"embedding\": [...]} per line; texts longer than the model's maximum are truncated.")
+		fmt.Fprintln(fs.Output(), "A line may give token ids instead, {\"ids\": [...]} as `embedbench tokenize` writes them ([CLS]/[SEP] included, never truncated).")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, false); err != nil {
@@ -79,8 +80,16 @@ func embedLines(ctx context.Context, m *modernbert.Model, tok *tokenizer.Tokeniz
 		}
 		return nil
 	}
-	err = readTextLines(ctx, in, true, func(line int, text string) error {
-		ids, _ := tok.AppendIDs(nil, text, m.MaxSequenceLength())
+	err = readRecords(ctx, in, true, true, func(line int, rec inputRecord) error {
+		ids := rec.IDs
+		if rec.Text != nil {
+			if tok == nil {
+				return fmt.Errorf("line %d: a text needs a tokenizer, and the model has no tokenizer.json: pass --tokenizer, or give {\"ids\": [...]} lines", line)
+			}
+			ids, _ = tok.AppendIDs(nil, *rec.Text, m.MaxSequenceLength())
+		} else if err := checkIDs(m, ids); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
 		if len(seqs) == 0 {
 			first = line
 		}
@@ -95,4 +104,23 @@ func embedLines(ctx context.Context, m *modernbert.Model, tok *tokenizer.Tokeniz
 		err = ferr
 	}
 	return err
+}
+
+// checkIDs refuses ids the model cannot embed, so that the error names the input line rather
+// than the batch it would have joined. Ids are taken as given ([CLS] and [SEP] included, as
+// tokenize writes them): never truncated, since cutting would drop the final [SEP].
+func checkIDs(m *modernbert.Model, ids []int32) error {
+	if len(ids) == 0 {
+		return fmt.Errorf("empty \"ids\"")
+	}
+	if len(ids) > m.MaxSequenceLength() {
+		return fmt.Errorf("%d ids, the model takes at most %d (--max-length; texts are truncated, ids are not)", len(ids), m.MaxSequenceLength())
+	}
+	vocab := m.Config().VocabSize
+	for _, id := range ids {
+		if id < 0 || int(id) >= vocab {
+			return fmt.Errorf("token id %d is outside the vocabulary (0..%d)", id, vocab-1)
+		}
+	}
+	return nil
 }

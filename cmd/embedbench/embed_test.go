@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,5 +68,125 @@ func TestEmbedRefusesBadFlags(t *testing.T) {
 	args = []string{"--model", tinyEmbedArgs(t)[1], "--scale", "2,64,4,128", "--device", "cpu"}
 	if err := embedCommand(context.Background(), args, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--scale needs --weights random") {
 		t.Fatalf("error %v, want a --scale error", err)
+	}
+}
+
+// embedVectors runs embed and returns its vectors, one per output line.
+func embedVectors(t *testing.T, args []string, in string) [][]float64 {
+	t.Helper()
+	var out bytes.Buffer
+	if err := embedCommand(context.Background(), args, strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	var vecs [][]float64
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var rec struct{ Embedding []float64 }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("output line %q: %v", line, err)
+		}
+		vecs = append(vecs, rec.Embedding)
+	}
+	return vecs
+}
+
+// `embedbench tokenize | embedbench embed` gives the vectors that embedding the texts gives.
+func TestEmbedTakesTokenizeOutput(t *testing.T) {
+	args := tinyEmbedArgs(t)
+	texts := "{\"text\": \"Hello world\"}\n{\"text\": \"The quick brown fox jumps over the lazy dog.\"}\n"
+	var ids bytes.Buffer
+	if err := tokenizeCommand(context.Background(), []string{"--model", args[1], "--max-length", "128"}, strings.NewReader(texts), &ids); err != nil {
+		t.Fatal(err)
+	}
+	fromTexts, fromIDs := embedVectors(t, args, texts), embedVectors(t, args, ids.String())
+	if len(fromTexts) != 2 || len(fromIDs) != 2 {
+		t.Fatalf("%d and %d vectors for 2 lines", len(fromTexts), len(fromIDs))
+	}
+	for i := range fromTexts {
+		for j := range fromTexts[i] {
+			if math.Abs(fromTexts[i][j]-fromIDs[i][j]) > 1e-6 {
+				t.Fatalf("line %d, value %d: %g from the text, %g from its ids", i+1, j, fromTexts[i][j], fromIDs[i][j])
+			}
+		}
+	}
+}
+
+// A model folder without tokenizer.json (HF's tiny test fixture) embeds ids, and its vectors
+// are HF transformers' vectors for them.
+func TestEmbedIDsMatchHFWithoutTokenizer(t *testing.T) {
+	dir := filepath.Join("..", "..", "internal", "modernbert", "testdata", "tiny4x")
+	data, err := os.ReadFile(filepath.Join(dir, "reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Sequences []struct {
+			IDs  []int32
+			Mean []float64
+		}
+	}
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatal(err)
+	}
+	var in strings.Builder
+	for _, s := range ref.Sequences {
+		line, _ := json.Marshal(map[string][]int32{"ids": s.IDs})
+		in.Write(append(line, '\n'))
+	}
+	got := embedVectors(t, []string{"--model", dir, "--device", "cpu"}, in.String())
+	if len(got) != len(ref.Sequences) {
+		t.Fatalf("%d vectors for %d lines", len(got), len(ref.Sequences))
+	}
+	for i, s := range ref.Sequences {
+		var dot, nw, ng float64
+		for j, w := range s.Mean {
+			dot, nw, ng = dot+w*got[i][j], nw+w*w, ng+got[i][j]*got[i][j]
+		}
+		if c := dot / math.Sqrt(nw*ng); c < 0.99999 {
+			t.Errorf("sequence %d (%d ids): cosine %.7f with HF's vector, want >= 0.99999", i, len(s.IDs), c)
+		}
+	}
+
+	var out bytes.Buffer
+	err = embedCommand(context.Background(), []string{"--model", dir, "--device", "cpu"}, strings.NewReader("{\"ids\": [1, 5, 2]}\n{\"text\": \"needs a tokenizer\"}\n"), &out)
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "--tokenizer") {
+		t.Fatalf("error %v, want one naming line 2 and --tokenizer", err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 1 {
+		t.Fatalf("%d vectors written before the text line, want 1", n)
+	}
+}
+
+func TestEmbedRefusesBadIDs(t *testing.T) {
+	args := tinyEmbedArgs(t) // --max-length 128, vocabulary 50,368
+	for _, tc := range []struct{ line, want string }{
+		{`{"ids": []}`, "empty"},
+		{`{"ids": [1, 50368, 2]}`, "outside the vocabulary"},
+		{`{"ids": [1, -4, 2]}`, "outside the vocabulary"},
+		{`{"ids": [1, 2.5]}`, "want {\"text\""},
+		{`{"ids": [1, 2], "text": "both"}`, "both"},
+		{`{"ids": [` + strings.Repeat("7, ", 128) + `2]}`, "129 ids, the model takes at most 128"},
+	} {
+		var out bytes.Buffer
+		in := "{\"ids\": [1, 7, 2]}\n" + tc.line + "\n"
+		err := embedCommand(context.Background(), args, strings.NewReader(in), &out)
+		if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming line 2 and %q", tc.line, err, tc.want)
+		}
+		if n := strings.Count(out.String(), "\n"); n != 1 {
+			t.Errorf("%s: %d vectors written before the bad line, want 1", tc.line, n)
+		}
+	}
+}
+
+func TestEmbedTokenizerFlag(t *testing.T) {
+	args := tinyEmbedArgs(t)
+	withFlag := append(slices.Clone(args), "--tokenizer", args[1])
+	a, b := embedVectors(t, args, "{\"text\": \"same tokenizer\"}\n"), embedVectors(t, withFlag, "{\"text\": \"same tokenizer\"}\n")
+	if !slices.Equal(a[0], b[0]) {
+		t.Fatal("--tokenizer naming the model's own folder changed the vector")
+	}
+	bad := append(slices.Clone(args), "--tokenizer", t.TempDir())
+	if err := embedCommand(context.Background(), bad, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--tokenizer") {
+		t.Fatalf("error %v, want a --tokenizer error for a folder without tokenizer.json", err)
 	}
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +20,7 @@ import (
 // share them.
 type modelFlags struct {
 	model          string
+	tokenizer      string
 	config         string
 	weights        string
 	seed           int64
@@ -35,7 +38,8 @@ type modelFlags struct {
 }
 
 func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
-	fs.StringVar(&f.model, "model", "", "model directory, hub cache snapshot or hub id (org/name) with config.json and tokenizer.json")
+	fs.StringVar(&f.model, "model", "", "model directory, hub cache snapshot or hub id (org/name) with config.json and (for texts) tokenizer.json")
+	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer.json, or a folder holding one, to use instead of the model's")
 	fs.StringVar(&f.config, "config", "", "config.json to use instead of the model's (e.g. a different size with --weights random)")
 	fs.StringVar(&f.weights, "weights", "model", "model: the model's safetensors; random: random weights of the config's shapes")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of --weights random")
@@ -76,7 +80,8 @@ func (f *modelFlags) backend() (string, error) {
 }
 
 // load resolves the model, reads its config, weights and tokenizer, and builds the model with
-// the given layouts compiled.
+// the given layouts compiled. The tokenizer is nil when the model has none and --tokenizer is
+// not given (a test model, say, fed token ids).
 func (f *modelFlags) load(ctx context.Context, layouts ...modernbert.Layout) (*modernbert.Model, *tokenizer.Tokenizer, error) {
 	if f.model == "" {
 		return nil, nil, fmt.Errorf("--model is required (it gives the tokenizer, and the config unless --config)")
@@ -124,7 +129,7 @@ func (f *modelFlags) load(ctx context.Context, layouts ...modernbert.Layout) (*m
 	if opts.MaxSequenceLength == 0 || opts.MaxSequenceLength > cfg.MaxPositionEmbeddings {
 		opts.MaxSequenceLength = cfg.MaxPositionEmbeddings
 	}
-	tok, err := tokenizer.LoadFile(filepath.Join(dir, "tokenizer.json"))
+	tok, err := f.loadTokenizer(dir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -142,6 +147,25 @@ func (f *modelFlags) load(ctx context.Context, layouts ...modernbert.Layout) (*m
 	slog.Info("model ready", "backend", info.Backend, "device", info.Device, "dtype", info.DType, "pooling", info.Pooling,
 		"weights", info.Weights, "config", info.Config, "shapes", strings.Join(info.Shapes, " "), "compile", info.CompileTime)
 	return m, tok, nil
+}
+
+// loadTokenizer reads --tokenizer (a tokenizer.json or a folder holding one), else the model
+// folder's tokenizer.json, which may be missing: then it returns nil.
+func (f *modelFlags) loadTokenizer(modelDir string) (*tokenizer.Tokenizer, error) {
+	path := f.tokenizer
+	if path == "" {
+		path = filepath.Join(modelDir, "tokenizer.json")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	} else if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "tokenizer.json")
+	}
+	tok, err := tokenizer.LoadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--tokenizer: %w", err)
+	}
+	return tok, nil
 }
 
 // scaleConfig applies --scale LAYERS,HIDDEN,HEADS,INTERMEDIATE.

@@ -71,11 +71,11 @@ func tokenizeLines(ctx context.Context, tok *tokenizer.Tokenizer, opts tokenizer
 		ids []int32
 		buf []byte
 	)
-	return readTextLines(ctx, in, false, func(_ int, text string) error {
+	return readRecords(ctx, in, false, false, func(_ int, rec inputRecord) error {
 		if opts.AddSpecialTokens && !opts.TruncateLeft {
-			ids, _ = tok.AppendIDs(ids[:0], text, opts.MaxLength)
+			ids, _ = tok.AppendIDs(ids[:0], *rec.Text, opts.MaxLength)
 		} else {
-			ids = tok.Encode(text, opts).IDs
+			ids = tok.Encode(*rec.Text, opts).IDs
 		}
 		buf = append(buf[:0], `{"ids":[`...)
 		for i, id := range ids {

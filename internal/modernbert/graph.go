@@ -60,12 +60,12 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		if i > 0 {
 			x = layerNorm(spec, params, p+"attn_norm", h)
 		}
-		mask, rp := localMask, localRope
+		mask, rp, window := localMask, localRope, cfg.HalfWindow()
 		if cfg.IsGlobal(i) {
-			mask, rp = globalMask, globalRope
+			mask, rp, window = globalMask, globalRope, 0
 		}
 		if !spec.variant.skipAttention {
-			h = Add(h, attention(spec, params, p+"attn.", x, mask, rp))
+			h = Add(h, attention(spec, params, p+"attn.", x, mask, rp, window))
 		}
 		x = layerNorm(spec, params, p+"mlp_norm", h)
 		if !spec.variant.skipMLP {
@@ -112,8 +112,9 @@ func linear(spec graphSpec, params map[string]*Node, prefix string, x *Node) *No
 
 // attention is one multi-head self-attention block on fp32 x [n, hidden]; mask [rows, 1,
 // rowLen, rowLen] says which keys each query sees (with fusedAttention, as an additive bias),
-// and rp holds the rotary tables for this layer's kind.
-func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *Node, rp rotary) *Node {
+// rp holds the rotary tables for this layer's kind, and window is how far a query sees on each
+// side in a sliding-window layer (0: global).
+func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *Node, rp rotary, window int) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
 	qkv := linear(spec, params, prefix+"Wqkv", x) // [n, 3*hidden] fp32
@@ -122,14 +123,55 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *
 		return Reshape(SliceAxis(qkv, 2, AxisRange(i, i+1)), rows, rowLen, heads, headDim)
 	}
 	q, k, v := rp.apply(part(0)), rp.apply(part(1)), part(2)
+	var out *Node
 	if spec.fusedAttention {
-		out := cudnnAttention(ConvertDType(q, spec.dtype), ConvertDType(k, spec.dtype), ConvertDType(v, spec.dtype),
+		out = cudnnAttention(ConvertDType(q, spec.dtype), ConvertDType(k, spec.dtype), ConvertDType(v, spec.dtype),
 			mask, 1/math.Sqrt(float64(headDim)))
-		return linear(spec, params, prefix+"Wo", Reshape(ConvertDType(out, dtypes.Float32), rows*rowLen, cfg.HiddenSize))
+	} else {
+		q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
+		out = blockedAttention(spec, q, ConvertDType(k, spec.dtype), ConvertDType(v, spec.dtype), mask, window)
 	}
-	q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
-	k = ConvertDType(k, spec.dtype)
-	v = ConvertDType(v, spec.dtype)
+	out = Reshape(ConvertDType(out, dtypes.Float32), rows*rowLen, cfg.HiddenSize)
+	return linear(spec, params, prefix+"Wo", out)
+}
+
+// attentionBlock is the most queries one XLA attention product scores at once. Longer rows are
+// split into blocks of queries: the fp32 scores of an 8192-token row need never exist whole
+// (XLA's allocator keeps its peak, so one such warm-up held 33 GB for the life of a server),
+// and in sliding-window layers a block scores only the keys its window reaches.
+const attentionBlock = 512
+
+// blockedAttention computes attention for scaled q and k, v [rows, L, heads, D] (compute dtype)
+// one block of attentionBlock queries at a time (see attentionBlock), returning [rows, L,
+// heads, D]. A block of a sliding-window layer (window > 0) sees only keys within window rows
+// of it: within a row a sequence's tokens are contiguous, so those hold every key its mask
+// admits, and the result is exactly the unblocked one.
+func blockedAttention(spec graphSpec, q, k, v, mask *Node, window int) *Node {
+	rowLen := spec.rowLen
+	block := attentionBlock
+	if spec.variant.attentionWhole {
+		block = rowLen
+	}
+	if rowLen <= block {
+		return attend(spec, q, k, v, mask)
+	}
+	var outs []*Node
+	for start := 0; start < rowLen; start += block {
+		end := min(start+block, rowLen)
+		keysFrom, keysTo := 0, rowLen
+		if window > 0 {
+			keysFrom, keysTo = max(0, start-window), min(rowLen, end+window)
+		}
+		keys := AxisRange(keysFrom, keysTo)
+		outs = append(outs, attend(spec, SliceAxis(q, 1, AxisRange(start, end)), SliceAxis(k, 1, keys), SliceAxis(v, 1, keys),
+			Slice(mask, AxisRange(), AxisRange(), AxisRange(start, end), keys)))
+	}
+	return Concatenate(outs, 1)
+}
+
+// attend is softmax(q·kᵀ masked)·v for q [rows, Q, heads, D], k and v [rows, K, heads, D] and
+// mask [rows, 1, Q, K]; the result is [rows, Q, heads, D] in the compute dtype.
+func attend(spec graphSpec, q, k, v, mask *Node) *Node {
 	scores := Einsum("rqhd,rkhd->rhqk", q, k)
 	if spec.variant.scoresF32 {
 		scores = ConvertDType(scores, dtypes.Float32)
@@ -138,13 +180,11 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *
 	// layer) stays in the compute dtype unless the variant asks for fp32. Masked scores are
 	// selected away with the boolean mask (1 byte a score) rather than by adding an fp32 bias:
 	// 1.6% faster on the H200.
-	g := x.Graph()
+	g := q.Graph()
 	masked := ConvertDType(scores, dtypes.Float32)
 	masked = Where(BroadcastToShape(mask, shapes.Make(dtypes.Bool, masked.Shape().Dimensions...)), masked, Scalar(g, dtypes.Float32, maskedScore))
 	probs := Softmax(masked, -1)
-	out := ConvertDType(Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v), dtypes.Float32)
-	out = Reshape(out, rows*rowLen, cfg.HiddenSize)
-	return linear(spec, params, prefix+"Wo", out)
+	return Einsum("rhqk,rkhd->rqhd", ConvertDType(probs, spec.dtype), v)
 }
 
 // mlp is the GeGLU block: Wi -> split into (input, gate) -> gelu(input)*gate -> Wo.

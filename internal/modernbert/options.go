@@ -184,6 +184,7 @@ type Info struct {
 // comma-separated list of "scores-f32" (store the attention scores in fp32 rather than the
 // compute dtype), "ln-twopass" (LayerNorm variance from the centred values, a second read of the input),
 // "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies),
+// "attention-whole" (XLA attention over whole rows, not blocks of queries),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
@@ -196,6 +197,7 @@ type graphVariant struct {
 	scoresF32              bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
 	lnTwoPass              bool // LayerNorm variance from the centred values (else E[x²]-E[x]²)
 	xlaAttention           bool // attention as XLA ops even where cuDNN's fused kernel applies
+	attentionWhole         bool // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 }
@@ -211,6 +213,8 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.lnTwoPass = true
 		case "xla-attention":
 			v.xlaAttention = true
+		case "attention-whole":
+			v.attentionWhole = true
 		case "fused-attention":
 			v.fusedAttention = true
 		case "skip-attention":
@@ -218,7 +222,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "skip-mlp":
 			v.skipMLP = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, fused-attention, skip-attention, skip-mlp)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, attention-whole, fused-attention, skip-attention, skip-mlp)", EnvVariant, f)
 		}
 	}
 	return v, nil

@@ -223,3 +223,33 @@ func checkParity(t *testing.T, how string, pc parityCase, ref reference, got [][
 	}
 	t.Logf("%s: worst cosine %.8f, worst max abs diff %.3g", how, worstCos, worstDiff)
 }
+
+// Rows longer than attentionBlock are attended one block of queries at a time, sliding-window
+// layers scoring only the keys their window reaches; the vectors must be those of whole rows.
+func TestBlockedAttentionEqualsWholeRows(t *testing.T) {
+	cfg, w, ref := loadFixture(t, filepath.Join("testdata", "tiny5x"))
+	seqs := refSeqs(ref)
+	embed := func() [][]float32 {
+		m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", MaxSequenceLength: 1024,
+			RowLengths: []int{1024}, MaxBatchTokens: 2048})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		got, _, err := m.Embed(context.Background(), seqs, Packed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	blocked := embed()
+	t.Setenv(EnvVariant, "attention-whole")
+	whole := embed()
+	for i := range whole {
+		for j := range whole[i] {
+			if d := math.Abs(float64(blocked[i][j] - whole[i][j])); d > 1e-6 {
+				t.Fatalf("sequence %d (%d tokens), value %d: blocked %g, whole %g", i, len(seqs[i]), j, blocked[i][j], whole[i][j])
+			}
+		}
+	}
+}

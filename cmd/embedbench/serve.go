@@ -186,6 +186,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx, ln) }()
 
+	loadStart := time.Now()
 	loaded, err := f.load(ctx, backend, mon, srv)
 	if err != nil {
 		stopServing()
@@ -200,7 +201,8 @@ func serve(ctx context.Context, f serveFlags) error {
 	info := loaded.Backend.Info
 	slog.Info("ready", "engine", f.engine, "url", "http://"+ln.Addr().String(), "model", name,
 		"device", info.Device, "dtype", info.DType, "weights", info.Weights,
-		"replicas", info.Replicas, "max_sequence_length", loaded.Backend.MaxSequenceLength)
+		"replicas", info.Replicas, "max_sequence_length", loaded.Backend.MaxSequenceLength,
+		"load_and_warm_up", time.Since(loadStart).Round(time.Millisecond))
 	return <-served
 }
 

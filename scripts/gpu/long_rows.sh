@@ -24,7 +24,7 @@ env $V=attention-whole "$BIN" serve --port 8101 "${SERVE_ARGS[@]}" --engine sequ
 wait_healthy http://127.0.0.1:8100 400; wait_healthy http://127.0.0.1:8101 400
 { nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader
   ps -eo pid,args | grep "embedbench serve" | grep -v grep; } | tee "$OUT/server_memory.txt"
-grep -h '"model ready"\|model ready' "$W"/server_*.log | head -2 | cut -c1-400 | tee -a "$OUT/server_memory.txt"
+for f in "$W"/server_blocked.log "$W"/server_whole.log; do echo "$f: $(grep -o 'load_and_warm_up=[^ ]*' "$f")"; done | tee -a "$OUT/server_memory.txt"
 pkill -f "embedbench serve"; sleep 2
 
 echo "== fp32 throughput on long texts"

@@ -182,18 +182,7 @@ func TestBiasesAreApplied(t *testing.T) {
 	biased.NormBias, biased.AttentionBias, biased.MLPBias = true, true, true
 	opts := Options{Backend: "simplego", Layouts: []Layout{Packed}, MaxSequenceLength: 64, RowLengths: []int{64}}
 	seqs := randomSeqs(rand.New(rand.NewPCG(5, 6)), plain, 10, 40)
-	embed := func(cfg Config, w *Weights) [][]float32 {
-		m, err := New(context.Background(), cfg, w, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		got, _, err := m.Embed(context.Background(), seqs, Packed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
+	embed := func(cfg Config, w *Weights) [][]float32 { return embedOnce(t, cfg, w, opts, seqs, Packed) }
 	want := embed(plain, RandomWeights(plain, 9))
 	wb := RandomWeights(biased, 9) // biases are zeros; the other tensors draw the same numbers
 	for _, name := range []string{"layers.1.attn.Wqkv.bias", "layers.1.mlp.Wo.bias", "final_norm.bias"} {
@@ -283,4 +272,19 @@ func TestMixedLengthsShareOneStep(t *testing.T) {
 			t.Errorf("sequence %d (%d tokens): sharing a step changed it by %g", i, len(seq), d)
 		}
 	}
+}
+
+// embedOnce builds a model, embeds seqs in layout and closes the model.
+func embedOnce(t *testing.T, cfg Config, w *Weights, opts Options, seqs [][]int32, layout Layout) [][]float32 {
+	t.Helper()
+	m, err := New(context.Background(), cfg, w, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got, _, err := m.Embed(context.Background(), seqs, layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

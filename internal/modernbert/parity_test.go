@@ -229,22 +229,10 @@ func checkParity(t *testing.T, how string, pc parityCase, ref reference, got [][
 func TestBlockedAttentionEqualsWholeRows(t *testing.T) {
 	cfg, w, ref := loadFixture(t, filepath.Join("testdata", "tiny5x"))
 	seqs := refSeqs(ref)
-	embed := func() [][]float32 {
-		m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", MaxSequenceLength: 1024,
-			RowLengths: []int{1024}, MaxBatchTokens: 2048})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		got, _, err := m.Embed(context.Background(), seqs, Packed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	blocked := embed()
+	opts := Options{Backend: "simplego", MaxSequenceLength: 1024, RowLengths: []int{1024}, MaxBatchTokens: 2048}
+	blocked := embedOnce(t, cfg, w, opts, seqs, Packed)
 	t.Setenv(EnvVariant, "attention-whole")
-	whole := embed()
+	whole := embedOnce(t, cfg, w, opts, seqs, Packed)
 	for i := range whole {
 		for j := range whole[i] {
 			if d := math.Abs(float64(blocked[i][j] - whole[i][j])); d > 1e-6 {

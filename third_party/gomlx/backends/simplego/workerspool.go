@@ -134,3 +134,14 @@ func (w *workersPool) WorkerIsAsleep() {
 func (w *workersPool) WorkerRestarted() {
 	w.extraParallelism.Add(-1)
 }
+
+// StartOrRunInline runs task in a free worker if there is one, else in the calling goroutine,
+// and returns at once in the first case. Work split up from inside a worker must start its
+// parts this way rather than with WaitToStart: a worker waiting for a free slot while holding
+// its own deadlocks once every slot is held by such a waiter. (Added by embedbench, see
+// third_party/README.md: upstream's nested WaitToStart calls hung ModernBERT on CPU.)
+func (w *workersPool) StartOrRunInline(task func()) {
+	if !w.StartIfAvailable(task) {
+		task()
+	}
+}

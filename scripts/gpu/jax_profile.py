@@ -4,7 +4,8 @@ JAX drives the same XLA as our Go binary, so this mirrors internal/modernbert/gr
 matmuls; fp32 residual stream, norms, RoPE and softmax; packed rows with segment ids and
 per-sequence positions; sliding window in local layers; mean pooling per segment), times it,
 and profiles it with jax.profiler (CUPTI inside the CUDA plugin). It prints one JSON line per
-variant timed and, for the baseline, the kernels grouped by kind with their share of GPU time.
+variant timed and, for the one named by --profile (default base), the kernels grouped by kind with
+their share of GPU time.
 Weights are random (the speed does not depend on them); lengths are MS MARCO's, tokenised by
 HF tokenizers.
 
@@ -88,7 +89,9 @@ def layer_norm(x, w, one_pass=False):
     return (x - mean) * jax.lax.rsqrt(var + 1e-5) * w
 
 
-def linear(x, w):
+def linear(x, w, f32_out=False):
+    if f32_out:  # bf16 inputs, the product's fp32 accumulator returned as is
+        return jnp.einsum("nc,oc->no", x.astype(BF16), w, preferred_element_type=F32)
     return jnp.einsum("nc,oc->no", x.astype(BF16), w).astype(F32)
 
 
@@ -106,11 +109,16 @@ def forward(p, ids, pos, seg, variant, tables, segments):
     masks = {True: same[:, None], False: (same & near)[:, None]}
     rope = {g: (tables[g][0][pos][:, :, None], tables[g][1][pos][:, :, None]) for g in (True, False)}
     one_pass = "ln-onepass" in variant
+    f32_out = "f32out" in variant  # products return fp32 (no bf16 rounding of their outputs)
+    rope_bf16 = "rope-bf16" in variant  # RoPE computed in bf16
+    gelu_bf16 = "gelu-bf16" in variant  # GeGLU computed in bf16
     for i, lp in enumerate(p["layers"]):
         glob_ = i % 3 == 0
         x = h if i == 0 else layer_norm(h, lp["n1"], one_pass)
-        qkv = linear(x, lp["wqkv"]).reshape(rows, L, 3, NH, HD)
+        qkv = linear(x, lp["wqkv"], f32_out).reshape(rows, L, 3, NH, HD)
         cos, sin = rope[glob_]
+        if rope_bf16:
+            qkv, cos, sin = qkv.astype(BF16), cos.astype(BF16), sin.astype(BF16)
         q = (rotate(qkv[:, :, 0], cos, sin) / math.sqrt(HD)).astype(BF16)
         k = rotate(qkv[:, :, 1], cos, sin).astype(BF16)
         v = qkv[:, :, 2].astype(BF16)
@@ -127,10 +135,13 @@ def forward(p, ids, pos, seg, variant, tables, segments):
             else:
                 pr = jax.nn.softmax(s, -1)
                 o = jnp.einsum("rhqk,rkhd->rqhd", pr.astype(BF16), v).astype(F32)
-        h = h + linear(o.reshape(n, H), lp["wo"])
+        h = h + linear(o.reshape(n, H), lp["wo"], f32_out)
         x = layer_norm(h, lp["n2"], one_pass)
-        a, g = jnp.split(linear(x, lp["wi"]), 2, -1)
-        h = h + linear(jax.nn.gelu(a, approximate=False) * g, lp["wo2"])
+        wi = linear(x, lp["wi"], f32_out)
+        if gelu_bf16:
+            wi = wi.astype(BF16)
+        a, g = jnp.split(wi, 2, -1)
+        h = h + linear(jax.nn.gelu(a, approximate=False) * g, lp["wo2"], f32_out)
     h = layer_norm(h, jnp.ones(H, F32)).reshape(rows, L, H)
     member = (seg[:, None, :] == jnp.arange(1, segments + 1)[None, :, None]).astype(F32)
     pooled = jnp.einsum("rsl,rlh->rsh", member, h) / jnp.maximum(member.sum(-1, keepdims=True), 1)
@@ -177,6 +188,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--variants", default="base,softmax-late,ln-onepass,L128,cudnn")
     ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--profile", default="base", help="the variant whose kernels are profiled (kernels.json)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     lengths = token_lengths(args.tokenizer, args.tsv)
@@ -210,7 +222,7 @@ def main():
             text = fn.lower(p, ids, pos, seg).as_text()
             calls = [l.strip() for l in text.splitlines() if "custom_call" in l][:2]
             open(os.path.join(args.out, "cudnn_custom_call.txt"), "w").write("\n\n".join(calls) + "\n")
-        if variant == "base":
+        if variant == args.profile:
             try:
                 trace = os.path.join(args.out, "trace")
                 jax.profiler.start_trace(trace, create_perfetto_trace=True)

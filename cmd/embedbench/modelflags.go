@@ -162,10 +162,10 @@ func (f *modelFlags) loadTokenizer(modelDir string) (*tokenizer.Tokenizer, error
 		path = filepath.Join(path, "tokenizer.json")
 	}
 	tok, err := tokenizer.LoadFile(path)
-	if err != nil {
+	if err != nil && f.tokenizer != "" {
 		return nil, fmt.Errorf("--tokenizer: %w", err)
 	}
-	return tok, nil
+	return tok, err
 }
 
 // scaleConfig applies --scale LAYERS,HIDDEN,HEADS,INTERMEDIATE.

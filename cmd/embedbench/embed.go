@@ -87,8 +87,9 @@ func embedLines(ctx context.Context, m *modernbert.Model, tok *tokenizer.Tokeniz
 				return fmt.Errorf("line %d: a text needs a tokenizer, and the model has no tokenizer.json: pass --tokenizer, or give {\"ids\": [...]} lines", line)
 			}
 			ids, _ = tok.AppendIDs(nil, *rec.Text, m.MaxSequenceLength())
-		} else if err := checkIDs(m, ids); err != nil {
-			return fmt.Errorf("line %d: %w", line, err)
+		} else if err := m.CheckSequence(ids); err != nil {
+			// Ids are taken as given, never truncated: cutting would drop the final [SEP].
+			return fmt.Errorf("line %d: ids: %w", line, err)
 		}
 		if len(seqs) == 0 {
 			first = line
@@ -104,23 +105,4 @@ func embedLines(ctx context.Context, m *modernbert.Model, tok *tokenizer.Tokeniz
 		err = ferr
 	}
 	return err
-}
-
-// checkIDs refuses ids the model cannot embed, so that the error names the input line rather
-// than the batch it would have joined. Ids are taken as given ([CLS] and [SEP] included, as
-// tokenize writes them): never truncated, since cutting would drop the final [SEP].
-func checkIDs(m *modernbert.Model, ids []int32) error {
-	if len(ids) == 0 {
-		return fmt.Errorf("empty \"ids\"")
-	}
-	if len(ids) > m.MaxSequenceLength() {
-		return fmt.Errorf("%d ids, the model takes at most %d (--max-length; texts are truncated, ids are not)", len(ids), m.MaxSequenceLength())
-	}
-	vocab := m.Config().VocabSize
-	for _, id := range ids {
-		if id < 0 || int(id) >= vocab {
-			return fmt.Errorf("token id %d is outside the vocabulary (0..%d)", id, vocab-1)
-		}
-	}
-	return nil
 }

@@ -164,7 +164,7 @@ func TestEmbedRefusesBadIDs(t *testing.T) {
 		{`{"ids": [1, -4, 2]}`, "outside the vocabulary"},
 		{`{"ids": [1, 2.5]}`, "want {\"text\""},
 		{`{"ids": [1, 2], "text": "both"}`, "both"},
-		{`{"ids": [` + strings.Repeat("7, ", 128) + `2]}`, "129 ids, the model takes at most 128"},
+		{`{"ids": [` + strings.Repeat("7, ", 128) + `2]}`, "129 tokens, more than the maximum 128"},
 	} {
 		var out bytes.Buffer
 		in := "{\"ids\": [1, 7, 2]}\n" + tc.line + "\n"

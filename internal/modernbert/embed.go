@@ -130,16 +130,26 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, out [][]float32) (Stats, err
 // check refuses empty, too long or out-of-vocabulary sequences before any device work.
 func (m *Model) check(seqs [][]int32) error {
 	for i, seq := range seqs {
-		if len(seq) == 0 {
-			return fmt.Errorf("sequence %d is empty", i)
+		if err := m.CheckSequence(seq); err != nil {
+			return fmt.Errorf("sequence %d: %w", i, err)
 		}
-		if len(seq) > m.opts.MaxSequenceLength {
-			return fmt.Errorf("sequence %d has %d tokens, more than the maximum %d", i, len(seq), m.opts.MaxSequenceLength)
-		}
-		for _, id := range seq {
-			if id < 0 || int(id) >= m.cfg.VocabSize {
-				return fmt.Errorf("sequence %d: token id %d is outside the vocabulary (%d)", i, id, m.cfg.VocabSize)
-			}
+	}
+	return nil
+}
+
+// CheckSequence says why the model cannot embed seq (ids with [CLS]/[SEP]), or returns nil:
+// empty, longer than MaxSequenceLength, or an id outside the vocabulary. Embed checks every
+// sequence so; callers use it to name the bad input before it joins a batch.
+func (m *Model) CheckSequence(seq []int32) error {
+	if len(seq) == 0 {
+		return errors.New("it is empty")
+	}
+	if len(seq) > m.opts.MaxSequenceLength {
+		return fmt.Errorf("%d tokens, more than the maximum %d", len(seq), m.opts.MaxSequenceLength)
+	}
+	for _, id := range seq {
+		if id < 0 || int(id) >= m.cfg.VocabSize {
+			return fmt.Errorf("token id %d is outside the vocabulary (0..%d)", id, m.cfg.VocabSize-1)
 		}
 	}
 	return nil

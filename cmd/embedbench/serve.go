@@ -54,6 +54,13 @@ type serveFlags struct {
 	apiKey          string
 	shutdownTimeout time.Duration
 	memoryFraction  float64
+	conn            connFlags
+}
+
+// connFlags bound what one connection, and one client, may hold.
+type connFlags struct {
+	bodyReadTimeout, headerReadTimeout, idleTimeout time.Duration
+	maxHeaderBytes, maxConns, maxConnsPerClient     int
 }
 
 func runServe(ctx context.Context, args []string) error {
@@ -79,6 +86,12 @@ func runServe(ctx context.Context, args []string) error {
 	fs.IntVar(&f.maxSeqLen, "max-sequence-length", 0, "longest sequence in tokens, [CLS]/[SEP] included (0: the model's maximum on cuda, 512 on cpu, where compiling 8192-token shapes takes minutes); longer texts are truncated, or refused when the request says \"truncate\": false")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", 32<<20, "request body limit; more is refused with 413")
 	fs.StringVar(&f.apiKey, "api-key", os.Getenv("EMBEDBENCH_API_KEY"), "bearer token the work endpoints require (default $EMBEDBENCH_API_KEY; empty: none)")
+	fs.DurationVar(&f.conn.bodyReadTimeout, "body-read-timeout", server.DefaultBodyReadTimeout, "time from a request's arrival to the last byte of its body; a slower upload gets 408 and its connection is closed")
+	fs.DurationVar(&f.conn.headerReadTimeout, "header-read-timeout", server.DefaultHeaderReadTimeout, "time to receive a request's headers")
+	fs.DurationVar(&f.conn.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection is kept open")
+	fs.IntVar(&f.conn.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "request header limit; more is refused with 431")
+	fs.IntVar(&f.conn.maxConns, "max-connections", 4096, "open connections in all; one more is answered 503 and closed (0: no limit)")
+	fs.IntVar(&f.conn.maxConnsPerClient, "max-connections-per-client", 1024, "open connections from one client address; one more is answered 429 and closed (0: no limit; behind a proxy every client has its address)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", time.Minute, "on SIGTERM, how long to wait for requests in flight")
 	fs.Float64Var(&f.memoryFraction, "memory-fraction", 0, "cap on the share of GPU memory XLA may use per replica (0: no cap; preallocation is off)")
 	fs.Usage = func() {
@@ -122,6 +135,10 @@ func (f *serveFlags) check() error {
 		return errors.New("--max-concurrent-requests, --max-client-batch-size, --batch-size and --max-body-bytes must be positive")
 	case f.maxBatchTokens < 0 || f.maxSeqLen < 0 || f.replicas < 0:
 		return errors.New("--max-batch-tokens, --max-sequence-length and --replicas must not be negative")
+	case f.conn.bodyReadTimeout <= 0, f.conn.headerReadTimeout <= 0, f.conn.idleTimeout <= 0, f.conn.maxHeaderBytes < 1:
+		return errors.New("--body-read-timeout, --header-read-timeout, --idle-timeout and --max-header-bytes must be positive")
+	case f.conn.maxConns < 0, f.conn.maxConnsPerClient < 0:
+		return errors.New("--max-connections and --max-connections-per-client must not be negative")
 	case f.engine == engineSequential && f.replicas > 1:
 		return errors.New("--replicas: the sequential engine runs one model, as an HF service does")
 	}
@@ -172,6 +189,9 @@ func serve(ctx context.Context, f serveFlags) error {
 		EngineName: f.engine, ModelID: name, MaxConcurrentRequests: f.maxConcurrent,
 		MaxClientBatchSize: f.maxClientBatch, MaxBodyBytes: f.maxBodyBytes, APIKey: f.apiKey,
 		ShutdownTimeout: f.shutdownTimeout, GPU: mon, Logger: slog.Default(),
+		BodyReadTimeout: f.conn.bodyReadTimeout, HeaderReadTimeout: f.conn.headerReadTimeout,
+		IdleTimeout: f.conn.idleTimeout, MaxHeaderBytes: f.conn.maxHeaderBytes,
+		MaxConnections: f.conn.maxConns, MaxConnectionsPerClient: f.conn.maxConnsPerClient,
 	})
 	if err != nil {
 		return err

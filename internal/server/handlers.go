@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,9 @@ func (x *exchange) WriteHeader(code int) {
 	x.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection's deadlines.
+func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
+
 func (x *exchange) Write(p []byte) (int, error) {
 	if x.status == 0 {
 		x.status = http.StatusOK
@@ -54,8 +58,8 @@ func (x *exchange) Write(p []byte) (int, error) {
 type route struct {
 	name    string
 	methods []string
-	work    bool // authenticated, admitted under the concurrency limit, needs the model
-	serve   func(x *exchange, b *Backend)
+	work    bool // authenticated, needs the model, body read, then admitted under the concurrency limit
+	serve   func(x *exchange, b *Backend, body []byte)
 }
 
 func (s *Server) routes() http.Handler {
@@ -63,20 +67,22 @@ func (s *Server) routes() http.Handler {
 	metricsHandler := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
 	add := func(path string, rt route) { mux.Handle(path, s.wrap(rt)) }
 	add("/health", route{name: "health", methods: []string{http.MethodGet, http.MethodHead}, serve: s.handleHealth})
-	add("/metrics", route{name: "metrics", methods: []string{http.MethodGet}, serve: func(x *exchange, _ *Backend) {
+	add("/metrics", route{name: "metrics", methods: []string{http.MethodGet}, serve: func(x *exchange, _ *Backend, _ []byte) {
 		metricsHandler.ServeHTTP(x, x.r)
 	}})
 	add("/embed", route{name: "embed", methods: []string{http.MethodPost}, work: true, serve: s.handleEmbed})
 	add("/v1/embeddings", route{name: "openai_embeddings", methods: []string{http.MethodPost}, work: true, serve: s.handleOpenAI})
 	add("/v1/models", route{name: "openai_models", methods: []string{http.MethodGet}, serve: s.handleModels})
 	add("/tokenize", route{name: "tokenize", methods: []string{http.MethodPost}, work: true, serve: s.handleTokenize})
-	add("/", route{name: "unknown", serve: func(x *exchange, _ *Backend) {
+	add("/", route{name: "unknown", serve: func(x *exchange, _ *Backend, _ []byte) {
 		s.writeError(x, api.Errorf(http.StatusNotFound, "", "no route %s %s; try POST /embed, POST /v1/embeddings, POST /tokenize, GET /health, GET /metrics or GET /v1/models", x.r.Method, x.r.URL.Path))
 	}})
 	return mux
 }
 
-// wrap applies, in order: method check, auth, admission, readiness; then logs and counts.
+// wrap applies, in order: method check, auth, readiness, the body read, admission; then logs
+// and counts. The body is read before admission so that a slow upload holds a connection, which
+// the connection limits bound, and never an admission slot, which work ready to run needs.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		x := &exchange{ResponseWriter: w, r: r, start: time.Now()}
@@ -98,7 +104,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		if !rt.work {
-			rt.serve(x, s.backend.Load())
+			rt.serve(x, s.backend.Load(), nil)
 			return
 		}
 		if s.cfg.APIKey != "" && !s.authorized(r) {
@@ -106,6 +112,17 @@ func (s *Server) wrap(rt route) http.Handler {
 			s.writeError(x, api.Errorf(http.StatusUnauthorized, "", "missing or wrong API key: send \"Authorization: Bearer <key>\""))
 			return
 		}
+		b := s.backend.Load()
+		if b == nil {
+			w.Header().Set("Retry-After", "5")
+			s.writeError(x, api.Errorf(http.StatusServiceUnavailable, "", "the model is loading; retry shortly"))
+			return
+		}
+		body, ok := s.readBody(x)
+		if !ok {
+			return
+		}
+		defer s.putBuffer(body)
 		select {
 		case s.admitted <- struct{}{}:
 			defer func() { <-s.admitted }()
@@ -116,13 +133,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		s.metrics.inFlight.Inc()
 		defer s.metrics.inFlight.Dec()
-		b := s.backend.Load()
-		if b == nil {
-			w.Header().Set("Retry-After", "5")
-			s.writeError(x, api.Errorf(http.StatusServiceUnavailable, "", "the model is loading; retry shortly"))
-			return
-		}
-		rt.serve(x, b)
+		rt.serve(x, b, body.Bytes())
 	})
 }
 
@@ -178,37 +189,72 @@ func (s *Server) putBuffer(b *bytes.Buffer) {
 	}
 }
 
-// readBody reads the whole body under the size limit into a pooled buffer; the caller puts it
-// back once decoded.
-func (s *Server) readBody(x *exchange) (*bytes.Buffer, *api.Error) {
-	if x.r.ContentLength > s.cfg.MaxBodyBytes {
-		return nil, api.Errorf(http.StatusRequestEntityTooLarge, "", "request body of %d bytes exceeds the limit of %d", x.r.ContentLength, s.cfg.MaxBodyBytes)
+// maxDrainBytes bounds how much of an oversize body is read and dropped after its 413, so that
+// a client which sends its whole body before reading the answer still gets to read it.
+const maxDrainBytes = 64 << 20
+
+// readBody reads the whole body into a pooled buffer, within the size limit and the read
+// deadline; the caller puts the buffer back. When it reports false it has answered: 413 for
+// an oversize body, 408 for one too slow to arrive, 400 for one that breaks off.
+func (s *Server) readBody(x *exchange) (*bytes.Buffer, bool) {
+	limit := s.cfg.MaxBodyBytes
+	if x.r.ContentLength > limit {
+		s.refuseOversize(x, api.Errorf(http.StatusRequestEntityTooLarge, "", "request body of %d bytes exceeds the limit of %d (--max-body-bytes)", x.r.ContentLength, limit))
+		return nil, false
 	}
+	s.metrics.bodiesReading.Inc()
+	defer s.metrics.bodiesReading.Dec()
+	rc := http.NewResponseController(x)
+	// The deadline counts from the request's arrival: trickling bytes does not extend it.
+	// ErrNotSupported (a ResponseWriter without a connection, as in tests) leaves it unbounded.
+	_ = rc.SetReadDeadline(x.start.Add(s.cfg.BodyReadTimeout))
 	buf := s.getBuffer()
 	if x.r.ContentLength > 0 {
 		buf.Grow(int(x.r.ContentLength))
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(x, x.r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		s.putBuffer(buf)
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, api.Errorf(http.StatusRequestEntityTooLarge, "", "request body exceeds the limit of %d bytes", s.cfg.MaxBodyBytes)
-		}
-		return nil, api.Errorf(http.StatusBadRequest, "", "reading the request body: %v", err)
+	n, err := buf.ReadFrom(io.LimitReader(x.r.Body, limit+1))
+	switch {
+	case err == nil && n <= limit:
+		// Lift the deadline before the work runs: net/http reads the idle connection in the
+		// background to notice a client that leaves, and a deadline passing there would
+		// cancel the request as if its client had gone. On failures it stays, so that
+		// net/http's discarding of an unread rest cannot hang on a stalled client.
+		_ = rc.SetReadDeadline(time.Time{})
+		return buf, true
+	case err == nil:
+		s.refuseOversize(x, api.Errorf(http.StatusRequestEntityTooLarge, "", "request body exceeds the limit of %d bytes (--max-body-bytes)", limit))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.metrics.bodyTimeouts.Inc()
+		x.Header().Set("Connection", "close")
+		s.writeError(x, api.Errorf(http.StatusRequestTimeout, "", "request body not received within %s (--body-read-timeout): %d bytes arrived", s.cfg.BodyReadTimeout, n))
+	default:
+		x.Header().Set("Connection", "close")
+		s.writeError(x, api.Errorf(http.StatusBadRequest, "", "reading the request body: %v", err))
 	}
-	return buf, nil
+	s.putBuffer(buf)
+	return nil, false
 }
 
-// decodeBody reads the request body into a pooled buffer and decodes it; on a client error
-// it answers the request itself and reports false.
-func decodeBody[T any](s *Server, x *exchange, b *Backend, decode func([]byte, api.Limits) (T, *api.Error)) (T, bool) {
-	var req T
-	body, apiErr := s.readBody(x)
-	if apiErr == nil {
-		req, apiErr = decode(body.Bytes(), s.limits(b))
-		s.putBuffer(body)
+// refuseOversize answers 413 and then reads and drops what the client still sends, within
+// maxDrainBytes and the body deadline. Closing at once, as net/http does with a large unread
+// body, resets the connection while the client is still sending, and most clients then
+// report the reset instead of the answer.
+func (s *Server) refuseOversize(x *exchange, e *api.Error) {
+	rc := http.NewResponseController(x)
+	_ = rc.EnableFullDuplex() // keep the body readable after the answer is written
+	x.Header().Set("Connection", "close")
+	s.writeError(x, e)
+	if err := rc.Flush(); err != nil {
+		return
 	}
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout))
+	_, _ = io.CopyN(io.Discard, x.r.Body, maxDrainBytes)
+}
+
+// decode decodes a request body; on a client error it answers the request itself and reports
+// false.
+func decode[T any](s *Server, x *exchange, b *Backend, body []byte, decodeFn func([]byte, api.Limits) (T, *api.Error)) (T, bool) {
+	req, apiErr := decodeFn(body, s.limits(b))
 	if apiErr != nil {
 		s.writeError(x, apiErr)
 		return req, false
@@ -216,8 +262,8 @@ func decodeBody[T any](s *Server, x *exchange, b *Backend, decode func([]byte, a
 	return req, true
 }
 
-func (s *Server) handleEmbed(x *exchange, b *Backend) {
-	req, ok := decodeBody(s, x, b, api.DecodeEmbedRequest)
+func (s *Server) handleEmbed(x *exchange, b *Backend, body []byte) {
+	req, ok := decode(s, x, b, body, api.DecodeEmbedRequest)
 	if !ok {
 		return
 	}
@@ -235,8 +281,8 @@ func (s *Server) handleEmbed(x *exchange, b *Backend) {
 	s.writeJSON(x, res, out.Bytes())
 }
 
-func (s *Server) handleOpenAI(x *exchange, b *Backend) {
-	req, ok := decodeBody(s, x, b, api.DecodeOpenAIEmbeddingRequest)
+func (s *Server) handleOpenAI(x *exchange, b *Backend, body []byte) {
+	req, ok := decode(s, x, b, body, api.DecodeOpenAIEmbeddingRequest)
 	if !ok {
 		return
 	}
@@ -307,8 +353,8 @@ func (s *Server) postprocess(x *exchange, vectors [][]float32, normalize bool, d
 	return true
 }
 
-func (s *Server) handleTokenize(x *exchange, b *Backend) {
-	req, ok := decodeBody(s, x, b, api.DecodeTokenizeRequest)
+func (s *Server) handleTokenize(x *exchange, b *Backend, body []byte) {
+	req, ok := decode(s, x, b, body, api.DecodeTokenizeRequest)
 	if !ok {
 		return
 	}
@@ -340,7 +386,7 @@ func (s *Server) handleTokenize(x *exchange, b *Backend) {
 
 // handleModels lists the one served model, as OpenAI-compatible servers (vLLM) do; load
 // testers read the model's name from it.
-func (s *Server) handleModels(x *exchange, _ *Backend) {
+func (s *Server) handleModels(x *exchange, _ *Backend, _ []byte) {
 	type model struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`
@@ -359,7 +405,7 @@ func (s *Server) handleModels(x *exchange, _ *Backend) {
 	x.Write(data)
 }
 
-func (s *Server) handleHealth(x *exchange, b *Backend) {
+func (s *Server) handleHealth(x *exchange, b *Backend, _ []byte) {
 	resp := api.HealthResponse{
 		Status: "loading", Backend: s.cfg.EngineName, Engine: s.cfg.EngineName, Model: s.cfg.ModelID,
 		InFlightRequests: len(s.admitted), UptimeSeconds: time.Since(s.started).Seconds(),

@@ -28,6 +28,9 @@ type metrics struct {
 	batchWaste    prometheus.Histogram
 	batchDevice   prometheus.Histogram
 	stageSeconds  *prometheus.HistogramVec
+	bodiesReading prometheus.Gauge
+	bodyTimeouts  prometheus.Counter
+	connsRefused  *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -77,12 +80,27 @@ func newMetrics(s *Server) *metrics {
 		Name: "embedbench_request_stage_seconds", Help: "Server-side time of successful requests by stage: tokenize, queue, inference.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 	}, []string{"stage"})
+	m.bodiesReading = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "embedbench_http_bodies_reading", Help: "Requests whose body is still arriving (not yet admitted).",
+	})
+	m.bodyTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "embedbench_http_body_timeouts_total", Help: "Requests whose body did not arrive within --body-read-timeout (answered 408, connection closed).",
+	})
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "embedbench_http_connections_refused_total", Help: "Connections answered and closed at once: server_full (--max-connections, 503) or client_full (--max-connections-per-client, 429).",
+	}, []string{"reason"})
+	openConns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "embedbench_http_open_connections", Help: "Client connections open now.",
+	}, func() float64 { return float64(s.conns.Open()) })
+	reg.MustRegister(m.bodiesReading, m.bodyTimeouts, m.connsRefused, openConns)
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.inputs, m.inputTokens,
 		m.batchRequests, m.batchSeqs, m.batchTokens, m.batchSlots, m.batchWaste, m.batchDevice, m.stageSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&engineCollector{s: s}, newGPUCollector(s.cfg.GPU))
 	return m
 }
+
+func (m *metrics) connRefused(reason string) { m.connsRefused.WithLabelValues(reason).Inc() }
 
 func (m *metrics) observeRequest(route string, code int, elapsed time.Duration) {
 	c := strconv.Itoa(code)

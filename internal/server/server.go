@@ -29,6 +29,17 @@ type Config struct {
 	MaxClientBatchSize    int    // inputs in one request
 	MaxBodyBytes          int64  // request body limit
 	APIKey                string // when set, work endpoints want "Authorization: Bearer <key>"
+	// BodyReadTimeout bounds the time from a request's arrival to the last byte of its body; a
+	// slower upload is answered 408 and its connection closed. The body is read before the
+	// request is admitted, so uploads never hold admission slots.
+	BodyReadTimeout   time.Duration
+	HeaderReadTimeout time.Duration // from a connection's first byte to the end of its headers
+	IdleTimeout       time.Duration // how long a keep-alive connection may wait for its next request
+	MaxHeaderBytes    int           // beyond it the answer is 431
+	// MaxConnections bounds open connections, MaxConnectionsPerClient those from one client
+	// address (0: unbounded). A connection beyond either is answered 503 or 429 and closed.
+	MaxConnections          int
+	MaxConnectionsPerClient int
 	// ShutdownTimeout bounds how long Serve waits for requests in flight after ctx ends.
 	ShutdownTimeout time.Duration
 	GPU             *gpu.Monitor // optional: NVML series on /metrics
@@ -65,11 +76,20 @@ type Server struct {
 	started  time.Time
 	backend  atomic.Pointer[Backend]
 	admitted chan struct{} // a token per admitted request
+	conns    *connLimits
 	stopping atomic.Bool
 	metrics  *metrics
 	handler  http.Handler
 	bufs     sync.Pool
 }
+
+// Defaults for the connection-level limits left zero in Config.
+const (
+	DefaultBodyReadTimeout   = 30 * time.Second
+	DefaultHeaderReadTimeout = 10 * time.Second
+	DefaultIdleTimeout       = time.Minute
+	DefaultMaxHeaderBytes    = 64 << 10
+)
 
 // degradedFor is how long /health reports "degraded" after a device error.
 const degradedFor = time.Minute
@@ -85,14 +105,27 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes < 1 {
 		return nil, fmt.Errorf("max body bytes %d must be positive", cfg.MaxBodyBytes)
 	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = time.Minute
+	if cfg.MaxConnections < 0 || cfg.MaxConnectionsPerClient < 0 {
+		return nil, fmt.Errorf("connection limits %d and %d must not be negative", cfg.MaxConnections, cfg.MaxConnectionsPerClient)
+	}
+	defaults := []struct {
+		d   *time.Duration
+		def time.Duration
+	}{{&cfg.ShutdownTimeout, time.Minute}, {&cfg.BodyReadTimeout, DefaultBodyReadTimeout}, {&cfg.HeaderReadTimeout, DefaultHeaderReadTimeout}, {&cfg.IdleTimeout, DefaultIdleTimeout}}
+	for _, d := range defaults {
+		if *d.d <= 0 {
+			*d.d = d.def
+		}
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, started: time.Now(), admitted: make(chan struct{}, cfg.MaxConcurrentRequests)}
 	s.metrics = newMetrics(s)
+	s.conns = newConnLimits(cfg.MaxConnections, cfg.MaxConnectionsPerClient, s.metrics.connRefused)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -106,17 +139,18 @@ func (s *Server) ObserveBatch(b engine.BatchReport) { s.metrics.observeBatch(b) 
 // Handler is the server's whole HTTP surface.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve answers on ln until ctx ends, then stops accepting, answers every request already
+// Serve answers on ln, under the connection limits, until ctx ends, then stops accepting, answers every request already
 // received (up to ShutdownTimeout) and returns nil. The engine is the caller's to close after.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.cfg.HeaderReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(&listener{Listener: ln, limits: s.conns}) }()
 	s.log.Info("listening", "addr", ln.Addr().String(), "engine", s.cfg.EngineName)
 	select {
 	case err := <-errc:

@@ -71,6 +71,11 @@ type options struct {
 	apiKey         string
 	closedModel    bool // a replica whose device can no longer run anything
 	onBatch        func(engine.BatchReport)
+	bodyTimeout    time.Duration
+	idleTimeout    time.Duration
+	maxHeader      int
+	maxConns       int
+	perClient      int
 }
 
 type fixture struct {
@@ -116,6 +121,8 @@ func start(t *testing.T, o options) *fixture {
 		EngineName: o.engine, ModelID: "tiny-modernbert", MaxConcurrentRequests: o.maxConcurrent,
 		MaxClientBatchSize: o.maxClientBatch, MaxBodyBytes: o.maxBody, APIKey: o.apiKey,
 		ShutdownTimeout: 30 * time.Second, Logger: slog.New(slog.DiscardHandler),
+		BodyReadTimeout: o.bodyTimeout, IdleTimeout: o.idleTimeout, MaxHeaderBytes: o.maxHeader,
+		MaxConnections: o.maxConns, MaxConnectionsPerClient: o.perClient,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -27,3 +27,9 @@ go vet ./...
 
 echo "== go test"
 go test -timeout 45m -count=1 "$@" ./...
+
+# A short fuzz run of each request decoder, through the whole handler (longer: FUZZTIME=10m).
+echo "== go test -fuzz"
+for target in FuzzEmbed FuzzOpenAI FuzzTokenize; do
+  go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" ./internal/server
+done

@@ -80,9 +80,10 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
-// wrap applies, in order: method check, auth, readiness, the body read, admission; then logs
-// and counts. The body is read before admission so that a slow upload holds a connection, which
-// the connection limits bound, and never an admission slot, which work ready to run needs.
+// wrap applies, in order: method check, auth, readiness and the body read; work handlers then
+// decode and admit (see decodeAndAdmit). Logs and counts every request. Admission comes last so
+// that it counts only work ready to run: a slow upload holds a connection, which the connection
+// limits bound, and a malformed body is refused whatever the load.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		x := &exchange{ResponseWriter: w, r: r, start: time.Now()}
@@ -123,18 +124,27 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		defer s.putBuffer(body)
-		select {
-		case s.admitted <- struct{}{}:
-			defer func() { <-s.admitted }()
-		default:
-			w.Header().Set("Retry-After", "1")
-			s.writeError(x, api.Errorf(http.StatusTooManyRequests, "", "server busy: %d requests in flight, the limit (--max-concurrent-requests); retry shortly", s.cfg.MaxConcurrentRequests))
-			return
-		}
-		s.metrics.inFlight.Inc()
-		defer s.metrics.inFlight.Dec()
 		rt.serve(x, b, body.Bytes())
 	})
+}
+
+// admit takes an admission slot, or answers 429 at once and reports false. The caller gives
+// the slot back with s.release.
+func (s *Server) admit(x *exchange) bool {
+	select {
+	case s.admitted <- struct{}{}:
+		s.metrics.inFlight.Inc()
+		return true
+	default:
+		x.Header().Set("Retry-After", "1")
+		s.writeError(x, api.Errorf(http.StatusTooManyRequests, "", "server busy: %d requests in flight, the limit (--max-concurrent-requests); retry shortly", s.cfg.MaxConcurrentRequests))
+		return false
+	}
+}
+
+func (s *Server) release() {
+	s.metrics.inFlight.Dec()
+	<-s.admitted
 }
 
 func (s *Server) finish(x *exchange, route string) {
@@ -251,22 +261,23 @@ func (s *Server) refuseOversize(x *exchange, e *api.Error) {
 	_, _ = io.CopyN(io.Discard, x.r.Body, maxDrainBytes)
 }
 
-// decode decodes a request body; on a client error it answers the request itself and reports
-// false.
-func decode[T any](s *Server, x *exchange, b *Backend, body []byte, decodeFn func([]byte, api.Limits) (T, *api.Error)) (T, bool) {
+// decodeAndAdmit decodes a request body and admits the request; when it reports false it has
+// answered (a 4xx for the body, 429 when full). The caller calls s.release once done.
+func decodeAndAdmit[T any](s *Server, x *exchange, b *Backend, body []byte, decodeFn func([]byte, api.Limits) (T, *api.Error)) (T, bool) {
 	req, apiErr := decodeFn(body, s.limits(b))
 	if apiErr != nil {
 		s.writeError(x, apiErr)
 		return req, false
 	}
-	return req, true
+	return req, s.admit(x)
 }
 
 func (s *Server) handleEmbed(x *exchange, b *Backend, body []byte) {
-	req, ok := decode(s, x, b, body, api.DecodeEmbedRequest)
+	req, ok := decodeAndAdmit(s, x, b, body, api.DecodeEmbedRequest)
 	if !ok {
 		return
 	}
+	defer s.release()
 	x.inputs = len(req.Texts)
 	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, Truncate: req.Truncate})
 	if !ok {
@@ -282,10 +293,11 @@ func (s *Server) handleEmbed(x *exchange, b *Backend, body []byte) {
 }
 
 func (s *Server) handleOpenAI(x *exchange, b *Backend, body []byte) {
-	req, ok := decode(s, x, b, body, api.DecodeOpenAIEmbeddingRequest)
+	req, ok := decodeAndAdmit(s, x, b, body, api.DecodeOpenAIEmbeddingRequest)
 	if !ok {
 		return
 	}
+	defer s.release()
 	x.inputs = req.NumInputs()
 	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, IDs: req.TokenIDs, Truncate: true})
 	if !ok {
@@ -354,10 +366,11 @@ func (s *Server) postprocess(x *exchange, vectors [][]float32, normalize bool, d
 }
 
 func (s *Server) handleTokenize(x *exchange, b *Backend, body []byte) {
-	req, ok := decode(s, x, b, body, api.DecodeTokenizeRequest)
+	req, ok := decodeAndAdmit(s, x, b, body, api.DecodeTokenizeRequest)
 	if !ok {
 		return
 	}
+	defer s.release()
 	x.inputs = len(req.Texts)
 	resp := api.TokenizeResponse{
 		Tokens: make([][]int32, len(req.Texts)), NumTokens: make([]int, len(req.Texts)),

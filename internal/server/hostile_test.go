@@ -20,16 +20,26 @@ import (
 // rawConn dials the fixture's address, from localIP when it is given.
 func (f *fixture) rawConn(t *testing.T, localIP string) net.Conn {
 	t.Helper()
+	c, err := dialFrom(f.url, localIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func dialRaw(url string) (net.Conn, error) { return dialFrom(url, "") }
+
+func dialFrom(url, localIP string) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	if localIP != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
 	}
-	c, err := d.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	c, err := d.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
-		t.Fatalf("dialing %s: %v", f.url, err)
+		return nil, fmt.Errorf("dialing %s: %w", url, err)
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return c, nil
 }
 
 // readReply reads one HTTP response from c within d.

@@ -43,7 +43,7 @@ var (
 	tokErr  error
 )
 
-func loadTokenizer(t *testing.T) *tokenizer.Tokenizer {
+func loadTokenizer(t testing.TB) *tokenizer.Tokenizer {
 	t.Helper()
 	tokOnce.Do(func() {
 		dir, err := localdata.ModernBERTDir()
@@ -79,13 +79,14 @@ type options struct {
 }
 
 type fixture struct {
+	srv    *server.Server
 	url    string
 	eng    engine.Engine
 	stop   context.CancelFunc
 	served chan error
 }
 
-func newModel(t *testing.T, layout modernbert.Layout) *modernbert.Model {
+func newModel(t testing.TB, layout modernbert.Layout) *modernbert.Model {
 	t.Helper()
 	cfg := modernbert.DefaultConfig().Scaled(2, testDim, 4, 128)
 	m, err := modernbert.New(context.Background(), cfg, modernbert.RandomWeights(cfg, 1), modernbert.Options{
@@ -99,7 +100,7 @@ func newModel(t *testing.T, layout modernbert.Layout) *modernbert.Model {
 	return m
 }
 
-func start(t *testing.T, o options) *fixture {
+func start(t testing.TB, o options) *fixture {
 	t.Helper()
 	tk := loadTokenizer(t)
 	if o.engine == "" {
@@ -164,7 +165,7 @@ func start(t *testing.T, o options) *fixture {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	f := &fixture{url: "http://" + ln.Addr().String(), eng: eng, stop: stop, served: make(chan error, 1)}
+	f := &fixture{srv: srv, url: "http://" + ln.Addr().String(), eng: eng, stop: stop, served: make(chan error, 1)}
 	go func() { f.served <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		f.stop()

@@ -59,8 +59,8 @@ type serveFlags struct {
 
 // connFlags bound what one connection, and one client, may hold.
 type connFlags struct {
-	bodyReadTimeout, headerReadTimeout, idleTimeout time.Duration
-	maxHeaderBytes, maxConns, maxConnsPerClient     int
+	bodyReadTimeout, headerReadTimeout, idleTimeout, writeTimeout time.Duration
+	maxHeaderBytes, maxConns, maxConnsPerClient                   int
 }
 
 func runServe(ctx context.Context, args []string) error {
@@ -89,6 +89,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs.DurationVar(&f.conn.bodyReadTimeout, "body-read-timeout", server.DefaultBodyReadTimeout, "time from a request's arrival to the last byte of its body; a slower upload gets 408 and its connection is closed")
 	fs.DurationVar(&f.conn.headerReadTimeout, "header-read-timeout", server.DefaultHeaderReadTimeout, "time to receive a request's headers")
 	fs.DurationVar(&f.conn.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection is kept open")
+	fs.DurationVar(&f.conn.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "how long writing one answer may take, from its first byte (a client that does not read is cut)")
 	fs.IntVar(&f.conn.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "request header limit; more is refused with 431")
 	fs.IntVar(&f.conn.maxConns, "max-connections", 4096, "open connections in all; one more is answered 503 and closed (0: no limit)")
 	fs.IntVar(&f.conn.maxConnsPerClient, "max-connections-per-client", 1024, "open connections from one client address; one more is answered 429 and closed (0: no limit; behind a proxy every client has its address)")
@@ -135,8 +136,8 @@ func (f *serveFlags) check() error {
 		return errors.New("--max-concurrent-requests, --max-client-batch-size, --batch-size and --max-body-bytes must be positive")
 	case f.maxBatchTokens < 0 || f.maxSeqLen < 0 || f.replicas < 0:
 		return errors.New("--max-batch-tokens, --max-sequence-length and --replicas must not be negative")
-	case f.conn.bodyReadTimeout <= 0, f.conn.headerReadTimeout <= 0, f.conn.idleTimeout <= 0, f.conn.maxHeaderBytes < 1:
-		return errors.New("--body-read-timeout, --header-read-timeout, --idle-timeout and --max-header-bytes must be positive")
+	case f.conn.bodyReadTimeout <= 0, f.conn.headerReadTimeout <= 0, f.conn.idleTimeout <= 0, f.conn.writeTimeout <= 0, f.conn.maxHeaderBytes < 1:
+		return errors.New("--body-read-timeout, --header-read-timeout, --idle-timeout, --write-timeout and --max-header-bytes must be positive")
 	case f.conn.maxConns < 0, f.conn.maxConnsPerClient < 0:
 		return errors.New("--max-connections and --max-connections-per-client must not be negative")
 	case f.engine == engineSequential && f.replicas > 1:
@@ -190,7 +191,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		MaxClientBatchSize: f.maxClientBatch, MaxBodyBytes: f.maxBodyBytes, APIKey: f.apiKey,
 		ShutdownTimeout: f.shutdownTimeout, GPU: mon, Logger: slog.Default(),
 		BodyReadTimeout: f.conn.bodyReadTimeout, HeaderReadTimeout: f.conn.headerReadTimeout,
-		IdleTimeout: f.conn.idleTimeout, MaxHeaderBytes: f.conn.maxHeaderBytes,
+		IdleTimeout: f.conn.idleTimeout, WriteTimeout: f.conn.writeTimeout, MaxHeaderBytes: f.conn.maxHeaderBytes,
 		MaxConnections: f.conn.maxConns, MaxConnectionsPerClient: f.conn.maxConnsPerClient,
 	})
 	if err != nil {

@@ -35,13 +35,36 @@ type exchange struct {
 	status int
 	inputs int
 	tokens int
+	// admitted is true while the exchange holds an admission slot.
+	admitted bool
+	// writeTimeout bounds the writing of the answer, counted from its first byte, so that a
+	// client that never reads cannot hold a goroutine and its buffers for ever. It is set at
+	// the answer, not for the whole request, so slow model work is never cut by it.
+	writeTimeout time.Duration
 }
 
 func (x *exchange) WriteHeader(code int) {
 	if x.status == 0 {
 		x.status = code
+		x.startWriting()
 	}
 	x.ResponseWriter.WriteHeader(code)
+}
+
+// doneWriting flushes the answer within the write deadline, then lifts the deadline: net/http
+// does not reset it between requests on a kept-alive connection.
+func (x *exchange) doneWriting() {
+	if x.writeTimeout > 0 && x.status != 0 {
+		rc := http.NewResponseController(x.ResponseWriter)
+		_ = rc.Flush()
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+}
+
+func (x *exchange) startWriting() {
+	if x.writeTimeout > 0 {
+		_ = http.NewResponseController(x.ResponseWriter).SetWriteDeadline(time.Now().Add(x.writeTimeout))
+	}
 }
 
 // Unwrap lets http.ResponseController reach the connection's deadlines.
@@ -50,6 +73,7 @@ func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
 func (x *exchange) Write(p []byte) (int, error) {
 	if x.status == 0 {
 		x.status = http.StatusOK
+		x.startWriting()
 	}
 	return x.ResponseWriter.Write(p)
 }
@@ -86,8 +110,9 @@ func (s *Server) routes() http.Handler {
 // limits bound, and a malformed body is refused whatever the load.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		x := &exchange{ResponseWriter: w, r: r, start: time.Now()}
+		x := &exchange{ResponseWriter: w, r: r, start: time.Now(), writeTimeout: s.cfg.WriteTimeout}
 		defer s.finish(x, rt.name)
+		defer x.doneWriting()
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
@@ -129,11 +154,13 @@ func (s *Server) wrap(rt route) http.Handler {
 }
 
 // admit takes an admission slot, or answers 429 at once and reports false. The caller gives
-// the slot back with s.release.
+// the slot back with s.release; writing the answer gives it back too, since a slot bounds the
+// work on the model, not a client's speed at reading.
 func (s *Server) admit(x *exchange) bool {
 	select {
 	case s.admitted <- struct{}{}:
 		s.metrics.inFlight.Inc()
+		x.admitted = true
 		return true
 	default:
 		x.Header().Set("Retry-After", "1")
@@ -142,7 +169,12 @@ func (s *Server) admit(x *exchange) bool {
 	}
 }
 
-func (s *Server) release() {
+// release gives back x's admission slot, if it still holds one.
+func (s *Server) release(x *exchange) {
+	if !x.admitted {
+		return
+	}
+	x.admitted = false
 	s.metrics.inFlight.Dec()
 	<-s.admitted
 }
@@ -277,7 +309,7 @@ func (s *Server) handleEmbed(x *exchange, b *Backend, body []byte) {
 	if !ok {
 		return
 	}
-	defer s.release()
+	defer s.release(x)
 	x.inputs = len(req.Texts)
 	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, Truncate: req.Truncate})
 	if !ok {
@@ -297,7 +329,7 @@ func (s *Server) handleOpenAI(x *exchange, b *Backend, body []byte) {
 	if !ok {
 		return
 	}
-	defer s.release()
+	defer s.release(x)
 	x.inputs = req.NumInputs()
 	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, IDs: req.TokenIDs, Truncate: true})
 	if !ok {
@@ -370,7 +402,7 @@ func (s *Server) handleTokenize(x *exchange, b *Backend, body []byte) {
 	if !ok {
 		return
 	}
-	defer s.release()
+	defer s.release(x)
 	x.inputs = len(req.Texts)
 	resp := api.TokenizeResponse{
 		Tokens: make([][]int32, len(req.Texts)), NumTokens: make([]int, len(req.Texts)),
@@ -467,6 +499,7 @@ func (s *Server) writeJSON(x *exchange, res engine.Result, body []byte) {
 	s.metrics.stageSeconds.WithLabelValues("tokenize").Observe(res.Timing.Tokenize.Seconds())
 	s.metrics.stageSeconds.WithLabelValues("queue").Observe(res.Timing.Queue.Seconds())
 	s.metrics.stageSeconds.WithLabelValues("inference").Observe(res.Timing.Inference.Seconds())
+	s.release(x)
 	if _, err := x.Write(body); err != nil {
 		s.log.Debug("writing response", "path", x.r.URL.Path, "err", err)
 	}

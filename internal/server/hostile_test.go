@@ -122,6 +122,65 @@ func TestBodyDeadlineDoesNotCutSlowWork(t *testing.T) {
 	}
 }
 
+// A client that asks and never reads: its answers cannot hold admission, and past the write
+// timeout its connection is cut instead of holding a goroutine and its buffers for ever.
+func TestClientThatNeverReadsIsCut(t *testing.T) {
+	f := start(t, options{maxConcurrent: 1, writeTimeout: time.Second})
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { // a small window, so the server's writes block soon
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	c, err := d.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"texts": [` + strings.Repeat(`"a text", `, 199) + `"a text"]}`
+	req := fmt.Sprintf("POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	const asked = 40 // about 6 MB of answers, far beyond the socket buffers
+	go func() { _, _ = io.WriteString(c, strings.Repeat(req, asked)) }()
+	// The answers stop when the buffers are full and the server's write blocks.
+	last := ""
+	waitFor(t, "the server's writes to block", func() bool {
+		m := grep(f.metrics(t), `requests_total{code="200",route="embed"}`)
+		stalled := m != "" && m == last
+		last = m
+		time.Sleep(300 * time.Millisecond)
+		return stalled
+	})
+	// One admission slot, and the reader that does not read holds none of it.
+	for i := range 5 {
+		if r := f.post(t, "/embed", `{"texts": ["a normal request"]}`); r.status != 200 {
+			t.Fatalf("request %d beside a client that does not read: %d %s", i, r.status, r.body)
+		}
+	}
+	time.Sleep(3 * time.Second) // past the write timeout of the answer that is blocked
+	// The connection is cut (a reset may discard answers already sent: the client's unread
+	// requests are what makes the server's close a reset), so reading ends early with an error
+	// that is not our own read deadline.
+	br := bufio.NewReader(c)
+	answered := 0
+	for ; answered < asked; answered++ {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var resp *http.Response
+		if resp, err = http.ReadResponse(br, nil); err != nil {
+			break
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			break
+		}
+	}
+	if answered == asked {
+		t.Fatalf("all %d answers were written to a client that did not read for 3 s: no write timeout", asked)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("after %d answers the connection was left open, not cut: %v", answered, err)
+	}
+}
+
 func TestOversizeBodyGetsA413TheClientCanRead(t *testing.T) {
 	const limit = 1 << 20
 	f := start(t, options{maxBody: limit})

@@ -35,7 +35,10 @@ type Config struct {
 	BodyReadTimeout   time.Duration
 	HeaderReadTimeout time.Duration // from a connection's first byte to the end of its headers
 	IdleTimeout       time.Duration // how long a keep-alive connection may wait for its next request
-	MaxHeaderBytes    int           // beyond it the answer is 431
+	// WriteTimeout bounds the writing of one answer, from its first byte; model work before it
+	// is not counted.
+	WriteTimeout   time.Duration
+	MaxHeaderBytes int // beyond it the answer is 431
 	// MaxConnections bounds open connections, MaxConnectionsPerClient those from one client
 	// address (0: unbounded). A connection beyond either is answered 503 or 429 and closed.
 	MaxConnections          int
@@ -88,6 +91,7 @@ const (
 	DefaultBodyReadTimeout   = 30 * time.Second
 	DefaultHeaderReadTimeout = 10 * time.Second
 	DefaultIdleTimeout       = time.Minute
+	DefaultWriteTimeout      = 30 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
 )
 
@@ -111,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 	defaults := []struct {
 		d   *time.Duration
 		def time.Duration
-	}{{&cfg.ShutdownTimeout, time.Minute}, {&cfg.BodyReadTimeout, DefaultBodyReadTimeout}, {&cfg.HeaderReadTimeout, DefaultHeaderReadTimeout}, {&cfg.IdleTimeout, DefaultIdleTimeout}}
+	}{{&cfg.ShutdownTimeout, time.Minute}, {&cfg.BodyReadTimeout, DefaultBodyReadTimeout}, {&cfg.HeaderReadTimeout, DefaultHeaderReadTimeout}, {&cfg.IdleTimeout, DefaultIdleTimeout}, {&cfg.WriteTimeout, DefaultWriteTimeout}}
 	for _, d := range defaults {
 		if *d.d <= 0 {
 			*d.d = d.def

@@ -73,6 +73,7 @@ type options struct {
 	onBatch        func(engine.BatchReport)
 	bodyTimeout    time.Duration
 	idleTimeout    time.Duration
+	writeTimeout   time.Duration
 	maxHeader      int
 	maxConns       int
 	perClient      int
@@ -122,7 +123,7 @@ func start(t testing.TB, o options) *fixture {
 		EngineName: o.engine, ModelID: "tiny-modernbert", MaxConcurrentRequests: o.maxConcurrent,
 		MaxClientBatchSize: o.maxClientBatch, MaxBodyBytes: o.maxBody, APIKey: o.apiKey,
 		ShutdownTimeout: 30 * time.Second, Logger: slog.New(slog.DiscardHandler),
-		BodyReadTimeout: o.bodyTimeout, IdleTimeout: o.idleTimeout, MaxHeaderBytes: o.maxHeader,
+		BodyReadTimeout: o.bodyTimeout, IdleTimeout: o.idleTimeout, WriteTimeout: o.writeTimeout, MaxHeaderBytes: o.maxHeader,
 		MaxConnections: o.maxConns, MaxConnectionsPerClient: o.perClient,
 	})
 	if err != nil {

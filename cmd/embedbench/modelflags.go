@@ -33,6 +33,7 @@ type modelFlags struct {
 	normalize      bool
 	maxLength      int
 	batchTokens    int
+	stepSlots      []int
 	packedRow      int
 	memoryFraction float64
 }
@@ -51,7 +52,8 @@ func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
 	fs.StringVar(&f.pooling, "pooling", "mean", "mean (over all tokens, [CLS]/[SEP] included) or cls")
 	fs.BoolVar(&f.normalize, "normalize", true, "L2-normalise the vectors")
 	fs.IntVar(&f.maxLength, "max-length", defaultMaxLength, "longest sequence in tokens, [CLS]/[SEP] included; longer texts are truncated (0: the model's maximum)")
-	fs.IntVar(&f.batchTokens, "batch-tokens", 0, "token slots per device step (0: 16384 on cuda, 2048 on cpu)")
+	fs.IntVar(&f.batchTokens, "batch-tokens", 0, "token slots of the largest device step (0: 16384 on cuda, 2048 on cpu)")
+	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --batch-tokens (default: 1024,4096 and the largest on cuda; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
 	fs.IntVar(&f.packedRow, "packed-row", 0, "row length short sequences are packed into (0: 256)")
 	fs.Float64Var(&f.memoryFraction, "memory-fraction", 0, "cap on the share of GPU memory XLA may use (0: no cap; preallocation is always off)")
 }
@@ -98,7 +100,7 @@ func (f *modelFlags) load(ctx context.Context, layouts ...modernbert.Layout) (*m
 		return nil, nil, fmt.Errorf("--scale needs --weights random")
 	}
 	opts := modernbert.Options{DeviceIndex: f.deviceIndex, Normalize: f.normalize, MaxSequenceLength: f.maxLength,
-		MaxBatchTokens: f.batchTokens, PackedRowLength: f.packedRow, MemoryFraction: f.memoryFraction, Layouts: layouts}
+		MaxBatchTokens: f.batchTokens, StepSlots: f.stepSlots, PackedRowLength: f.packedRow, MemoryFraction: f.memoryFraction, Layouts: layouts}
 	var err error
 	if opts.Backend, err = f.backend(); err != nil {
 		return nil, nil, err
@@ -187,4 +189,19 @@ func scaleConfig(cfg modernbert.Config, spec string) (modernbert.Config, error) 
 		return cfg, fmt.Errorf("--scale %q: %w", spec, err)
 	}
 	return scaled, nil
+}
+
+// intListFlag parses a comma-separated list of positive integers into *dst.
+func intListFlag(dst *[]int) func(string) error {
+	return func(s string) error {
+		*dst = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("%q: want positive integers separated by commas", s)
+			}
+			*dst = append(*dst, n)
+		}
+		return nil
+	}
 }

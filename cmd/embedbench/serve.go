@@ -47,6 +47,7 @@ type serveFlags struct {
 	pooling         string
 	maxConcurrent   int
 	maxBatchTokens  int
+	stepSlots       []int
 	maxClientBatch  int
 	batchSize       int
 	maxSeqLen       int
@@ -80,7 +81,8 @@ func runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&f.dtype, "dtype", "auto", "auto (bfloat16 for continuous on cuda, else float32), float32 or bfloat16")
 	fs.StringVar(&f.pooling, "pooling", "mean", "mean (sentence-transformers' default for ModernBERT) or cls")
 	fs.IntVar(&f.maxConcurrent, "max-concurrent-requests", 512, "requests admitted at once; beyond it the answer is 429 at once")
-	fs.IntVar(&f.maxBatchTokens, "max-batch-tokens", 0, "token slots of one device step (0: 16384 on cuda, 2048 on cpu)")
+	fs.IntVar(&f.maxBatchTokens, "max-batch-tokens", 0, "token slots of the largest device step (0: 16384 on cuda, 2048 on cpu)")
+	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --max-batch-tokens: work runs on the smallest that holds it (default: 1024,4096 and the largest on cuda; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
 	fs.IntVar(&f.maxClientBatch, "max-client-batch-size", 1024, "inputs in one request; more is refused with 413")
 	fs.IntVar(&f.batchSize, "batch-size", 32, "sequential engine: texts per padded batch (sentence-transformers' default)")
 	fs.IntVar(&f.maxSeqLen, "max-sequence-length", 0, "longest sequence in tokens, [CLS]/[SEP] included (0: the model's maximum on cuda, 512 on cpu, where compiling 8192-token shapes takes minutes); longer texts are truncated, or refused when the request says \"truncate\": false")
@@ -290,7 +292,7 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 		maxSeqLen = min(512, cfg.MaxPositionEmbeddings)
 	}
 	opts := modernbert.Options{
-		Backend: backend, MaxBatchTokens: f.maxBatchTokens, MaxSequenceLength: maxSeqLen,
+		Backend: backend, MaxBatchTokens: f.maxBatchTokens, StepSlots: f.stepSlots, MaxSequenceLength: maxSeqLen,
 		MemoryFraction: f.memoryFraction,
 		// The server normalises (so that "normalize": false and "dimensions" work), not the model.
 		Normalize: false,

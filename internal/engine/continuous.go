@@ -245,6 +245,14 @@ func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 // deliver hands a batch's vectors to their jobs, or fails them all with the device's error.
 func (c *Continuous) deliver(replica int, batch []queued, vectors [][]float32, stats BatchStats, err error, started, ended time.Time) {
 	jobs := make(map[*contJob]struct{}, 8)
+	for _, q := range batch {
+		jobs[q.job] = struct{}{}
+	}
+	// Reported before any job of the batch is answered, so that a caller who has its answer
+	// sees the batch in the metrics.
+	if c.cfg.OnBatch != nil {
+		c.cfg.OnBatch(BatchReport{Replica: replica, Requests: len(jobs), Sequences: len(batch), Stats: stats, Err: err})
+	}
 	c.mu.Lock()
 	c.busyOn[replica]--
 	if len(c.queue) > 0 {
@@ -262,7 +270,6 @@ func (c *Continuous) deliver(replica int, batch []queued, vectors [][]float32, s
 	}
 	for i, q := range batch {
 		j := q.job
-		jobs[j] = struct{}{}
 		if j.finished {
 			continue // its caller left, or an earlier batch failed it
 		}
@@ -283,9 +290,6 @@ func (c *Continuous) deliver(replica int, batch []queued, vectors [][]float32, s
 		}
 	}
 	c.mu.Unlock()
-	if c.cfg.OnBatch != nil {
-		c.cfg.OnBatch(BatchReport{Replica: replica, Requests: len(jobs), Sequences: len(batch), Stats: stats, Err: err})
-	}
 }
 
 // Stats implements Engine.

@@ -22,6 +22,12 @@ type BatchStats struct {
 	SlotTokens int           // tokens the device computed, padding included
 	Steps      int           // device executions
 	Device     time.Duration // time spent in them
+	PerStep    []StepUse     // each execution's size (the rung of the step ladder) and fill
+}
+
+// StepUse is one device execution: its token slots and the real tokens it carried.
+type StepUse struct {
+	Slots, RealTokens int
 }
 
 // Runner embeds a batch of sequences on one device and returns one pooled vector per

@@ -355,3 +355,69 @@ func TestInvalidTokenInput(t *testing.T) {
 		t.Error("texts without a tokenizer were accepted")
 	}
 }
+
+// A stream of one-text jobs must not starve a big one: oldest first, the big job's sequences
+// go out ahead of the small jobs that came after it, in about as many steps as it needs alone.
+func TestSmallJobsDoNotStarveABigOne(t *testing.T) {
+	m := newTinyModel(t)
+	var clients sync.WaitGroup
+	var mu sync.Mutex
+	counting, during := false, 0
+	cfg := testConfig()
+	cfg.OnBatch = func(BatchReport) {
+		mu.Lock()
+		defer mu.Unlock()
+		if counting {
+			during++
+		}
+	}
+	eng, err := NewContinuous(cfg, []Runner{ModelRunner(m, modernbert.Packed)}, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	stop := make(chan struct{})
+	for i := range 8 {
+		seq := randomSeqs(rand.New(rand.NewPCG(uint64(i), 1)), 6)
+		clients.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := eng.Embed(context.Background(), Job{IDs: seq}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // the stream is flowing
+	big := randomSeqs(rng, randomLengths(rng, 40, 90, 110)...)
+	mu.Lock()
+	counting = true
+	mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := eng.Embed(context.Background(), Job{IDs: big})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a 40-sequence job beside a stream of one-text jobs did not finish in 60 s: starved")
+	}
+	close(stop)
+	clients.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	// About 4,000 tokens is 8 steps of 512; allow the small jobs ahead of it and rounding.
+	if during > 16 {
+		t.Errorf("the big job took %d batches, want at most 16 (it needs 8 alone)", during)
+	}
+}

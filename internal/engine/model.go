@@ -23,7 +23,11 @@ func ModelRunner(m *modernbert.Model, layout modernbert.Layout) Runner {
 
 func (r modelRunner) Run(ctx context.Context, seqs [][]int32) ([][]float32, BatchStats, error) {
 	vectors, st, err := r.m.Embed(ctx, seqs, r.layout)
-	return vectors, BatchStats{RealTokens: st.RealTokens, SlotTokens: st.SlotTokens, Steps: st.Steps, Device: st.Device}, err
+	steps := make([]StepUse, len(st.PerStep))
+	for i, u := range st.PerStep {
+		steps[i] = StepUse{Slots: u.Slots, RealTokens: u.RealTokens}
+	}
+	return vectors, BatchStats{RealTokens: st.RealTokens, SlotTokens: st.SlotTokens, Steps: st.Steps, Device: st.Device, PerStep: steps}, err
 }
 
 // modelFitter is a packed modelRunner, which knows how its steps fill.

@@ -117,6 +117,7 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, out [][]float32) (Stats, err
 	}
 	stats.Steps = 1
 	stats.SlotTokens = st.spec.rows * st.spec.rowLen
+	stats.PerStep = []StepUse{{Slots: stats.SlotTokens, RealTokens: stats.RealTokens}}
 	hidden := m.cfg.HiddenSize
 	for r, row := range p.rows {
 		for s, idx := range row {
@@ -166,8 +167,8 @@ func (m *Model) rowLengthFor(n, minLen int) int {
 }
 
 // planPadded puts each sequence alone in a row, as HF does: sequences sorted by decreasing
-// length, each step padded to the row length bucket of its longest sequence and holding as
-// many sequences as that step has rows.
+// length, each step padded to the row length bucket of its longest sequence, holding up to
+// PaddedRows sequences, on the smallest rung with rows for them all.
 func (m *Model) planPadded(lengths []int) []stepPlan {
 	idxs := make([]int, len(lengths))
 	for i := range idxs {
@@ -176,7 +177,7 @@ func (m *Model) planPadded(lengths []int) []stepPlan {
 	sort.SliceStable(idxs, func(a, b int) bool { return lengths[idxs[a]] > lengths[idxs[b]] })
 	var plan []stepPlan
 	for len(idxs) > 0 {
-		st := m.padded[m.rowLengthFor(lengths[idxs[0]], 0)]
+		st := rung(m.padded[m.rowLengthFor(lengths[idxs[0]], 0)], len(idxs))
 		n := min(st.spec.rows, len(idxs))
 		p := stepPlan{st: st}
 		for _, idx := range idxs[:n] {
@@ -190,9 +191,10 @@ func (m *Model) planPadded(lengths []int) []stepPlan {
 
 // planPacked packs sequences into rows first-fit by decreasing length: sequences up to the
 // packed row length share rows of that length; longer ones go to the shortest row length
-// holding them, packed among themselves. A group whose last step would be partly empty moves
-// those sequences into a longer group's last step when they fit in the rows it runs anyway, so
-// a call mixing short and long sequences costs no extra, mostly empty step.
+// holding them, packed among themselves. Each step is the smallest rung of its row length
+// that holds the rows left. A group whose last step would be partly empty moves those
+// sequences into a longer group's last step when that costs no more slots than running them
+// alone, so a call mixing short and long sequences costs no extra step.
 func (m *Model) planPacked(lengths []int) []stepPlan {
 	groups := map[int][]int{}
 	for i, n := range lengths {
@@ -210,7 +212,7 @@ func (m *Model) planPacked(lengths []int) []stepPlan {
 		rowsOf[l] = m.packRows(groups[l], lengths, l)
 	}
 	for i, l := range present[:max(0, len(present)-1)] {
-		stRows := m.packed[l].spec.rows
+		stRows := m.topRung(l).spec.rows
 		rows := rowsOf[l]
 		full := len(rows) / stRows * stRows
 		if full == len(rows) {
@@ -221,9 +223,9 @@ func (m *Model) planPacked(lengths []int) []stepPlan {
 			tail = append(tail, row...)
 		}
 		up := present[i+1]
-		upRows := m.packed[up].spec.rows
 		merged := m.packRows(append(slices.Clone(groups[up]), tail...), lengths, up)
-		if ceilDiv(len(merged), upRows) == ceilDiv(len(rowsOf[up]), upRows) {
+		// Merged, the tail saves a step; it must not cost more slots than it ran alone.
+		if m.packedSlots(up, len(merged)) <= m.packedSlots(up, len(rowsOf[up]))+m.packedSlots(l, len(rows)-full) {
 			groups[up] = append(groups[up], tail...)
 			rowsOf[up] = merged
 			rowsOf[l] = rows[:full]
@@ -231,8 +233,9 @@ func (m *Model) planPacked(lengths []int) []stepPlan {
 	}
 	var plan []stepPlan
 	for _, l := range present {
-		st, rows := m.packed[l], rowsOf[l]
+		rows := rowsOf[l]
 		for len(rows) > 0 {
+			st := rung(m.packed[l], len(rows))
 			n := min(st.spec.rows, len(rows))
 			plan = append(plan, stepPlan{st: st, rows: rows[:n]})
 			rows = rows[n:]
@@ -241,12 +244,25 @@ func (m *Model) planPacked(lengths []int) []stepPlan {
 	return plan
 }
 
-func ceilDiv(a, b int) int { return (a + b - 1) / b }
+// topRung is the largest packed step of row length l.
+func (m *Model) topRung(l int) *step { return m.packed[l][len(m.packed[l])-1] }
+
+// packedSlots is the token slots that rows packed rows of length l cost, on the rungs
+// planPacked would pick: full top steps, then the smallest rung holding the rest.
+func (m *Model) packedSlots(l, rows int) int {
+	slots := 0
+	for rows > 0 {
+		st := rung(m.packed[l], rows)
+		slots += st.spec.rows * st.spec.rowLen
+		rows -= min(rows, st.spec.rows)
+	}
+	return slots
+}
 
 // packRows packs the sequences idxs into rows of rowLen, first fit by decreasing length, at
 // most the step's segments per row.
 func (m *Model) packRows(idxs, lengths []int, rowLen int) [][]int {
-	segments := m.packed[rowLen].spec.segments
+	segments := m.topRung(rowLen).spec.segments
 	idxs = slices.Clone(idxs)
 	sort.SliceStable(idxs, func(a, b int) bool { return lengths[idxs[a]] > lengths[idxs[b]] })
 	var rows [][]int
@@ -288,7 +304,7 @@ func (m *Model) FitPacked(lengths []int) int {
 	fits := func(k int) bool { return len(m.planPacked(clamped[:k])) <= 1 }
 	// No step holds more tokens than its slots: cut the search there first, so the usual answer
 	// costs one or two plans of the step's own size.
-	st := m.packed[m.rowLengthFor(clamped[0], m.packedRow)]
+	st := m.topRung(m.rowLengthFor(clamped[0], m.packedRow))
 	capacity, sum, hi := st.spec.rows*st.spec.rowLen, 0, 0
 	for hi < len(clamped) && sum+clamped[hi] <= capacity {
 		sum += clamped[hi]

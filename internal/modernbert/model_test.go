@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +88,53 @@ func TestPackingDoesNotChangeVectors(t *testing.T) {
 		t.Errorf("stats %+v", pstats)
 	}
 	t.Logf("packed stats %+v waste %.2f", pstats, pstats.Waste())
+}
+
+// One short text runs the smallest step of the ladder, a full batch the largest, and the text
+// gets the same vector on every rung.
+func TestStepLadder(t *testing.T) {
+	m := newTiny(t, Options{MaxBatchTokens: 1024, MaxSequenceLength: 256})
+	rng := rand.New(rand.NewPCG(3, 4))
+	ctx := context.Background()
+	query := randomSeqs(rng, m.Config(), 9)
+	alone, st, err := m.Embed(ctx, query, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []StepUse{{Slots: m.packedRow, RealTokens: 9}}; !slices.Equal(st.PerStep, want) {
+		t.Fatalf("one 9-token text ran steps %+v, want one row of %d slots", st.PerStep, m.packedRow)
+	}
+	// A few texts take a small rung; many fill the largest one.
+	few := append(randomSeqs(rng, m.Config(), 30, 200, 150), query[0])
+	_, st, err = m.Embed(ctx, few, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.PerStep) != 1 || st.PerStep[0].Slots >= m.MaxBatchTokens() || st.PerStep[0].Slots < st.RealTokens {
+		t.Errorf("4 texts, %d tokens: steps %+v, want one step smaller than %d", st.RealTokens, st.PerStep, m.MaxBatchTokens())
+	}
+	many := append(randomSeqs(rng, m.Config(), slices.Repeat([]int{60}, 16)...), query[0])
+	full, st, err := m.Embed(ctx, many, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PerStep[0].Slots != m.MaxBatchTokens() {
+		t.Errorf("%d tokens: first step %+v, want the full %d slots", st.RealTokens, st.PerStep[0], m.MaxBatchTokens())
+	}
+	if d := maxAbsDiff(alone[0], full[len(full)-1]); d > 1e-5 {
+		t.Errorf("the text alone and in a full step differ by %g", d)
+	}
+	// Padded, as HF pads: one text is one row of its length bucket.
+	padded, st, err := m.Embed(ctx, query, Padded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.PerStep) != 1 || st.PerStep[0].Slots != m.opts.RowLengths[0] {
+		t.Errorf("one text padded ran %+v, want one row of %d", st.PerStep, m.opts.RowLengths[0])
+	}
+	if d := maxAbsDiff(alone[0], padded[0]); d > 1e-5 {
+		t.Errorf("packed alone and padded alone differ by %g", d)
+	}
 }
 
 func TestEmbedRefusesBadInput(t *testing.T) {
@@ -207,7 +255,7 @@ func TestReplicasShareCompiledSteps(t *testing.T) {
 	opts := Options{Layouts: []Layout{Packed}, MaxSequenceLength: 64, RowLengths: []int{64}}
 	a := newTiny(t, opts)
 	b := newTiny(t, opts)
-	if a.packed[64] != b.packed[64] {
+	if !slices.Equal(a.packed[64], b.packed[64]) {
 		t.Fatal("two replicas of the same shapes on one backend compiled twice")
 	}
 	seqs := randomSeqs(rand.New(rand.NewPCG(8, 9)), a.Config(), 7, 30)

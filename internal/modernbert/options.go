@@ -113,9 +113,14 @@ type Options struct {
 	Pooling     Pooling
 	// Normalize L2-normalises the pooled vectors (what sentence-transformers does).
 	Normalize bool
-	// MaxBatchTokens is the token slots of one device step (rows x row length). Default: 16384
-	// on XLA, 2048 on simplego.
+	// MaxBatchTokens is the token slots of the largest device step (rows x row length).
+	// Default: 16384 on XLA, 2048 on simplego.
 	MaxBatchTokens int
+	// StepSlots is the ladder of step sizes in token slots, up to MaxBatchTokens: each row
+	// length gets one compiled step per rung (rows = slots / row length, at least 1), and a
+	// call runs the smallest rung that holds its work, so one short text costs a small step.
+	// Default: 1024, 4096 and MaxBatchTokens on XLA; every power of two from 64 on simplego.
+	StepSlots []int
 	// MaxSequenceLength is the longest sequence accepted, ids with [CLS]/[SEP] included.
 	// Default and upper bound: the config's max_position_embeddings.
 	MaxSequenceLength int
@@ -147,6 +152,12 @@ type Stats struct {
 	SlotTokens int // token slots run on the device (rows x row length); waste = SlotTokens - RealTokens
 	Steps      int // device steps
 	Device     time.Duration
+	PerStep    []StepUse // each step's size and fill, in the order they ended
+}
+
+// StepUse is one device step: its size (the rung) and the real tokens it carried.
+type StepUse struct {
+	Slots, RealTokens int
 }
 
 // Add accumulates o into s.
@@ -155,6 +166,7 @@ func (s *Stats) Add(o Stats) {
 	s.SlotTokens += o.SlotTokens
 	s.Steps += o.Steps
 	s.Device += o.Device
+	s.PerStep = append(s.PerStep, o.PerStep...)
 }
 
 // Waste is the share of token slots that held padding.

@@ -143,8 +143,9 @@ func TestClientThatNeverReadsIsCut(t *testing.T) {
 	// The answers stop when the buffers are full and the server's write blocks.
 	last := ""
 	waitFor(t, "the server's writes to block", func() bool {
-		m := grep(f.metrics(t), `requests_total{code="200",route="embed"}`)
-		stalled := m != "" && m == last
+		all := f.metrics(t)
+		m := grep(all, `requests_total{code="200",route="embed"}`)
+		stalled := m != "" && m == last && strings.Contains(all, "embedbench_http_in_flight_requests 0")
 		last = m
 		time.Sleep(300 * time.Millisecond)
 		return stalled

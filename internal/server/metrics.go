@@ -23,6 +23,8 @@ type metrics struct {
 	inputTokens   prometheus.Counter
 	batchRequests prometheus.Histogram
 	batchSeqs     prometheus.Histogram
+	stepSlots     prometheus.Histogram
+	stepOccupancy prometheus.Histogram
 	batchTokens   prometheus.Histogram
 	batchSlots    prometheus.Histogram
 	batchWaste    prometheus.Histogram
@@ -68,6 +70,14 @@ func newMetrics(s *Server) *metrics {
 		Name: "embedbench_batch_slot_tokens", Help: "Token slots the device computed for one batch, padding included.",
 		Buckets: prometheus.ExponentialBuckets(16, 2, 14),
 	})
+	m.stepSlots = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_step_slots", Help: "Token slots of one device step: the rung of the step ladder it ran on.",
+		Buckets: prometheus.ExponentialBuckets(64, 2, 10),
+	})
+	m.stepOccupancy = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_step_occupancy_ratio", Help: "Share of one device step's token slots that held real tokens.",
+		Buckets: prometheus.LinearBuckets(0.05, 0.05, 20),
+	})
 	m.batchWaste = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "embedbench_batch_padding_ratio", Help: "Share of a batch's token slots that held padding.",
 		Buckets: prometheus.LinearBuckets(0, 0.05, 20),
@@ -94,7 +104,7 @@ func newMetrics(s *Server) *metrics {
 	}, func() float64 { return float64(s.conns.Open()) })
 	reg.MustRegister(m.bodiesReading, m.bodyTimeouts, m.connsRefused, openConns)
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.inputs, m.inputTokens,
-		m.batchRequests, m.batchSeqs, m.batchTokens, m.batchSlots, m.batchWaste, m.batchDevice, m.stageSeconds,
+		m.batchRequests, m.batchSeqs, m.batchTokens, m.batchSlots, m.stepSlots, m.stepOccupancy, m.batchWaste, m.batchDevice, m.stageSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&engineCollector{s: s}, newGPUCollector(s.cfg.GPU))
 	return m
@@ -120,6 +130,12 @@ func (m *metrics) observeBatch(b engine.BatchReport) {
 		m.batchWaste.Observe(float64(b.Stats.SlotTokens-b.Stats.RealTokens) / float64(b.Stats.SlotTokens))
 	}
 	m.batchDevice.Observe(b.Stats.Device.Seconds())
+	for _, st := range b.Stats.PerStep {
+		m.stepSlots.Observe(float64(st.Slots))
+		if st.Slots > 0 {
+			m.stepOccupancy.Observe(float64(st.RealTokens) / float64(st.Slots))
+		}
+	}
 }
 
 // engineCollector reads the engine's counters at scrape time.

@@ -803,3 +803,47 @@ func TestMetricsDescribeTheWork(t *testing.T) {
 		}
 	}
 }
+
+// One short text costs one small step, not a full one, and gets the vector it gets inside a
+// full step; /metrics shows the rungs used.
+func TestOneTextRunsTheSmallestStep(t *testing.T) {
+	for _, eng := range []string{"continuous", "sequential"} {
+		t.Run(eng, func(t *testing.T) {
+			f := start(t, options{engine: eng})
+			alone, _ := f.embed(t, map[string]any{"texts": []string{"what is a query embedding"}})
+			m := f.metrics(t)
+			if small, all := metricValue(m, `embedbench_step_slots_bucket{le="128"}`), metricValue(m, "embedbench_step_slots_count"); small != 1 || all != 1 {
+				t.Fatalf("one short text ran %v steps, %v of them of at most 128 slots; want 1 small step:\n%s", all, small, grep(m, "step_slots"))
+			}
+			texts := make([]string, 60)
+			for i := range texts {
+				texts[i] = fmt.Sprintf("passage %d about something else entirely, long enough to fill rows", i)
+			}
+			texts[37] = "what is a query embedding"
+			full, _ := f.embed(t, map[string]any{"texts": texts})
+			if c := cosine(alone.Embeddings[0], full.Embeddings[37]); c < 0.99999 {
+				t.Errorf("the text alone and in a full step: cosine %.7f", c)
+			}
+			m = f.metrics(t)
+			if big := metricValue(m, "embedbench_step_slots_count") - metricValue(m, `embedbench_step_slots_bucket{le="256"}`); big < 1 {
+				t.Errorf("60 passages ran no step larger than 256 slots:\n%s", grep(m, "step_slots"))
+			}
+			if m := f.metrics(t); !strings.Contains(m, "embedbench_step_occupancy_ratio_count") {
+				t.Errorf("no step occupancy histogram")
+			}
+		})
+	}
+}
+
+// metricValue is the value of the exposition line that starts with series, or -1.
+func metricValue(exposition, series string) float64 {
+	for _, line := range strings.Split(exposition, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}

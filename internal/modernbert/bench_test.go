@@ -56,3 +56,21 @@ func BenchmarkEmbedPackedCPU(b *testing.B) {
 	}
 	b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
 }
+
+// BenchmarkOneQueryCPU is one short text on the demo's tiny model (3 layers, hidden 128, the
+// real vocabulary) on simplego: what a single query costs the model on the step ladder.
+func BenchmarkOneQueryCPU(b *testing.B) {
+	cfg := DefaultConfig().Scaled(3, 128, 2, 256)
+	m, err := New(context.Background(), cfg, RandomWeights(cfg, 1), Options{Backend: "simplego", MaxSequenceLength: 512})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	query := [][]int32{{cfg.CLSTokenID, 1000, 2000, 3000, 4000, 5000, cfg.SEPTokenID}}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, err := m.Embed(context.Background(), query, Packed); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -232,6 +232,11 @@ func (m *Model) planPacked(lengths []int) []stepPlan {
 		}
 	}
 	var plan []stepPlan
+	if len(present) == 1 && present[0] == m.packedRow && len(rowsOf[m.packedRow]) == 1 {
+		if st := m.shortRow(rowsOf[m.packedRow][0], lengths); st != nil {
+			return []stepPlan{{st: st, rows: rowsOf[m.packedRow]}}
+		}
+	}
 	for _, l := range present {
 		rows := rowsOf[l]
 		for len(rows) > 0 {
@@ -242,6 +247,24 @@ func (m *Model) planPacked(lengths []int) []stepPlan {
 		}
 	}
 	return plan
+}
+
+// shortRow is the one-row packed step of the shortest row length below the packed row
+// length that holds row, or nil: a single query then costs a row of its own size.
+func (m *Model) shortRow(row []int, lengths []int) *step {
+	n := 0
+	for _, idx := range row {
+		n += lengths[idx]
+	}
+	for _, l := range m.opts.RowLengths {
+		if l >= m.packedRow {
+			break
+		}
+		if l >= n && len(row) <= packedSegments(l) && len(m.packed[l]) > 0 {
+			return m.packed[l][0]
+		}
+	}
+	return nil
 }
 
 // topRung is the largest packed step of row length l.

@@ -157,8 +157,12 @@ func (m *Model) compileAll(ctx context.Context) error {
 	}
 	for _, l := range m.opts.RowLengths {
 		top := max(1, m.opts.MaxBatchTokens/l)
-		if l >= m.packedRow && slices.Contains(m.opts.Layouts, Packed) {
-			for _, rows := range rungRows(m.opts.StepSlots, l, top) {
+		if slices.Contains(m.opts.Layouts, Packed) {
+			ladder := rungRows(m.opts.StepSlots, l, top)
+			if l < m.packedRow {
+				ladder = []int{1} // a lone short row: work that fits one row this short
+			}
+			for _, rows := range ladder {
 				st, err := get(rows, l, packedSegments(l))
 				if err != nil {
 					return err

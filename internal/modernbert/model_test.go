@@ -90,8 +90,8 @@ func TestPackingDoesNotChangeVectors(t *testing.T) {
 	t.Logf("packed stats %+v waste %.2f", pstats, pstats.Waste())
 }
 
-// One short text runs the smallest step of the ladder, a full batch the largest, and the text
-// gets the same vector on every rung.
+// One short text runs the smallest step there is (one row of the shortest length), a full batch
+// the largest, and the text gets the same vector on every rung.
 func TestStepLadder(t *testing.T) {
 	m := newTiny(t, Options{MaxBatchTokens: 1024, MaxSequenceLength: 256})
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -101,8 +101,8 @@ func TestStepLadder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []StepUse{{Slots: m.packedRow, RealTokens: 9}}; !slices.Equal(st.PerStep, want) {
-		t.Fatalf("one 9-token text ran steps %+v, want one row of %d slots", st.PerStep, m.packedRow)
+	if want := []StepUse{{Slots: m.opts.RowLengths[0], RealTokens: 9}}; !slices.Equal(st.PerStep, want) {
+		t.Fatalf("one 9-token text ran steps %+v, want one row of %d slots", st.PerStep, m.opts.RowLengths[0])
 	}
 	// A few texts take a small rung; many fill the largest one.
 	few := append(randomSeqs(rng, m.Config(), 30, 200, 150), query[0])

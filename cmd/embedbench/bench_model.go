@@ -19,17 +19,19 @@ func init() {
 	register("bench-model", "model-only throughput: token ids in, pooled vectors out (no HTTP), as JSON", runBenchModel)
 }
 
-// benchModelReport is what bench-model prints.
+// benchModelReport is what bench-model prints: the figures of calls that each fill the largest
+// step or, with --per-rung, one entry per rung of the ladder instead.
 type benchModelReport struct {
-	modernbert.BenchResult
-	Model              modernbert.Info `json:"model"`
-	CompileSeconds     float64         `json:"compile_seconds"`
-	Passages           int             `json:"passages"`
-	MeanPassageTokens  float64         `json:"mean_passage_tokens"`
-	MaxPassageTokens   int             `json:"max_passage_tokens"`
-	GPUMemoryUsedBytes *uint64         `json:"gpu_memory_used_bytes,omitempty"`
-	GPUMemoryNote      string          `json:"gpu_memory_note,omitempty"`
-	GPUUtilization     *float64        `json:"gpu_utilization_percent,omitempty"`
+	*modernbert.BenchResult
+	Rungs              []modernbert.RungResult `json:"rungs,omitempty"`
+	Model              modernbert.Info         `json:"model"`
+	CompileSeconds     float64                 `json:"compile_seconds"`
+	Passages           int                     `json:"passages"`
+	MeanPassageTokens  float64                 `json:"mean_passage_tokens"`
+	MaxPassageTokens   int                     `json:"max_passage_tokens"`
+	GPUMemoryUsedBytes *uint64                 `json:"gpu_memory_used_bytes,omitempty"`
+	GPUMemoryNote      string                  `json:"gpu_memory_note,omitempty"`
+	GPUUtilization     *float64                `json:"gpu_utilization_percent,omitempty"`
 }
 
 func runBenchModel(ctx context.Context, args []string) error {
@@ -45,8 +47,13 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	seconds := fs.Float64("seconds", 20, "how long to run")
 	callers := fs.Int("callers", 0, "goroutines calling the model at once, so that host work overlaps device time (0: 2 on cuda, 1 on cpu)")
 	layoutName := fs.String("layout", "packed", "packed (many sequences per row) or padded (one per row, HF-style, batches of 32)")
+	perRung := fs.Bool("per-rung", false, "time each rung of the step ladder (--step-slots) in turn, --seconds each: calls that fill one step of it; reports step time, tokens/s and occupancy per rung")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: embedbench bench-model --model DIR|ID [--weights random] [--device cpu|cuda] [--dtype bfloat16] --data collection.tsv [--seconds 20] [--layout packed|padded]")
+		out := fs.Output()
+		fmt.Fprintln(out, "usage: embedbench bench-model --model DIR|ID [--weights random] [--device cpu|cuda] [--dtype bfloat16] --data collection.tsv [--seconds 20] [--layout packed|padded] [--per-rung]")
+		fmt.Fprintln(out, "\nWithout --per-rung every call fills the largest step. With it, each rung of the ladder is")
+		fmt.Fprintln(out, "timed on its own, with the passages that run on its row length; a rung none of them runs on")
+		fmt.Fprintln(out, "(rows longer than every passage, say) is listed with the reason it was skipped.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, false); err != nil {
@@ -101,13 +108,31 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 			*callers = 2
 		}
 	}
-	res, err := modernbert.Bench(ctx, m, seqs, layout, time.Duration(*seconds*float64(time.Second)), *callers)
-	if err != nil {
-		return err
-	}
+	d := time.Duration(*seconds * float64(time.Second))
 	info := m.Info()
-	rep := benchModelReport{BenchResult: res, Model: info, CompileSeconds: info.CompileTime.Seconds(),
+	rep := benchModelReport{Model: info, CompileSeconds: info.CompileTime.Seconds(),
 		Passages: len(seqs), MeanPassageTokens: float64(total) / float64(len(seqs)), MaxPassageTokens: longest}
+	if *perRung {
+		for _, r := range m.Rungs(layout) {
+			res, err := modernbert.BenchRung(ctx, m, seqs, layout, r, d, *callers)
+			if err != nil {
+				return err
+			}
+			if res.Skipped != "" {
+				slog.Info("rung skipped", "row_length", r.RowLength, "rows", r.Rows, "slots", r.Slots, "why", res.Skipped)
+			} else {
+				slog.Info("rung timed", "row_length", r.RowLength, "rows", r.Rows, "slots", r.Slots, "step_ms", res.MeanStepMillis,
+					"tokens_per_s", res.TokensPerSecond, "occupancy", res.Occupancy)
+			}
+			rep.Rungs = append(rep.Rungs, res)
+		}
+	} else {
+		res, err := modernbert.Bench(ctx, m, seqs, layout, d, *callers)
+		if err != nil {
+			return err
+		}
+		rep.BenchResult = &res
+	}
 	if mon.Available() {
 		if samples, err := mon.Sample(); err == nil && mf.deviceIndex < len(samples) {
 			rep.GPUMemoryUsedBytes = samples[mf.deviceIndex].MemoryUsedBytes

@@ -33,3 +33,74 @@ func TestBenchModelReportsRealTokenRateAndWaste(t *testing.T) {
 		t.Logf("%s: %.0f tokens/s, waste %.2f", layout, rep.TokensPerSecond, rep.PaddingWaste)
 	}
 }
+
+// TestBenchModelPerRung times each rung of the ladder asked for with --step-slots, as someone
+// choosing rungs would: one entry per compiled step, in order, every step of an entry on its
+// rung, and rungs the passages never reach listed with the reason.
+func TestBenchModelPerRung(t *testing.T) {
+	data, err := localdata.MSMARCODir()
+	if err != nil {
+		t.Skip("shared MS MARCO sample not available:", err)
+	}
+	args := append(tinyEmbedArgs(t), "--max-length", "512", "--step-slots", "512,2048",
+		"--data", filepath.Join(data, "collection.sample.tsv"), "--passages", "300", "--seconds", "0.2", "--per-rung")
+	var out bytes.Buffer
+	if err := benchModelCommand(context.Background(), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	// The JSON's own names, as a script reading the output sees them.
+	var rep struct {
+		TokensPerSecond *float64 `json:"tokens_per_second"`
+		MaxPassage      int      `json:"max_passage_tokens"`
+		Rungs           []struct {
+			RowLength       int     `json:"row_length"`
+			Rows            int     `json:"rows"`
+			Slots           int     `json:"slots"`
+			Steps           int     `json:"steps"`
+			RealTokens      int     `json:"real_tokens"`
+			SlotTokens      int     `json:"slot_tokens"`
+			TokensPerSecond float64 `json:"tokens_per_second"`
+			MeanStepMillis  float64 `json:"mean_step_ms"`
+			Occupancy       float64 `json:"occupancy"`
+			Skipped         string  `json:"skipped"`
+		} `json:"rungs"`
+	}
+	dec := json.NewDecoder(&out)
+	if err := dec.Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.TokensPerSecond != nil {
+		t.Errorf("--per-rung also reported a whole-run tokens/s (%v): the figures belong to the rungs", *rep.TokensPerSecond)
+	}
+	if rep.MaxPassage > 256 {
+		t.Fatalf("the sample has a passage of %d tokens; the test expects none beyond 256", rep.MaxPassage)
+	}
+	// Rows of 64 and 128 are the one-row short steps; 256 is the packed row (512 and 2,048
+	// slots: 2 and 8 rows); 512-token rows (1 and 4 rows) carry only passages the sample lacks.
+	want := [][3]int{{64, 1, 64}, {128, 1, 128}, {256, 2, 512}, {256, 8, 2048}, {512, 1, 512}, {512, 4, 2048}}
+	if len(rep.Rungs) != len(want) {
+		t.Fatalf("%d rungs reported, want %d: %+v", len(rep.Rungs), len(want), rep.Rungs)
+	}
+	for i, r := range rep.Rungs {
+		if got := [3]int{r.RowLength, r.Rows, r.Slots}; got != want[i] {
+			t.Errorf("rung %d is %v (row length, rows, slots), want %v", i, got, want[i])
+		}
+		if r.RowLength == 512 {
+			if r.Skipped == "" || r.Steps != 0 {
+				t.Errorf("rung %v was timed on passages that never use it: %+v", want[i], r)
+			}
+			continue
+		}
+		if r.Skipped != "" || r.Steps == 0 || r.TokensPerSecond <= 0 || r.MeanStepMillis <= 0 {
+			t.Errorf("rung %v not timed: %+v", want[i], r)
+			continue
+		}
+		if r.SlotTokens != r.Steps*r.Slots {
+			t.Errorf("rung %v: %d slots over %d steps: some step ran on another rung", want[i], r.SlotTokens, r.Steps)
+		}
+		if occ := float64(r.RealTokens) / float64(r.SlotTokens); r.Occupancy <= 0 || r.Occupancy > 1 || r.Occupancy != occ {
+			t.Errorf("rung %v: occupancy %v, want real/slot tokens %v", want[i], r.Occupancy, occ)
+		}
+		t.Logf("rung %v: %.1f ms a step, %.0f tokens/s, occupancy %.2f", want[i], r.MeanStepMillis, r.TokensPerSecond, r.Occupancy)
+	}
+}

@@ -39,11 +39,8 @@ func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.
 	// The window FitPacked looks at: enough sequences to fill a step several times.
 	window := max(1, 4*m.MaxBatchTokens()/max(1, meanLen(lengths)))
 	var (
-		mu       sync.Mutex
-		total    Stats
-		next     int
-		firstErr error
-		wg       sync.WaitGroup
+		mu   sync.Mutex
+		next int
 	)
 	take := func() [][]int32 {
 		mu.Lock()
@@ -61,6 +58,19 @@ func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.
 		}
 		return batch
 	}
+	res, _, err := benchLoop(ctx, m, layout, d, res, take)
+	return res, err
+}
+
+// benchLoop calls Embed with take's batches from res.Callers goroutines for about d and fills
+// in res's counts and rates; it also returns the summed Stats, every step's use included.
+func benchLoop(ctx context.Context, m *Model, layout Layout, d time.Duration, res BenchResult, take func() [][]int32) (BenchResult, Stats, error) {
+	var (
+		mu       sync.Mutex
+		total    Stats
+		firstErr error
+		wg       sync.WaitGroup
+	)
 	start := time.Now()
 	for range res.Callers {
 		wg.Add(1)
@@ -89,7 +99,7 @@ func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.
 		firstErr = ctx.Err()
 	}
 	if firstErr != nil {
-		return res, firstErr
+		return res, total, firstErr
 	}
 	elapsed := time.Since(start).Seconds()
 	res.Seconds = elapsed
@@ -101,7 +111,7 @@ func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.
 	if total.Steps > 0 {
 		res.MeanStepMillis = total.Device.Seconds() * 1000 / float64(total.Steps)
 	}
-	return res, nil
+	return res, total, nil
 }
 
 func meanLen(lengths []int) int {

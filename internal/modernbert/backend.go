@@ -2,6 +2,7 @@ package modernbert
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/simplego"
+
+	"github.com/embedbench/embedbench/internal/blas"
 )
 
 // EnvXLAPlugin names the PJRT plugin (.so) used when Options.Backend is empty.
@@ -93,6 +96,7 @@ func acquireBackend(spec string, memoryFraction float64) (backends.Backend, erro
 	var b backends.Backend
 	var err error
 	if spec == "simplego" {
+		cpuMatMul()
 		b, err = simplego.New("")
 	} else {
 		b, err = newXLABackend(strings.TrimPrefix(spec, "xla:"), memoryFraction)
@@ -118,3 +122,21 @@ func releaseBackend(spec string) {
 		delete(openedBack, spec)
 	}
 }
+
+// minGemmMultiplyAdds is the smallest float32 product handed to the BLAS: below it, the cgo
+// call and the library's set-up cost more than simplego's own loops.
+const minGemmMultiplyAdds = 1 << 15
+
+// cpuMatMul routes simplego's float32 matrix products through a BLAS found on the machine,
+// once per process, and describes what runs them (Info.MatMul).
+var cpuMatMul = sync.OnceValue(func() string {
+	lib, err := blas.Open()
+	if err != nil {
+		slog.Warn("CPU matrix products run in pure Go, many times slower than a BLAS; install OpenBLAS (Debian: libopenblas0-pthread)",
+			"reason", err.Error(), "env", blas.EnvLibrary)
+		return "pure Go (" + err.Error() + ")"
+	}
+	simplego.SetFloat32Gemm(lib.Sgemm, minGemmMultiplyAdds)
+	slog.Info("CPU matrix products through a BLAS", "library", lib.String())
+	return "BLAS: " + lib.String()
+})

@@ -74,3 +74,37 @@ func BenchmarkOneQueryCPU(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBaseLayersCPU runs steps of ModernBERT-base's own layer shapes (hidden 768, 12 heads,
+// intermediate 1,152), three layers of them (one global, two local), on simplego with
+// MS MARCO-like lengths: where a full-size CPU step spends its time, in a tenth of the time.
+// It reports real tokens per second and the linear layers' GFLOP/s.
+func BenchmarkBaseLayersCPU(b *testing.B) {
+	cfg := DefaultConfig().Scaled(3, 768, 12, 1152)
+	m, err := New(context.Background(), cfg, RandomWeights(cfg, 1), Options{Backend: "simplego", Layouts: []Layout{Packed},
+		MaxSequenceLength: 512})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	b.Logf("matrix products: %s", m.Info().MatMul)
+	rng := rand.New(rand.NewPCG(3, 3))
+	var seqs [][]int32
+	for total := 0; total+200 < m.MaxBatchTokens(); {
+		n := 20 + rng.IntN(120)
+		seqs = append(seqs, randomSeqs(rng, cfg, n)[0])
+		total += n
+	}
+	tokens := 0
+	b.ResetTimer()
+	for b.Loop() {
+		_, st, err := m.Embed(context.Background(), seqs, Packed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens += st.RealTokens
+	}
+	perToken := cfg.LinearFLOPsPerToken()
+	b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(float64(tokens)*perToken/b.Elapsed().Seconds()/1e9, "linear-GFLOP/s")
+}

@@ -113,6 +113,9 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 		Pooling: opts.Pooling.String(), Normalize: opts.Normalize, Weights: w.Source, StoredDType: w.StoredDType,
 		Params: w.NumParams(), Config: cfg.Summary(), CompileTime: time.Since(start),
 	}
+	if spec == "simplego" {
+		m.info.MatMul = cpuMatMul()
+	}
 	for _, st := range m.allSteps() {
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
 	}

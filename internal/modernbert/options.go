@@ -190,6 +190,8 @@ type Info struct {
 	Config      string        `json:"config"`
 	Shapes      []string      `json:"shapes"`
 	CompileTime time.Duration `json:"compile_time_ns"`
+	// MatMul says what runs float32 matrix products on CPU (a BLAS, or pure Go and why).
+	MatMul string `json:"cpu_matmul,omitempty"`
 }
 
 // EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a

@@ -221,6 +221,9 @@ func execDotGeneral(backend *Backend, node *Node, inputs []*Buffer, _ []bool) (*
 	outputShape := node.shape
 	dtype := lhs.shape.DType
 	output := backend.getBufferForShape(outputShape)
+	if execDotGeneralGemm(backend, lhs, rhs, params, output) {
+		return output, nil
+	}
 	output.Zeros()
 
 	// Problem size (per example of the batch):

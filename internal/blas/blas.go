@@ -1,0 +1,126 @@
+// Package blas finds a BLAS library on the machine at run time and exposes its single-precision
+// matrix product (cblas_sgemm).
+//
+// It is loaded with dlopen, not linked: a binary built here must start on a machine without
+// OpenBLAS and run the pure-Go path there, saying why. The Go bindings that exist (gonum's
+// netlib) link the library at build time, so the binary would not start without it; hence this
+// small hand-written loader. Built without cgo, Open always reports the library unavailable.
+package blas
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+
+	"golang.org/x/sys/cpu"
+)
+
+// EnvLibrary selects the library: "off" disables it, a path loads that file only; unset tries
+// the usual sonames (OpenBLAS, BLIS, MKL) in order.
+const EnvLibrary = "EMBEDBENCH_BLAS"
+
+// candidates are tried in order; each must export cblas_sgemm.
+var candidates = []string{
+	"libopenblas.so.0", "libopenblas.so",
+	"libblis.so.4", "libblis.so",
+	"libmkl_rt.so.2", "libmkl_rt.so",
+}
+
+// Library is a loaded BLAS.
+type Library struct {
+	// Path is the file dlopen found; Config what the library says of itself (OpenBLAS's build
+	// and core), or "".
+	Path, Config string
+	// Threads is the thread count the library was set to, or 0 where it cannot be set.
+	Threads int
+	sgemm   sgemmFunc
+	gemm    gemmFunc
+}
+
+// String describes the library for logs and model info.
+func (l *Library) String() string {
+	s := l.Path
+	if l.Config != "" {
+		s += " (" + l.Config + ")"
+	}
+	if l.Threads > 0 {
+		s += ", " + strconv.Itoa(l.Threads) + " threads"
+	}
+	return s
+}
+
+// Open loads the library EnvLibrary names, or the first candidate found. The thread count is
+// GOMAXPROCS unless OPENBLAS_NUM_THREADS says otherwise.
+func Open() (*Library, error) {
+	names := candidates
+	switch v := os.Getenv(EnvLibrary); v {
+	case "":
+	case "off", "none", "0":
+		return nil, fmt.Errorf("%s=%s", EnvLibrary, v)
+	default:
+		names = []string{v}
+	}
+	chooseOpenBLASCore()
+	threads := runtime.GOMAXPROCS(0)
+	if v, err := strconv.Atoi(os.Getenv("OPENBLAS_NUM_THREADS")); err == nil && v > 0 {
+		threads = v
+	}
+	return open(names, threads)
+}
+
+// Sgemm computes c[i] = op(a[i]) · op(b[i]) for i in [0, batch): op(a[i]) is m×k, op(b[i]) is
+// k×n, c[i] is m×n, all row-major and packed one after another; transA means a[i] is stored
+// k×m, transB that b[i] is stored n×k. c is overwritten.
+func (l *Library) Sgemm(batch, m, n, k int, transA, transB bool, a, b, c []float32) {
+	if batch <= 0 || m <= 0 || n <= 0 {
+		return
+	}
+	if len(a) < batch*m*k || len(b) < batch*k*n || len(c) < batch*m*n {
+		panic(fmt.Sprintf("blas.Sgemm: %d×(%d×%d·%d×%d) needs more values than a=%d b=%d c=%d", batch, m, k, k, n, len(a), len(b), len(c)))
+	}
+	if k == 0 {
+		clear(c[:batch*m*n])
+		return
+	}
+	l.sgemm(batch, m, n, k, transA, transB, a, b, c)
+}
+
+// Gemm computes c = alpha·op(a)·op(b) + beta·c on row-major matrices inside larger arrays:
+// op(a) is m×k, op(b) k×n, c m×n; lda, ldb and ldc are the strides between their rows as
+// stored (a is stored k×m when transA, b n×k when transB). With beta 1 the product is added to
+// c, which is how a residual connection costs no pass of its own.
+func (l *Library) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m <= 0 || n <= 0 || k <= 0 {
+		panic(fmt.Sprintf("blas.Gemm: sizes m=%d n=%d k=%d", m, n, k))
+	}
+	rowsA, colsA := m, k
+	if transA {
+		rowsA, colsA = k, m
+	}
+	rowsB, colsB := k, n
+	if transB {
+		rowsB, colsB = n, k
+	}
+	if lda < colsA || ldb < colsB || ldc < n || len(a) < (rowsA-1)*lda+colsA || len(b) < (rowsB-1)*ldb+colsB || len(c) < (m-1)*ldc+n {
+		panic(fmt.Sprintf("blas.Gemm: %d×%d·%d×%d with strides %d, %d, %d overruns a=%d b=%d c=%d values", m, k, k, n, lda, ldb, ldc, len(a), len(b), len(c)))
+	}
+	l.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+type sgemmFunc func(batch, m, n, k int, transA, transB bool, a, b, c []float32)
+
+type gemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+// chooseOpenBLASCore sets OPENBLAS_CORETYPE where OpenBLAS would choose badly. Debian's
+// OpenBLAS 0.3.21 does not know AMD's Zen 4 and 5 and falls back to its Haswell (AVX2) kernels;
+// its SkylakeX (AVX-512) kernels run the model's widest projection 1.5x faster on this
+// project's 2-core EPYC (docs/notes/cpu.md). A value the user set is kept.
+func chooseOpenBLASCore() {
+	if os.Getenv("OPENBLAS_CORETYPE") != "" {
+		return
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512CD && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL {
+		os.Setenv("OPENBLAS_CORETYPE", "SkylakeX")
+	}
+}

@@ -1,0 +1,121 @@
+package blas
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func openOrSkip(t testing.TB) *Library {
+	t.Helper()
+	lib, err := Open()
+	if err != nil {
+		t.Skipf("no BLAS here (scripts/test.sh installs libopenblas0-pthread): %v", err)
+	}
+	return lib
+}
+
+// naive is the definition Sgemm must match.
+func naive(batch, m, n, k int, transA, transB bool, a, b []float32) []float32 {
+	c := make([]float32, batch*m*n)
+	for p := range batch {
+		for i := range m {
+			for j := range n {
+				var s float64
+				for l := range k {
+					ai := p*m*k + i*k + l
+					if transA {
+						ai = p*m*k + l*m + i
+					}
+					bi := p*k*n + l*n + j
+					if transB {
+						bi = p*k*n + j*k + l
+					}
+					s += float64(a[ai]) * float64(b[bi])
+				}
+				c[p*m*n+i*n+j] = float32(s)
+			}
+		}
+	}
+	return c
+}
+
+func TestSgemmMatchesTheDefinition(t *testing.T) {
+	lib := openOrSkip(t)
+	t.Logf("BLAS: %s", lib)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct{ batch, m, n, k int }{{1, 1, 1, 1}, {1, 7, 5, 3}, {3, 33, 65, 17}, {2, 128, 96, 200}} {
+		for _, transA := range []bool{false, true} {
+			for _, transB := range []bool{false, true} {
+				a := make([]float32, tc.batch*tc.m*tc.k)
+				b := make([]float32, tc.batch*tc.k*tc.n)
+				for i := range a {
+					a[i] = rng.Float32()*2 - 1
+				}
+				for i := range b {
+					b[i] = rng.Float32()*2 - 1
+				}
+				c := make([]float32, tc.batch*tc.m*tc.n)
+				for i := range c {
+					c[i] = float32(math.NaN()) // overwritten, never accumulated into
+				}
+				lib.Sgemm(tc.batch, tc.m, tc.n, tc.k, transA, transB, a, b, c)
+				want := naive(tc.batch, tc.m, tc.n, tc.k, transA, transB, a, b)
+				for i := range want {
+					if d := math.Abs(float64(c[i] - want[i])); !(d <= 1e-4*float64(tc.k)) {
+						t.Fatalf("%+v transA=%v transB=%v: c[%d] = %g, want %g", tc, transA, transB, i, c[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestOffIsHonoured(t *testing.T) {
+	t.Setenv(EnvLibrary, "off")
+	if lib, err := Open(); err == nil {
+		t.Fatalf("%s=off still loaded %s", EnvLibrary, lib)
+	}
+}
+
+func TestAMissingLibraryIsAnError(t *testing.T) {
+	t.Setenv(EnvLibrary, "/nonexistent/libopenblas.so")
+	if _, err := Open(); err == nil {
+		t.Fatal("a missing library was reported loaded")
+	}
+}
+
+// BenchmarkSgemm is the machine's reference rate for the model's linear layers: 2,048 tokens
+// through ModernBERT-base's widest projection (768 → 2,304).
+func BenchmarkSgemm(b *testing.B) {
+	lib := openOrSkip(b)
+	m, n, k := 2048, 2304, 768
+	x, w, y := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
+	for i := range x {
+		x[i] = float32(i%7) * 0.1
+	}
+	for i := range w {
+		w[i] = float32(i%5) * 0.1
+	}
+	for b.Loop() {
+		lib.Sgemm(1, m, n, k, false, true, x, w, y)
+	}
+	b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func TestGemmStridedAddsIntoC(t *testing.T) {
+	lib := openOrSkip(t)
+	// a is the 2×3 block at column 1 of a 2×5 array; b is 3×2 stored transposed (2×3) inside a
+	// 2×4 array; c is 2×2 inside a 2×3 array and starts at ones: c = 2·a·b + 1·c.
+	a := []float32{9, 1, 2, 3, 9, 9, 4, 5, 6, 9}
+	b := []float32{1, 0, 1, 9, 0, 1, 1, 9}
+	c := []float32{1, 1, 7, 1, 1, 7}
+	lib.Gemm(false, true, 2, 2, 3, 2, a[1:], 5, b, 4, 1, c, 3)
+	// a·b = [[1+3, 2+3], [4+6, 5+6]] = [[4, 5], [10, 11]]
+	want := []float32{9, 11, 7, 21, 23, 7}
+	for i := range want {
+		if c[i] != want[i] {
+			t.Fatalf("c = %v, want %v", c, want)
+		}
+	}
+}

@@ -2,7 +2,8 @@
 // libnvidia-ml.so.1 at run time).
 //
 // A machine without a driver is normal, not an error: Open then returns a Monitor that reports
-// itself unavailable and why, so a binary built with cgo starts anywhere.
+// itself unavailable and why, so a binary built with cgo starts anywhere. A binary built
+// without cgo (the static CPU image) has no NVML at all and always reports why.
 //
 // NVML's "GPU utilization" is the share of the last sample period (1/6 s to 1 s) in which any
 // kernel was running on the device; it says nothing of how many SMs were busy. On Hopper and
@@ -15,8 +16,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
 // DeviceSample is one reading of one GPU. A nil pointer means the device or driver did not
@@ -44,74 +43,6 @@ type Monitor struct {
 	reason  string // why unavailable; empty when available
 	devices []device
 	closed  bool
-}
-
-type device struct {
-	index  int
-	handle nvml.Device
-	name   string
-	uuid   string
-	// gpmPrev holds the previous GPM sample; GPM metrics are differences between two samples.
-	gpmPrev nvml.GpmSample
-	gpmNext nvml.GpmSample
-	gpmOK   bool
-}
-
-// Open initialises NVML. With no driver or no GPU it returns an unavailable Monitor and a nil
-// error; an error means NVML is there but misbehaved.
-func Open() (*Monitor, error) {
-	if ret := nvml.Init(); ret != nvml.SUCCESS {
-		if ret == nvml.ERROR_LIBRARY_NOT_FOUND || ret == nvml.ERROR_DRIVER_NOT_LOADED || ret == nvml.ERROR_NO_PERMISSION {
-			return &Monitor{reason: fmt.Sprintf("NVML not usable here (%v)", ret)}, nil
-		}
-		return nil, fmt.Errorf("initialising NVML: %v", ret)
-	}
-	count, ret := nvml.DeviceGetCount()
-	if ret != nvml.SUCCESS {
-		nvml.Shutdown()
-		return nil, fmt.Errorf("counting GPUs with NVML: %v", ret)
-	}
-	if count == 0 {
-		nvml.Shutdown()
-		return &Monitor{reason: "NVML sees no GPU"}, nil
-	}
-	m := &Monitor{}
-	for i := range count {
-		h, ret := nvml.DeviceGetHandleByIndex(i)
-		if ret != nvml.SUCCESS {
-			m.Close()
-			return nil, fmt.Errorf("opening GPU %d with NVML: %v", i, ret)
-		}
-		d := device{index: i, handle: h}
-		d.name, _ = h.GetName()
-		d.uuid, _ = h.GetUUID()
-		d.initGPM()
-		m.devices = append(m.devices, d)
-	}
-	return m, nil
-}
-
-// initGPM allocates the two GPM sample buffers when the device supports GPM.
-func (d *device) initGPM() {
-	support, ret := d.handle.GpmQueryDeviceSupport()
-	if ret != nvml.SUCCESS || support.IsSupportedDevice == 0 {
-		return
-	}
-	prev, ret := nvml.GpmSampleAlloc()
-	if ret != nvml.SUCCESS {
-		return
-	}
-	next, ret := nvml.GpmSampleAlloc()
-	if ret != nvml.SUCCESS {
-		prev.Free()
-		return
-	}
-	if prev.Get(d.handle) != nvml.SUCCESS {
-		prev.Free()
-		next.Free()
-		return
-	}
-	d.gpmPrev, d.gpmNext, d.gpmOK = prev, next, true
 }
 
 // Available reports whether NVML found at least one GPU.
@@ -144,53 +75,9 @@ func (m *Monitor) Sample() ([]DeviceSample, error) {
 	now := time.Now()
 	out := make([]DeviceSample, 0, len(m.devices))
 	for i := range m.devices {
-		d := &m.devices[i]
-		s := DeviceSample{Index: d.index, Name: d.name, UUID: d.uuid, Time: now}
-		if u, ret := d.handle.GetUtilizationRates(); ret == nvml.SUCCESS {
-			s.UtilizationPercent = ptr(float64(u.Gpu))
-		}
-		if mem, ret := d.handle.GetMemoryInfo(); ret == nvml.SUCCESS {
-			s.MemoryUsedBytes = ptr(mem.Used)
-			s.MemoryTotalBytes = ptr(mem.Total)
-		}
-		if mw, ret := d.handle.GetPowerUsage(); ret == nvml.SUCCESS {
-			s.PowerWatts = ptr(float64(mw) / 1000)
-		}
-		if mhz, ret := d.handle.GetClockInfo(nvml.CLOCK_SM); ret == nvml.SUCCESS {
-			s.SMClockMHz = ptr(float64(mhz))
-		}
-		if d.gpmOK {
-			s.SMActivityPercent, s.TensorActivityPercent = d.sampleGPM()
-		}
-		out = append(out, s)
+		out = append(out, m.devices[i].sample(now))
 	}
 	return out, nil
-}
-
-// sampleGPM takes a GPM sample and computes SM and tensor activity since the previous one.
-func (d *device) sampleGPM() (sm, tensor *float64) {
-	if d.gpmNext.Get(d.handle) != nvml.SUCCESS {
-		return nil, nil
-	}
-	req := nvml.GpmMetricsGetType{
-		NumMetrics: 2,
-		Sample1:    d.gpmPrev,
-		Sample2:    d.gpmNext,
-	}
-	req.Metrics[0].MetricId = uint32(nvml.GPM_METRIC_SM_UTIL)
-	req.Metrics[1].MetricId = uint32(nvml.GPM_METRIC_ANY_TENSOR_UTIL)
-	ret := nvml.GpmMetricsGet(&req)
-	d.gpmPrev, d.gpmNext = d.gpmNext, d.gpmPrev
-	if ret != nvml.SUCCESS {
-		return nil, nil
-	}
-	if req.Metrics[0].NvmlReturn == uint32(nvml.SUCCESS) {
-		sm = ptr(req.Metrics[0].Value)
-	}
-	if req.Metrics[1].NvmlReturn == uint32(nvml.SUCCESS) {
-		tensor = ptr(req.Metrics[1].Value)
-	}
-	return sm, tensor
 }
 
 // Close frees GPM buffers and shuts NVML down. Safe to call more than once.
@@ -204,13 +91,10 @@ func (m *Monitor) Close() {
 	if m.reason != "" {
 		return
 	}
-	for _, d := range m.devices {
-		if d.gpmOK {
-			d.gpmPrev.Free()
-			d.gpmNext.Free()
-		}
+	for i := range m.devices {
+		m.devices[i].free()
 	}
-	nvml.Shutdown()
+	shutdownNVML()
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -112,7 +112,9 @@ func (r *recorder) closeSecond(length float64) {
 	p.IntervalSeconds = length
 	p.RequestsPerSecond = float64(p.Successes) / length
 	p.PassagesPerSecond /= length
+	p.Time = r.windowStart.Add(time.Duration(r.cur) * time.Second).UTC()
 	p.Latency = summarize(r.curHist)
+	p.LatencyHDR = encodeHist(r.curHist)
 	p.InFlight = r.inFlight
 	if r.tokensSeen {
 		p.TokensPerSecond = ptr(float64(r.curTokens) / length)

@@ -89,6 +89,10 @@ type Result struct {
 	LatencySpectrumUncorrected []PercentilePoint `json:"latency_spectrum_uncorrected,omitempty"`
 	// LatencyHistogram buckets the latencies of LatencyMetrics (log-spaced bucket bounds).
 	LatencyHistogram []HistogramBucket `json:"latency_histogram"`
+	// Histograms holds the full HDR histograms behind every latency summary, so that results
+	// of load generators that ran at once can be merged exactly (`embedbench merge`). Absent
+	// in files written before they were added; such files cannot be merged.
+	Histograms *Histograms `json:"histograms,omitempty"`
 
 	// Errors counts failed requests by class: "http_<status>" (e.g. "http_429", "http_500"),
 	// "timeout", "connection", "bad_response" (a 200 whose body is wrong, e.g. the wrong number
@@ -129,6 +133,10 @@ type Result struct {
 	StartedAt time.Time `json:"started_at"`
 	EndedAt   time.Time `json:"ended_at"`
 
+	// Merged is set on a result made by `embedbench merge`: what it was made of and what the
+	// merge found. Nil on a single run.
+	Merged *MergeInfo `json:"merged,omitempty"`
+
 	// Partial is true when the run did not complete as configured (interrupted, or ended early
 	// because the service was unreachable); PartialReason says why.
 	Partial       bool   `json:"partial"`
@@ -150,6 +158,26 @@ type LatencyMetrics struct {
 	Stddev float64 `json:"stddev"`
 	// Count is the number of latencies summarised.
 	Count int64 `json:"count"`
+}
+
+// HistogramUnit is the unit of the values recorded in encoded histograms.
+const HistogramUnit = "microseconds"
+
+// Histograms are HDR histograms in HdrHistogram's V2 compressed encoding (base64, as the
+// HdrHistogram libraries of every language read and write it), values in microseconds from
+// 1 µs to one hour with 3 significant digits. An empty string is an empty histogram.
+type Histograms struct {
+	Unit string `json:"unit"`
+	// Latency is the histogram of LatencyMetrics; LatencyUncorrected of
+	// LatencyMetricsUncorrected and SendLag of OpenLoop.SendLag (open loop only).
+	Latency            string `json:"latency"`
+	LatencyUncorrected string `json:"latency_uncorrected,omitempty"`
+	SendLag            string `json:"send_lag,omitempty"`
+	// Server* are the histograms of ServerTiming's stages.
+	ServerQueue     string `json:"server_queue,omitempty"`
+	ServerTokenize  string `json:"server_tokenize,omitempty"`
+	ServerInference string `json:"server_inference,omitempty"`
+	ServerTotal     string `json:"server_total,omitempty"`
 }
 
 // PercentilePoint is one point of a percentile curve: Percentile % of requests took at most
@@ -198,6 +226,9 @@ type OpenLoopStats struct {
 type SecondPoint struct {
 	// Second is the offset of the interval's start from StartedAt, in whole seconds.
 	Second int `json:"second"`
+	// Time is the interval's start on the wall clock (UTC), by which `merge` aligns the series
+	// of load generators that ran at once. Zero in older files: StartedAt + Second then.
+	Time time.Time `json:"time,omitzero"`
 	// IntervalSeconds is the interval's length: 1, except for the last point, cut by the end
 	// of the run. Counts cover the interval; rates are per second of it.
 	IntervalSeconds float64 `json:"interval_seconds"`
@@ -214,6 +245,8 @@ type SecondPoint struct {
 	// Latency of the successes finished in this second (corrected in open loop); zero Count
 	// when none finished.
 	Latency LatencyMetrics `json:"latency"`
+	// LatencyHDR is Latency's histogram, encoded as in Histograms; empty when none finished.
+	LatencyHDR string `json:"latency_hdr,omitempty"`
 	// InFlight is the number of requests in flight at the end of the second.
 	InFlight int `json:"in_flight"`
 	// GPUUtilizationPercent is the mean over devices and samples within this second; null when
@@ -397,12 +430,24 @@ type Tool struct {
 	GoVersion string `json:"go_version"`
 }
 
+// ErrNotStressResult is returned, wrapped with the file's name, for a file that is not a
+// stress result at all (another JSON file, or no JSON).
+var ErrNotStressResult = errors.New("not a stress result")
+
 // ReadResult reads a result file written by `embedbench stress`, or by the seed's Python
 // stress_test.py (schema version 0: only the seed's fields are filled).
 func ReadResult(path string) (*Result, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading stress result: %w", err)
+	}
+	if !json.Valid(data) {
+		var r Result
+		return nil, fmt.Errorf("parsing stress result %s: %w", path, json.Unmarshal(data, &r))
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, fmt.Errorf("%s: %w: it is not a JSON object", path, ErrNotStressResult)
 	}
 	var r Result
 	if err := json.Unmarshal(data, &r); err != nil {
@@ -413,6 +458,17 @@ func ReadResult(path string) (*Result, error) {
 	}
 	if r.SchemaVersion < 0 || r.TotalRequests < 0 || r.SuccessfulRequests < 0 || r.SuccessfulRequests > r.TotalRequests {
 		return nil, fmt.Errorf("stress result %s is inconsistent: %d successful of %d requests (schema %d)", path, r.SuccessfulRequests, r.TotalRequests, r.SchemaVersion)
+	}
+	// Any JSON object decodes into a Result; only the seed's own fields, which every writer
+	// of result files has written, tell a result from another JSON file.
+	var missing []string
+	for _, key := range []string{"total_requests", "successful_requests", "latency_metrics"} {
+		if _, ok := fields[key]; !ok {
+			missing = append(missing, key)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s: %w: it has no %s", path, ErrNotStressResult, strings.Join(missing, ", "))
 	}
 	if r.SchemaVersion == 0 && r.TotalRequests > 0 {
 		// The seed's files carry no failure count or success rate; derive them so readers need

@@ -616,6 +616,7 @@ func (r *runner) result(windowStart, end time.Time, cpu time.Duration, telemetry
 		ResponseBytes:       rec.respBytes,
 		LatencySpectrum:     spectrum(rec.corrected),
 		LatencyHistogram:    histogramBuckets(rec.corrected),
+		Histograms:          &Histograms{Unit: HistogramUnit, Latency: encodeHist(rec.corrected)},
 		Errors:              rec.errors,
 		TimeSeries:          rec.series,
 		StartedAt:           windowStart.UTC(),
@@ -639,6 +640,8 @@ func (r *runner) result(windowStart, end time.Time, cpu time.Duration, telemetry
 	if opts.Rate > 0 {
 		res.LatencyMetricsUncorrected = ptr(summarize(rec.uncorrected))
 		res.LatencySpectrumUncorrected = spectrum(rec.uncorrected)
+		res.Histograms.LatencyUncorrected = encodeHist(rec.uncorrected)
+		res.Histograms.SendLag = encodeHist(rec.sendLag)
 		unsent := r.unsent.Load()
 		ol := &OpenLoopStats{
 			TargetRate:           opts.Rate,
@@ -662,6 +665,8 @@ func (r *runner) result(windowStart, end time.Time, cpu time.Duration, telemetry
 			Inference: summaryPtr(rec.inference),
 			Total:     summaryPtr(rec.total),
 		}
+		res.Histograms.ServerQueue, res.Histograms.ServerTokenize = encodeHist(rec.queue), encodeHist(rec.tokenize)
+		res.Histograms.ServerInference, res.Histograms.ServerTotal = encodeHist(rec.inference), encodeHist(rec.total)
 		if rec.overheadCount > 0 {
 			st.ClientOverheadMeanSeconds = ptr((rec.overheadSum / time.Duration(rec.overheadCount)).Seconds())
 		}

@@ -1,6 +1,8 @@
 package stress
 
 import (
+	"fmt"
+	"log/slog"
 	"math"
 	"sort"
 	"time"
@@ -30,6 +32,38 @@ func recordDuration(h *hdrhistogram.Histogram, d time.Duration) {
 		us = histHighestMicros
 	}
 	_ = h.RecordValue(us) // cannot fail: the value is in range
+}
+
+// encodeHist returns h in the V2 compressed encoding, "" when h is empty. Encoding into memory
+// cannot fail short of a bug in the library; should it, the histogram is left out (the result
+// then cannot be merged, and merge says so) rather than the run lost.
+func encodeHist(h *hdrhistogram.Histogram) string {
+	if h.TotalCount() == 0 {
+		return ""
+	}
+	b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+	if err != nil {
+		slog.Warn("encoding a latency histogram", "err", err)
+		return ""
+	}
+	return string(b)
+}
+
+// decodeHist reads a histogram written by encodeHist into one of this package's geometry, so
+// that any two decoded histograms merge without loss; "" is an empty histogram.
+func decodeHist(s string) (*hdrhistogram.Histogram, error) {
+	h := newHist()
+	if s == "" {
+		return h, nil
+	}
+	d, err := hdrhistogram.Decode([]byte(s))
+	if err != nil {
+		return nil, err
+	}
+	if dropped := h.Merge(d); dropped > 0 {
+		return nil, fmt.Errorf("%d values outside 1 µs to 1 h", dropped)
+	}
+	return h, nil
 }
 
 func micros(v int64) float64 { return float64(v) / 1e6 }

@@ -63,6 +63,7 @@ func runDetails(run Run) []detailGroup {
 		detail{"window", windowDescription(r)},
 		detail{"partial", partialDescription(r)},
 	)
+	groups = append(groups, mergeDetails(r)...)
 	add("Requests",
 		detail{"finished / ok / failed", fmt.Sprintf("%d / %d / %d", r.TotalRequests, r.SuccessfulRequests, r.FailedRequests)},
 		detail{"unfinished at the end", nonZero64(r.UnfinishedRequests)},

@@ -106,6 +106,7 @@ var texts = []text{
 	{"setup", "device", func(run Run) string { return orUnknown(run.Setup().Device) }},
 	{"setup", "batch size", func(run Run) string { return fmt.Sprint(run.Result.Config.BatchSize) }},
 	{"setup", "load", func(run Run) string { return describeLoad(run.Result) }},
+	{"setup", "load generators", func(run Run) string { return loadGenerators(run.Result) }},
 	{"setup", "duration", func(run Run) string { return fmt.Sprintf("%.0f s", run.Result.TestDurationSeconds) }},
 }
 

@@ -113,7 +113,11 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	rep := benchModelReport{Model: info, CompileSeconds: info.CompileTime.Seconds(),
 		Passages: len(seqs), MeanPassageTokens: float64(total) / float64(len(seqs)), MaxPassageTokens: longest}
 	if *perRung {
-		for _, r := range m.Rungs(layout) {
+		rungs := m.Rungs(layout)
+		if len(rungs) == 0 {
+			return fmt.Errorf("--per-rung: the model compiled no %s steps to time: its steps are sized to the work (backend %s)", layout, info.Backend)
+		}
+		for _, r := range rungs {
 			res, err := modernbert.BenchRung(ctx, m, seqs, layout, r, d, *callers)
 			if err != nil {
 				return err

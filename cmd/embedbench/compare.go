@@ -30,13 +30,20 @@ func runCompare(ctx context.Context, args []string) error {
 		fmt.Fprintln(out, "usage: embedbench compare [flags] RESULT.json [RESULT.json ...]")
 		fmt.Fprintln(out, "       embedbench compare --check-embeddings [flags] URL_A URL_B [RESULT.json ...]")
 		fmt.Fprintln(out, "\nOne column a run, ratios against the first. With --check-embeddings the same passages are")
-		fmt.Fprintf(out, "sent to both services and their vectors compared; exit status %d when they disagree.\n\nflags:\n", exitFairness)
+		fmt.Fprintf(out, "sent to both services and their vectors compared; exit status %d when they disagree.\n", exitFairness)
+		fmt.Fprintln(out, "\nThe HTML report's latency-against-throughput chart draws p50 and p99 against achieved")
+		fmt.Fprintln(out, "requests/s, one point per result file, one line per series. By default a series is one service")
+		fmt.Fprintln(out, "(the engine and dtype it reported, else its URL, else the run's label) at one client batch size,")
+		fmt.Fprintln(out, "so stress runs at several loads (--max-concurrent-requests, --rate) join into one curve;")
+		fmt.Fprintln(out, "--series names each file's series instead.")
+		fmt.Fprintln(out, "\nflags:")
 		fs.PrintDefaults()
 	}
 	html := fs.String("html", "", "also write the self-contained HTML report to this file")
 	title := fs.String("title", "", "the HTML report's title")
 	markdown := fs.String("markdown", "", "also write the table as Markdown to this file (for docs pages)")
 	labels := fs.String("labels", "", "comma-separated names for the runs, in order (default: engine and dtype, else the file name)")
+	series := fs.String("series", "", "comma-separated series names for the latency-against-throughput chart, one per result file in order; files with the same name form one line (default: one series per service and client batch size)")
 	check := fs.Bool("check-embeddings", false, "the first two arguments are service URLs: check that they compute the same embeddings")
 	dataFile := fs.String("data-file", "", "passages for the check: a JSON list of strings (default: a sample of the shared MS MARCO passages)")
 	passages := fs.Int("passages", 64, "how many passages the check sends")
@@ -108,6 +115,15 @@ func runCompare(ctx context.Context, args []string) error {
 	runs, err := report.Load(rest, names)
 	if err != nil {
 		return exitError{1, err}
+	}
+	if *series != "" {
+		groups := strings.Split(*series, ",")
+		if len(groups) != len(runs) {
+			return exitError{2, fmt.Errorf("--series: %d names for %d result files", len(groups), len(runs))}
+		}
+		for i := range runs {
+			runs[i].Series = strings.TrimSpace(groups[i])
+		}
 	}
 	if fair != nil {
 		fmt.Println()

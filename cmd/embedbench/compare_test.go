@@ -181,3 +181,45 @@ func TestCompareBadUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestCompareSeries checks the HTML report's latency-against-throughput lines: by default one
+// per service and batch size, with --series as the user names them, and a miscount refused.
+func TestCompareSeries(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := resultFile(t, dir, "continuous", "bfloat16", 20, start)
+	b := resultFile(t, dir, "continuous", "bfloat16", 80, start.Add(time.Second))
+	c := resultFile(t, dir, "sequential", "float32", 10, start.Add(2*time.Second))
+	html := filepath.Join(dir, "report.html")
+	for _, tc := range []struct {
+		args  []string
+		lines []string
+	}{
+		{nil, []string{"continuous bfloat16, batch 32 p50", "continuous bfloat16, batch 32 p99", "sequential float32, batch 32 p50"}},
+		{[]string{"--series", "ours,ours,theirs"}, []string{"ours p50", "ours p99", "theirs p50", "theirs p99"}},
+	} {
+		args := append(append([]string{"compare", "--html", html}, tc.args...), a, b, c)
+		if code, _, errOut := runMain(t, args...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, errOut)
+		}
+		page, err := os.ReadFile(html)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chart := string(page)[strings.Index(string(page), `{id: "latency-throughput"`):]
+		chart = chart[:strings.Index(chart, "\n")]
+		for _, line := range tc.lines {
+			if !strings.Contains(chart, `"name":"`+line+`"`) {
+				t.Errorf("%v: the latency chart has no line %q", tc.args, line)
+			}
+		}
+		// Both continuous runs are points of one line: 20 and 80 requests/s, in that order.
+		if !strings.Contains(chart, `"value":[20,50]},{"name":"continuous bfloat16 (2)","value":[80,12.5]}`) {
+			t.Errorf("%v: the continuous runs are not one line of two points:\n%s", tc.args, chart)
+		}
+	}
+	code, _, errOut := runMain(t, "compare", "--html", html, "--series", "ours,theirs", a, b, c)
+	if code != 2 || !strings.Contains(errOut, "--series: 2 names for 3 result files") {
+		t.Errorf("a miscounted --series: exit %d: %s", code, errOut)
+	}
+}

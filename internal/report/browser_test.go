@@ -63,11 +63,11 @@ func TestReportRendersInChromium(t *testing.T) {
 	url := "file://" + page
 
 	dom := string(runChromium(t, bin, "--dump-dom", url))
-	if !strings.Contains(dom, `data-charts-rendered="5"`) {
-		t.Errorf("the page did not report 5 charts rendered; body: %s", firstTag(dom, "<body"))
+	if !strings.Contains(dom, `data-charts-rendered="6"`) {
+		t.Errorf("the page did not report 6 charts rendered; body: %s", firstTag(dom, "<body"))
 	}
 	for id, series := range map[string]int{
-		"latency-spectrum": 3, "throughput-over-time": 2, "p99-over-time": 2, "gpu-over-time": 2, "latency-histogram": 2,
+		"latency-spectrum": 3, "latency-throughput": 4, "throughput-over-time": 2, "p99-over-time": 2, "gpu-over-time": 2, "latency-histogram": 2,
 	} {
 		tag := firstTag(dom, `<div class="chart" id="`+id+`"`)
 		switch {
@@ -81,7 +81,7 @@ func TestReportRendersInChromium(t *testing.T) {
 			t.Errorf("chart %s: want %d series: %s", id, series, tag)
 		}
 	}
-	if n := strings.Count(dom, "<canvas"); n < 5 {
+	if n := strings.Count(dom, "<canvas"); n < 6 {
 		t.Errorf("%d canvases in the rendered page; want one per chart", n)
 	}
 
@@ -100,6 +100,33 @@ func TestReportRendersInChromium(t *testing.T) {
 	// Drawn charts put coloured lines on the page; an empty one is white and grey only.
 	if c := colouredShare(img); c < 0.001 {
 		t.Errorf("only %.4f%% of the screenshot is coloured: the charts look empty", 100*c)
+	}
+}
+
+// TestLatencyCurveRendersInChromium draws the latency-against-throughput chart of a load
+// sweep (three series: two lines each, one point per result file) and of a single run.
+func TestLatencyCurveRendersInChromium(t *testing.T) {
+	bin := chromium(t)
+	dir := t.ArtifactDir()
+	sweepRuns, err := Load(sweepFiles(t, sweep), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := []Run{{Path: "one.json", Result: fixtureRun(t, "continuous", "bfloat16", 5*time.Millisecond, 50, false)}}
+	NameRuns(single)
+	for name, c := range map[string]struct {
+		runs           []Run
+		series, points int
+	}{"sweep": {sweepRuns, 6, 2 * len(sweep)}, "single": {single, 2, 2}} {
+		page := filepath.Join(dir, name+".html")
+		if err := WriteHTMLFile(page, c.runs, HTMLOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		tag := firstTag(string(runChromium(t, bin, "--dump-dom", "file://"+page)), `<div class="chart" id="latency-throughput"`)
+		want := fmt.Sprintf(`data-series="%d" data-points="%d" data-rendered="true"`, c.series, c.points)
+		if !strings.Contains(tag, want) {
+			t.Errorf("%s: the latency curve is %q; want %s", name, tag, want)
+		}
 	}
 }
 

@@ -34,7 +34,7 @@ const (
 // buildCharts makes the report's figures from the runs.
 func buildCharts(runs []Run) ([]chart, error) {
 	builders := []func([]Run) (chart, error){
-		spectrumChart, throughputChart, p99Chart, gpuChart, histogramChart,
+		spectrumChart, latencyThroughputChart, throughputChart, p99Chart, gpuChart, histogramChart,
 	}
 	out := make([]chart, 0, len(builders))
 	for _, build := range builders {

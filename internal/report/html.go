@@ -165,8 +165,8 @@ func WriteHTMLFile(path string, runs []Run, o HTMLOptions) error {
 }
 
 // chartsScript draws every figure and marks each element data-rendered="true" once ECharts
-// reports it finished, or data-render-error with the message if drawing failed; the browser
-// test reads these marks.
+// reports it finished, with the series and data points it holds, or data-render-error with the
+// message if drawing failed; the browser test reads these marks.
 func chartsScript(figures []chart) string {
 	js := "var embedbenchCharts = [\n"
 	for _, c := range figures {
@@ -183,7 +183,9 @@ func chartsScript(figures []chart) string {
       var chart = echarts.init(el, null, {renderer: "canvas"});
       chart.on("finished", function () {
         if (el.getAttribute("data-rendered") === "true") { return; }
-        el.setAttribute("data-series", String(chart.getOption().series.length));
+        var series = chart.getOption().series;
+        el.setAttribute("data-series", String(series.length));
+        el.setAttribute("data-points", String(series.reduce(function (n, s) { return n + s.data.length; }, 0)));
         el.setAttribute("data-rendered", "true");
         done++;
         document.body.setAttribute("data-charts-rendered", String(done));

@@ -17,7 +17,10 @@ import (
 
 // Run is one stress result and the name it is shown under.
 type Run struct {
-	Label  string
+	Label string
+	// Series names the latency-against-throughput curve the run is a point of; empty: the
+	// default grouping of SeriesNames.
+	Series string
 	Path   string
 	Result *stress.Result
 }

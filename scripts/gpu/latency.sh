@@ -39,4 +39,10 @@ if [ -z "$DRYRUN" ]; then
   run hf_b32_c1 8002 32 --max-concurrent-requests 1
 fi
 kill %1 %2 2>/dev/null; wait
+# The table and the HTML report, whose latency-against-throughput chart draws one line per
+# service and client batch size.
+files=(); labels=()
+for d in "$W"/stress/*/; do files+=("$(ls "$d"stress_test_results_*.json | head -1)"); labels+=("$(basename "$d")"); done
+"$BIN" compare --title "Latency against throughput" --labels "$(IFS=,; echo "${labels[*]}")" \
+  --html "$W/report.html" "${files[@]}" > "$W/compare.txt"
 tar -czf "$OUT/latency.tgz" -C "$W" .

@@ -6,7 +6,9 @@
 
 The model run is what scripts/gpu/bench_model.sh packs (part1.tgz), the service run what
 scripts/gpu/bench_service.sh packs (part2.tgz), with each stress result copied to
-results/<label>.json. Every number on the page comes from those files.
+results/<label>.json. --latency-run is what scripts/gpu/latency.sh brings back (stress/<label>/
+with one result file each): the latency-against-throughput curve. Every number on the page
+comes from those files.
 """
 import argparse
 import glob
@@ -50,12 +52,78 @@ def service_rows(results):
     return rows
 
 
+def latency_section(run):
+    """The latency curve of scripts/gpu/latency.sh's runs: one series per service and client
+    batch size (as `embedbench compare` groups them in its HTML report), points by achieved
+    requests/s, and issue 13's targets checked against the same files."""
+    res = {}
+    for f in glob.glob(os.path.join(run, "stress", "*", "*.json")):
+        res[os.path.basename(os.path.dirname(f))] = json.load(open(f))
+    series = {}
+    for label, r in res.items():
+        sv = r.get("server") or {}
+        name = f"{sv.get('engine', '?')} {sv.get('dtype', '?')}, batch {r['config']['batch_size']}"
+        series.setdefault(name, []).append((label, r))
+    L = []
+    w = L.append
+    w("## Latency against throughput (run 13, the step ladder)")
+    w("")
+    w("One H200, one device call, 8 s per load after 2 s of warm-up: our continuous engine (bf16, the default "
+      "ladder of 1,024, 4,096 and 16,384 token slots per row length) and the seed's HF backend "
+      "(`scripts/gpu/hf_service.py`, fp32, one request at a time), same random checkpoint, MS MARCO passages. "
+      "Closed loop at 1 to 256 concurrent clients, and open loop at 50% and 70% of the batch-32 peak "
+      "(latency from the intended send time). A request carries the batch size's texts. "
+      f"Reproduce: `scripts/gpu/latency.sh`. Raw files: `{run}/`; the chart is in "
+      f"`{run}/report.html` (`embedbench compare --html`, chart \"Latency against throughput\").")
+    w("")
+    w("| series | run | load | achieved req/s | passages/s | p50 ms | p99 ms |")
+    w("| --- | --- | --- | --- | --- | --- | --- |")
+    order = sorted(series, key=lambda n: (not n.startswith("continuous"), int(n.rsplit(" ", 1)[1])))
+    for name in order:
+        for label, r in sorted(series[name], key=lambda x: x[1]["requests_per_second"]):
+            ol = r.get("open_loop")
+            load = (f"open loop {ol['target_rate']:.1f} req/s" if ol else
+                    f"closed loop, {r['config']['max_concurrent_requests']} concurrent")
+            lat = r["latency_metrics"]
+            w(f"| {name} | {label} | {load} | {r['requests_per_second']:,.1f} | {r['passages_per_second']:,.0f} | "
+              f"{lat['p50'] * 1000:.2f} | {lat['p99'] * 1000:.2f} |")
+    w("")
+
+    def ok(cond):
+        return "yes" if cond else "**no**"
+
+    def lat(label, q):
+        return res[label]["latency_metrics"][q] * 1000
+
+    need = ["cont_b1_c1", "cont_b32_c1", "cont_b1_c8", "cont_b1_c256", "cont_b32_c32", "cont_b32_rate50", "cont_b32_rate70"]
+    if all(n in res for n in need):
+        c256, sat = res["cont_b1_c256"], res["cont_b32_c32"]
+        one32 = lat("cont_b32_c1", "p50")
+        w("Issue 13's targets, from the same files:")
+        w("")
+        w("| target | measured | met |")
+        w("| --- | --- | --- |")
+        w(f"| 1 text, 1 client: p50 ≤ 3.5 ms | {lat('cont_b1_c1', 'p50'):.2f} ms | {ok(lat('cont_b1_c1', 'p50') <= 3.5)} |")
+        w(f"| 32 passages, 1 client: p50 ≤ 6 ms | {one32:.2f} ms | {ok(one32 <= 6)} |")
+        w(f"| 1 text, 8 clients: p50 ≤ 5 ms | {lat('cont_b1_c8', 'p50'):.2f} ms | {ok(lat('cont_b1_c8', 'p50') <= 5)} |")
+        w(f"| 1 text, 256 clients: ≥ 16,000 req/s with p99 ≤ 25 ms | {c256['requests_per_second']:,.0f} req/s, p99 {lat('cont_b1_c256', 'p99'):.1f} ms | "
+          f"{ok(c256['requests_per_second'] >= 16000 and lat('cont_b1_c256', 'p99') <= 25)} |")
+        w(f"| 32 passages at saturation: ≥ 1.37 M tokens/s | {sat['tokens_per_second'] / 1e6:.3f} M ({sat['passages_per_second']:,.0f} passages/s) | "
+          f"{ok(sat['tokens_per_second'] >= 1.37e6)} |")
+        for pct in ("50", "70"):
+            p99 = lat(f"cont_b32_rate{pct}", "p99")
+            w(f"| open loop at {pct}% of peak, 32 passages: p99 ≤ 3× the one-client p50 ({3 * one32:.1f} ms) | {p99:.1f} ms | {ok(p99 <= 3 * one32)} |")
+        w("")
+    return L
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-run", required=True)
     ap.add_argument("--service-run", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--tokenizer-run", default="", help="a folder with tokenizer_go.txt and tokenizer_hf.json from one call (default: the model run's)")
+    ap.add_argument("--latency-run", default="", help="a folder from scripts/gpu/latency.sh (stress/<label>/*.json): the latency curve section")
     ap.add_argument("--notes", default="", help="a markdown file appended as the page's last section")
     a = ap.parse_args()
     m, s = a.model_run, a.service_run
@@ -187,6 +255,9 @@ def main():
         ha, hb = a_.get('health') or {}, b_.get('health') or {}
         w(f"- {ha.get('backend', a_['url'])} ({ha.get('dtype', '?')}) vs {hb.get('backend', hb.get('engine', b_['url']))} ({hb.get('dtype', '?')}): "
           f"cosine min {f['min_cosine']:.6f}, mean {f['mean_cosine']:.6f} over {f['passages']} passages (threshold {f['threshold']})")
+    if a.latency_run:
+        w("")
+        L.extend(latency_section(a.latency_run)[:-1])
     if a.notes and os.path.exists(a.notes):
         w("")
         w(open(a.notes).read().strip())

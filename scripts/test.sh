@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: chromium checks the HTML report in a real headless browser;
-# OpenBLAS runs the CPU model's matrix products (without it they run in pure Go, far slower).
+# OpenBLAS runs the CPU model's matrix products (without it they run in pure Go, far slower);
+# podman builds the CPU container image in deploy's test (inspected there, not run).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
 [ -e /usr/lib/x86_64-linux-gnu/libopenblas.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libopenblas.so.0 ] || missing+=(libopenblas0-pthread)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/cpu"
 )
@@ -32,7 +33,7 @@ type Library struct {
 	// Path is the file dlopen found; Config what the library says of itself (OpenBLAS's build
 	// and core), or "".
 	Path, Config string
-	// Threads is the thread count the library was set to, or 0 where it cannot be set.
+	// Threads is how many goroutines a large product is split over.
 	Threads int
 	sgemm   sgemmFunc
 	gemm    gemmFunc
@@ -44,14 +45,15 @@ func (l *Library) String() string {
 	if l.Config != "" {
 		s += " (" + l.Config + ")"
 	}
-	if l.Threads > 0 {
-		s += ", " + strconv.Itoa(l.Threads) + " threads"
-	}
+	s += ", " + strconv.Itoa(l.Threads) + " threads"
 	return s
 }
 
-// Open loads the library EnvLibrary names, or the first candidate found. The thread count is
-// GOMAXPROCS unless OPENBLAS_NUM_THREADS says otherwise.
+// Open loads the library EnvLibrary names, or the first candidate found. The library itself
+// runs single-threaded; Gemm and Sgemm split large products over GOMAXPROCS goroutines (or
+// OPENBLAS_NUM_THREADS, when set). Small products, such as one head of attention, then cost no
+// thread hand-off: OpenBLAS's own threads made those 5x slower than running them inline, and
+// callers that already run many small products in parallel get no oversubscription.
 func Open() (*Library, error) {
 	names := candidates
 	switch v := os.Getenv(EnvLibrary); v {
@@ -83,7 +85,44 @@ func (l *Library) Sgemm(batch, m, n, k int, transA, transB bool, a, b, c []float
 		clear(c[:batch*m*n])
 		return
 	}
-	l.sgemm(batch, m, n, k, transA, transB, a, b, c)
+	if batch == 1 {
+		l.Gemm(transA, transB, m, n, k, 1, a, k+(m-k)*btoi(transA), b, n+(k-n)*btoi(transB), 0, c, n)
+		return
+	}
+	l.split(batch, m*n*k, func(lo, hi int) {
+		l.sgemm(hi-lo, m, n, k, transA, transB, a[lo*m*k:], b[lo*k*n:], c[lo*m*n:])
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// splitMultiplyAdds is the smallest product worth splitting over goroutines (about 0.1 ms of
+// one core's work).
+const splitMultiplyAdds = 1 << 20
+
+// split runs fn over [0, n) in one range per thread when work (multiply-adds per unit times n)
+// is large enough, else inline.
+func (l *Library) split(n, work int, fn func(lo, hi int)) {
+	parts := min(l.Threads, n, max(1, n*work/splitMultiplyAdds))
+	if parts <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*n/parts, (p+1)*n/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
 }
 
 // Gemm computes c = alpha·op(a)·op(b) + beta·c on row-major matrices inside larger arrays:
@@ -105,7 +144,14 @@ func (l *Library) Gemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 	if lda < colsA || ldb < colsB || ldc < n || len(a) < (rowsA-1)*lda+colsA || len(b) < (rowsB-1)*ldb+colsB || len(c) < (m-1)*ldc+n {
 		panic(fmt.Sprintf("blas.Gemm: %d×%d·%d×%d with strides %d, %d, %d overruns a=%d b=%d c=%d values", m, k, k, n, lda, ldb, ldc, len(a), len(b), len(c)))
 	}
-	l.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	// Split the rows of c: a's rows (its columns when transposed) and c's rows go together.
+	l.split(m, n*k, func(lo, hi int) {
+		aOff := lo * lda
+		if transA {
+			aOff = lo
+		}
+		l.gemm(transA, transB, hi-lo, n, k, alpha, a[aOff:], lda, b, ldb, beta, c[lo*ldc:], ldc)
+	})
 }
 
 type sgemmFunc func(batch, m, n, k int, transA, transB bool, a, b, c []float32)

@@ -59,10 +59,11 @@ func open(names []string, threads int) (*Library, error) {
 			C.dlclose(handle)
 			continue
 		}
-		lib := &Library{Path: name}
-		if set := symbol(handle, "openblas_set_num_threads"); set != nil && threads > 0 {
-			C.call_set_threads(set, C.int(threads))
-			lib.Threads = threads
+		lib := &Library{Path: name, Threads: max(1, threads)}
+		if set := symbol(handle, "openblas_set_num_threads"); set != nil {
+			C.call_set_threads(set, 1)
+		} else if set := symbol(handle, "bli_thread_set_num_threads"); set != nil {
+			C.call_set_threads(set, 1)
 		}
 		if get := symbol(handle, "openblas_get_config"); get != nil {
 			lib.Config = strings.TrimSpace(C.GoString(C.call_get_config(get)))

@@ -96,7 +96,7 @@ func acquireBackend(spec string, memoryFraction float64) (backends.Backend, erro
 	var b backends.Backend
 	var err error
 	if spec == "simplego" {
-		cpuMatMul()
+		_, _ = cpuBLAS()
 		b, err = simplego.New("")
 	} else {
 		b, err = newXLABackend(strings.TrimPrefix(spec, "xla:"), memoryFraction)
@@ -127,16 +127,16 @@ func releaseBackend(spec string) {
 // call and the library's set-up cost more than simplego's own loops.
 const minGemmMultiplyAdds = 1 << 15
 
-// cpuMatMul routes simplego's float32 matrix products through a BLAS found on the machine,
-// once per process, and describes what runs them (Info.MatMul).
-var cpuMatMul = sync.OnceValue(func() string {
+// cpuBLAS loads the machine's BLAS once per process and routes simplego's float32 matrix
+// products through it; without one, they run in pure Go, many times slower, and it says so.
+var cpuBLAS = sync.OnceValues(func() (*blas.Library, error) {
 	lib, err := blas.Open()
 	if err != nil {
-		slog.Warn("CPU matrix products run in pure Go, many times slower than a BLAS; install OpenBLAS (Debian: libopenblas0-pthread)",
+		slog.Warn("no BLAS: the CPU model runs in pure Go, many times slower; install OpenBLAS (Debian: libopenblas0-pthread)",
 			"reason", err.Error(), "env", blas.EnvLibrary)
-		return "pure Go (" + err.Error() + ")"
+		return nil, err
 	}
 	simplego.SetFloat32Gemm(lib.Sgemm, minGemmMultiplyAdds)
 	slog.Info("CPU matrix products through a BLAS", "library", lib.String())
-	return "BLAS: " + lib.String()
+	return lib, nil
 })

@@ -87,7 +87,7 @@ func BenchmarkBaseLayersCPU(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	b.Logf("matrix products: %s", m.Info().MatMul)
+	b.Logf("CPU path: %s", m.Info().CPU)
 	rng := rand.New(rand.NewPCG(3, 3))
 	var seqs [][]int32
 	for total := 0; total+200 < m.MaxBatchTokens(); {

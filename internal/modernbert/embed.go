@@ -30,6 +30,9 @@ func (m *Model) Embed(ctx context.Context, seqs [][]int32, layout Layout) ([][]f
 	if len(seqs) == 0 {
 		return [][]float32{}, stats, nil
 	}
+	if m.cpu != nil {
+		return m.embedCPU(ctx, seqs, layout)
+	}
 	if (layout == Packed && len(m.packed) == 0) || (layout == Padded && len(m.padded) == 0) {
 		return nil, stats, fmt.Errorf("layout %s was not compiled (Options.Layouts)", layout)
 	}
@@ -317,6 +320,9 @@ func (m *Model) packRows(idxs, lengths []int, rowLen int) [][]int {
 // at least 1 (a sequence alone always fits a step of its row length). An engine forming
 // token-budget batches can call it to fill steps exactly.
 func (m *Model) FitPacked(lengths []int) int {
+	if m.cpu != nil {
+		return m.fitTokens(lengths)
+	}
 	if len(lengths) <= 1 || len(m.packed) == 0 {
 		return len(lengths)
 	}

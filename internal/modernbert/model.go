@@ -34,6 +34,7 @@ type Model struct {
 	packedRow   int               // row length short sequences are packed into
 	pipeline    int               // steps of one Embed call in flight at once
 	variant     graphVariant
+	cpu         *cpuEncoder // on CPU with a BLAS: the native forward pass, no compiled steps
 	info        Info
 	closed      bool
 }
@@ -101,21 +102,28 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if n := backend.NumDevices(); opts.DeviceIndex < 0 || opts.DeviceIndex >= n {
 		return nil, fmt.Errorf("device index %d: backend %s has %d device(s)", opts.DeviceIndex, spec, n)
 	}
-	if err := m.upload(w); err != nil {
-		return nil, err
-	}
 	start := time.Now()
-	if err := m.compileAll(ctx); err != nil {
-		return nil, err
+	cpuPath := ""
+	if spec == "simplego" {
+		m.cpu, cpuPath, err = newCPUPath(cfg, w, opts, variant)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if m.cpu == nil {
+		if err := m.upload(w); err != nil {
+			return nil, err
+		}
+		if err := m.compileAll(ctx); err != nil {
+			return nil, err
+		}
 	}
 	m.info = Info{
 		Backend: spec, Device: backend.DeviceDescription(m.device), DType: opts.DType.String(),
 		Pooling: opts.Pooling.String(), Normalize: opts.Normalize, Weights: w.Source, StoredDType: w.StoredDType,
 		Params: w.NumParams(), Config: cfg.Summary(), CompileTime: time.Since(start),
 	}
-	if spec == "simplego" {
-		m.info.MatMul = cpuMatMul()
-	}
+	m.info.CPU = cpuPath
 	for _, st := range m.allSteps() {
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
 	}
@@ -525,7 +533,7 @@ func (m *Model) Close() {
 	for _, b := range m.weights {
 		_ = m.backend.BufferFinalize(b)
 	}
-	m.packed, m.padded, m.weights = nil, nil, nil
+	m.packed, m.padded, m.weights, m.cpu = nil, nil, nil, nil
 	releaseBackend(m.backendSpec)
 }
 

@@ -93,6 +93,7 @@ func TestPackingDoesNotChangeVectors(t *testing.T) {
 // One short text runs the smallest step there is (one row of the shortest length), a full batch
 // the largest, and the text gets the same vector on every rung.
 func TestStepLadder(t *testing.T) {
+	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps' planning, which XLA runs
 	m := newTiny(t, Options{MaxBatchTokens: 1024, MaxSequenceLength: 256})
 	rng := rand.New(rand.NewPCG(3, 4))
 	ctx := context.Background()
@@ -151,7 +152,7 @@ func TestEmbedRefusesBadInput(t *testing.T) {
 			t.Errorf("%v: error %v, want one saying %q", seqs, err, want)
 		}
 	}
-	if _, _, err := m.Embed(ctx, [][]int32{{1, 2}}, Padded); err == nil || !strings.Contains(err.Error(), "not compiled") {
+	if _, _, err := m.Embed(ctx, [][]int32{{1, 2}}, Padded); err == nil || !strings.Contains(err.Error(), "Options.Layouts") {
 		t.Errorf("padded on a packed-only model: error %v", err)
 	}
 	got, stats, err := m.Embed(ctx, nil, Packed)
@@ -204,6 +205,7 @@ func TestConcurrentEmbedCallsAgree(t *testing.T) {
 }
 
 func TestFitPackedFillsOneStep(t *testing.T) {
+	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps' planning, which XLA runs
 	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 256, PackedRowLength: 64})
 	lengths := []int{60, 60, 60, 60, 10, 10}
 	if n := m.FitPacked(lengths); n != 4 {
@@ -252,6 +254,7 @@ func TestBiasesAreApplied(t *testing.T) {
 }
 
 func TestReplicasShareCompiledSteps(t *testing.T) {
+	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps' planning, which XLA runs
 	opts := Options{Layouts: []Layout{Packed}, MaxSequenceLength: 64, RowLengths: []int{64}}
 	a := newTiny(t, opts)
 	b := newTiny(t, opts)
@@ -267,6 +270,7 @@ func TestReplicasShareCompiledSteps(t *testing.T) {
 }
 
 func TestFitPackedMatchesLinearSearch(t *testing.T) {
+	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps' planning, which XLA runs
 	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 512, PackedRowLength: 64})
 	rng := rand.New(rand.NewPCG(11, 12))
 	for trial := range 50 {
@@ -302,6 +306,7 @@ func TestUnknownVariantIsRefused(t *testing.T) {
 // TestMixedLengthsShareOneStep: short sequences join a long one's step (its spare row and the
 // gap after it) instead of running a mostly empty step of their own, and keep their vectors.
 func TestMixedLengthsShareOneStep(t *testing.T) {
+	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps' planning, which XLA runs
 	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 256, PackedRowLength: 64})
 	seqs := randomSeqs(rand.New(rand.NewPCG(3, 4)), m.Config(), 100, 30, 20, 60, 10)
 	got, stats, err := m.Embed(context.Background(), seqs, Packed)

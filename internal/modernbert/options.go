@@ -190,8 +190,9 @@ type Info struct {
 	Config      string        `json:"config"`
 	Shapes      []string      `json:"shapes"`
 	CompileTime time.Duration `json:"compile_time_ns"`
-	// MatMul says what runs float32 matrix products on CPU (a BLAS, or pure Go and why).
-	MatMul string `json:"cpu_matmul,omitempty"`
+	// CPU says how the model runs on a CPU: the native forward pass over a BLAS, or the
+	// simplego graph and why (and what runs its products).
+	CPU string `json:"cpu,omitempty"`
 }
 
 // EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a
@@ -202,7 +203,8 @@ type Info struct {
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
-// parts only). Unset: the defaults.
+// parts only) and "cpu-graph" (on CPU, the simplego graph rather than the native forward
+// pass). Unset: the defaults.
 const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
 
 // graphVariant is how the graph is laid out for an experiment; scoresF32 computes the same
@@ -214,6 +216,7 @@ type graphVariant struct {
 	attentionWhole         bool // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
+	cpuGraph               bool // on CPU, run the simplego graph even where the native forward pass could
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
@@ -235,8 +238,10 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.skipAttention = true
 		case "skip-mlp":
 			v.skipMLP = true
+		case "cpu-graph":
+			v.cpuGraph = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, attention-whole, fused-attention, skip-attention, skip-mlp)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph)", EnvVariant, f)
 		}
 	}
 	return v, nil

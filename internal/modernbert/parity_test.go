@@ -230,6 +230,7 @@ func TestBlockedAttentionEqualsWholeRows(t *testing.T) {
 	cfg, w, ref := loadFixture(t, filepath.Join("testdata", "tiny5x"))
 	seqs := refSeqs(ref)
 	opts := Options{Backend: "simplego", MaxSequenceLength: 1024, RowLengths: []int{1024}, MaxBatchTokens: 2048}
+	t.Setenv(EnvVariant, "cpu-graph")
 	blocked := embedOnce(t, cfg, w, opts, seqs, Packed)
 	t.Setenv(EnvVariant, "attention-whole")
 	whole := embedOnce(t, cfg, w, opts, seqs, Packed)

@@ -825,8 +825,10 @@ func TestOneTextRunsTheSmallestStep(t *testing.T) {
 				t.Errorf("the text alone and in a full step: cosine %.7f", c)
 			}
 			m = f.metrics(t)
-			if big := metricValue(m, "embedbench_step_slots_count") - metricValue(m, `embedbench_step_slots_bucket{le="256"}`); big < 1 {
-				t.Errorf("60 passages ran no step larger than 256 slots:\n%s", grep(m, "step_slots"))
+			// Compiled ladders (XLA, the CPU graph) and the native CPU path, whose steps are
+			// exactly their tokens, both run the 60 passages on steps larger than the text's.
+			if big := metricValue(m, "embedbench_step_slots_count") - metricValue(m, `embedbench_step_slots_bucket{le="64"}`); big < 1 {
+				t.Errorf("60 passages ran no step larger than 64 slots:\n%s", grep(m, "step_slots"))
 			}
 			if m := f.metrics(t); !strings.Contains(m, "embedbench_step_occupancy_ratio_count") {
 				t.Errorf("no step occupancy histogram")

@@ -1,0 +1,111 @@
+package modernbert
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// newTinyCPU builds the tiny model on the native CPU path, or skips where no BLAS is loaded
+// (scripts/test.sh installs OpenBLAS, so CI runs it).
+func newTinyCPU(t *testing.T, opts Options) *Model {
+	t.Helper()
+	if _, err := cpuBLAS(); err != nil {
+		t.Skipf("no BLAS: %v", err)
+	}
+	m := newTiny(t, opts)
+	if m.cpu == nil {
+		t.Fatalf("the native CPU path was not chosen: %s", m.Info().CPU)
+	}
+	return m
+}
+
+func TestNativeCPUMatchesTheGraph(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	cfg := tinyConfig()
+	// Lengths on both sides of the sliding window (16) and of the packed row, one of the maximum.
+	seqs := randomSeqs(rng, cfg, 1, 2, 7, 8, 9, 17, 40, 64, 65, 130, 256)
+	for _, pooling := range []Pooling{Mean, CLS} {
+		for _, normalize := range []bool{true, false} {
+			opts := Options{Pooling: pooling, Normalize: normalize}
+			native := newTinyCPU(t, opts)
+			t.Setenv(EnvVariant, "cpu-graph")
+			graph := newTiny(t, opts)
+			t.Setenv(EnvVariant, "")
+			if graph.cpu != nil {
+				t.Fatal("cpu-graph still ran the native path")
+			}
+			for _, layout := range []Layout{Packed, Padded} {
+				want, _, err := graph.Embed(context.Background(), seqs, layout)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, st, err := native.Embed(context.Background(), seqs, layout)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range seqs {
+					if d := maxAbsDiff(got[i], want[i]); d > 2e-5 {
+						t.Errorf("%s normalize=%v %s: sequence %d (%d tokens) differs from the graph by %.2g", pooling, normalize, layout, i, len(seqs[i]), d)
+					}
+				}
+				if layout == Packed && st.SlotTokens != st.RealTokens {
+					t.Errorf("packed: %d slots for %d tokens: the native path pads nothing", st.SlotTokens, st.RealTokens)
+				}
+				if layout == Padded && st.SlotTokens <= st.RealTokens {
+					t.Errorf("padded: %d slots for %d tokens: HF's batches pad to their longest", st.SlotTokens, st.RealTokens)
+				}
+			}
+		}
+	}
+}
+
+func TestNativeCPUStepsFollowTheWork(t *testing.T) {
+	m := newTinyCPU(t, Options{MaxBatchTokens: 300})
+	rng := rand.New(rand.NewPCG(7, 8))
+	_, st, err := m.Embed(context.Background(), randomSeqs(rng, m.Config(), 5), Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Steps != 1 || st.SlotTokens != 5 {
+		t.Fatalf("one 5-token text ran %d steps of %d slots, want one of 5", st.Steps, st.SlotTokens)
+	}
+	seqs := randomSeqs(rng, m.Config(), 100, 100, 100, 100, 100)
+	if n := m.FitPacked([]int{100, 100, 100, 100, 100}); n != 3 {
+		t.Fatalf("FitPacked: %d of five 100-token texts in a 300-token step, want 3", n)
+	}
+	_, st, err = m.Embed(context.Background(), seqs, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Steps != 2 || st.RealTokens != 500 {
+		t.Fatalf("500 tokens in steps of 300: %d steps, %d tokens", st.Steps, st.RealTokens)
+	}
+	if !strings.Contains(m.Info().CPU, "native") {
+		t.Fatalf("Info().CPU = %q", m.Info().CPU)
+	}
+}
+
+func TestNativeCPUStopsWhenCancelled(t *testing.T) {
+	m := newTinyCPU(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rng := rand.New(rand.NewPCG(9, 9))
+	if _, _, err := m.Embed(ctx, randomSeqs(rng, m.Config(), 50), Packed); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled call returned %v", err)
+	}
+}
+
+func TestErf32(t *testing.T) {
+	worst := 0.0
+	for i := -60000; i <= 60000; i++ {
+		x := float64(i) / 10000 // -6 .. 6
+		worst = max(worst, math.Abs(float64(erf32(float32(x)))-math.Erf(x)))
+	}
+	if worst > 5e-7 {
+		t.Fatalf("erf32 is %.2g from math.Erf at worst on [-6, 6]", worst)
+	}
+}

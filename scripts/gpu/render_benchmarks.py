@@ -117,6 +117,42 @@ def latency_section(run):
     return L
 
 
+def rungs_section(run):
+    """bench-model --per-rung's files (scripts/gpu/rungs.sh): one table row per timed rung."""
+    L = []
+    w = L.append
+    files = sorted(glob.glob(os.path.join(run, "rungs_*.json")))
+    if not files:
+        return L
+    reports = [json.load(open(f)) for f in files]
+    timed = [g["seconds"] for r in reports for g in r["rungs"] if not g.get("skipped")]
+    longest = max(r["max_passage_tokens"] for r in reports)
+    w("## Model only, per rung of the step ladder (run 14)")
+    w("")
+    w("`embedbench bench-model --per-rung` on one H200 (`scripts/gpu/rungs.sh`): each compiled step timed "
+      f"alone for {min(timed):.0f} s, every call filling exactly one step of it with MS MARCO passages (those that run on its row length). "
+      "Step time is the mean wall time of a step on the device; with 2 callers a step shares the GPU with the next one, "
+      "so the one-caller rows give a step's own time. Occupancy is the share of the step's token slots holding real tokens. "
+      f"Raw files: `{run}/`.")
+    w("")
+    w("| dtype | layout | callers | rung (rows × row length) | slots | step ms | real tokens/s | occupancy |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    skipped = set()
+    for r in reports:
+        for g in r["rungs"]:
+            if g.get("skipped"):
+                skipped.add((g["row_length"], g["rows"]))
+                continue
+            w(f"| {r['model']['dtype']} | {g['layout']} | {g['callers']} | {g['rows']} × {g['row_length']} | {g['slots']:,} | "
+              f"{g['mean_step_ms']:.2f} | {fmt_tok(g['tokens_per_second'])} | {g['occupancy']:.3f} |")
+    w("")
+    if skipped:
+        w(f"Not timed: {', '.join(f'{rows} × {l}' for l, rows in sorted(skipped))}, rows that no passage of the sample "
+          f"(at most {longest} tokens) reaches.")
+        w("")
+    return L
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-run", required=True)
@@ -124,6 +160,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--tokenizer-run", default="", help="a folder with tokenizer_go.txt and tokenizer_hf.json from one call (default: the model run's)")
     ap.add_argument("--latency-run", default="", help="a folder from scripts/gpu/latency.sh (stress/<label>/*.json): the latency curve section")
+    ap.add_argument("--rungs-run", default="", help="a folder from scripts/gpu/rungs.sh (rungs_*.json): the per-rung section")
     ap.add_argument("--notes", default="", help="a markdown file appended as the page's last section")
     a = ap.parse_args()
     m, s = a.model_run, a.service_run
@@ -258,6 +295,9 @@ def main():
     if a.latency_run:
         w("")
         L.extend(latency_section(a.latency_run)[:-1])
+    if a.rungs_run:
+        w("")
+        L.extend(rungs_section(a.rungs_run)[:-1])
     if a.notes and os.path.exists(a.notes):
         w("")
         w(open(a.notes).read().strip())

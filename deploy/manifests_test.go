@@ -344,20 +344,28 @@ func TestArgsAreTheBinarysFlags(t *testing.T) {
 
 var (
 	binOnce sync.Once
+	binDir  string
 	binPath string
 	binErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // binary builds embedbench as the CPU image does (static, cgo off) once per test run.
 func binary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "embedbench-deploy-test")
-		if err != nil {
-			binErr = err
+		binDir, binErr = os.MkdirTemp("", "embedbench-deploy-test")
+		if binErr != nil {
 			return
 		}
-		binPath = filepath.Join(dir, "embedbench")
+		binPath = filepath.Join(binDir, "embedbench")
 		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "../cmd/embedbench")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

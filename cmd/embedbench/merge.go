@@ -62,7 +62,7 @@ func runMerge(_ context.Context, args []string) error {
 		return exitError{1, err}
 	}
 	for _, w := range merged.Merged.Warnings {
-		slog.Warn("merge: " + w)
+		slog.Warn("merged results need care", "warning", w)
 	}
 	if err := stress.WriteResultFile(*output, merged); err != nil {
 		return err

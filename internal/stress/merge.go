@@ -368,7 +368,7 @@ func mergeLatency(out *Result, in []*mergeable) error {
 		out.LatencySpectrumUncorrected = spectrum(merged["latency_uncorrected"])
 		out.Histograms.LatencyUncorrected = encodeHist(merged["latency_uncorrected"])
 		out.Histograms.SendLag = encodeHist(merged["send_lag"])
-		out.OpenLoop = mergeOpenLoop(in, merged["send_lag"], out.TestDurationSeconds)
+		out.OpenLoop = mergeOpenLoop(in, merged["send_lag"])
 	}
 
 	var timed int64
@@ -407,7 +407,7 @@ func mergeLatency(out *Result, in []*mergeable) error {
 
 // mergeOpenLoop adds the open-loop parts' schedules: their rates add, and the combined
 // schedule was kept only if every part kept its own.
-func mergeOpenLoop(in []*mergeable, sendLag *hdrhistogram.Histogram, window float64) *OpenLoopStats {
+func mergeOpenLoop(in []*mergeable, sendLag *hdrhistogram.Histogram) *OpenLoopStats {
 	ol := &OpenLoopStats{RateKept: true, SendLag: summarize(sendLag)}
 	var arrivals []string
 	for _, m := range in {

@@ -224,3 +224,43 @@ func TestReadResultRefusesOtherJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeOpenLoopSchedulesAdd(t *testing.T) {
+	srv := start(t, &fakeEmbedder{delay: func(int64) time.Duration { return time.Millisecond }})
+	var wg sync.WaitGroup
+	results := make([]*Result, 2)
+	errs := make([]error, 2)
+	for i := range results {
+		wg.Go(func() {
+			opts := baseOptions(srv.URL)
+			opts.Rate, opts.MaxConcurrent, opts.Duration = 50, 20, time.Second
+			results[i], errs[i] = Run(context.Background(), opts)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := results[0], results[1]
+	merged, err := Merge([]MergeInput{{"a.json", a}, {"b.json", b}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ol := merged.OpenLoop
+	if ol == nil || ol.TargetRate != 100 || ol.ScheduledRequests != a.OpenLoop.ScheduledRequests+b.OpenLoop.ScheduledRequests ||
+		ol.SentRequests != a.OpenLoop.SentRequests+b.OpenLoop.SentRequests || ol.RateKept != (a.OpenLoop.RateKept && b.OpenLoop.RateKept) {
+		t.Errorf("open loop %+v from %+v and %+v", ol, a.OpenLoop, b.OpenLoop)
+	}
+	if u := merged.LatencyMetricsUncorrected; u == nil || u.Count != merged.SuccessfulRequests {
+		t.Errorf("uncorrected latency %+v for %d successes", u, merged.SuccessfulRequests)
+	}
+	if ol != nil && ol.SendLag.Count != a.OpenLoop.SendLag.Count+b.OpenLoop.SendLag.Count {
+		t.Errorf("send lag holds %d, parts %d + %d", ol.SendLag.Count, a.OpenLoop.SendLag.Count, b.OpenLoop.SendLag.Count)
+	}
+	// One service, started together: nothing to warn about.
+	if len(merged.Merged.Warnings) != 0 {
+		t.Errorf("warnings for two generators on one service: %q", merged.Merged.Warnings)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/embedbench/embedbench/internal/blas"
 	"github.com/embedbench/embedbench/internal/dataset"
 	"github.com/embedbench/embedbench/internal/gpu"
 	"github.com/embedbench/embedbench/internal/modernbert"
@@ -32,6 +33,13 @@ type benchModelReport struct {
 	GPUMemoryUsedBytes *uint64                 `json:"gpu_memory_used_bytes,omitempty"`
 	GPUMemoryNote      string                  `json:"gpu_memory_note,omitempty"`
 	GPUUtilization     *float64                `json:"gpu_utilization_percent,omitempty"`
+	// LinearGFLOPS is the rate of the linear layers' work over the run (Config.LinearFLOPsPerToken
+	// per real token: 0.2206 GFLOP for ModernBERT-base).
+	LinearGFLOPS float64 `json:"linear_gflops_per_second,omitempty"`
+	// On CPU with a BLAS: the BLAS's own sgemm rate on the model's widest projection, measured
+	// right after the run on the same cores, and the share of it the model's linear layers got.
+	CPUSgemmGFLOPS     float64 `json:"cpu_sgemm_gflops_per_second,omitempty"`
+	LinearShareOfSgemm float64 `json:"linear_share_of_sgemm,omitempty"`
 }
 
 func runBenchModel(ctx context.Context, args []string) error {
@@ -136,6 +144,14 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 			return err
 		}
 		rep.BenchResult = &res
+		cfg := m.Config()
+		rep.LinearGFLOPS = res.TokensPerSecond * cfg.LinearFLOPsPerToken() / 1e9
+		if info.CPU != "" {
+			if lib, err := blas.Open(); err == nil {
+				rep.CPUSgemmGFLOPS = lib.SgemmRate(m.MaxBatchTokens(), 3*cfg.HiddenSize, cfg.HiddenSize, 3*time.Second)
+				rep.LinearShareOfSgemm = rep.LinearGFLOPS / rep.CPUSgemmGFLOPS
+			}
+		}
 	}
 	if mon.Available() {
 		if samples, err := mon.Sample(); err == nil && mf.deviceIndex < len(samples) {

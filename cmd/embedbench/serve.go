@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +35,7 @@ const (
 // serveFlags are `embedbench serve`'s flags.
 type serveFlags struct {
 	engine          string
+	pprofAddr       string
 	host            string
 	port            int
 	model           string
@@ -93,6 +96,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs.DurationVar(&f.conn.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection is kept open")
 	fs.DurationVar(&f.conn.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "how long writing one answer may take, from its first byte (a client that does not read is cut)")
 	fs.IntVar(&f.conn.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "request header limit; more is refused with 431")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060, apart from the API (default: off)")
 	fs.IntVar(&f.conn.maxConns, "max-connections", 4096, "open connections in all; one more is answered 503 and closed (0: no limit)")
 	fs.IntVar(&f.conn.maxConnsPerClient, "max-connections-per-client", 1024, "open connections from one client address; one more is answered 429 and closed (0: no limit; behind a proxy every client has its address)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", time.Minute, "on SIGTERM, how long to wait for requests in flight")
@@ -206,6 +210,11 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	serveCtx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
+	if f.pprofAddr != "" {
+		if err := servePprof(serveCtx, f.pprofAddr); err != nil {
+			return err
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(serveCtx, ln) }()
 
@@ -335,4 +344,27 @@ func hasWeightFiles(dir string) bool {
 		}
 	}
 	return false
+}
+
+// servePprof serves net/http/pprof on its own listener until ctx ends, so that profiling a
+// loaded server needs no route on the API's port.
+func servePprof(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() { _ = srv.Serve(ln) }()
+	slog.Info("profiler", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return nil
 }

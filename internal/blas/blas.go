@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/cpu"
 )
@@ -169,4 +170,25 @@ func chooseOpenBLASCore() {
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512CD && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL {
 		os.Setenv("OPENBLAS_CORETYPE", "SkylakeX")
 	}
+}
+
+// SgemmRate is the library's rate in GFLOP/s on repeated products of an m×k matrix with a
+// k×n one (stored transposed, as a linear layer's weight is) for about d: the reference a
+// model's linear layers are judged against on this machine.
+func (l *Library) SgemmRate(m, n, k int, d time.Duration) float64 {
+	a, b, c := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
+	for i := range a {
+		a[i] = float32(i%13) * 0.01
+	}
+	for i := range b {
+		b[i] = float32(i%7) * 0.01
+	}
+	l.Sgemm(1, m, n, k, false, true, a, b, c) // warm-up: pages, packing buffers
+	calls := 0
+	start := time.Now()
+	for calls == 0 || time.Since(start) < d {
+		l.Sgemm(1, m, n, k, false, true, a, b, c)
+		calls++
+	}
+	return 2 * float64(m) * float64(n) * float64(k) * float64(calls) / time.Since(start).Seconds() / 1e9
 }

@@ -9,7 +9,7 @@ source scripts/gpu/env.sh
 DUR=${DUR:-8s}
 "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
 "$BIN" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous --dtype bfloat16 \
-  --max-concurrent-requests 4096 > "$W/server_cont.log" 2>&1 &
+  --max-concurrent-requests 4096 --pprof-addr 127.0.0.1:6060 > "$W/server_cont.log" 2>&1 &
 if [ -z "$DRYRUN" ]; then
   python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf.log" 2>&1 &
 fi
@@ -26,7 +26,16 @@ run cont_b1_c1 8001 1 --max-concurrent-requests 1
 run cont_b32_c1 8001 32 --max-concurrent-requests 1
 run cont_b1_c8 8001 1 --max-concurrent-requests 8
 run cont_b1_c64 8001 1 --max-concurrent-requests 64
+# A CPU profile of the server and its CPU time per request under the 256-client load: what the
+# per-request path (HTTP, JSON, tokenizer, queue, encoding) costs.
+SPID=$(pgrep -f "serve --port 8001" | head -1)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SPID/stat"; }
+T0=$(cpu_ticks)
+(sleep 3; curl -s "http://127.0.0.1:6060/debug/pprof/profile?seconds=5" > "$W/cpu_c256.pprof") &
+PROF=$!
 run cont_b1_c256 8001 1 --max-concurrent-requests 256
+wait $PROF
+echo "server cpu seconds during cont_b1_c256 (warm-up included): $(( ($(cpu_ticks) - T0) / $(getconf CLK_TCK) ))" | tee "$W/cpu_c256.txt"
 run cont_b32_c32 8001 32 --max-concurrent-requests 32
 PEAK=$(python3 scripts/gpu/summarize.py --peak "$W/stress" cont_b32_c32)
 for pct in 50 70; do

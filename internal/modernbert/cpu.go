@@ -64,6 +64,8 @@ func newCPUPath(cfg Config, w *Weights, opts Options, variant graphVariant) (*cp
 		return graph("the native forward pass is float32 only, " + opts.DType.String() + " asked")
 	case opts.Pooling != Mean && opts.Pooling != CLS:
 		return graph("the native forward pass has no " + opts.Pooling.String() + " pooling")
+	case len(opts.Dense) > 0 || opts.ExcludePrompt:
+		return graph("the native forward pass has no Dense layers and no prompt-excluding pooling")
 	}
 	e, err := newCPUEncoder(cfg, w, opts, lib)
 	if err != nil {

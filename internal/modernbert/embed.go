@@ -20,12 +20,33 @@ type stepPlan struct {
 // MaxSequenceLength long), running as many device steps as needed. Packing and padding never
 // change a vector beyond rounding.
 func (m *Model) Embed(ctx context.Context, seqs [][]int32, layout Layout) ([][]float32, Stats, error) {
+	return m.EmbedFrom(ctx, seqs, nil, layout)
+}
+
+// EmbedFrom is Embed with the first poolFrom[i] tokens of sequence i left out of its pooling
+// (they are still attended to): sentence-transformers' include_prompt false, where they are
+// [CLS] and the prompt's tokens. poolFrom nil or all zero pools every token; other values need
+// Options.ExcludePrompt.
+func (m *Model) EmbedFrom(ctx context.Context, seqs [][]int32, poolFrom []int, layout Layout) ([][]float32, Stats, error) {
 	var stats Stats
 	if m.closed {
 		return nil, stats, errors.New("model is closed")
 	}
 	if err := m.check(seqs); err != nil {
 		return nil, stats, err
+	}
+	if poolFrom != nil {
+		if len(poolFrom) != len(seqs) {
+			return nil, stats, fmt.Errorf("%d pooling offsets for %d sequences", len(poolFrom), len(seqs))
+		}
+		for i, from := range poolFrom {
+			switch {
+			case from < 0:
+				return nil, stats, fmt.Errorf("sequence %d: negative pooling offset %d", i, from)
+			case from > 0 && !m.opts.ExcludePrompt:
+				return nil, stats, fmt.Errorf("sequence %d: pooling offset %d, but the model was built without Options.ExcludePrompt", i, from)
+			}
+		}
 	}
 	if len(seqs) == 0 {
 		return [][]float32{}, stats, nil
@@ -63,7 +84,7 @@ func (m *Model) Embed(ctx context.Context, seqs [][]int32, layout Layout) ([][]f
 		go func() {
 			defer wg.Done()
 			for p := range next {
-				st, err := m.runPlan(p, seqs, out)
+				st, err := m.runPlan(p, seqs, poolFrom, out)
 				mu.Lock()
 				stats.Add(st)
 				if err != nil && firstErr == nil {
@@ -94,7 +115,7 @@ func (m *Model) Embed(ctx context.Context, seqs [][]int32, layout Layout) ([][]f
 }
 
 // runPlan runs one planned step and stores each sequence's vector in out.
-func (m *Model) runPlan(p stepPlan, seqs [][]int32, out [][]float32) (Stats, error) {
+func (m *Model) runPlan(p stepPlan, seqs [][]int32, poolFrom []int, out [][]float32) (Stats, error) {
 	var stats Stats
 	st := p.st
 	in := st.getInputs()
@@ -104,9 +125,16 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, out [][]float32) (Stats, err
 		for s, idx := range row {
 			seq := seqs[idx]
 			copy(in.ids[off:], seq)
+			from := 0
+			if poolFrom != nil {
+				from = poolFrom[idx]
+			}
 			for j := range seq {
 				in.pos[off+j] = int32(j)
 				in.seg[off+j] = int32(s + 1)
+				if in.pool != nil && j >= from {
+					in.pool[off+j] = 1
+				}
 			}
 			off += len(seq)
 			stats.RealTokens += len(seq)
@@ -121,11 +149,11 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, out [][]float32) (Stats, err
 	stats.Steps = 1
 	stats.SlotTokens = st.spec.rows * st.spec.rowLen
 	stats.PerStep = []StepUse{{Slots: stats.SlotTokens, RealTokens: stats.RealTokens}}
-	hidden := m.cfg.HiddenSize
+	dim := st.spec.outDim()
 	for r, row := range p.rows {
 		for s, idx := range row {
-			base := (r*st.spec.segments + s) * hidden
-			out[idx] = append([]float32(nil), pooled[base:base+hidden]...)
+			base := (r*st.spec.segments + s) * dim
+			out[idx] = append([]float32(nil), pooled[base:base+dim]...)
 		}
 	}
 	return stats, nil

@@ -15,24 +15,45 @@ const maskedScore = -1e30
 
 // graphSpec fixes everything a compiled step depends on besides the weights.
 type graphSpec struct {
-	cfg       Config
-	dtype     dtypes.DType // matmul dtype: Float32 or BFloat16
-	rows      int          // rows per step
-	rowLen    int          // tokens per row
-	segments  int          // pooled vectors per row
-	pooling   Pooling
+	cfg      Config
+	dtype    dtypes.DType // matmul dtype: Float32 or BFloat16
+	rows     int          // rows per step
+	rowLen   int          // tokens per row
+	segments int          // pooled vectors per row
+	pooling  Pooling
+	// poolMask adds the step input saying which tokens are pooled (Options.ExcludePrompt).
+	poolMask  bool
+	dense     []denseSpec
 	normalize bool
 	variant   graphVariant
 	// fusedAttention runs attention as cuDNN's fused kernel (XLA on a GPU, bf16; see cudnn.go).
 	fusedAttention bool
 }
 
-// stepInputs are the per-step inputs, all int32 [rows, rowLen].
-type stepInputs struct {
-	ids, pos, seg *Node
+// denseSpec is the shape of one Dense layer; its weights are graph parameters.
+type denseSpec struct {
+	in, out          int
+	bias             bool
+	act              Activation
+	residual, resMat bool // resMat: the residual is projected (in != out)
 }
 
-// encoder builds the forward pass: token ids to pooled vectors [rows, segments, hidden] (fp32).
+// outDim is the size of the step's vectors: the last Dense layer's, else the hidden size.
+func (s graphSpec) outDim() int {
+	if len(s.dense) > 0 {
+		return s.dense[len(s.dense)-1].out
+	}
+	return s.cfg.HiddenSize
+}
+
+// stepInputs are the per-step inputs, all int32 [rows, rowLen]; pool (1 = pooled) only when
+// the spec has poolMask.
+type stepInputs struct {
+	ids, pos, seg, pool *Node
+}
+
+// encoder builds the forward pass: token ids to pooled vectors [rows, segments, outDim] (fp32),
+// through the Dense layers and normalisation when the spec has them.
 //
 // seg gives each token its sequence number within its row (1, 2, ...; 0 for padding) and pos
 // its position within that sequence: attention never crosses sequences, RoPE positions and
@@ -74,7 +95,20 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	}
 	h = layerNorm(spec, params, "final_norm", h)
 	h = Reshape(h, rows, rowLen, hidden)
-	return pool(spec, h, in.pos, in.seg)
+	out := pool(spec, h, in.pos, in.seg, in.pool)
+	if len(spec.dense) > 0 {
+		flat := Reshape(out, rows*spec.segments, hidden)
+		for i, d := range spec.dense {
+			flat = denseLayer(params, fmt.Sprintf("dense.%d.", i), d, flat)
+		}
+		out = Reshape(flat, rows, spec.segments, spec.outDim())
+	}
+	if spec.normalize {
+		g := out.Graph()
+		norm := Sqrt(ReduceAndKeep(Square(out), ReduceSum, -1))
+		out = Div(out, Max(norm, Scalar(g, dtypes.Float32, 1e-12)))
+	}
+	return out
 }
 
 // layerNorm normalises fp32 x [n, hidden] over its last axis.
@@ -224,33 +258,112 @@ func fusedAttentionBias(mask *Node, dtype dtypes.DType) *Node {
 	return Where(mask, ScalarZero(g, dtype), Scalar(g, dtype, fusedMaskedScore))
 }
 
-// pool reduces fp32 hidden [rows, rowLen, hidden] to [rows, segments, hidden]: the mean over
-// each sequence's tokens ([CLS] and [SEP] included) or its first token, L2-normalised if asked.
-func pool(spec graphSpec, hidden, pos, seg *Node) *Node {
+// pool reduces fp32 hidden [rows, rowLen, hidden] to [rows, segments, hidden] as
+// sentence-transformers' Pooling does, over each sequence's pooled tokens: all of them ([CLS]
+// and [SEP] included), less those poolMask (when given) marks 0.
+func pool(spec graphSpec, hidden, pos, seg, poolMask *Node) *Node {
 	g := hidden.Graph()
+	if poolMask != nil {
+		// A token left out of pooling belongs to no sequence here; attention still saw it.
+		seg = Where(NotEqual(poolMask, ScalarZero(g, dtypes.Int32)), seg, ZerosLike(seg))
+	}
+	if spec.pooling == MaxTokens {
+		return maxPool(spec, hidden, seg)
+	}
 	segShape := shapes.Make(dtypes.Int32, spec.rows, spec.segments, spec.rowLen)
 	segNum := AddScalar(Iota(g, segShape, 1), 1)
 	member := Equal(BroadcastToShape(InsertAxes(seg, 1), segShape), segNum) // [rows, S, L]
-	if spec.pooling == CLS {
-		member = LogicalAnd(member, InsertAxes(Equal(pos, ScalarZero(g, dtypes.Int32)), 1))
+	posS := BroadcastToShape(InsertAxes(pos, 1), segShape)
+	switch spec.pooling {
+	case CLS: // the first pooled token (after a left-out prompt, as sentence-transformers picks it)
+		first := ReduceAndKeep(Where(member, posS, Scalar(g, dtypes.Int32, math.MaxInt32)), ReduceMin, -1)
+		member = LogicalAnd(member, Equal(posS, first))
+	case LastToken:
+		last := ReduceAndKeep(Where(member, posS, Scalar(g, dtypes.Int32, -1)), ReduceMax, -1)
+		member = LogicalAnd(member, Equal(posS, last))
 	}
 	weights := ConvertDType(member, dtypes.Float32)
 	counts := ReduceAndKeep(weights, ReduceSum, -1) // [rows, S, 1]
+	if spec.pooling == WeightedMean {
+		// Each token weighs its position + 1; scaling the states first keeps the dot's weights
+		// 0/1, which the TF32 note below needs.
+		w := ConvertDType(AddScalar(pos, 1), dtypes.Float32) // [rows, L]
+		hidden = Mul(hidden, InsertAxes(w, -1))
+		counts = ReduceAndKeep(Mul(weights, InsertAxes(w, 1)), ReduceSum, -1)
+	}
 	// On the GPU XLA's default precision lets this fp32 dot round its inputs to TF32 (11
 	// significant bits): packed rows (several segments) moved pooled vectors by ~5e-4, while
 	// padded rows (one segment) were exact. The 0/1 weights are exact in TF32; the hidden states
 	// are split (Veltkamp) into an 11-bit high part, exact in TF32, and the small remainder, so
 	// the sum of the two dots is accurate to ~1e-7 relative (packed now 1.2e-5, as padded).
-	split := MulScalar(hidden, 1<<13+1)
-	high := Sub(split, Sub(split, hidden))
-	low := Sub(hidden, high)
+	high, low := splitTF32(hidden)
 	pooled := Add(Einsum("rsl,rlh->rsh", weights, high), Einsum("rsl,rlh->rsh", weights, low))
-	pooled = Div(pooled, Max(counts, ScalarOne(g, dtypes.Float32)))
-	if spec.normalize {
-		norm := Sqrt(ReduceAndKeep(Square(pooled), ReduceSum, -1))
-		pooled = Div(pooled, Max(norm, Scalar(g, dtypes.Float32, 1e-12)))
+	counts = Max(counts, ScalarOne(g, dtypes.Float32))
+	if spec.pooling == MeanSqrtLen {
+		counts = Sqrt(counts)
 	}
-	return pooled
+	return Div(pooled, counts)
+}
+
+// splitTF32 splits fp32 x into a high part exact in TF32 and the remainder (Veltkamp).
+func splitTF32(x *Node) (high, low *Node) {
+	split := MulScalar(x, 1<<13+1)
+	high = Sub(split, Sub(split, x))
+	return high, Sub(x, high)
+}
+
+// maxPool is max pooling: each token's state is scattered (max) into its sequence's vector;
+// tokens of no sequence go to a spare slot that is dropped. A sequence with no pooled token
+// (a prompt longer than the truncated text) gets zeros rather than -inf, which JSON cannot carry.
+func maxPool(spec graphSpec, hidden, seg *Node) *Node {
+	g := hidden.Graph()
+	rows, rowLen, segs, h := spec.rows, spec.rowLen, spec.segments, spec.cfg.HiddenSize
+	rowIdx := Iota(g, shapes.Make(dtypes.Int32, rows, rowLen), 0)
+	target := Add(MulScalar(rowIdx, segs), AddScalar(seg, -1))
+	idx := Where(NotEqual(seg, ScalarZero(g, dtypes.Int32)), target, Scalar(g, dtypes.Int32, rows*segs))
+	lowest := Scalar(g, dtypes.Float32, -math.MaxFloat32)
+	out := ScatterMax(BroadcastToDims(lowest, rows*segs+1, h), Reshape(idx, rows*rowLen, 1), Reshape(hidden, rows*rowLen, h), false, false)
+	out = Slice(out, AxisRange(0, rows*segs))
+	out = Where(LessOrEqual(out, lowest), ZerosLike(out), out)
+	return Reshape(out, rows, segs, h)
+}
+
+// denseLayer applies one Dense layer to fp32 x [m, in]. Its products are split as in pool, so
+// that XLA's TF32 rounding on the GPU does not cost the layer its fp32 accuracy.
+func denseLayer(params map[string]*Node, prefix string, d denseSpec, x *Node) *Node {
+	y := preciseMatMul(x, params[prefix+"weight"])
+	if d.bias {
+		y = Add(y, InsertAxes(params[prefix+"bias"], 0))
+	}
+	switch d.act {
+	case ActTanh:
+		y = Tanh(y)
+	case ActReLU:
+		y = Max(y, ZerosLike(y))
+	case ActGELU:
+		y = gelu(y)
+	case ActSigmoid:
+		y = Sigmoid(y)
+	case ActSiLU:
+		y = Mul(y, Sigmoid(y))
+	}
+	if d.residual {
+		if d.resMat {
+			y = Add(y, preciseMatMul(x, params[prefix+"residual"]))
+		} else {
+			y = Add(y, x)
+		}
+	}
+	return y
+}
+
+// preciseMatMul is x [m, in] @ wᵀ (w [out, in]) to ~fp32 accuracy under TF32 rounding: three
+// products of the split parts (the low·low one is below fp32's resolution).
+func preciseMatMul(x, w *Node) *Node {
+	xh, xl := splitTF32(x)
+	wh, wl := splitTF32(w)
+	dot := func(a, b *Node) *Node { return DotGeneral(a, []int{1}, nil, b, []int{1}, nil) }
+	return Add(dot(xh, wh), Add(dot(xh, wl), dot(xl, wh)))
 }
 
 // ropeTables are cos/sin of every position for both RoPE thetas, [maxPos, headDim/2] fp32,

@@ -47,11 +47,11 @@ type step struct {
 }
 
 // hostInputs are one execution's int32 [rows*rowLen] inputs (token ids, position within the
-// sequence, sequence number within the row with 0 = padding) and its pooled output
-// [rows*segments*hidden].
+// sequence, sequence number within the row with 0 = padding, and with a pooling mask 1 for the
+// pooled tokens) and its output [rows*segments*outDim].
 type hostInputs struct {
-	ids, pos, seg []int32
-	out           []float32
+	ids, pos, seg, pool []int32
+	out                 []float32
 }
 
 // getInputs returns cleared input arrays (all padding).
@@ -60,11 +60,16 @@ func (st *step) getInputs() *hostInputs {
 		clear(in.ids)
 		clear(in.pos)
 		clear(in.seg)
+		clear(in.pool)
 		return in
 	}
 	n := st.spec.rows * st.spec.rowLen
-	return &hostInputs{ids: make([]int32, n), pos: make([]int32, n), seg: make([]int32, n),
-		out: make([]float32, st.spec.rows*st.spec.segments*st.spec.cfg.HiddenSize)}
+	in := &hostInputs{ids: make([]int32, n), pos: make([]int32, n), seg: make([]int32, n),
+		out: make([]float32, st.spec.rows*st.spec.segments*st.spec.outDim())}
+	if st.spec.poolMask {
+		in.pool = make([]int32, n)
+	}
+	return in
 }
 
 // New uploads w to the device, compiles one step per row length and runs each once, so the
@@ -75,6 +80,16 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	}
 	if w == nil {
 		return nil, errors.New("no weights given")
+	}
+	if opts.Pooling < Mean || int(opts.Pooling) >= len(poolingNames) {
+		return nil, fmt.Errorf("unknown pooling %d", opts.Pooling)
+	}
+	dim := cfg.HiddenSize
+	for i, d := range opts.Dense {
+		if err := d.check(dim); err != nil {
+			return nil, fmt.Errorf("dense layer %d: %w", i, err)
+		}
+		dim = d.Out
 	}
 	spec, err := ResolveBackend(opts.Backend)
 	if err != nil {
@@ -123,6 +138,9 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 		Pooling: opts.Pooling.String(), Normalize: opts.Normalize, Weights: w.Source, StoredDType: w.StoredDType,
 		Params: w.NumParams(), Config: cfg.Summary(), CompileTime: time.Since(start),
 	}
+	for _, d := range opts.Dense {
+		m.info.Dense = append(m.info.Dense, fmt.Sprintf("%d->%d %s", d.In, d.Out, d.Activation))
+	}
 	m.info.CPU = cpuPath
 	for _, st := range m.allSteps() {
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
@@ -147,7 +165,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 			return nil, err
 		}
 		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
-			pooling: m.opts.Pooling, normalize: m.opts.Normalize, variant: m.variant,
+			pooling: m.opts.Pooling, poolMask: m.opts.ExcludePrompt, dense: m.denseSpecs(), normalize: m.opts.Normalize, variant: m.variant,
 			fusedAttention: (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention &&
 				fusedAttentionOK(m.opts.DType.gomlx(), m.cfg.HeadDim(), rowLen) && !fusedFailed}
 		t0 := time.Now()
@@ -192,6 +210,16 @@ func (m *Model) compileAll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// denseSpecs are the shapes of Options.Dense.
+func (m *Model) denseSpecs() []denseSpec {
+	var out []denseSpec
+	for _, d := range m.opts.Dense {
+		out = append(out, denseSpec{in: d.In, out: d.Out, bias: d.Bias != nil, act: d.Activation,
+			residual: d.Residual, resMat: d.Residual && d.In != d.Out})
+	}
+	return out
 }
 
 // rungRows is the ladder of row counts for rows of length l: one rung per step size in slots
@@ -359,6 +387,28 @@ func (m *Model) upload(w *Weights) error {
 			m.weights = append(m.weights, buf)
 		}
 	}
+	// Dense layers stay fp32 whatever the compute dtype: they are small, and parity with
+	// sentence-transformers is judged on their output.
+	type tensor struct {
+		data []float32
+		dims []int
+	}
+	for i, d := range m.opts.Dense {
+		tensors := []tensor{{d.Weight, []int{d.Out, d.In}}}
+		if d.Bias != nil {
+			tensors = append(tensors, tensor{d.Bias, []int{d.Out}})
+		}
+		if d.Residual && d.In != d.Out {
+			tensors = append(tensors, tensor{d.ResidualWeight, []int{d.Out, d.In}})
+		}
+		for _, t := range tensors {
+			buf, err := m.uploadFloat(t.data, dtypes.Float32, t.dims)
+			if err != nil {
+				return fmt.Errorf("uploading dense layer %d: %w", i, err)
+			}
+			m.weights = append(m.weights, buf)
+		}
+	}
 	return nil
 }
 
@@ -468,11 +518,25 @@ func (m *Model) compile(gs graphSpec) (st *step, err error) {
 		localCos:  graph.Parameter(g, "rope_local_cos", tableShape),
 		localSin:  graph.Parameter(g, "rope_local_sin", tableShape),
 	}
+	// Same order as upload: weight, bias (when present), residual projection (when present).
+	for i, d := range gs.dense {
+		p := fmt.Sprintf("dense.%d.", i)
+		params[p+"weight"] = graph.Parameter(g, fmt.Sprintf("dense_%d_weight", i), shapes.Make(dtypes.Float32, d.out, d.in))
+		if d.bias {
+			params[p+"bias"] = graph.Parameter(g, fmt.Sprintf("dense_%d_bias", i), shapes.Make(dtypes.Float32, d.out))
+		}
+		if d.resMat {
+			params[p+"residual"] = graph.Parameter(g, fmt.Sprintf("dense_%d_residual", i), shapes.Make(dtypes.Float32, d.out, d.in))
+		}
+	}
 	inShape := shapes.Make(dtypes.Int32, gs.rows, gs.rowLen)
 	in := stepInputs{
 		ids: graph.Parameter(g, "ids", inShape),
 		pos: graph.Parameter(g, "pos", inShape),
 		seg: graph.Parameter(g, "seg", inShape),
+	}
+	if gs.poolMask {
+		in.pool = graph.Parameter(g, "pool", inShape)
 	}
 	g.Compile(encoder(gs, params, rope, in))
 	return &step{spec: gs, g: g}, nil
@@ -495,7 +559,11 @@ func (m *Model) run(st *step, in *hostInputs) (out []float32, err error) {
 			_ = m.backend.BufferFinalize(b)
 		}
 	}()
-	for _, data := range [][]int32{in.ids, in.pos, in.seg} {
+	stepData := [][]int32{in.ids, in.pos, in.seg}
+	if st.spec.poolMask {
+		stepData = append(stepData, in.pool)
+	}
+	for _, data := range stepData {
 		buf, err := m.backend.BufferFromFlatData(m.device, data, inShape)
 		if err != nil {
 			return nil, fmt.Errorf("uploading step inputs: %w", err)
@@ -543,8 +611,13 @@ func (m *Model) MaxBatchTokens() int { return m.opts.MaxBatchTokens }
 // MaxSequenceLength is the longest sequence Embed accepts (ids with [CLS]/[SEP]).
 func (m *Model) MaxSequenceLength() int { return m.opts.MaxSequenceLength }
 
-// Dim is the length of the returned vectors.
-func (m *Model) Dim() int { return m.cfg.HiddenSize }
+// Dim is the length of the returned vectors: the last Dense layer's size, else the hidden size.
+func (m *Model) Dim() int {
+	if n := len(m.opts.Dense); n > 0 {
+		return m.opts.Dense[n-1].Out
+	}
+	return m.cfg.HiddenSize
+}
 
 // Config is the model's architecture.
 func (m *Model) Config() Config { return m.cfg }

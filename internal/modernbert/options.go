@@ -42,33 +42,95 @@ func ParseDType(s string) (DType, error) {
 	return 0, fmt.Errorf("dtype %q: want float32 or bfloat16", s)
 }
 
-// Pooling picks how a sequence's token states become one vector.
+// Pooling picks how a sequence's token states become one vector: sentence-transformers'
+// pooling modes, over the sequence's pooled tokens ([CLS] and [SEP] included, a prompt's tokens
+// left out when Options.ExcludePrompt asks).
 type Pooling int
 
 const (
-	// Mean averages all real tokens, [CLS] and [SEP] included (sentence-transformers' default
-	// for ModernBERT).
+	// Mean averages the tokens (sentence-transformers' default for ModernBERT).
 	Mean Pooling = iota
-	// CLS takes the first token's state.
+	// CLS takes the first pooled token's state.
 	CLS
+	// MaxTokens takes each component's largest value over the tokens.
+	MaxTokens
+	// LastToken takes the last token's state.
+	LastToken
+	// MeanSqrtLen is the sum of the tokens divided by the square root of their count.
+	MeanSqrtLen
+	// WeightedMean weighs the token at position p (from 0) by p+1.
+	WeightedMean
 )
 
+// poolingNames are sentence-transformers' names of the modes, in Pooling order.
+var poolingNames = []string{"mean", "cls", "max", "lasttoken", "mean_sqrt_len_tokens", "weightedmean"}
+
 func (p Pooling) String() string {
-	if p == CLS {
-		return "cls"
+	if int(p) < 0 || int(p) >= len(poolingNames) {
+		return fmt.Sprintf("pooling(%d)", int(p))
 	}
-	return "mean"
+	return poolingNames[p]
 }
 
-// ParsePooling accepts mean and cls.
+// ParsePooling accepts sentence-transformers' mode names: mean, cls, max, lasttoken,
+// mean_sqrt_len_tokens and weightedmean.
 func ParsePooling(s string) (Pooling, error) {
-	switch strings.ToLower(s) {
-	case "mean":
-		return Mean, nil
-	case "cls":
-		return CLS, nil
+	for i, name := range poolingNames {
+		if strings.EqualFold(s, name) {
+			return Pooling(i), nil
+		}
 	}
-	return 0, fmt.Errorf("pooling %q: want mean or cls", s)
+	return 0, fmt.Errorf("pooling %q: want one of %s", s, strings.Join(poolingNames, ", "))
+}
+
+// Activation is the function a Dense layer applies after its linear map.
+type Activation int
+
+const (
+	ActIdentity Activation = iota
+	ActTanh
+	ActReLU
+	ActGELU // exact (erf), torch.nn.GELU's default
+	ActSigmoid
+	ActSiLU
+)
+
+var activationNames = []string{"identity", "tanh", "relu", "gelu", "sigmoid", "silu"}
+
+func (a Activation) String() string {
+	if int(a) < 0 || int(a) >= len(activationNames) {
+		return fmt.Sprintf("activation(%d)", int(a))
+	}
+	return activationNames[a]
+}
+
+// Dense is a linear layer applied to the pooled vector, then its activation
+// (sentence-transformers' Dense module): y = act(x Wᵀ + b), plus x (or x Rᵀ when the sizes
+// differ) when Residual.
+type Dense struct {
+	In, Out    int
+	Weight     []float32 // [Out, In]
+	Bias       []float32 // [Out], or nil
+	Activation Activation
+	Residual   bool
+	// ResidualWeight is the residual's projection [Out, In] when In != Out.
+	ResidualWeight []float32
+}
+
+func (d Dense) check(in int) error {
+	switch {
+	case d.In != in:
+		return fmt.Errorf("takes %d inputs, the vector before it has %d", d.In, in)
+	case d.Out < 1 || len(d.Weight) != d.In*d.Out:
+		return fmt.Errorf("weight has %d values, want %d x %d", len(d.Weight), d.Out, d.In)
+	case d.Bias != nil && len(d.Bias) != d.Out:
+		return fmt.Errorf("bias has %d values, want %d", len(d.Bias), d.Out)
+	case d.Residual && d.In != d.Out && len(d.ResidualWeight) != d.In*d.Out:
+		return fmt.Errorf("residual projection has %d values, want %d x %d", len(d.ResidualWeight), d.Out, d.In)
+	case int(d.Activation) < 0 || int(d.Activation) >= len(activationNames):
+		return fmt.Errorf("unknown activation %d", d.Activation)
+	}
+	return nil
 }
 
 // Layout is how a batch of sequences is laid out on the device.
@@ -111,7 +173,13 @@ type Options struct {
 	DeviceIndex int
 	DType       DType
 	Pooling     Pooling
-	// Normalize L2-normalises the pooled vectors (what sentence-transformers does).
+	// ExcludePrompt compiles the pooling mask that EmbedFrom uses to leave a prompt's tokens out
+	// of pooling (sentence-transformers' include_prompt false). Without it EmbedFrom refuses
+	// offsets, and the step has one input less.
+	ExcludePrompt bool
+	// Dense layers run after pooling, in order, in fp32 (sentence-transformers' Dense modules).
+	Dense []Dense
+	// Normalize L2-normalises the final vectors (sentence-transformers' Normalize module).
 	Normalize bool
 	// MaxBatchTokens is the token slots of the largest device step (rows x row length).
 	// Default: 16384 on XLA, 2048 on simplego.
@@ -183,6 +251,7 @@ type Info struct {
 	Device      string        `json:"device"`
 	DType       string        `json:"dtype"`
 	Pooling     string        `json:"pooling"`
+	Dense       []string      `json:"dense,omitempty"` // each layer as "IN->OUT activation"
 	Normalize   bool          `json:"normalize"`
 	Weights     string        `json:"weights"`
 	StoredDType string        `json:"stored_dtype"`

@@ -350,3 +350,22 @@ func (w *Weights) NumParams() int {
 	}
 	return n
 }
+
+// ReadSafetensors reads every tensor of one safetensors file, widened to float32: for small
+// files such as a sentence-transformers Dense module's weights.
+func ReadSafetensors(path string) (map[string]Tensor, error) {
+	sf, err := openSafetensors(path)
+	if err != nil {
+		return nil, err
+	}
+	defer sf.f.Close()
+	out := make(map[string]Tensor, len(sf.entries))
+	for name := range sf.entries {
+		t, _, err := sf.read(name)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = t
+	}
+	return out, nil
+}

@@ -32,9 +32,10 @@ type Continuous struct {
 
 // queued is one waiting sequence.
 type queued struct {
-	job *contJob
-	idx int
-	ids []int32
+	job  *contJob
+	idx  int
+	ids  []int32
+	from int // leading tokens left out of pooling
 }
 
 // contJob is one accepted job's state, guarded by Continuous.mu.
@@ -77,7 +78,7 @@ func NewContinuous(cfg Config, replicas []Runner, maxBatchTokens int) (*Continuo
 // Embed implements Engine.
 func (c *Continuous) Embed(ctx context.Context, job Job) (Result, error) {
 	start := time.Now()
-	seqs, err := tokenize(&c.cfg, job)
+	seqs, poolFrom, err := tokenize(&c.cfg, job)
 	if err != nil {
 		return Result{}, err
 	}
@@ -99,7 +100,7 @@ func (c *Continuous) Embed(ctx context.Context, job Job) (Result, error) {
 	}
 	j.enqueued = time.Now()
 	for i, ids := range seqs {
-		c.queue = append(c.queue, queued{job: j, idx: i, ids: ids})
+		c.queue = append(c.queue, queued{job: j, idx: i, ids: ids, from: poolFrom})
 		c.queuedT += len(ids)
 	}
 	c.pending++
@@ -170,11 +171,18 @@ func (c *Continuous) work(replica int, r Runner) {
 			return
 		}
 		seqs := make([][]int32, len(batch))
+		var poolFrom []int
 		for i, q := range batch {
 			seqs[i] = q.ids
+			if q.from > 0 {
+				if poolFrom == nil {
+					poolFrom = make([]int, len(batch))
+				}
+				poolFrom[i] = q.from
+			}
 		}
 		started := time.Now()
-		vectors, stats, err := r.Run(context.Background(), seqs)
+		vectors, stats, err := r.Run(context.Background(), seqs, poolFrom)
 		ended := time.Now()
 		if err == nil && len(vectors) != len(seqs) {
 			err = fmt.Errorf("the model returned %d vectors for %d sequences", len(vectors), len(seqs))

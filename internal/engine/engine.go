@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -31,9 +33,11 @@ type StepUse struct {
 }
 
 // Runner embeds a batch of sequences on one device and returns one pooled vector per
-// sequence, in order. One goroutine drives one Runner: it need not be safe for concurrent use.
+// sequence, in order; poolFrom, when not nil, gives each sequence the number of leading tokens
+// left out of its pooling (a prompt, see Prompts.Exclude). One goroutine drives one Runner: it
+// need not be safe for concurrent use.
 type Runner interface {
-	Run(ctx context.Context, seqs [][]int32) ([][]float32, BatchStats, error)
+	Run(ctx context.Context, seqs [][]int32, poolFrom []int) ([][]float32, BatchStats, error)
 }
 
 // StepFitter is a Runner that can say how many of the leading sequences of these lengths one
@@ -50,6 +54,9 @@ type Job struct {
 	// Truncate cuts texts longer than the sequence limit; when false such a text fails the job
 	// with a *TooLongError.
 	Truncate bool
+	// PromptName names one of Config.Prompts to prepend to every text; "" means the default
+	// prompt, if there is one. An unknown name fails the job with an *UnknownPromptError.
+	PromptName string
 }
 
 func (j Job) size() int {
@@ -119,10 +126,23 @@ type BatchReport struct {
 	Err       error
 }
 
+// Prompts are the model's instructions for texts (sentence-transformers' prompts): the
+// prompt's text is prepended to a text before tokenizing, and counts in its tokens and its
+// length limit.
+type Prompts struct {
+	Texts   map[string]string // by name
+	Default string            // the name applied when a job names none; "" = none
+	// Exclude leaves the prompt's tokens out of pooling (include_prompt false): as
+	// sentence-transformers counts them, the prompt tokenized alone less its final [SEP], so
+	// [CLS] is left out too.
+	Exclude bool
+}
+
 // Config is what both engines share.
 type Config struct {
 	// Tokenizer is needed for jobs with texts; without it only token-id jobs are accepted.
 	Tokenizer Tokenizer
+	Prompts   Prompts
 	// MaxSequenceLength is the most tokens one sequence may have, specials included.
 	MaxSequenceLength int
 	// MaxQueuedSequences bounds the queue; a job that does not fit fails with ErrOverloaded.
@@ -140,6 +160,9 @@ type Config struct {
 func (c Config) check() error {
 	if c.MaxSequenceLength < 2 {
 		return fmt.Errorf("engine: max sequence length %d is below 2 ([CLS] and [SEP])", c.MaxSequenceLength)
+	}
+	if _, ok := c.Prompts.Texts[c.Prompts.Default]; c.Prompts.Default != "" && !ok {
+		return fmt.Errorf("engine: default prompt %q is not one of the prompts", c.Prompts.Default)
 	}
 	if c.MaxQueuedSequences < 1 {
 		return fmt.Errorf("engine: max queued sequences %d must be positive", c.MaxQueuedSequences)
@@ -165,6 +188,53 @@ func (e *TooLongError) Error() string {
 	return fmt.Sprintf("text %d has %d tokens, more than the limit of %d (send \"truncate\": true to cut it)", e.Index, e.Tokens, e.Max)
 }
 
+// UnknownPromptError refuses a job naming a prompt the model does not have.
+type UnknownPromptError struct {
+	Name  string
+	Known []string // sorted
+}
+
+func (e *UnknownPromptError) Error() string {
+	if len(e.Known) == 0 {
+		return fmt.Sprintf("prompt_name %q: the model defines no prompts", e.Name)
+	}
+	return fmt.Sprintf("prompt_name %q is not one of the model's prompts: %s", e.Name, strings.Join(e.Known, ", "))
+}
+
+// prompt is the text a job's texts get in front, and whether the job has one (a prompt may be
+// empty: sentence-transformers then still leaves [CLS] out of pooling when it excludes prompts).
+func (c *Config) prompt(job Job) (text string, ok bool, err error) {
+	name := job.PromptName
+	if name == "" {
+		name = c.Prompts.Default
+	}
+	if name == "" {
+		return "", false, nil
+	}
+	text, ok = c.Prompts.Texts[name]
+	if !ok {
+		known := make([]string, 0, len(c.Prompts.Texts))
+		for n := range c.Prompts.Texts {
+			known = append(known, n)
+		}
+		sort.Strings(known)
+		return "", false, &UnknownPromptError{Name: name, Known: known}
+	}
+	if job.Texts == nil {
+		if job.PromptName != "" {
+			return "", false, &InvalidInputError{Index: 0, Reason: "prompt_name applies to texts, not to token ids (tokenize the prompt with the text instead)"}
+		}
+		return "", false, nil // token ids are embedded as given, default prompt or not
+	}
+	return text, true, nil
+}
+
+// CheckJob refuses, before it is queued, a job that can never run (an unknown prompt).
+func (c *Config) CheckJob(job Job) error {
+	_, _, err := c.prompt(job)
+	return err
+}
+
 // InvalidInputError refuses a pre-tokenized sequence the model cannot take.
 type InvalidInputError struct {
 	Index  int
@@ -183,39 +253,58 @@ func (e *DeviceError) Error() string { return fmt.Sprintf("replica %d: %v", e.Re
 
 func (e *DeviceError) Unwrap() error { return e.Err }
 
-// tokenize turns a job into sequences. All ids share one backing array per job: a request's
-// ids are one allocation, not one per text.
-func tokenize(cfg *Config, job Job) ([][]int32, error) {
+// Tokenize turns a job into sequences as the engines do, for callers that drive a model
+// themselves (the embed command). See tokenize.
+func (c Config) Tokenize(job Job) (seqs [][]int32, poolFrom int, err error) { return tokenize(&c, job) }
+
+// tokenize turns a job into sequences, its prompt (if any) in front of each text, and says
+// how many leading tokens of each are left out of pooling (0 unless Prompts.Exclude). All ids
+// share one backing array per job: a request's ids are one allocation, not one per text.
+func tokenize(cfg *Config, job Job) (seqs [][]int32, poolFrom int, err error) {
+	prompt, hasPrompt, err := cfg.prompt(job)
+	if err != nil {
+		return nil, 0, err
+	}
 	if job.Texts == nil {
 		for i, ids := range job.IDs {
 			switch {
 			case len(ids) == 0:
-				return nil, &InvalidInputError{Index: i, Reason: "no token ids"}
+				return nil, 0, &InvalidInputError{Index: i, Reason: "no token ids"}
 			case len(ids) > cfg.MaxSequenceLength:
-				return nil, &InvalidInputError{Index: i, Reason: fmt.Sprintf("%d tokens, more than the limit of %d", len(ids), cfg.MaxSequenceLength)}
+				return nil, 0, &InvalidInputError{Index: i, Reason: fmt.Sprintf("%d tokens, more than the limit of %d", len(ids), cfg.MaxSequenceLength)}
 			}
 		}
-		return job.IDs, nil
+		return job.IDs, 0, nil
 	}
 	if cfg.Tokenizer == nil {
-		return nil, errors.New("engine: no tokenizer to turn texts into token ids")
+		return nil, 0, errors.New("engine: no tokenizer to turn texts into token ids")
+	}
+	if hasPrompt && cfg.Prompts.Exclude {
+		// sentence-transformers: the prompt tokenized alone (truncated as texts are), less 1.
+		ids, _ := cfg.Tokenizer.AppendIDs(nil, prompt, cfg.MaxSequenceLength)
+		poolFrom = max(0, len(ids)-1)
 	}
 	maxLength := cfg.MaxSequenceLength
 	if !job.Truncate {
 		maxLength = 0 // count them all, to refuse with the true length
 	}
-	seqs := make([][]int32, len(job.Texts))
+	seqs = make([][]int32, len(job.Texts))
 	flat := make([]int32, 0, 64*len(job.Texts))
+	var joined []byte
 	for i, text := range job.Texts {
+		if hasPrompt {
+			joined = append(append(joined[:0], prompt...), text...)
+			text = string(joined)
+		}
 		start := len(flat)
 		var total int
 		flat, total = cfg.Tokenizer.AppendIDs(flat, text, maxLength)
 		if total > cfg.MaxSequenceLength && !job.Truncate {
-			return nil, &TooLongError{Index: i, Tokens: total, Max: cfg.MaxSequenceLength}
+			return nil, 0, &TooLongError{Index: i, Tokens: total, Max: cfg.MaxSequenceLength}
 		}
 		seqs[i] = flat[start:len(flat):len(flat)]
 	}
-	return seqs, nil
+	return seqs, poolFrom, nil
 }
 
 func seqLens(seqs [][]int32) []int {

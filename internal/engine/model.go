@@ -21,8 +21,8 @@ func ModelRunner(m *modernbert.Model, layout modernbert.Layout) Runner {
 	return modelRunner{m: m, layout: layout}
 }
 
-func (r modelRunner) Run(ctx context.Context, seqs [][]int32) ([][]float32, BatchStats, error) {
-	vectors, st, err := r.m.Embed(ctx, seqs, r.layout)
+func (r modelRunner) Run(ctx context.Context, seqs [][]int32, poolFrom []int) ([][]float32, BatchStats, error) {
+	vectors, st, err := r.m.EmbedFrom(ctx, seqs, poolFrom, r.layout)
 	steps := make([]StepUse, len(st.PerStep))
 	for i, u := range st.PerStep {
 		steps[i] = StepUse{Slots: u.Slots, RealTokens: u.RealTokens}

@@ -59,6 +59,9 @@ func NewSequential(cfg Config, runner Runner, batchSize int) (*Sequential, error
 // Embed implements Engine. Tokenization happens on the worker, as in a single-threaded
 // Python service, so its time is part of the serial work.
 func (s *Sequential) Embed(ctx context.Context, job Job) (Result, error) {
+	if err := s.cfg.CheckJob(job); err != nil {
+		return Result{}, err
+	}
 	sj := &seqJob{ctx: ctx, job: job, done: make(chan struct{})}
 	n := job.size()
 	s.mu.Lock()
@@ -111,9 +114,13 @@ func (s *Sequential) run(sj *seqJob) (Result, error) {
 	}
 	start := time.Now()
 	res.Timing.Queue = start.Sub(sj.enqueued)
-	seqs, err := tokenize(&s.cfg, sj.job)
+	seqs, from, err := tokenize(&s.cfg, sj.job)
 	if err != nil {
 		return res, err
+	}
+	var poolFrom []int
+	if from > 0 {
+		poolFrom = make([]int, 0, s.batchSize)
 	}
 	res.Tokens = seqLens(seqs)
 	inferStart := time.Now()
@@ -136,7 +143,13 @@ func (s *Sequential) run(sj *seqJob) (Result, error) {
 		for _, i := range order[lo:hi] {
 			batch = append(batch, seqs[i])
 		}
-		vectors, stats, err := s.runner.Run(context.Background(), batch)
+		if poolFrom != nil {
+			poolFrom = poolFrom[:0]
+			for range batch {
+				poolFrom = append(poolFrom, from)
+			}
+		}
+		vectors, stats, err := s.runner.Run(context.Background(), batch, poolFrom)
 		if err == nil && len(vectors) != len(batch) {
 			err = errors.New("the model returned a wrong number of vectors")
 		}

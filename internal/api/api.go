@@ -3,11 +3,15 @@
 // handlers decode with it, check limits with it, and encode responses with it.
 package api
 
-// EmbedRequest is the body of POST /embed: the seed's request plus two options.
+// EmbedRequest is the body of POST /embed: the seed's request plus TEI's options.
 type EmbedRequest struct {
 	Texts []string `json:"texts"`
-	// Normalize L2-normalises each vector; true when absent (sentence-transformers' default).
+	// Normalize L2-normalises each vector; true when absent (TEI's default). False returns the
+	// model's own output: unit vectors anyway when the model ends in a Normalize module.
 	Normalize bool `json:"normalize"`
+	// PromptName names one of the model's prompts to prepend to every text (TEI's field);
+	// empty: the model's default prompt, if any.
+	PromptName string `json:"prompt_name"`
 	// Truncate cuts texts longer than the model's limit; when false such a text is refused
 	// with its token count. True when absent, as HF services do.
 	Truncate bool `json:"truncate"`
@@ -37,6 +41,8 @@ type OpenAIEmbeddingRequest struct {
 	EncodingFormat string // EncodingFloat or EncodingBase64
 	// Dimensions keeps the first N components and renormalises (Matryoshka-style); 0 = all.
 	Dimensions int
+	// PromptName is an extension: as EmbedRequest.PromptName.
+	PromptName string
 }
 
 // NumInputs is the number of embeddings the request asks for.
@@ -80,18 +86,34 @@ type HealthResponse struct {
 	Model        string `json:"model"`
 	GPUAvailable bool   `json:"gpu_available"`
 
-	Engine            string  `json:"engine"`
-	Device            string  `json:"device,omitempty"`
-	DType             string  `json:"dtype,omitempty"`
-	Pooling           string  `json:"pooling,omitempty"`
-	Weights           string  `json:"weights,omitempty"`
-	EmbeddingDim      int     `json:"embedding_dim,omitempty"`
-	MaxSequenceLength int     `json:"max_sequence_length,omitempty"`
-	Replicas          int     `json:"replicas,omitempty"`
-	QueuedSequences   int     `json:"queued_sequences"`
-	InFlightRequests  int     `json:"in_flight_requests"`
-	DeviceErrors      uint64  `json:"device_errors"`
-	LastError         string  `json:"last_error,omitempty"`
-	LastErrorAt       string  `json:"last_error_at,omitempty"`
-	UptimeSeconds     float64 `json:"uptime_seconds"`
+	Engine  string `json:"engine"`
+	Device  string `json:"device,omitempty"`
+	DType   string `json:"dtype,omitempty"`
+	Pooling string `json:"pooling,omitempty"`
+	// PoolingSource says where Pooling comes from: "model" (its sentence-transformers files),
+	// "flag" (--pooling overrode them) or "default" (a bare model: mean).
+	PoolingSource string `json:"pooling_source,omitempty"`
+	// IncludePrompt false: a prompt's tokens are left out of pooling.
+	IncludePrompt *bool `json:"include_prompt,omitempty"`
+	// Dense lists the model's Dense layers after pooling ("IN->OUT activation").
+	Dense []string `json:"dense,omitempty"`
+	// Normalize: the model's own vectors are unit length (a Normalize module).
+	Normalize *bool `json:"normalize,omitempty"`
+	// Prompts are the model's prompts by name; DefaultPromptName is applied when a request
+	// names none.
+	Prompts           map[string]string `json:"prompts,omitempty"`
+	DefaultPromptName string            `json:"default_prompt_name,omitempty"`
+	// SentenceTransformers is the layout of the model's sentence-transformers files: "classic",
+	// "current", or absent for a bare model.
+	SentenceTransformers string  `json:"sentence_transformers,omitempty"`
+	Weights              string  `json:"weights,omitempty"`
+	EmbeddingDim         int     `json:"embedding_dim,omitempty"`
+	MaxSequenceLength    int     `json:"max_sequence_length,omitempty"`
+	Replicas             int     `json:"replicas,omitempty"`
+	QueuedSequences      int     `json:"queued_sequences"`
+	InFlightRequests     int     `json:"in_flight_requests"`
+	DeviceErrors         uint64  `json:"device_errors"`
+	LastError            string  `json:"last_error,omitempty"`
+	LastErrorAt          string  `json:"last_error_at,omitempty"`
+	UptimeSeconds        float64 `json:"uptime_seconds"`
 }

@@ -67,6 +67,9 @@ func DecodeEmbedRequest(body []byte, lim Limits) (EmbedRequest, *Error) {
 	if apiErr = decodeBool(fields, "truncate", &req.Truncate); apiErr != nil {
 		return req, apiErr
 	}
+	if apiErr = decodeString(fields, "prompt_name", &req.PromptName); apiErr != nil {
+		return req, apiErr
+	}
 	return req, nil
 }
 
@@ -127,6 +130,9 @@ func DecodeOpenAIEmbeddingRequest(body []byte, lim Limits) (OpenAIEmbeddingReque
 		if lim.Dim > 0 && req.Dimensions > lim.Dim {
 			return req, Errorf(http.StatusUnprocessableEntity, "dimensions", "dimensions %d exceeds the model's embedding size %d", req.Dimensions, lim.Dim)
 		}
+	}
+	if apiErr = decodeString(fields, "prompt_name", &req.PromptName); apiErr != nil {
+		return req, apiErr
 	}
 	return req, nil
 }
@@ -265,6 +271,18 @@ func decodeBool(fields map[string]json.RawMessage, name string, dst *bool) *Erro
 	}
 	if err := json.Unmarshal(raw, dst); err != nil {
 		return Errorf(http.StatusUnprocessableEntity, name, "field '%s' must be true or false, got %s", name, kindOf(raw))
+	}
+	return nil
+}
+
+// decodeString reads an optional string field (null as absent).
+func decodeString(fields map[string]json.RawMessage, name string, dst *string) *Error {
+	raw, ok := fields[name]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	if firstByte(raw) != '"' || json.Unmarshal(raw, dst) != nil {
+		return Errorf(http.StatusUnprocessableEntity, name, "field '%s' must be a string, got %s", name, kindOf(raw))
 	}
 	return nil
 }

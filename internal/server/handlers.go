@@ -317,7 +317,7 @@ func (s *Server) handleEmbed(x *exchange, b *Backend, body []byte) {
 	}
 	defer s.release(x)
 	x.inputs = len(req.Texts)
-	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, Truncate: req.Truncate})
+	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, Truncate: req.Truncate, PromptName: req.PromptName})
 	if !ok {
 		return
 	}
@@ -337,7 +337,7 @@ func (s *Server) handleOpenAI(x *exchange, b *Backend, body []byte) {
 	}
 	defer s.release(x)
 	x.inputs = req.NumInputs()
-	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, IDs: req.TokenIDs, Truncate: true})
+	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, IDs: req.TokenIDs, Truncate: true, PromptName: req.PromptName})
 	if !ok {
 		return
 	}
@@ -360,10 +360,13 @@ func (s *Server) embed(x *exchange, b *Backend, job engine.Job) (engine.Result, 
 	}
 	var tooLong *engine.TooLongError
 	var invalid *engine.InvalidInputError
+	var unknownPrompt *engine.UnknownPromptError
 	var device *engine.DeviceError
 	switch {
 	case errors.As(err, &tooLong):
 		s.writeError(x, api.Errorf(http.StatusUnprocessableEntity, "texts", "%v", tooLong))
+	case errors.As(err, &unknownPrompt):
+		s.writeError(x, api.Errorf(http.StatusUnprocessableEntity, "prompt_name", "%v", unknownPrompt))
 	case errors.As(err, &invalid):
 		s.writeError(x, api.Errorf(http.StatusUnprocessableEntity, "input", "%v", invalid))
 	case errors.Is(err, engine.ErrOverloaded):
@@ -436,18 +439,31 @@ func (s *Server) handleTokenize(x *exchange, b *Backend, body []byte) {
 }
 
 // handleModels lists the one served model, as OpenAI-compatible servers (vLLM) do; load
-// testers read the model's name from it.
-func (s *Server) handleModels(x *exchange, _ *Backend, _ []byte) {
+// testers read the model's name from it. Once the model is loaded, extension fields say how
+// it embeds (as /health does).
+func (s *Server) handleModels(x *exchange, b *Backend, _ []byte) {
 	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
+		ID                string            `json:"id"`
+		Object            string            `json:"object"`
+		Created           int64             `json:"created"`
+		OwnedBy           string            `json:"owned_by"`
+		EmbeddingDim      int               `json:"embedding_dim,omitempty"`
+		MaxSequenceLength int               `json:"max_sequence_length,omitempty"`
+		Pooling           string            `json:"pooling,omitempty"`
+		Normalize         *bool             `json:"normalize,omitempty"`
+		Prompts           map[string]string `json:"prompts,omitempty"`
+		DefaultPromptName string            `json:"default_prompt_name,omitempty"`
+	}
+	m := model{ID: s.cfg.ModelID, Object: "model", Created: s.started.Unix(), OwnedBy: "embedbench"}
+	if b != nil {
+		normalize := b.Info.Normalize
+		m.EmbeddingDim, m.MaxSequenceLength, m.Pooling, m.Normalize = b.Dim, b.MaxSequenceLength, b.Info.Pooling, &normalize
+		m.Prompts, m.DefaultPromptName = b.Info.Prompts, b.Info.DefaultPrompt
 	}
 	data, err := json.Marshal(struct {
 		Object string  `json:"object"`
 		Data   []model `json:"data"`
-	}{"list", []model{{ID: s.cfg.ModelID, Object: "model", Created: s.started.Unix(), OwnedBy: "embedbench"}}})
+	}{"list", []model{m}})
 	if err != nil {
 		s.writeError(x, api.Errorf(http.StatusInternalServerError, "", "encoding the response: %v", err))
 		return
@@ -472,6 +488,9 @@ func (s *Server) handleHealth(x *exchange, b *Backend, _ []byte) {
 			}
 		}
 		resp.GPUAvailable, resp.Device, resp.DType, resp.Pooling, resp.Weights = b.Info.GPUAvailable, b.Info.Device, b.Info.DType, b.Info.Pooling, b.Info.Weights
+		includePrompt, normalize := b.Info.IncludePrompt, b.Info.Normalize
+		resp.PoolingSource, resp.IncludePrompt, resp.Dense, resp.Normalize = b.Info.PoolingSource, &includePrompt, b.Info.Dense, &normalize
+		resp.Prompts, resp.DefaultPromptName, resp.SentenceTransformers = b.Info.Prompts, b.Info.DefaultPrompt, b.Info.STLayout
 		resp.EmbeddingDim, resp.MaxSequenceLength, resp.Replicas = b.Dim, b.MaxSequenceLength, b.Info.Replicas
 		resp.QueuedSequences, resp.DeviceErrors = st.QueuedSequences, st.DeviceErrors
 	}

@@ -61,11 +61,22 @@ type Backend struct {
 	Info     Info
 }
 
-// Info describes the running model in /health.
+// Info describes the running model in /health and /v1/models.
 type Info struct {
-	Device       string
-	DType        string
-	Pooling      string
+	Device  string
+	DType   string
+	Pooling string
+	// PoolingSource is "model", "flag" or "default" (api.HealthResponse).
+	PoolingSource string
+	IncludePrompt bool
+	Dense         []string
+	// Normalize says the model's own vectors are unit length (a Normalize module).
+	Normalize bool
+	Prompts   map[string]string
+	// DefaultPrompt names the prompt applied when a request names none ("" = none).
+	DefaultPrompt string
+	// STLayout is "classic" or "current" for a sentence-transformers checkpoint, else "".
+	STLayout     string
 	Weights      string
 	Replicas     int
 	GPUAvailable bool

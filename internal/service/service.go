@@ -32,6 +32,11 @@ type Spec struct {
 	// Model holds the backend, dtype, pooling and limits; Build sets the layout the engine
 	// uses, the device of each replica and, for the sequential engine, the padded batch.
 	Model modernbert.Options
+	// Prompts are the model's prompts (Model.ExcludePrompt must match Prompts.Exclude).
+	Prompts engine.Prompts
+	// PoolingSource ("model", "flag" or "default") and STLayout ("classic", "current" or "")
+	// are reported in /health.
+	PoolingSource, STLayout string
 	// Replicas is the number of model replicas, one per GPU (continuous engine only; 0 = 1).
 	Replicas int
 	// BatchSize is the sequential engine's fixed padded batch.
@@ -63,6 +68,9 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 		log = slog.Default()
 	}
 	replicas := max(1, spec.Replicas)
+	if spec.Prompts.Exclude != spec.Model.ExcludePrompt {
+		return nil, errors.New("prompts leave their tokens out of pooling only if the model compiles the pooling mask (Options.ExcludePrompt)")
+	}
 	layout := modernbert.Packed
 	switch spec.Engine {
 	case Continuous:
@@ -109,6 +117,7 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 	m := s.models[0]
 	ecfg := engine.Config{
 		Tokenizer:          spec.Tokenizer,
+		Prompts:            spec.Prompts,
 		MaxSequenceLength:  m.MaxSequenceLength(),
 		MaxQueuedSequences: spec.MaxQueuedSequences,
 		OnBatch:            spec.OnBatch,
@@ -145,8 +154,10 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 			return enc.IDs, enc.Offsets, enc.TotalTokens
 		},
 		Info: server.Info{
-			Device: device, DType: info.DType, Pooling: info.Pooling, Weights: info.Weights,
-			Replicas: replicas, GPUAvailable: spec.GPUAvailable,
+			Device: device, DType: info.DType, Pooling: info.Pooling, PoolingSource: spec.PoolingSource,
+			IncludePrompt: !spec.Prompts.Exclude, Dense: info.Dense, Normalize: info.Normalize,
+			Prompts: spec.Prompts.Texts, DefaultPrompt: spec.Prompts.Default, STLayout: spec.STLayout,
+			Weights: info.Weights, Replicas: replicas, GPUAvailable: spec.GPUAvailable,
 		},
 	}
 	ok = true

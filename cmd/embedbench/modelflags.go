@@ -30,7 +30,7 @@ type modelFlags struct {
 	xlaPlugin      string
 	dtype          string
 	pooling        string
-	normalize      bool
+	normalize      optionalBool
 	maxLength      int
 	batchTokens    int
 	stepSlots      []int
@@ -49,9 +49,9 @@ func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
 	fs.IntVar(&f.deviceIndex, "device-index", 0, "which GPU (cuda)")
 	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
 	fs.StringVar(&f.dtype, "dtype", "float32", "float32 or bfloat16")
-	fs.StringVar(&f.pooling, "pooling", "mean", "mean (over all tokens, [CLS]/[SEP] included) or cls")
-	fs.BoolVar(&f.normalize, "normalize", true, "L2-normalise the vectors")
-	fs.IntVar(&f.maxLength, "max-length", defaultMaxLength, "longest sequence in tokens, [CLS]/[SEP] included; longer texts are truncated (0: the model's maximum)")
+	fs.StringVar(&f.pooling, "pooling", "", "override the model's pooling: mean, cls, max, lasttoken, mean_sqrt_len_tokens or weightedmean (default: its sentence-transformers files', else mean over all tokens, [CLS]/[SEP] included)")
+	fs.Var(&f.normalize, "normalize", "L2-normalise the vectors (default: as the model's sentence-transformers files say, a Normalize module; a bare model: true)")
+	fs.IntVar(&f.maxLength, "max-length", defaultMaxLength, "longest sequence in tokens, [CLS]/[SEP] and any prompt included; longer texts are truncated (0: the model's maximum, its sentence-transformers max_seq_length when it has one)")
 	fs.IntVar(&f.batchTokens, "batch-tokens", 0, "token slots of the largest device step (0: 16384 on cuda, 2048 on cpu)")
 	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --batch-tokens (default: 1024,4096 and the largest on cuda; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
 	fs.IntVar(&f.packedRow, "packed-row", 0, "row length short sequences are packed into (0: 256)")
@@ -81,12 +81,34 @@ func (f *modelFlags) backend() (string, error) {
 	return "", fmt.Errorf("--device %q: want cpu, cuda or auto", f.device)
 }
 
+// optionalBool is a boolean flag that remembers whether it was given.
+type optionalBool struct{ value, set bool }
+
+func (b *optionalBool) String() string   { return strconv.FormatBool(b.value) }
+func (b *optionalBool) IsBoolFlag() bool { return true }
+func (b *optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q: want true or false", s)
+	}
+	b.value, b.set = v, true
+	return nil
+}
+
 // load resolves the model, reads its config, weights and tokenizer, and builds the model with
 // the given layouts compiled. The tokenizer is nil when the model has none and --tokenizer is
 // not given (a test model, say, fed token ids).
 func (f *modelFlags) load(ctx context.Context, layouts ...modernbert.Layout) (*modernbert.Model, *tokenizer.Tokenizer, error) {
+	m, tok, _, err := f.loadST(ctx, layouts...)
+	return m, tok, err
+}
+
+// loadST is load that also returns what the model's sentence-transformers files say (its
+// prompts, for texts).
+func (f *modelFlags) loadST(ctx context.Context, layouts ...modernbert.Layout) (*modernbert.Model, *tokenizer.Tokenizer, stModel, error) {
+	var none stModel
 	if f.model == "" {
-		return nil, nil, fmt.Errorf("--model is required (it gives the tokenizer, and the config unless --config)")
+		return nil, nil, none, fmt.Errorf("--model is required (it gives the tokenizer, and the config unless --config)")
 	}
 	random := false
 	switch f.weights {
@@ -94,61 +116,77 @@ func (f *modelFlags) load(ctx context.Context, layouts ...modernbert.Layout) (*m
 	case "random":
 		random = true
 	default:
-		return nil, nil, fmt.Errorf("--weights %q: want model or random", f.weights)
+		return nil, nil, none, fmt.Errorf("--weights %q: want model or random", f.weights)
 	}
 	if f.scale != "" && !random {
-		return nil, nil, fmt.Errorf("--scale needs --weights random")
+		return nil, nil, none, fmt.Errorf("--scale needs --weights random")
 	}
-	opts := modernbert.Options{DeviceIndex: f.deviceIndex, Normalize: f.normalize, MaxSequenceLength: f.maxLength,
+	opts := modernbert.Options{DeviceIndex: f.deviceIndex, MaxSequenceLength: f.maxLength,
 		MaxBatchTokens: f.batchTokens, StepSlots: f.stepSlots, PackedRowLength: f.packedRow, MemoryFraction: f.memoryFraction, Layouts: layouts}
 	var err error
 	if opts.Backend, err = f.backend(); err != nil {
-		return nil, nil, err
+		return nil, nil, none, err
 	}
 	if opts.DType, err = modernbert.ParseDType(f.dtype); err != nil {
-		return nil, nil, fmt.Errorf("--dtype: %w", err)
-	}
-	if opts.Pooling, err = modernbert.ParsePooling(f.pooling); err != nil {
-		return nil, nil, fmt.Errorf("--pooling: %w", err)
+		return nil, nil, none, fmt.Errorf("--dtype: %w", err)
 	}
 	dir, err := hub.NewClientFromEnv().ResolveModel(ctx, f.model, !random)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, none, err
 	}
+	stm, err := readST(dir)
+	if err != nil {
+		return nil, nil, none, err
+	}
+	dir = stm.modelDir
 	configPath := f.config
 	if configPath == "" {
 		configPath = filepath.Join(dir, "config.json")
 	}
 	cfg, err := modernbert.LoadConfig(configPath)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, none, err
 	}
 	if f.scale != "" {
 		if cfg, err = scaleConfig(cfg, f.scale); err != nil {
-			return nil, nil, err
+			return nil, nil, none, err
 		}
+		if p := stm.pipeline; p != nil && (len(p.Dense) > 0 || p.PoolingDim != 0) {
+			slog.Warn("scaled random model: the checkpoint's Dense layers are left out", "dense_layers", len(p.Dense))
+			p.Dense, p.PoolingDim = nil, 0
+		}
+	}
+	if err := stm.apply(cfg, f.pooling, &opts); err != nil {
+		return nil, nil, none, err
+	}
+	// A bare model's vectors are normalised unless asked not to; a sentence-transformers model
+	// normalises when it has a Normalize module. --normalize decides either way.
+	opts.Normalize = opts.Normalize || stm.pipeline == nil
+	if f.normalize.set {
+		opts.Normalize = f.normalize.value
 	}
 	if opts.MaxSequenceLength == 0 || opts.MaxSequenceLength > cfg.MaxPositionEmbeddings {
 		opts.MaxSequenceLength = cfg.MaxPositionEmbeddings
 	}
+	stm.logLoaded(opts)
 	tok, err := f.loadTokenizer(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, none, err
 	}
 	var w *modernbert.Weights
 	if random {
 		w = modernbert.RandomWeights(cfg, f.seed)
 	} else if w, err = modernbert.LoadWeights(dir, cfg); err != nil {
-		return nil, nil, err
+		return nil, nil, none, err
 	}
 	m, err := modernbert.New(ctx, cfg, w, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, none, err
 	}
 	info := m.Info()
 	slog.Info("model ready", "backend", info.Backend, "device", info.Device, "dtype", info.DType, "pooling", info.Pooling,
-		"weights", info.Weights, "config", info.Config, "shapes", strings.Join(info.Shapes, " "), "compile", info.CompileTime)
-	return m, tok, nil
+		"normalize", info.Normalize, "weights", info.Weights, "config", info.Config, "shapes", strings.Join(info.Shapes, " "), "compile", info.CompileTime)
+	return m, tok, stm, nil
 }
 
 // loadTokenizer reads --tokenizer (a tokenizer.json or a folder holding one), else the model

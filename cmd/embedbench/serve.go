@@ -82,13 +82,13 @@ func runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
 	fs.IntVar(&f.replicas, "replicas", 0, "model replicas, one per GPU (continuous engine; default: every GPU on cuda, 1 on cpu)")
 	fs.StringVar(&f.dtype, "dtype", "auto", "auto (bfloat16 for continuous on cuda, else float32), float32 or bfloat16")
-	fs.StringVar(&f.pooling, "pooling", "mean", "mean (sentence-transformers' default for ModernBERT) or cls")
+	fs.StringVar(&f.pooling, "pooling", "", "override the model's pooling: mean, cls, max, lasttoken, mean_sqrt_len_tokens or weightedmean (default: what its sentence-transformers files say, else mean); /health says which")
 	fs.IntVar(&f.maxConcurrent, "max-concurrent-requests", 512, "requests admitted at once; beyond it the answer is 429 at once")
 	fs.IntVar(&f.maxBatchTokens, "max-batch-tokens", 0, "token slots of the largest device step (0: 16384 on cuda, 2048 on cpu)")
 	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --max-batch-tokens: work runs on the smallest that holds it (default: 1024,4096 and the largest on cuda; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
 	fs.IntVar(&f.maxClientBatch, "max-client-batch-size", 1024, "inputs in one request; more is refused with 413")
 	fs.IntVar(&f.batchSize, "batch-size", 32, "sequential engine: texts per padded batch (sentence-transformers' default)")
-	fs.IntVar(&f.maxSeqLen, "max-sequence-length", 0, "longest sequence in tokens, [CLS]/[SEP] included (0: the model's maximum on cuda, 512 on cpu, where compiling 8192-token shapes takes minutes); longer texts are truncated, or refused when the request says \"truncate\": false")
+	fs.IntVar(&f.maxSeqLen, "max-sequence-length", 0, "longest sequence in tokens, [CLS]/[SEP] and any prompt included (0: the model's maximum, its sentence-transformers max_seq_length when it has one; on cpu at most 512, where compiling 8192-token shapes takes minutes); longer texts are truncated, or refused when the request says \"truncate\": false")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", 32<<20, "request body limit; more is refused with 413")
 	fs.StringVar(&f.apiKey, "api-key", os.Getenv("EMBEDBENCH_API_KEY"), "bearer token the work endpoints require (default $EMBEDBENCH_API_KEY; empty: none)")
 	fs.DurationVar(&f.conn.bodyReadTimeout, "body-read-timeout", server.DefaultBodyReadTimeout, "time from a request's arrival to the last byte of its body; a slower upload gets 408 and its connection is closed")
@@ -277,12 +277,22 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 	if err != nil {
 		return nil, fmt.Errorf("resolving model %s: %w", f.model, err)
 	}
+	stm, err := readST(dir)
+	if err != nil {
+		return nil, err
+	}
+	dir = stm.modelDir
 	cfg, err := modernbert.LoadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
 	if size.Name != "base" {
 		cfg = cfg.Scaled(size.Layers, size.Hidden, size.Heads, size.Intermediate)
+		if p := stm.pipeline; p != nil && (len(p.Dense) > 0 || p.PoolingDim != 0) {
+			// A scaled random model has another hidden size: the checkpoint's Dense weights cannot apply.
+			slog.Warn("scaled random model: the checkpoint's Dense layers are left out", "dense_layers", len(p.Dense))
+			p.Dense, p.PoolingDim = nil, 0
+		}
 	}
 	tok, err := tokenizer.LoadFile(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
@@ -296,19 +306,30 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 		return nil, err
 	}
 
-	maxSeqLen := f.maxSeqLen
-	if maxSeqLen == 0 && !onGPU {
-		maxSeqLen = min(512, cfg.MaxPositionEmbeddings)
-	}
+	// The model normalises only when it ends in a Normalize module; the server normalises per
+	// request ("normalize", and always on /v1/embeddings), so "normalize": false returns the
+	// model's own vectors.
 	opts := modernbert.Options{
-		Backend: backend, MaxBatchTokens: f.maxBatchTokens, StepSlots: f.stepSlots, MaxSequenceLength: maxSeqLen,
+		Backend: backend, MaxBatchTokens: f.maxBatchTokens, StepSlots: f.stepSlots, MaxSequenceLength: f.maxSeqLen,
 		MemoryFraction: f.memoryFraction,
-		// The server normalises (so that "normalize": false and "dimensions" work), not the model.
-		Normalize: false,
 	}
-	if opts.Pooling, err = modernbert.ParsePooling(f.pooling); err != nil {
-		return nil, fmt.Errorf("--pooling: %w", err)
+	if err := stm.apply(cfg, f.pooling, &opts); err != nil {
+		return nil, err
 	}
+	if f.maxSeqLen == 0 && !onGPU {
+		limit := opts.MaxSequenceLength
+		if limit == 0 {
+			limit = cfg.MaxPositionEmbeddings
+		}
+		if limit > 512 {
+			if stm.pipeline != nil {
+				slog.Warn("on cpu texts are cut at 512 tokens, below the model's limit: pass --max-sequence-length to serve it whole", "model_max_sequence_length", limit)
+			}
+			limit = 512
+		}
+		opts.MaxSequenceLength = limit
+	}
+	stm.logLoaded(opts)
 	switch {
 	case f.dtype != "auto":
 		if opts.DType, err = modernbert.ParseDType(f.dtype); err != nil {
@@ -330,6 +351,7 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 	}
 	return service.Build(ctx, service.Spec{
 		Engine: f.engine, Config: cfg, Weights: w, Tokenizer: tok, Model: opts,
+		Prompts: stm.prompts(), PoolingSource: stm.poolingSource, STLayout: stm.layout(),
 		Replicas: replicas, BatchSize: f.batchSize,
 		MaxQueuedSequences: f.maxConcurrent * f.maxClientBatch,
 		OnBatch:            srv.ObserveBatch,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -20,6 +21,60 @@ const (
 )
 
 var optionalModelFiles = []string{"tokenizer_config.json", "special_tokens_map.json"}
+
+// sentenceTransformersFiles say how a sentence-transformers checkpoint pools, normalises and
+// prompts; modules.json also names module folders (Pooling, Dense, ...) whose files
+// moduleFiles are fetched too.
+var (
+	sentenceTransformersFiles = []string{"modules.json", "config_sentence_transformers.json", "sentence_bert_config.json"}
+	moduleFiles               = []string{"config.json", "model.safetensors"}
+)
+
+// moduleFolders lists the folders a modules.json names (the root excluded).
+func moduleFolders(modulesPath string) ([]string, error) {
+	data, err := os.ReadFile(modulesPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", modulesPath, err)
+	}
+	var mods []struct {
+		Path string `json:"path"`
+	}
+	if err := json.Unmarshal(data, &mods); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", modulesPath, err)
+	}
+	var dirs []string
+	for _, m := range mods {
+		p := strings.Trim(m.Path, "/")
+		if p == "" {
+			continue
+		}
+		if strings.HasPrefix(p, "/") || strings.Contains(p, "..") || strings.Contains(p, "\\") {
+			return nil, fmt.Errorf("%s: module path %q leaves the repository", modulesPath, m.Path)
+		}
+		dirs = append(dirs, p)
+	}
+	return dirs, nil
+}
+
+// stFiles lists the sentence-transformers files of a snapshot: the root ones, then, when
+// modules.json is there, those of each module folder.
+func stFiles(dir string) ([]string, error) {
+	files := slices.Clone(sentenceTransformersFiles)
+	modules := filepath.Join(dir, sentenceTransformersFiles[0])
+	if !fileExists(modules) {
+		return files, nil
+	}
+	folders, err := moduleFolders(modules)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range folders {
+		for _, name := range moduleFiles {
+			files = append(files, f+"/"+name)
+		}
+	}
+	return files, nil
+}
 
 // ResolveModel turns a model reference into a local directory holding config.json and
 // tokenizer.json (and, with withWeights, the safetensors weights, single file or sharded).
@@ -66,6 +121,25 @@ func (c *Client) ResolveModel(ctx context.Context, ref string, withWeights bool)
 			return "", fmt.Errorf("model %s: %w", ref, err)
 		}
 	}
+	// Root files first: modules.json, once there, names the module folders to fetch.
+	optional := func(names []string) error {
+		for _, name := range names {
+			if _, err := fetch(name); err != nil && !errors.Is(err, ErrEntryNotFound) {
+				return fmt.Errorf("model %s: %w", ref, err)
+			}
+		}
+		return nil
+	}
+	if err := optional(sentenceTransformersFiles); err != nil {
+		return "", err
+	}
+	names, err := stFiles(dir)
+	if err != nil {
+		return "", fmt.Errorf("model %s: %w", ref, err)
+	}
+	if err := optional(names[len(sentenceTransformersFiles):]); err != nil {
+		return "", err
+	}
 	if withWeights {
 		indexPath, err := fetch(weightsIndexFile)
 		switch {
@@ -101,6 +175,20 @@ func (c *Client) cachedModel(repoID, revision string, withWeights bool) (dir, mi
 	for _, name := range []string{configFile, tokenizerFile} {
 		if !fileExists(filepath.Join(dir, name)) {
 			return dir, name
+		}
+	}
+	// A snapshot cached before sentence-transformers files were fetched would be served as a
+	// bare model: online, a file neither cached nor known to be absent is fetched. Offline,
+	// the snapshot is used as it is.
+	if !c.Offline {
+		names, err := stFiles(dir)
+		if err != nil {
+			return dir, sentenceTransformersFiles[0]
+		}
+		for _, name := range names {
+			if _, err := c.cachedFile(RepoModel, repoID, commit, name); errors.Is(err, errNotCached) {
+				return dir, name
+			}
 		}
 	}
 	if !withWeights {

@@ -130,3 +130,49 @@ func TestResolveModelLocalDirAndBadRefs(t *testing.T) {
 		}
 	}
 }
+
+// A sentence-transformers checkpoint comes with its own files and the module folders
+// modules.json names; a snapshot cached without them is completed when online.
+func TestResolveModelFetchesSentenceTransformersFiles(t *testing.T) {
+	srv := newServer(t)
+	modules := []byte(`[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+		{"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+		{"idx":2,"name":"2","path":"2_Dense","type":"sentence_transformers.models.Dense"},
+		{"idx":3,"name":"3","path":"3_Normalize","type":"sentence_transformers.models.Normalize"}]`)
+	files := map[string][]byte{
+		"config.json": []byte(`{}`), "tokenizer.json": []byte(`{}`), "model.safetensors": randomBytes(5000),
+		"config_sentence_transformers.json": []byte(`{"prompts":{"query":"q: "}}`),
+		"sentence_bert_config.json":         []byte(`{"max_seq_length":128}`),
+		"1_Pooling/config.json":             []byte(`{"pooling_mode_cls_token":true}`),
+		"2_Dense/config.json":               []byte(`{"in_features":4,"out_features":2}`),
+		"2_Dense/model.safetensors":         randomBytes(300),
+	}
+	for name, data := range files {
+		srv.AddFile(RepoModel, repo, name, data, name == "model.safetensors")
+	}
+	c := newTestClient(t, srv)
+	// First cached as an older embedbench did: without the sentence-transformers files.
+	for _, name := range []string{"config.json", "tokenizer.json", "model.safetensors"} {
+		if _, err := c.Download(context.Background(), RepoModel, repo, "main", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.AddFile(RepoModel, repo, "modules.json", modules, false)
+	dir, err := c.ResolveModel(context.Background(), repo, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		if got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name))); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: not fetched (%v)", name, err)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "modules.json")); err != nil || !bytes.Equal(got, modules) {
+		t.Errorf("modules.json: not fetched (%v)", err)
+	}
+	// Now complete (absent files remembered as absent): served from the cache with the hub gone.
+	srv.Close()
+	if again, err := c.ResolveModel(context.Background(), repo, true); err != nil || again != dir {
+		t.Fatalf("second resolve: %s, %v", again, err)
+	}
+}

@@ -332,7 +332,11 @@ func TestServePromptErrorsAndLimits(t *testing.T) {
 			t.Errorf("%s with an unknown prompt: %d %s; want 422 naming it and listing document, query", c.path, code, body)
 		}
 	}
-	code, body := postJSON(t, hs.URL+"/embed", map[string]any{"texts": []string{"hi"}, "prompt_name": 3})
+	code, body := postJSON(t, hs.URL+"/v1/embeddings", map[string]any{"input": [][]int{{50281, 50282}}, "prompt_name": "query"})
+	if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "not to token ids") {
+		t.Errorf("prompt_name with token ids: %d %s; want a 422 saying prompts apply to texts", code, body)
+	}
+	code, body = postJSON(t, hs.URL+"/embed", map[string]any{"texts": []string{"hi"}, "prompt_name": 3})
 	if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "prompt_name") {
 		t.Errorf("a numeric prompt_name: %d %s", code, body)
 	}

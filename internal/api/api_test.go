@@ -179,3 +179,41 @@ func BenchmarkEncodingJSONReflection768(b *testing.B) {
 		return append(dst, out...)
 	})
 }
+
+// Large responses are encoded on several cores; the bytes must be those of one core's
+// encoding, vectors in order, whatever the split.
+func TestLargeResponsesEncodeInOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 7, 11, 33, 64} {
+		vectors := make([][]float32, n)
+		for i := range vectors {
+			vectors[i] = randomVector(rng, 768)
+		}
+		var want []byte
+		want = append(want, `{"embeddings":[`...)
+		for i, v := range vectors {
+			if i > 0 {
+				want = append(want, ',')
+			}
+			want = AppendFloats(want, v)
+		}
+		if got := AppendEmbedResponse(nil, vectors, "m", 768); string(got[:len(want)]) != string(want) {
+			t.Fatalf("%d vectors: the parallel encoding differs from the sequential one", n)
+		}
+		out := AppendOpenAIEmbeddingResponse(nil, vectors, "m", EncodingFloat, Usage{})
+		var resp struct {
+			Data []struct {
+				Index     int       `json:"index"`
+				Embedding []float32 `json:"embedding"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(out, &resp); err != nil || len(resp.Data) != n {
+			t.Fatalf("%d vectors: %v, %d items", n, err, len(resp.Data))
+		}
+		for i, d := range resp.Data {
+			if d.Index != i || d.Embedding[5] != vectors[i][5] {
+				t.Fatalf("%d vectors: item %d has index %d or another vector", n, i, d.Index)
+			}
+		}
+	}
+}

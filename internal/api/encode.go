@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"runtime"
 	"strconv"
+	"sync"
 )
 
 // The encoders below write responses straight into a caller's (reused) buffer: reflection over
@@ -48,12 +50,7 @@ func AppendBase64Floats(dst []byte, v []float32) []byte {
 // AppendEmbedResponse appends the JSON of an EmbedResponse.
 func AppendEmbedResponse(dst []byte, vectors [][]float32, model string, dim int) []byte {
 	dst = append(dst, `{"embeddings":[`...)
-	for i, v := range vectors {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendFloats(dst, v)
-	}
+	dst = appendEach(dst, vectors, func(dst []byte, _ int, v []float32) []byte { return AppendFloats(dst, v) })
 	dst = append(dst, `],"model":`...)
 	dst = appendString(dst, model)
 	dst = append(dst, `,"num_embeddings":`...)
@@ -67,10 +64,7 @@ func AppendEmbedResponse(dst []byte, vectors [][]float32, model string, dim int)
 // "list" of "embedding" objects) in the given encoding format.
 func AppendOpenAIEmbeddingResponse(dst []byte, vectors [][]float32, model, format string, usage Usage) []byte {
 	dst = append(dst, `{"object":"list","data":[`...)
-	for i, v := range vectors {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
+	dst = appendEach(dst, vectors, func(dst []byte, i int, v []float32) []byte {
 		dst = append(dst, `{"object":"embedding","index":`...)
 		dst = strconv.AppendInt(dst, int64(i), 10)
 		dst = append(dst, `,"embedding":`...)
@@ -79,8 +73,8 @@ func AppendOpenAIEmbeddingResponse(dst []byte, vectors [][]float32, model, forma
 		} else {
 			dst = AppendFloats(dst, v)
 		}
-		dst = append(dst, '}')
-	}
+		return append(dst, '}')
+	})
 	dst = append(dst, `],"model":`...)
 	dst = appendString(dst, model)
 	dst = append(dst, `,"usage":{"prompt_tokens":`...)
@@ -88,6 +82,52 @@ func AppendOpenAIEmbeddingResponse(dst []byte, vectors [][]float32, model, forma
 	dst = append(dst, `,"total_tokens":`...)
 	dst = strconv.AppendInt(dst, int64(usage.TotalTokens), 10)
 	return append(dst, `}}`...)
+}
+
+// parallelEncodeFloats is the response size (in floats) from which vectors are encoded on
+// several cores: shortest-form float formatting costs about 0.1 µs a float, so 32 vectors of
+// 768 took 2.5 ms on one core, a quarter of such a request's time end to end on the GPU.
+const parallelEncodeFloats = 8192
+
+// appendEach appends enc's JSON for every vector, comma-separated, in order; large responses
+// are encoded in contiguous parts on up to GOMAXPROCS goroutines, then joined.
+func appendEach(dst []byte, vectors [][]float32, enc func(dst []byte, i int, v []float32) []byte) []byte {
+	floats := 0
+	for _, v := range vectors {
+		floats += len(v)
+	}
+	parts := min(runtime.GOMAXPROCS(0), len(vectors), floats/(parallelEncodeFloats/2))
+	if parts <= 1 || floats < parallelEncodeFloats {
+		for i, v := range vectors {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = enc(dst, i, v)
+		}
+		return dst
+	}
+	bufs := make([][]byte, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(vectors)/parts, (p+1)*len(vectors)/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var b []byte
+			for i := lo; i < hi; i++ {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = enc(b, i, vectors[i])
+			}
+			bufs[p] = b
+		}()
+	}
+	wg.Wait()
+	for _, b := range bufs {
+		dst = append(dst, b...)
+	}
+	return dst
 }
 
 // AppendError appends e as {"error":{"message","type","param","code"},"detail":message}:

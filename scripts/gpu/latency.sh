@@ -3,13 +3,14 @@
 # (bf16, default ladder) and the seed's HF backend (hf_service.py, one request at a time) on
 # the same random checkpoint: one text and 32 passages from one client, one text from 8, 64
 # and 256 clients, 32 passages at saturation and open loop at 50% and 70% of that peak.
+# SERVE_EXTRA adds flags to our server (e.g. SERVE_EXTRA="--step-slots 1024,4096,8192,16384").
 # Packs $W into $OUT/latency.tgz.
 set -uo pipefail
 source scripts/gpu/env.sh
 DUR=${DUR:-8s}
 "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
 "$BIN" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous --dtype bfloat16 \
-  --max-concurrent-requests 4096 --pprof-addr 127.0.0.1:6060 > "$W/server_cont.log" 2>&1 &
+  --max-concurrent-requests 4096 --pprof-addr 127.0.0.1:6060 ${SERVE_EXTRA:-} > "$W/server_cont.log" 2>&1 &
 if [ -z "$DRYRUN" ]; then
   python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf.log" 2>&1 &
 fi

@@ -30,7 +30,7 @@ type Options struct {
 	Model     string // model directory or hub id; default: the shared ModernBERT-base
 	Weights   string // auto (real when the size is base and the directory has them), random or real
 	Device    string // auto, cpu or gpu
-	Size      string // tiny, small or base; default tiny on CPU, base on GPU
+	Size      string // tiny, small or base; default base on GPU, on CPU the largest this machine runs in time (chooseCPUSize)
 	Offline   bool   // never touch the network
 	// Duration and Warmup are per engine (default 40 s and 5 s on CPU, 60 s and 10 s on GPU).
 	Duration, Warmup time.Duration

@@ -28,7 +28,7 @@ func TestDemoShortRun(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	res, err := Run(ctx, Options{
-		OutputDir: dir, Device: "cpu", Offline: true,
+		OutputDir: dir, Device: "cpu", Offline: true, Size: "tiny",
 		Duration: 3 * time.Second, Warmup: 500 * time.Millisecond,
 		BatchSize: 8, Concurrency: 2, Passages: 200, FairnessPassages: 16, MaxSequenceLength: 128,
 		Out: &out,
@@ -72,7 +72,7 @@ func TestDemoShortRun(t *testing.T) {
 		}
 	}
 	text := out.String()
-	for _, want := range []string{"RANDOM weights", "tiny size", "CPU (GoMLX simplego", "MS MARCO sample", "requests/s", "ratios (×)", "report.html"} {
+	for _, want := range []string{"RANDOM weights", "tiny size", "CPU (", "MS MARCO sample", "requests/s", "ratios (×)", "report.html"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the demo's output lacks %q", want)
 		}
@@ -210,4 +210,24 @@ func TestDemoInterrupted(t *testing.T) {
 		t.Error("a report was written for an interrupted demo")
 	}
 	t.Logf("stopped %v after the interrupt: %v", time.Since(w.at).Round(time.Millisecond), err)
+}
+
+func TestCPUSizeFollowsTheMachine(t *testing.T) {
+	for _, tc := range []struct {
+		gflops float64
+		window time.Duration
+		batch  int
+		want   string
+	}{
+		{5, 40 * time.Second, 32, "tiny"},       // pure-Go speeds
+		{160, 40 * time.Second, 32, "small"},    // 2 cores with OpenBLAS: base would run 9 requests
+		{160, 10 * time.Minute, 32, "base"},     // the same cores, a longer window
+		{1500, 40 * time.Second, 32, "base"},    // a many-core server
+		{160, 40 * time.Second, 100000, "tiny"}, // nothing fits: the smallest
+	} {
+		got, why := pickCPUSize(tc.gflops, tc.window, tc.batch)
+		if got != tc.want || !strings.Contains(why, "GFLOP/s") {
+			t.Errorf("%.0f GFLOP/s, %v, batch %d: %s (%s), want %s", tc.gflops, tc.window, tc.batch, got, why, tc.want)
+		}
+	}
 }

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
+	"github.com/embedbench/embedbench/internal/blas"
 	"github.com/embedbench/embedbench/internal/hub"
 	"github.com/embedbench/embedbench/internal/localdata"
 	"github.com/embedbench/embedbench/internal/modernbert"
@@ -52,6 +54,7 @@ type modelSetup struct {
 	cfg     modernbert.Config
 	weights *modernbert.Weights
 	size    Size
+	sizeWhy string // why this size, when the demo chose it
 	backend string // "simplego" or "xla:..."
 	gpu     bool
 }
@@ -121,11 +124,11 @@ func setupModel(ctx context.Context, o Options) (modelSetup, error) {
 	if err != nil {
 		return modelSetup{}, err
 	}
-	sizeName := o.Size
+	sizeName, sizeWhy := o.Size, ""
 	if sizeName == "" {
-		sizeName = "tiny"
-		if onGPU {
-			sizeName = "base"
+		sizeName, sizeWhy = "base", "the default on a GPU"
+		if !onGPU {
+			sizeName, sizeWhy = chooseCPUSize(o)
 		}
 	}
 	size, err := sizeByName(sizeName)
@@ -161,7 +164,52 @@ func setupModel(ctx context.Context, o Options) (modelSetup, error) {
 	} else {
 		w = modernbert.RandomWeights(cfg, 0)
 	}
-	return modelSetup{dir: dir, modelID: id, cfg: cfg, weights: w, size: size, backend: backend, gpu: onGPU}, nil
+	return modelSetup{dir: dir, modelID: id, cfg: cfg, weights: w, size: size, sizeWhy: sizeWhy, backend: backend, gpu: onGPU}, nil
+}
+
+// minDemoRequests is the fewest requests per engine a CPU demo's measured window should hold
+// for its percentiles to mean something.
+const minDemoRequests = 40
+
+// demoPassageTokens is an MS MARCO passage's mean length in tokens, [CLS]/[SEP] included.
+const demoPassageTokens = 80
+
+// cpuLinearShare is the share of the BLAS's sgemm rate the model's linear layers reach on the
+// native CPU path, conservatively: bench-model measured 73% on a 2-core EPYC and 91% on 2
+// cores of a Xeon (docs/notes/cpu.md).
+const cpuLinearShare = 0.6
+
+// chooseCPUSize picks the largest size whose measured window holds at least minDemoRequests
+// requests per engine at the speed this machine's BLAS predicts, and says why. Without a BLAS
+// the model runs in pure Go and the demo stays tiny.
+func chooseCPUSize(o Options) (name, why string) {
+	lib, err := blas.Open()
+	if err != nil {
+		return "tiny", "no BLAS on this machine (" + err.Error() + "): the model runs in pure Go"
+	}
+	base := modernbert.DefaultConfig()
+	gflops := lib.SgemmRate(256, 3*base.HiddenSize, base.HiddenSize, 300*time.Millisecond)
+	o.defaults(false) // the window and batch size the CPU demo will run (o is a copy)
+	return pickCPUSize(gflops, o.Duration, o.BatchSize)
+}
+
+// pickCPUSize is chooseCPUSize's decision for a measured sgemm rate.
+func pickCPUSize(sgemmGFLOPS float64, window time.Duration, batchSize int) (name, why string) {
+	base := modernbert.DefaultConfig()
+	for i := len(Sizes) - 1; i >= 0; i-- {
+		s := Sizes[i]
+		cfg := base
+		if s.Name != "base" {
+			cfg = base.Scaled(s.Layers, s.Hidden, s.Heads, s.Intermediate)
+		}
+		tokensPerSecond := cpuLinearShare * sgemmGFLOPS * 1e9 / cfg.LinearFLOPsPerToken()
+		requests := window.Seconds() * tokensPerSecond / float64(batchSize*demoPassageTokens)
+		if requests >= minDemoRequests || i == 0 {
+			return s.Name, fmt.Sprintf("the largest size whose %v window holds %d requests of %d passages per engine here: BLAS sgemm %.0f GFLOP/s, about %.0f tokens/s expected",
+				window, minDemoRequests, batchSize, sgemmGFLOPS, tokensPerSecond)
+		}
+	}
+	return "tiny", ""
 }
 
 // servedID is the model name the services report: a scaled model must not pass for the
@@ -179,13 +227,19 @@ func (m modelSetup) describe() string {
 	if strings.HasPrefix(m.weights.Source, "random") {
 		kind = "RANDOM weights " + strings.TrimSpace(strings.TrimPrefix(m.weights.Source, "random")) + ": speed only, the vectors mean nothing"
 	}
-	device := fmt.Sprintf("CPU (GoMLX simplego, %d cores)", runtime.NumCPU())
+	device := fmt.Sprintf("CPU (%d cores, GoMLX simplego in pure Go: no BLAS found)", runtime.NumCPU())
+	if lib, err := blas.Open(); err == nil {
+		device = fmt.Sprintf("CPU (%d cores, the native forward pass, products through %s)", runtime.NumCPU(), lib.Path)
+	}
 	if m.gpu {
 		device = "GPU (GoMLX XLA, " + strings.TrimPrefix(m.backend, "xla:") + ")"
 	}
 	size := m.size.Name + " size, scaled down to fit this machine: " + m.cfg.Summary()
 	if m.size.Name == "base" {
 		size = "full size: " + m.cfg.Summary()
+	}
+	if m.sizeWhy != "" {
+		size += " (" + m.sizeWhy + ")"
 	}
 	return fmt.Sprintf("Model: %s architecture with its real tokenizer (%s), %s; %s; on %s.",
 		m.modelID, filepath.Join(m.dir, "tokenizer.json"), size, kind, device)

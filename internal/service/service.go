@@ -140,7 +140,7 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 
 	info := m.Info()
 	device := info.Device
-	if !onGPU {
+	if !onGPU && !strings.HasPrefix(device, "cpu") { // the native CPU path names itself
 		device = "cpu (GoMLX simplego): " + device
 	}
 	tok := spec.Tokenizer

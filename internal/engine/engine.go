@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -289,9 +291,44 @@ func tokenize(cfg *Config, job Job) (seqs [][]int32, poolFrom int, err error) {
 		maxLength = 0 // count them all, to refuse with the true length
 	}
 	seqs = make([][]int32, len(job.Texts))
-	flat := make([]int32, 0, 64*len(job.Texts))
+	// A request of many texts is tokenized on several cores, in contiguous parts: 32 passages
+	// took 0.65 ms on one, an eighth of such a request's time on the GPU. The first error by
+	// index is the one returned, whatever the split.
+	parts := min(runtime.GOMAXPROCS(0), len(job.Texts)/minTextsPerPart)
+	if parts <= 1 {
+		if err := tokenizeRange(cfg, job, prompt, hasPrompt, maxLength, 0, len(job.Texts), seqs); err != nil {
+			return nil, 0, err
+		}
+		return seqs, poolFrom, nil
+	}
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(job.Texts)/parts, (p+1)*len(job.Texts)/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[p] = tokenizeRange(cfg, job, prompt, hasPrompt, maxLength, lo, hi, seqs)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	return seqs, poolFrom, nil
+}
+
+// minTextsPerPart is the fewest texts worth a goroutine of their own when tokenizing a job.
+const minTextsPerPart = 8
+
+// tokenizeRange tokenizes job.Texts[lo:hi] into seqs[lo:hi], sharing one backing array.
+func tokenizeRange(cfg *Config, job Job, prompt string, hasPrompt bool, maxLength, lo, hi int, seqs [][]int32) error {
+	flat := make([]int32, 0, 64*(hi-lo))
 	var joined []byte
-	for i, text := range job.Texts {
+	for i := lo; i < hi; i++ {
+		text := job.Texts[i]
 		if hasPrompt {
 			joined = append(append(joined[:0], prompt...), text...)
 			text = string(joined)
@@ -300,11 +337,11 @@ func tokenize(cfg *Config, job Job) (seqs [][]int32, poolFrom int, err error) {
 		var total int
 		flat, total = cfg.Tokenizer.AppendIDs(flat, text, maxLength)
 		if total > cfg.MaxSequenceLength && !job.Truncate {
-			return nil, 0, &TooLongError{Index: i, Tokens: total, Max: cfg.MaxSequenceLength}
+			return &TooLongError{Index: i, Tokens: total, Max: cfg.MaxSequenceLength}
 		}
 		seqs[i] = flat[start:len(flat):len(flat)]
 	}
-	return seqs, poolFrom, nil
+	return nil
 }
 
 func seqLens(seqs [][]int32) []int {

@@ -11,6 +11,8 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 [ -e /usr/lib/x86_64-linux-gnu/libopenblas.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libopenblas.so.0 ] || missing+=(libopenblas0-pthread)
+# oneDNN: the CPU model's float32 and bf16 products where it is found (tests cover both libraries).
+[ -e /usr/lib/x86_64-linux-gnu/libdnnl.so.2 ] || [ -e /usr/lib/aarch64-linux-gnu/libdnnl.so.2 ] || missing+=(libdnnl2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi

@@ -1,5 +1,6 @@
-// Package blas finds a BLAS library on the machine at run time and exposes its single-precision
-// matrix product (cblas_sgemm).
+// Package blas finds a matrix-product library on the machine at run time (oneDNN or a BLAS:
+// OpenBLAS, BLIS, MKL) and exposes its single-precision product and, with oneDNN, its bf16 one
+// (bf16 inputs, float32 accumulation and output).
 //
 // It is loaded with dlopen, not linked: a binary built here must start on a machine without
 // OpenBLAS and run the pure-Go path there, saying why. The Go bindings that exist (gonum's
@@ -19,11 +20,14 @@ import (
 )
 
 // EnvLibrary selects the library: "off" disables it, a path loads that file only; unset tries
-// the usual sonames (OpenBLAS, BLIS, MKL) in order.
+// the usual sonames (oneDNN, OpenBLAS, BLIS, MKL) in order.
 const EnvLibrary = "EMBEDBENCH_BLAS"
 
-// candidates are tried in order; each must export cblas_sgemm.
+// candidates are tried in order; each must export cblas_sgemm or dnnl_sgemm. oneDNN comes
+// first: on this project's 2-core EPYC its sgemm ran 329 GFLOP/s against Debian OpenBLAS's 160,
+// and its bf16 product 673 (docs/notes/cpu.md).
 var candidates = []string{
+	"libdnnl.so.3", "libdnnl.so.2",
 	"libopenblas.so.0", "libopenblas.so",
 	"libblis.so.4", "libblis.so",
 	"libmkl_rt.so.2", "libmkl_rt.so",
@@ -35,9 +39,10 @@ type Library struct {
 	// and core), or "".
 	Path, Config string
 	// Threads is how many goroutines a large product is split over.
-	Threads int
-	sgemm   sgemmFunc
-	gemm    gemmFunc
+	Threads  int
+	sgemm    sgemmFunc
+	gemm     gemmFunc
+	gemmBF16 gemmBF16Func // nil without a bf16 product
 }
 
 // String describes the library for logs and model info.
@@ -131,8 +136,31 @@ func (l *Library) split(n, work int, fn func(lo, hi int)) {
 // stored (a is stored k×m when transA, b n×k when transB). With beta 1 the product is added to
 // c, which is how a residual connection costs no pass of its own.
 func (l *Library) Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkGemm("Gemm", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	l.splitRows(transA, m, n, k, lda, ldc, func(aOff, cOff, rows int) {
+		l.gemm(transA, transB, rows, n, k, alpha, a[aOff:], lda, b, ldb, beta, c[cOff:], ldc)
+	})
+}
+
+// HasBF16 reports whether GemmBF16 is available (oneDNN).
+func (l *Library) HasBF16() bool { return l.gemmBF16 != nil }
+
+// GemmBF16 is Gemm with a and b in bf16 (the top 16 bits of a float32), accumulated and
+// written in float32. It panics where HasBF16 is false.
+func (l *Library) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
+	if l.gemmBF16 == nil {
+		panic("blas.GemmBF16: " + l.Path + " has no bf16 product")
+	}
+	checkGemm("GemmBF16", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
+	l.splitRows(transA, m, n, k, lda, ldc, func(aOff, cOff, rows int) {
+		l.gemmBF16(transA, transB, rows, n, k, alpha, a[aOff:], lda, b, ldb, beta, c[cOff:], ldc)
+	})
+}
+
+// checkGemm refuses sizes and strides that would read or write past the arrays.
+func checkGemm(what string, transA, transB bool, m, n, k, lenA, lda, lenB, ldb, lenC, ldc int) {
 	if m <= 0 || n <= 0 || k <= 0 {
-		panic(fmt.Sprintf("blas.Gemm: sizes m=%d n=%d k=%d", m, n, k))
+		panic(fmt.Sprintf("blas.%s: sizes m=%d n=%d k=%d", what, m, n, k))
 	}
 	rowsA, colsA := m, k
 	if transA {
@@ -142,22 +170,28 @@ func (l *Library) Gemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 	if transB {
 		rowsB, colsB = n, k
 	}
-	if lda < colsA || ldb < colsB || ldc < n || len(a) < (rowsA-1)*lda+colsA || len(b) < (rowsB-1)*ldb+colsB || len(c) < (m-1)*ldc+n {
-		panic(fmt.Sprintf("blas.Gemm: %d×%d·%d×%d with strides %d, %d, %d overruns a=%d b=%d c=%d values", m, k, k, n, lda, ldb, ldc, len(a), len(b), len(c)))
+	if lda < colsA || ldb < colsB || ldc < n || lenA < (rowsA-1)*lda+colsA || lenB < (rowsB-1)*ldb+colsB || lenC < (m-1)*ldc+n {
+		panic(fmt.Sprintf("blas.%s: %d×%d·%d×%d with strides %d, %d, %d overruns a=%d b=%d c=%d values", what, m, k, k, n, lda, ldb, ldc, lenA, lenB, lenC))
 	}
-	// Split the rows of c: a's rows (its columns when transposed) and c's rows go together.
+}
+
+// splitRows splits the rows of c over threads: a's rows (its columns when transposed) go with
+// them. fn gets the offsets into a and c and the rows of its part.
+func (l *Library) splitRows(transA bool, m, n, k, lda, ldc int, fn func(aOff, cOff, rows int)) {
 	l.split(m, n*k, func(lo, hi int) {
 		aOff := lo * lda
 		if transA {
 			aOff = lo
 		}
-		l.gemm(transA, transB, hi-lo, n, k, alpha, a[aOff:], lda, b, ldb, beta, c[lo*ldc:], ldc)
+		fn(aOff, lo*ldc, hi-lo)
 	})
 }
 
 type sgemmFunc func(batch, m, n, k int, transA, transB bool, a, b, c []float32)
 
 type gemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+type gemmBF16Func func(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int)
 
 // chooseOpenBLASCore sets OPENBLAS_CORETYPE where OpenBLAS would choose badly. Debian's
 // OpenBLAS 0.3.21 does not know AMD's Zen 4 and 5 and falls back to its Haswell (AVX2) kernels;

@@ -5,30 +5,47 @@ package blas
 /*
 #cgo LDFLAGS: -ldl
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 typedef void (*cblas_sgemm_t)(int order, int transA, int transB, int m, int n, int k,
 	float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+// oneDNN's row-major products: dnnl_sgemm and dnnl_gemm_bf16bf16f32.
+typedef int (*dnnl_sgemm_t)(char transA, char transB, int64_t m, int64_t n, int64_t k,
+	float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+typedef int (*dnnl_bf16_t)(char transA, char transB, int64_t m, int64_t n, int64_t k,
+	float alpha, const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb, float beta, float *c, int64_t ldc);
 typedef void (*set_threads_t)(int);
 typedef char *(*get_config_t)(void);
 
 enum { rowMajor = 101, noTrans = 111, trans = 112 };
+enum { kindCBLAS = 0, kindDNNL = 1 };
 
-// One call for the whole batch: a cgo call costs far more than a loop step.
-static void sgemm_batch(void *fn, int batch, int m, int n, int k, int transA, int transB,
-		const float *a, const float *b, float *c) {
-	cblas_sgemm_t sgemm = (cblas_sgemm_t)fn;
-	int lda = transA ? m : k, ldb = transB ? k : n;
-	for (int i = 0; i < batch; i++) {
-		sgemm(rowMajor, transA ? trans : noTrans, transB ? trans : noTrans, m, n, k,
-			1.0f, a + (size_t)i * m * k, lda, b + (size_t)i * k * n, ldb, 0.0f, c + (size_t)i * m * n, n);
-	}
-}
-
-static void sgemm_one(void *fn, int transA, int transB, int m, int n, int k, float alpha,
+static int gemm_f32(int kind, void *fn, int transA, int transB, int m, int n, int k, float alpha,
 		const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+	if (kind == kindDNNL) {
+		return ((dnnl_sgemm_t)fn)(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	}
 	((cblas_sgemm_t)fn)(rowMajor, transA ? trans : noTrans, transB ? trans : noTrans, m, n, k,
 		alpha, a, lda, b, ldb, beta, c, ldc);
+	return 0;
+}
+
+// One call for the whole batch: a cgo call costs far more than a loop step.
+static int gemm_f32_batch(int kind, void *fn, int batch, int m, int n, int k, int transA, int transB,
+		const float *a, const float *b, float *c) {
+	int lda = transA ? m : k, ldb = transB ? k : n;
+	for (int i = 0; i < batch; i++) {
+		int st = gemm_f32(kind, fn, transA, transB, m, n, k, 1.0f, a + (size_t)i * m * k, lda,
+			b + (size_t)i * k * n, ldb, 0.0f, c + (size_t)i * m * n, n);
+		if (st != 0) return st;
+	}
+	return 0;
+}
+
+static int gemm_bf16(void *fn, int transA, int transB, int m, int n, int k, float alpha,
+		const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc) {
+	return ((dnnl_bf16_t)fn)(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static void call_set_threads(void *fn, int n) { ((set_threads_t)fn)(n); }
@@ -39,6 +56,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"unsafe"
 )
@@ -46,6 +64,10 @@ import (
 func open(names []string, threads int) (*Library, error) {
 	var tried []string
 	for _, name := range names {
+		if strings.Contains(name, "dnnl") && os.Getenv("OMP_NUM_THREADS") == "" {
+			// oneDNN threads through OpenMP, read when the library loads; we split the work.
+			os.Setenv("OMP_NUM_THREADS", "1")
+		}
 		cname := C.CString(name)
 		handle := C.dlopen(cname, C.RTLD_NOW|C.RTLD_LOCAL)
 		C.free(unsafe.Pointer(cname))
@@ -53,9 +75,12 @@ func open(names []string, threads int) (*Library, error) {
 			tried = append(tried, C.GoString(C.dlerror()))
 			continue
 		}
-		fn := symbol(handle, "cblas_sgemm")
+		kind, fn := C.int(C.kindCBLAS), symbol(handle, "cblas_sgemm")
 		if fn == nil {
-			tried = append(tried, name+": no cblas_sgemm")
+			kind, fn = C.kindDNNL, symbol(handle, "dnnl_sgemm")
+		}
+		if fn == nil {
+			tried = append(tried, name+": neither cblas_sgemm nor dnnl_sgemm")
 			C.dlclose(handle)
 			continue
 		}
@@ -68,14 +93,29 @@ func open(names []string, threads int) (*Library, error) {
 		if get := symbol(handle, "openblas_get_config"); get != nil {
 			lib.Config = strings.TrimSpace(C.GoString(C.call_get_config(get)))
 		}
+		if kind == C.kindDNNL {
+			lib.Config = "oneDNN"
+		}
+		check := func(st C.int, what string) {
+			if st != 0 {
+				panic(fmt.Sprintf("blas: %s %s returned status %d", name, what, int(st)))
+			}
+		}
 		lib.sgemm = func(batch, m, n, k int, transA, transB bool, a, b, c []float32) {
-			C.sgemm_batch(fn, C.int(batch), C.int(m), C.int(n), C.int(k), cbool(transA), cbool(transB),
-				(*C.float)(unsafe.Pointer(&a[0])), (*C.float)(unsafe.Pointer(&b[0])), (*C.float)(unsafe.Pointer(&c[0])))
+			check(C.gemm_f32_batch(kind, fn, C.int(batch), C.int(m), C.int(n), C.int(k), cbool(transA), cbool(transB),
+				(*C.float)(unsafe.Pointer(&a[0])), (*C.float)(unsafe.Pointer(&b[0])), (*C.float)(unsafe.Pointer(&c[0]))), "sgemm")
 		}
 		lib.gemm = func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-			C.sgemm_one(fn, cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
+			check(C.gemm_f32(kind, fn, cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
 				(*C.float)(unsafe.Pointer(&a[0])), C.int(lda), (*C.float)(unsafe.Pointer(&b[0])), C.int(ldb),
-				C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc))
+				C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc)), "sgemm")
+		}
+		if bf := symbol(handle, "dnnl_gemm_bf16bf16f32"); bf != nil {
+			lib.gemmBF16 = func(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
+				check(C.gemm_bf16(bf, cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
+					(*C.uint16_t)(unsafe.Pointer(&a[0])), C.int(lda), (*C.uint16_t)(unsafe.Pointer(&b[0])), C.int(ldb),
+					C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc)), "bf16 gemm")
+			}
 		}
 		return lib, nil
 	}

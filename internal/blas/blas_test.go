@@ -40,8 +40,29 @@ func naive(batch, m, n, k int, transA, transB bool, a, b []float32) []float32 {
 	return c
 }
 
+// eachLibrary runs fn on every library of the candidates found here (scripts/test.sh installs
+// oneDNN and OpenBLAS), by path, so that both kinds of binding are checked.
+func eachLibrary(t *testing.T, fn func(t *testing.T, lib *Library)) {
+	found := 0
+	for _, name := range candidates {
+		t.Setenv(EnvLibrary, name)
+		lib, err := Open()
+		if err != nil {
+			continue
+		}
+		found++
+		t.Run(name, func(t *testing.T) { fn(t, lib) })
+	}
+	if found == 0 {
+		t.Skip("no BLAS here (scripts/test.sh installs libopenblas0-pthread and libdnnl2)")
+	}
+}
+
 func TestSgemmMatchesTheDefinition(t *testing.T) {
-	lib := openOrSkip(t)
+	eachLibrary(t, testSgemm)
+}
+
+func testSgemm(t *testing.T, lib *Library) {
 	t.Logf("BLAS: %s", lib)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range []struct{ batch, m, n, k int }{{1, 1, 1, 1}, {1, 7, 5, 3}, {3, 33, 65, 17}, {2, 128, 96, 200}} {
@@ -104,7 +125,10 @@ func BenchmarkSgemm(b *testing.B) {
 }
 
 func TestGemmStridedAddsIntoC(t *testing.T) {
-	lib := openOrSkip(t)
+	eachLibrary(t, testGemmStrided)
+}
+
+func testGemmStrided(t *testing.T, lib *Library) {
 	// a is the 2×3 block at column 1 of a 2×5 array; b is 3×2 stored transposed (2×3) inside a
 	// 2×4 array; c is 2×2 inside a 2×3 array and starts at ones: c = 2·a·b + 1·c.
 	a := []float32{9, 1, 2, 3, 9, 9, 4, 5, 6, 9}
@@ -118,4 +142,33 @@ func TestGemmStridedAddsIntoC(t *testing.T) {
 			t.Fatalf("c = %v, want %v", c, want)
 		}
 	}
+}
+
+// bf16 products (oneDNN) equal the float32 definition on values bf16 holds exactly.
+func TestGemmBF16(t *testing.T) {
+	eachLibrary(t, func(t *testing.T, lib *Library) {
+		if !lib.HasBF16() {
+			t.Skipf("%s has no bf16 product", lib.Path)
+		}
+		rng := rand.New(rand.NewPCG(7, 8))
+		m, n, k := 37, 300, 70 // large enough to be split over the threads
+		a, b := make([]float32, m*k), make([]float32, n*k)
+		ab, bb := make([]uint16, m*k), make([]uint16, n*k)
+		for i := range a {
+			a[i] = float32(rng.IntN(17)-8) / 8 // exact in bf16
+			ab[i] = uint16(math.Float32bits(a[i]) >> 16)
+		}
+		for i := range b {
+			b[i] = float32(rng.IntN(9)-4) / 4
+			bb[i] = uint16(math.Float32bits(b[i]) >> 16)
+		}
+		c := make([]float32, m*n)
+		lib.GemmBF16(false, true, m, n, k, 1, ab, k, bb, k, 0, c, n)
+		want := naive(1, m, n, k, false, true, a, b)
+		for i := range want {
+			if c[i] != want[i] {
+				t.Fatalf("c[%d] = %g, want %g", i, c[i], want[i])
+			}
+		}
+	})
 }

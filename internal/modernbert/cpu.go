@@ -25,7 +25,8 @@ type cpuEncoder struct {
 	cfg       Config
 	lib       *blas.Library
 	t         map[string][]float32
-	rope      [2]ropeTable // global, local
+	bf16      map[string][]uint16 // with DType BFloat16: the linear layers' weights in bf16
+	rope      [2]ropeTable        // global, local
 	pooling   Pooling
 	normalize bool
 	workers   int
@@ -41,6 +42,7 @@ type cpuSpan struct{ start, n, slots int }
 // cpuScratch holds one forward pass's activations, reused across calls.
 type cpuScratch struct {
 	h, x, qkv, attn, wi, act []float32
+	xb                       []uint16    // a linear layer's input in bf16 (DType BFloat16)
 	scores                   [][]float32 // one per worker
 }
 
@@ -60,8 +62,8 @@ func newCPUPath(cfg Config, w *Weights, opts Options, variant graphVariant) (*cp
 		return graph("no BLAS for the native forward pass")
 	case variant != graphVariant{}:
 		return graph(EnvVariant + " asks for the graph")
-	case opts.DType != Float32:
-		return graph("the native forward pass is float32 only, " + opts.DType.String() + " asked")
+	case opts.DType == BFloat16 && !lib.HasBF16():
+		return graph("bfloat16 needs a bf16 product (oneDNN); " + lib.Path + " has none")
 	case opts.Pooling != Mean && opts.Pooling != CLS:
 		return graph("the native forward pass has no " + opts.Pooling.String() + " pooling")
 	case len(opts.Dense) > 0 || opts.ExcludePrompt:
@@ -71,7 +73,7 @@ func newCPUPath(cfg Config, w *Weights, opts Options, variant graphVariant) (*cp
 	if err != nil {
 		return nil, "", err
 	}
-	return e, "native forward pass, products through BLAS " + lib.String(), nil
+	return e, "native forward pass (" + opts.DType.String() + " linear layers), products through " + lib.String(), nil
 }
 
 func newCPUEncoder(cfg Config, w *Weights, opts Options, lib *blas.Library) (*cpuEncoder, error) {
@@ -91,6 +93,12 @@ func newCPUEncoder(cfg Config, w *Weights, opts Options, lib *blas.Library) (*cp
 			}
 		}
 		e.t[s.name] = t.Data
+		if opts.DType == BFloat16 && len(s.shape) == 2 && s.name != "embeddings.tok_embeddings.weight" {
+			if e.bf16 == nil {
+				e.bf16 = map[string][]uint16{}
+			}
+			e.bf16[s.name] = toBF16(make([]uint16, len(t.Data)), t.Data)
+		}
 	}
 	for i, theta := range []float64{cfg.GlobalRopeTheta, cfg.LocalRopeTheta} {
 		e.rope[i].cos, e.rope[i].sin = ropeTableData(cfg.MaxPositionEmbeddings, cfg.HeadDim(), theta)
@@ -137,13 +145,13 @@ func (e *cpuEncoder) forward(ctx context.Context, seqs [][]int32, spans []cpuSpa
 			e.layerNorm(x, h, p+"attn_norm", slots)
 			in = x
 		}
-		e.linear(in, p+"attn.Wqkv", qkv, slots, H, 3*H, 0)
+		e.linear(sc, in, p+"attn.Wqkv", qkv, slots, H, 3*H, 0)
 		e.attention(sc, qkv, attn, spans, cfg.IsGlobal(i))
-		e.linear(attn, p+"attn.Wo", h, slots, H, H, 1)
+		e.linear(sc, attn, p+"attn.Wo", h, slots, H, H, 1)
 		e.layerNorm(x, h, p+"mlp_norm", slots)
-		e.linear(x, p+"mlp.Wi", wi, slots, H, 2*I, 0)
+		e.linear(sc, x, p+"mlp.Wi", wi, slots, H, 2*I, 0)
 		e.geglu(wi, act, slots)
-		e.linear(act, p+"mlp.Wo", h, slots, I, H, 1)
+		e.linear(sc, act, p+"mlp.Wo", h, slots, I, H, 1)
 	}
 	e.layerNorm(h, h, "final_norm", slots)
 	return e.pool(h, spans), nil
@@ -163,6 +171,11 @@ func (e *cpuEncoder) getScratch(slots int) *cpuScratch {
 	}
 	sc.h, sc.x, sc.attn = grow(sc.h, slots*H), grow(sc.x, slots*H), grow(sc.attn, slots*H)
 	sc.qkv, sc.wi, sc.act = grow(sc.qkv, slots*3*H), grow(sc.wi, slots*2*I), grow(sc.act, slots*I)
+	if e.bf16 != nil {
+		if n := slots * max(H, I); cap(sc.xb) < n {
+			sc.xb = make([]uint16, n)
+		}
+	}
 	return sc
 }
 
@@ -187,8 +200,14 @@ func (e *cpuEncoder) parallel(n int, fn func(lo, hi int)) {
 
 // linear is y = x·Wᵀ + b for x [rows, in] and W [out, in]; with beta 1 the result is added to
 // y (the residual connection), with beta 0 it replaces it.
-func (e *cpuEncoder) linear(x []float32, prefix string, y []float32, rows, in, out int, beta float32) {
-	e.lib.Gemm(false, true, rows, out, in, 1, x, in, e.t[prefix+".weight"], in, beta, y, out)
+func (e *cpuEncoder) linear(sc *cpuScratch, x []float32, prefix string, y []float32, rows, in, out int, beta float32) {
+	if w, ok := e.bf16[prefix+".weight"]; ok {
+		xb := sc.xb[:rows*in]
+		e.parallel(rows, func(lo, hi int) { toBF16(xb[lo*in:hi*in], x[lo*in:hi*in]) })
+		e.lib.GemmBF16(false, true, rows, out, in, 1, xb, in, w, in, beta, y, out)
+	} else {
+		e.lib.Gemm(false, true, rows, out, in, 1, x, in, e.t[prefix+".weight"], in, beta, y, out)
+	}
 	if b, ok := e.t[prefix+".bias"]; ok {
 		e.parallel(rows, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
@@ -483,4 +502,14 @@ func erf32(x float32) float32 {
 	q = x2*q + -7.37332916720468e-03
 	q = x2*q + -1.42647390514189e-02
 	return x * p / q
+}
+
+// toBF16 writes src rounded to bf16 (to nearest, ties to even) into dst and returns it. The
+// values are finite activations and weights: NaN needs no care.
+func toBF16(dst []uint16, src []float32) []uint16 {
+	for i, f := range src {
+		u := math.Float32bits(f)
+		dst[i] = uint16((u + 0x7fff + (u>>16)&1) >> 16)
+	}
+	return dst
 }

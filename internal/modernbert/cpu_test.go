@@ -109,3 +109,54 @@ func TestErf32(t *testing.T) {
 		t.Fatalf("erf32 is %.2g from math.Erf at worst on [-6, 6]", worst)
 	}
 }
+
+// bf16 on CPU (oneDNN's product): the linear layers' inputs and weights rounded to bf16,
+// accumulated in float32; the vectors stay within bf16's noise of float32's.
+func TestNativeCPUBFloat16(t *testing.T) {
+	if lib, err := cpuBLAS(); err != nil || !lib.HasBF16() {
+		t.Skip("no bf16 product here (oneDNN: Debian's libdnnl2)")
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	seqs := randomSeqs(rng, tinyConfig(), 3, 17, 64, 130)
+	f32 := newTinyCPU(t, Options{Normalize: true})
+	bf16 := newTinyCPU(t, Options{Normalize: true, DType: BFloat16})
+	want, _, err := f32.Embed(context.Background(), seqs, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := bf16.Embed(context.Background(), seqs, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range seqs {
+		var dot float64
+		for j := range got[i] {
+			dot += float64(got[i][j]) * float64(want[i][j])
+		}
+		if dot < 0.999 || dot > 1.0001 {
+			t.Errorf("sequence %d: bf16 against float32 cosine %.6f", i, dot)
+		}
+		if maxAbsDiff(got[i], want[i]) == 0 {
+			t.Errorf("sequence %d: bf16 gave float32's vector exactly: the bf16 product did not run", i)
+		}
+	}
+	if !strings.Contains(bf16.Info().CPU, "bfloat16") {
+		t.Errorf("Info().CPU = %q", bf16.Info().CPU)
+	}
+}
+
+func TestToBF16RoundsToNearestEven(t *testing.T) {
+	for _, tc := range []struct {
+		in   float32
+		want uint16
+	}{
+		{1, 0x3f80}, {-2, 0xc000}, {0, 0},
+		{math.Float32frombits(0x3f808000), 0x3f80}, // a tie: to even (down)
+		{math.Float32frombits(0x3f818000), 0x3f82}, // a tie: to even (up)
+		{math.Float32frombits(0x3f808001), 0x3f81}, // above the tie: up
+	} {
+		if got := toBF16(make([]uint16, 1), []float32{tc.in})[0]; got != tc.want {
+			t.Errorf("toBF16(%#x) = %#x, want %#x", math.Float32bits(tc.in), got, tc.want)
+		}
+	}
+}

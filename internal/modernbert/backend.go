@@ -127,12 +127,12 @@ func releaseBackend(spec string) {
 // call and the library's set-up cost more than simplego's own loops.
 const minGemmMultiplyAdds = 1 << 15
 
-// cpuBLAS loads the machine's BLAS once per process and routes simplego's float32 matrix
+// cpuBLAS loads the machine's product library (oneDNN or a BLAS) once per process and routes simplego's float32 matrix
 // products through it; without one, they run in pure Go, many times slower, and it says so.
 var cpuBLAS = sync.OnceValues(func() (*blas.Library, error) {
 	lib, err := blas.Open()
 	if err != nil {
-		slog.Warn("no BLAS: the CPU model runs in pure Go, many times slower; install OpenBLAS (Debian: libopenblas0-pthread)",
+		slog.Warn("no BLAS: the CPU model runs in pure Go, many times slower; install oneDNN or OpenBLAS (Debian: libdnnl2 or libopenblas0-pthread)",
 			"reason", err.Error(), "env", blas.EnvLibrary)
 		return nil, err
 	}

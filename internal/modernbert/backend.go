@@ -127,8 +127,9 @@ func releaseBackend(spec string) {
 // call and the library's set-up cost more than simplego's own loops.
 const minGemmMultiplyAdds = 1 << 15
 
-// cpuBLAS loads the machine's product library (oneDNN or a BLAS) once per process and routes simplego's float32 matrix
-// products through it; without one, they run in pure Go, many times slower, and it says so.
+// cpuBLAS loads the machine's product library (oneDNN or a BLAS) once per process and routes
+// simplego's float32 products through it; without one, they run in pure Go, many times slower,
+// and it says so.
 var cpuBLAS = sync.OnceValues(func() (*blas.Library, error) {
 	lib, err := blas.Open()
 	if err != nil {

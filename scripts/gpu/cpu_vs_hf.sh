@@ -10,7 +10,7 @@ source scripts/gpu/env.sh
 R=${OUT:-$W}/cpu
 mkdir -p "$R" /tmp/blas
 tar -xJf .devcarry/blaslib.tar.xz -C /tmp/blas
-EMBEDBENCH_BLAS=$(ls /tmp/blas/libdnnl.so.* /tmp/blas/libopenblas.so.* 2>/dev/null | head -1)
+EMBEDBENCH_BLAS=$(ls /tmp/blas/ | grep -E -m1 '^lib(dnnl|openblas)\.so' | sed 's|^|/tmp/blas/|')
 export EMBEDBENCH_BLAS LD_LIBRARY_PATH=/tmp/blas
 lscpu > "$R/lscpu.txt"
 CORES=${CORES:-0,1}

@@ -66,7 +66,7 @@ def latency_section(run):
         series.setdefault(name, []).append((label, r))
     L = []
     w = L.append
-    w("## Latency against throughput (run 13, the step ladder)")
+    w(f"## Latency against throughput ({os.path.basename(os.path.normpath(run)).split('-')[0].replace('run', 'run ')}, the step ladder)")
     w("")
     w("One H200, one device call, 8 s per load after 2 s of warm-up: our continuous engine (bf16, the default "
       "ladder of 1,024, 4,096 and 16,384 token slots per row length) and the seed's HF backend "
@@ -117,6 +117,51 @@ def latency_section(run):
     return L
 
 
+def cpu_section(runs):
+    """The CPU path (issue 14): bench-model on CPU, full size, in each folder given; HF
+    transformers beside it where the same call measured it (scripts/gpu/cpu_vs_hf.sh)."""
+    L = []
+    w = L.append
+    w("## CPU: the full model without a GPU")
+    w("")
+    w("`embedbench bench-model --device cpu`, ModernBERT-base's full shapes with random weights, MS MARCO passages, "
+      "model only, real tokens. The linear layers do 0.2206 GFLOP a token; the sgemm column is the loaded library's own "
+      "rate on the model's widest projection, measured by bench-model right after on the same cores. Where HF transformers "
+      "ran in the same call (fp32, sdpa, length-sorted batches of 32, torch on the same 2 cores), its rate and ours over it; "
+      "rates of different calls on the GPU machine's CPU differ by up to a quarter, so compare within a call.")
+    w("")
+    w("| machine | library | dtype | tokens/s | linear GFLOP/s | sgemm GFLOP/s | HF fp32 tokens/s | ours / HF |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for run in runs:
+        cpu_name = "?"
+        lscpu = os.path.join(run, "lscpu.txt")
+        if os.path.exists(lscpu):
+            m = re.search(r"Model name:\s*(.+)", open(lscpu).read())
+            cpu_name = m.group(1).strip() if m else "?"
+        hf_path = os.path.join(run, "hf_bench.json")
+        hf = json.load(open(hf_path)) if os.path.exists(hf_path) else None
+        for f in sorted(glob.glob(os.path.join(run, "*bench*.json"))):
+            if os.path.basename(f) == "hf_bench.json":
+                continue
+            r = json.load(open(f))
+            if "tokens_per_second" not in r or "cpu" not in r.get("model", {}):
+                continue
+            lib = re.search(r"through (?:BLAS )?(\S+)", r["model"]["cpu"])
+            lib = os.path.basename(lib.group(1)) if lib else "?"
+            cores = "2 cores (taskset)" if hf else "2 cores"
+            hf_cells = f"{hf['tokens_per_s']:,.0f} | {r['tokens_per_second'] / hf['tokens_per_s']:.2f}×" if hf else "| "
+            w(f"| {cpu_name}, {cores} | {lib} | {r['model']['dtype']} | {r['tokens_per_second']:,.0f} | "
+              f"{r.get('linear_gflops_per_second', 0):.0f} | {r.get('cpu_sgemm_gflops_per_second', 0):.0f} | {hf_cells} |")
+    w("")
+    w("Parity on CPU, full size, 98 texts of 39 to 2,002 tokens, against HF fp32: " + "; ".join(
+        f"{p['ours']}: cosine min {p['cosine_min']:.8f}, max abs diff {p['max_abs_diff']:.1e}"
+        for run in runs for f in sorted(glob.glob(os.path.join(run, "parity*.json"))) for p in [json.load(open(f))]) + ".")
+    w("")
+    w("Raw files: " + ", ".join(f"`{r}/`" for r in runs) + "; the story in `docs/notes/cpu.md`.")
+    w("")
+    return L
+
+
 def rungs_section(run):
     """bench-model --per-rung's files (scripts/gpu/rungs.sh): one table row per timed rung."""
     L = []
@@ -161,6 +206,7 @@ def main():
     ap.add_argument("--tokenizer-run", default="", help="a folder with tokenizer_go.txt and tokenizer_hf.json from one call (default: the model run's)")
     ap.add_argument("--latency-run", default="", help="a folder from scripts/gpu/latency.sh (stress/<label>/*.json): the latency curve section")
     ap.add_argument("--rungs-run", default="", help="a folder from scripts/gpu/rungs.sh (rungs_*.json): the per-rung section")
+    ap.add_argument("--cpu-runs", default="", help="comma-separated folders of CPU bench-model files (cpu_vs_hf.sh's, or a machine's own): the CPU section")
     ap.add_argument("--notes", default="", help="a markdown file appended as the page's last section")
     a = ap.parse_args()
     m, s = a.model_run, a.service_run
@@ -298,6 +344,9 @@ def main():
     if a.rungs_run:
         w("")
         L.extend(rungs_section(a.rungs_run)[:-1])
+    if a.cpu_runs:
+        w("")
+        L.extend(cpu_section(a.cpu_runs.split(","))[:-1])
     if a.notes and os.path.exists(a.notes):
         w("")
         w(open(a.notes).read().strip())

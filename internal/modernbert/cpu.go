@@ -46,8 +46,9 @@ type cpuScratch struct {
 	scores                   [][]float32 // one per worker
 }
 
-// newCPUPath builds the native CPU encoder where it applies (a BLAS loaded, float32, a pooling
-// it implements, no graph variant asked for) and says which CPU path runs and why.
+// newCPUPath builds the native CPU encoder where it applies (a product library loaded; float32,
+// or bfloat16 with oneDNN; mean or cls pooling over every token; no Dense layers; no graph
+// variant asked for) and says which CPU path runs and why.
 func newCPUPath(cfg Config, w *Weights, opts Options, variant graphVariant) (*cpuEncoder, string, error) {
 	lib, err := cpuBLAS()
 	graph := func(why string) (*cpuEncoder, string, error) {

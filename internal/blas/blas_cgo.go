@@ -110,7 +110,7 @@ func open(names []string, threads int) (*Library, error) {
 				(*C.float)(unsafe.Pointer(&a[0])), C.int(lda), (*C.float)(unsafe.Pointer(&b[0])), C.int(ldb),
 				C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc)), "sgemm")
 		}
-		if bf := symbol(handle, "dnnl_gemm_bf16bf16f32"); bf != nil {
+		if bf := symbol(handle, "dnnl_gemm_bf16bf16f32"); bf != nil && bf16Works(bf) {
 			lib.gemmBF16 = func(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
 				check(C.gemm_bf16(bf, cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
 					(*C.uint16_t)(unsafe.Pointer(&a[0])), C.int(lda), (*C.uint16_t)(unsafe.Pointer(&b[0])), C.int(ldb),
@@ -120,6 +120,16 @@ func open(names []string, threads int) (*Library, error) {
 		return lib, nil
 	}
 	return nil, fmt.Errorf("no BLAS library found: %w", errors.New(strings.Join(tried, "; ")))
+}
+
+// bf16Works tries a 1×1×1 product: oneDNN refuses bf16 (unimplemented) on CPUs without the
+// instructions for it, and a refusal at serving time would fail requests.
+func bf16Works(fn unsafe.Pointer) bool {
+	a, b := []uint16{0x3f80}, []uint16{0x4000} // 1 and 2
+	c := []float32{0}
+	st := C.gemm_bf16(fn, 0, 0, 1, 1, 1, 1, (*C.uint16_t)(unsafe.Pointer(&a[0])), 1, (*C.uint16_t)(unsafe.Pointer(&b[0])), 1,
+		0, (*C.float)(unsafe.Pointer(&c[0])), 1)
+	return st == 0 && c[0] == 2
 }
 
 func symbol(handle unsafe.Pointer, name string) unsafe.Pointer {

@@ -7,7 +7,8 @@ import (
 	"math"
 	"runtime"
 	"strconv"
-	"sync"
+
+	"github.com/embedbench/embedbench/internal/parallel"
 )
 
 // The encoders below write responses straight into a caller's (reused) buffer: reflection over
@@ -107,23 +108,16 @@ func appendEach(dst []byte, vectors [][]float32, enc func(dst []byte, i int, v [
 		return dst
 	}
 	bufs := make([][]byte, parts)
-	var wg sync.WaitGroup
-	for p := range parts {
-		lo, hi := p*len(vectors)/parts, (p+1)*len(vectors)/parts
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var b []byte
-			for i := lo; i < hi; i++ {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = enc(b, i, vectors[i])
+	parallel.Ranges(parts, len(vectors), func(p, lo, hi int) {
+		var b []byte
+		for i := lo; i < hi; i++ {
+			if i > 0 {
+				b = append(b, ',')
 			}
-			bufs[p] = b
-		}()
-	}
-	wg.Wait()
+			b = enc(b, i, vectors[i])
+		}
+		bufs[p] = b
+	})
 	for _, b := range bufs {
 		dst = append(dst, b...)
 	}

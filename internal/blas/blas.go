@@ -13,10 +13,11 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/cpu"
+
+	"github.com/embedbench/embedbench/internal/parallel"
 )
 
 // EnvLibrary selects the library: "off" disables it, a path loads that file only; unset tries
@@ -114,21 +115,7 @@ const splitMultiplyAdds = 1 << 20
 // split runs fn over [0, n) in one range per thread when work (multiply-adds per unit times n)
 // is large enough, else inline.
 func (l *Library) split(n, work int, fn func(lo, hi int)) {
-	parts := min(l.Threads, n, max(1, n*work/splitMultiplyAdds))
-	if parts <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for p := range parts {
-		lo, hi := p*n/parts, (p+1)*n/parts
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
+	parallel.Ranges(min(l.Threads, max(1, n*work/splitMultiplyAdds)), n, func(_, lo, hi int) { fn(lo, hi) })
 }
 
 // Gemm computes c = alpha·op(a)·op(b) + beta·c on row-major matrices inside larger arrays:

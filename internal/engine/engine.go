@@ -10,8 +10,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/embedbench/embedbench/internal/parallel"
 )
 
 // Tokenizer turns a text into ids with [CLS]/[SEP] added, truncated on the right when
@@ -302,16 +303,9 @@ func tokenize(cfg *Config, job Job) (seqs [][]int32, poolFrom int, err error) {
 		return seqs, poolFrom, nil
 	}
 	errs := make([]error, parts)
-	var wg sync.WaitGroup
-	for p := range parts {
-		lo, hi := p*len(job.Texts)/parts, (p+1)*len(job.Texts)/parts
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[p] = tokenizeRange(cfg, job, prompt, hasPrompt, maxLength, lo, hi, seqs)
-		}()
-	}
-	wg.Wait()
+	parallel.Ranges(parts, len(job.Texts), func(p, lo, hi int) {
+		errs[p] = tokenizeRange(cfg, job, prompt, hasPrompt, maxLength, lo, hi, seqs)
+	})
 	for _, err := range errs {
 		if err != nil {
 			return nil, 0, err

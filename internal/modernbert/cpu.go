@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/embedbench/embedbench/internal/blas"
+	"github.com/embedbench/embedbench/internal/parallel"
 )
 
 // cpuEncoder is the same ModernBERT forward pass as graph.go, written directly for the CPU:
@@ -182,21 +183,7 @@ func (e *cpuEncoder) getScratch(slots int) *cpuScratch {
 
 // parallel splits [0, n) into one contiguous range per worker.
 func (e *cpuEncoder) parallel(n int, fn func(lo, hi int)) {
-	workers := min(e.workers, n)
-	if workers <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := w*n/workers, (w+1)*n/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
+	parallel.Ranges(e.workers, n, func(_, lo, hi int) { fn(lo, hi) })
 }
 
 // linear is y = x·Wᵀ + b for x [rows, in] and W [out, in]; with beta 1 the result is added to

@@ -93,19 +93,19 @@ func (l *Library) Sgemm(batch, m, n, k int, transA, transB bool, a, b, c []float
 		return
 	}
 	if batch == 1 {
-		l.Gemm(transA, transB, m, n, k, 1, a, k+(m-k)*btoi(transA), b, n+(k-n)*btoi(transB), 0, c, n)
+		lda, ldb := k, n // as stored: a is m×k or k×m, b k×n or n×k
+		if transA {
+			lda = m
+		}
+		if transB {
+			ldb = k
+		}
+		l.Gemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, n)
 		return
 	}
 	l.split(batch, m*n*k, func(lo, hi int) {
 		l.sgemm(hi-lo, m, n, k, transA, transB, a[lo*m*k:], b[lo*k*n:], c[lo*m*n:])
 	})
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // splitMultiplyAdds is the smallest product worth splitting over goroutines (about 0.1 ms of

@@ -409,11 +409,7 @@ func (m *Model) embedCPU(ctx context.Context, seqs [][]int32, layout Layout) ([]
 	switch layout {
 	case Packed:
 		for len(order) > 0 {
-			lengths := make([]int, len(order))
-			for i, idx := range order {
-				lengths[i] = len(seqs[idx])
-			}
-			n := m.fitTokens(lengths)
+			n := m.fitTokens(len(order), func(i int) int { return len(seqs[order[i]]) })
 			steps = append(steps, order[:n])
 			order = order[n:]
 		}
@@ -460,17 +456,17 @@ func (m *Model) embedCPU(ctx context.Context, seqs [][]int32, layout Layout) ([]
 	return vecs, stats, nil
 }
 
-// fitTokens is how many of the leading sequences one CPU step holds: as many as fit in
-// MaxBatchTokens tokens, at least one.
-func (m *Model) fitTokens(lengths []int) int {
+// fitTokens is how many of the leading n sequences (length(i) tokens each) one CPU step holds:
+// as many as fit in MaxBatchTokens tokens, at least one.
+func (m *Model) fitTokens(n int, length func(i int) int) int {
 	sum := 0
-	for i, n := range lengths {
-		sum += n
+	for i := range n {
+		sum += length(i)
 		if sum > m.opts.MaxBatchTokens {
 			return max(1, i)
 		}
 	}
-	return len(lengths)
+	return n
 }
 
 // erf32 is erf in float32 as XLA and Eigen compute it: a rational approximation on [-4, 4]

@@ -349,7 +349,7 @@ func (m *Model) packRows(idxs, lengths []int, rowLen int) [][]int {
 // token-budget batches can call it to fill steps exactly.
 func (m *Model) FitPacked(lengths []int) int {
 	if m.cpu != nil {
-		return m.fitTokens(lengths)
+		return m.fitTokens(len(lengths), func(i int) int { return lengths[i] })
 	}
 	if len(lengths) <= 1 || len(m.packed) == 0 {
 		return len(lengths)

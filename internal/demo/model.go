@@ -204,12 +204,17 @@ func pickCPUSize(sgemmGFLOPS float64, window time.Duration, batchSize int) (name
 		}
 		tokensPerSecond := cpuLinearShare * sgemmGFLOPS * 1e9 / cfg.LinearFLOPsPerToken()
 		requests := window.Seconds() * tokensPerSecond / float64(batchSize*demoPassageTokens)
-		if requests >= minDemoRequests || i == 0 {
-			return s.Name, fmt.Sprintf("the largest size whose %v window holds %d requests of %d passages per engine here: BLAS sgemm %.0f GFLOP/s, about %.0f tokens/s expected",
-				window, minDemoRequests, batchSize, sgemmGFLOPS, tokensPerSecond)
+		speed := fmt.Sprintf("BLAS sgemm %.0f GFLOP/s, about %.0f tokens/s expected", sgemmGFLOPS, tokensPerSecond)
+		switch {
+		case requests >= minDemoRequests:
+			return s.Name, fmt.Sprintf("the largest size whose %v window holds %d requests of %d passages per engine here: %s",
+				window, minDemoRequests, batchSize, speed)
+		case i == 0:
+			return s.Name, fmt.Sprintf("the smallest size; even it holds fewer than %d requests of %d passages in the %v window here: %s",
+				minDemoRequests, batchSize, window, speed)
 		}
 	}
-	return "tiny", ""
+	panic("demo: no sizes")
 }
 
 // servedID is the model name the services report: a scaled model must not pass for the

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -419,5 +420,68 @@ func TestSmallJobsDoNotStarveABigOne(t *testing.T) {
 	// About 4,000 tokens is 8 steps of 512; allow the small jobs ahead of it and rounding.
 	if during > 16 {
 		t.Errorf("the big job took %d batches, want at most 16 (it needs 8 alone)", during)
+	}
+}
+
+// heldRunner runs the real model but holds its first batch until release is closed.
+type heldRunner struct {
+	Runner
+	started atomic.Bool
+	held    chan struct{} // closed once the first batch is held
+	release chan struct{}
+}
+
+func (r *heldRunner) Run(ctx context.Context, seqs [][]int32, poolFrom []int) ([][]float32, BatchStats, error) {
+	if !r.started.Swap(true) {
+		close(r.held)
+		<-r.release
+	}
+	return r.Runner.Run(ctx, seqs, poolFrom)
+}
+
+// With a batch in flight, a replica starts a second one once half as many tokens wait, not
+// only when a full batch does (a closed loop of clients would otherwise run one batch at a
+// time); a trickle smaller than that waits to join a fuller batch.
+func TestBusyReplicaStartsTheNextBatchAtHalfTheWorkInFlight(t *testing.T) {
+	m := newTinyModel(t)
+	held := &heldRunner{Runner: ModelRunner(m, modernbert.Packed), held: make(chan struct{}), release: make(chan struct{})}
+	cfg := testConfig()
+	cfg.BatchesPerReplica = 2
+	eng, err := NewContinuous(cfg, []Runner{held}, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	release := sync.OnceFunc(func() { close(held.release) })
+	defer release() // before Close, which waits for the held batch
+	rng := rand.New(rand.NewPCG(8, 9))
+	embed := func(seqs [][]int32) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := eng.Embed(context.Background(), Job{IDs: seqs})
+			done <- err
+		}()
+		return done
+	}
+	first := embed(randomSeqs(rng, 50, 50, 50, 50)) // 200 tokens, held on the device
+	<-held.held
+	select {
+	case err := <-embed(randomSeqs(rng, 60, 60)): // 120 tokens: at least half of 200
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a job of 120 tokens waited behind a 200-token batch in flight: no second batch was started")
+	}
+	trickle := embed(randomSeqs(rng, 10)) // 10 tokens: under half of 200
+	time.Sleep(50 * time.Millisecond)
+	if st := eng.Stats(); st.QueuedSequences != 1 {
+		t.Errorf("%d sequences queued while a 200-token batch is in flight, want the 10-token one waiting", st.QueuedSequences)
+	}
+	release()
+	for _, done := range []<-chan error{first, trickle} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -1,15 +1,18 @@
 package modernbert
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
@@ -154,65 +157,130 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 
 // compileAll compiles (and warms up) the steps of both layouts: packed rows of
 // PackedRowLength and longer, padded rows of every row length. Identical shapes share a step.
+// Shapes compile on several goroutines at once: XLA compiles one module mostly on one core, and
+// the ladder has a score of shapes.
 func (m *Model) compileAll(ctx context.Context) error {
-	m.packed, m.padded = map[int][]*step{}, map[int][]*step{}
 	type key struct{ rows, rowLen, segments int }
-	byKey := map[key]*step{}
-	fusedFailed := false // once cuDNN's fused attention fails, later shapes do not retry it
-	get := func(rows, rowLen, segments int) (*step, error) {
+	var keys []key
+	want := func(rows, rowLen, segments int) key {
 		k := key{rows, rowLen, segments}
-		if st, ok := byKey[k]; ok {
-			return st, nil
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		return k
+	}
+	packedKeys, paddedKeys := map[int][]key{}, map[int][]key{}
+	for _, l := range m.opts.RowLengths {
+		top := max(1, m.opts.MaxBatchTokens/l)
+		if slices.Contains(m.opts.Layouts, Packed) {
+			ladder := rungRows(m.opts.StepSlots, l, top)
+			switch {
+			case l < m.packedRow:
+				ladder = []int{1} // a lone short row: work that fits one row this short
+			case l > m.packedRow:
+				ladder = thinLadder(ladder) // long texts are rare: a short ladder keeps start-up short
+			}
+			for _, rows := range ladder {
+				packedKeys[l] = append(packedKeys[l], want(rows, l, packedSegments(l)))
+			}
 		}
-		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: rows, rowLen: rowLen, segments: segments,
+		if slices.Contains(m.opts.Layouts, Padded) {
+			for _, rows := range thinLadder(rungRows(m.opts.StepSlots, l, max(1, min(top, m.opts.PaddedRows)))) {
+				paddedKeys[l] = append(paddedKeys[l], want(rows, l, 1))
+			}
+		}
+	}
+
+	var fusedFailed atomic.Bool // once cuDNN's fused attention fails, later shapes do not retry it
+	fused := (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention
+	compileOne := func(k key) (*step, error) {
+		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: k.rows, rowLen: k.rowLen, segments: k.segments,
 			pooling: m.opts.Pooling, poolMask: m.opts.ExcludePrompt, dense: m.denseSpecs(), normalize: m.opts.Normalize, variant: m.variant,
-			fusedAttention: (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention &&
-				fusedAttentionOK(m.opts.DType.gomlx(), m.cfg.HeadDim(), rowLen) && !fusedFailed}
+			fusedAttention: fused && !fusedFailed.Load() && fusedAttentionOK(m.opts.DType.gomlx(), m.cfg.HeadDim(), k.rowLen)}
 		t0 := time.Now()
 		st, err := m.compileAndWarm(gs)
 		if err != nil && gs.fusedAttention {
 			// cuDNN's fused attention needs a recent GPU and cuDNN; without them, XLA's own
 			// attention computes the same vectors, more slowly.
-			slog.Warn("modernbert: cuDNN fused attention unavailable, using XLA attention", "rows", rows, "row_len", rowLen, "err", err)
-			gs.fusedAttention, fusedFailed = false, true
+			if !fusedFailed.Swap(true) {
+				slog.Warn("modernbert: cuDNN fused attention unavailable, using XLA attention", "rows", k.rows, "row_len", k.rowLen, "err", err)
+			}
+			gs.fusedAttention = false
 			st, err = m.compileAndWarm(gs)
 		}
 		if err != nil {
 			return nil, err
 		}
-		slog.Debug("modernbert: compiled step", "rows", rows, "row_len", rowLen, "segments", segments, "took", time.Since(t0))
-		byKey[k] = st
+		slog.Debug("modernbert: compiled step", "rows", k.rows, "row_len", k.rowLen, "segments", k.segments, "took", time.Since(t0))
 		return st, nil
 	}
-	for _, l := range m.opts.RowLengths {
-		top := max(1, m.opts.MaxBatchTokens/l)
-		if slices.Contains(m.opts.Layouts, Packed) {
-			ladder := rungRows(m.opts.StepSlots, l, top)
-			if l < m.packedRow {
-				ladder = []int{1} // a lone short row: work that fits one row this short
+	steps := make(map[key]*step, len(keys))
+	// The first shape compiles alone, so that a GPU without cuDNN's fused attention is found
+	// once, before the others compile.
+	if len(keys) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		st, err := compileOne(keys[0])
+		if err != nil {
+			return err
+		}
+		steps[keys[0]] = st
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, compileParallelism())
+	for _, k := range keys[min(1, len(keys)):] {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			mu.Lock()
+			failed := firstErr != nil
+			mu.Unlock()
+			if failed || ctx.Err() != nil {
+				return
 			}
-			for _, rows := range ladder {
-				st, err := get(rows, l, packedSegments(l))
-				if err != nil {
-					return err
-				}
+			st, err := compileOne(k)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				firstErr = cmp.Or(firstErr, err)
+				return
+			}
+			steps[k] = st
+		})
+	}
+	wg.Wait()
+	// Steps are assigned before any error is returned, so that Close releases every one.
+	m.packed, m.padded = map[int][]*step{}, map[int][]*step{}
+	for l, ks := range packedKeys {
+		for _, k := range ks {
+			if st := steps[k]; st != nil {
 				m.packed[l] = append(m.packed[l], st)
 			}
 		}
-		if slices.Contains(m.opts.Layouts, Padded) {
-			for _, rows := range rungRows(m.opts.StepSlots, l, max(1, min(top, m.opts.PaddedRows))) {
-				st, err := get(rows, l, 1)
-				if err != nil {
-					return err
-				}
+	}
+	for l, ks := range paddedKeys {
+		for _, k := range ks {
+			if st := steps[k]; st != nil {
 				m.padded[l] = append(m.padded[l], st)
 			}
 		}
 	}
-	return nil
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// compileParallelism is how many shapes compile at once: XLA spends seconds on a shape, mostly
+// on one core, so several at once pay while cores are free (simplego's graphs take
+// microseconds either way).
+func compileParallelism() int {
+	return min(6, max(2, runtime.NumCPU()/2))
 }
 
 // denseSpecs are the shapes of Options.Dense.
@@ -238,6 +306,19 @@ func rungRows(slots []int, l, top int) []int {
 		rows = append(rows, top)
 	}
 	return rows
+}
+
+// thinLadder keeps the rungs of an ascending ladder that are at least 4 times the rows of the
+// last kept one, and the top: for rows longer than the packed row, and the sequential engine's
+// padded batches, where requests are too few for a dense ladder to pay its compile time.
+func thinLadder(rows []int) []int {
+	var out []int
+	for i, r := range rows {
+		if i == len(rows)-1 || len(out) == 0 || r >= 4*out[len(out)-1] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // rung is the smallest step of ladder with at least n rows, else the largest.
@@ -340,25 +421,32 @@ func fillDefaults(cfg Config, spec string, opts *Options) error {
 	return nil
 }
 
-// defaultStepSlots is the ladder of step sizes when Options.StepSlots is empty. On XLA each
-// rung is a compiled executable and a warm-up, so the ladder is short: 1,024 and 4,096 slots
-// below the full step, where the H200 timed 2.8 and 4.7 ms against 13.4 ms for 16,384
-// (bench-model, bf16). On simplego a shape costs only its graph, so steps follow the work
-// closely: every power of two from 64 slots up.
+// defaultStepSlots is the ladder of step sizes when Options.StepSlots is empty. On XLA, for
+// the 16,384-slot top: 256, 512, 1,024 and 2,048 slots, then every 1,024 to 4,096, then every
+// 2,048 (every eighth of the top) up to the top, so that rounding a step up to its rung wastes at
+// most a quarter of it and the engine can run what is queued at about its own cost (on the H200 a
+// step costs about 0.5 ms plus 0.67 µs a slot with two in flight, bench-model --per-rung). On
+// simplego a shape costs only its graph, so every power of two from 64 slots up.
 func defaultStepSlots(spec string, maxBatchTokens int) []int {
 	var slots []int
 	if spec == "simplego" {
 		for s := 64; s < maxBatchTokens; s *= 2 {
 			slots = append(slots, s)
 		}
-	} else {
-		for _, s := range []int{1024, 4096} {
-			if s < maxBatchTokens {
-				slots = append(slots, s)
-			}
-		}
+		return append(slots, maxBatchTokens)
 	}
-	return append(slots, maxBatchTokens)
+	top := maxBatchTokens
+	s := 256
+	for ; s < top && s < top/8; s *= 2 {
+		slots = append(slots, s)
+	}
+	for ; s < top && s < top/4; s += max(1, top/16) {
+		slots = append(slots, s)
+	}
+	for ; s < top; s += max(1, top/8) {
+		slots = append(slots, s)
+	}
+	return append(slots, top)
 }
 
 // upload copies the weights (in the compute dtype; norms and biases in fp32) and the RoPE
@@ -443,8 +531,10 @@ var (
 )
 
 type sharedStep struct {
-	st   *step
-	refs int
+	st    *step
+	err   error
+	refs  int
+	ready chan struct{} // closed once st or err is set
 }
 
 func (m *Model) stepKey(gs graphSpec) string {
@@ -469,21 +559,28 @@ func (m *Model) compileAndWarm(gs graphSpec) (*step, error) {
 	return st, nil
 }
 
-// compileShared returns the compiled step for gs, compiling it if no replica has yet.
+// compileShared returns the compiled step for gs, compiling it if no replica has yet. Distinct
+// shapes compile concurrently; a caller wanting a shape another is compiling waits for it.
 func (m *Model) compileShared(gs graphSpec) (*step, error) {
 	key := m.stepKey(gs)
 	compiledMu.Lock()
-	defer compiledMu.Unlock()
 	if ss, ok := compiledSteps[key]; ok {
 		ss.refs++
-		return ss.st, nil
+		compiledMu.Unlock()
+		<-ss.ready
+		return ss.st, ss.err
 	}
-	st, err := m.compile(gs)
-	if err != nil {
-		return nil, err
+	ss := &sharedStep{refs: 1, ready: make(chan struct{})}
+	compiledSteps[key] = ss
+	compiledMu.Unlock()
+	ss.st, ss.err = m.compile(gs)
+	if ss.err != nil {
+		compiledMu.Lock()
+		delete(compiledSteps, key) // a later call tries again
+		compiledMu.Unlock()
 	}
-	compiledSteps[key] = &sharedStep{st: st, refs: 1}
-	return st, nil
+	close(ss.ready)
+	return ss.st, ss.err
 }
 
 // releaseStep drops this replica's reference to a step, freeing it with the last one.

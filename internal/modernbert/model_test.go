@@ -341,3 +341,45 @@ func embedOnce(t *testing.T, cfg Config, w *Weights, opts Options, seqs [][]int3
 	}
 	return got
 }
+
+// The default ladder on XLA is dense where short texts run (so that a step costs about what is
+// queued) and the same shape below another top; simplego's is every power of two.
+func TestDefaultStepSlots(t *testing.T) {
+	for _, c := range []struct {
+		spec string
+		top  int
+		want []int
+	}{
+		{"xla:cuda", 16384, []int{256, 512, 1024, 2048, 3072, 4096, 6144, 8192, 10240, 12288, 14336, 16384}},
+		{"xla:cuda", 8192, []int{256, 512, 1024, 1536, 2048, 3072, 4096, 5120, 6144, 7168, 8192}},
+		{"xla:cuda", 256, []int{256}},
+		{"simplego", 2048, []int{64, 128, 256, 512, 1024, 2048}},
+	} {
+		if got := defaultStepSlots(c.spec, c.top); !slices.Equal(got, c.want) {
+			t.Errorf("%s, top %d: %v, want %v", c.spec, c.top, got, c.want)
+		}
+	}
+}
+
+// Rows of the packed length get every rung of the ladder; longer rows, rarer, keep rungs 4x
+// apart and the top; rows shorter than the packed length run one row alone. Shapes compile
+// concurrently and each is compiled once.
+func TestLadderShapes(t *testing.T) {
+	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps, which XLA runs
+	m := newTiny(t, Options{MaxBatchTokens: 2048, MaxSequenceLength: 1024, StepSlots: []int{256, 512, 1024, 1536, 2048},
+		Layouts: []Layout{Packed}})
+	want := []string{"1x64/8", "1x128/16", "1x256/32", "2x256/32", "4x256/32", "6x256/32", "8x256/32",
+		"1x512/64", "4x512/64", "1x1024/64", "2x1024/64"}
+	if got := m.Info().Shapes; !slices.Equal(got, want) {
+		t.Errorf("shapes %v, want %v", got, want)
+	}
+	for _, c := range []struct{ in, want []int }{
+		{[]int{1, 2, 4, 8, 12, 16, 24, 32}, []int{1, 4, 16, 32}},
+		{[]int{2, 4, 8}, []int{2, 8}},
+		{[]int{5}, []int{5}},
+	} {
+		if got := thinLadder(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("thinLadder(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

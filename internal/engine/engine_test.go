@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -220,18 +221,27 @@ func busyWith(t *testing.T, eng Engine, seqs [][]int32) <-chan error {
 }
 
 func TestContinuousDropsQueuedWorkOfCancelledJob(t *testing.T) {
-	eng, err := NewContinuous(testConfig(), []Runner{ModelRunner(newTinyModel(t), modernbert.Packed)}, 256)
+	held := &heldRunner{Runner: ModelRunner(newTinyModel(t), modernbert.Packed), held: make(chan struct{}), release: make(chan struct{})}
+	eng, err := NewContinuous(testConfig(), []Runner{held}, 256)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
+	release := sync.OnceFunc(func() { close(held.release) })
+	defer release() // before Close, which waits for the held batch
 	rng := rand.New(rand.NewPCG(5, 6))
-	big := randomSeqs(rng, randomLengths(rng, 48, 100, testMaxSeq)...) // ~20 batches of 256 tokens
-	bigDone := busyWith(t, eng, big)
+	big := randomSeqs(rng, slices.Repeat([]int{100}, 16)...) // 8 batches of two, 56 tokens left in each
+	bigDone := make(chan error, 1)
+	go func() {
+		_, err := eng.Embed(context.Background(), Job{IDs: big})
+		bigDone <- err
+	}()
+	<-held.held // the big job's first batch is on the device
 
-	// The small job queues behind the big one's remaining sequences (oldest first), so it cannot
-	// reach the device before its caller gives up.
-	small := randomSeqs(rng, 10, 20, 30)
+	// The small job queues behind the big one's remaining sequences (oldest first), and none of
+	// its sequences fits what a big batch leaves, so it cannot reach the device before its
+	// caller gives up.
+	small := randomSeqs(rng, 60, 70, 80)
 	ctx, cancel := context.WithCancel(context.Background())
 	smallDone := make(chan error, 1)
 	go func() {
@@ -249,6 +259,7 @@ func TestContinuousDropsQueuedWorkOfCancelledJob(t *testing.T) {
 	if st.DroppedSequences != uint64(len(small)) {
 		t.Errorf("%d sequences dropped, want the cancelled job's %d", st.DroppedSequences, len(small))
 	}
+	release()
 	if err := <-bigDone; err != nil {
 		t.Fatalf("big job: %v", err)
 	}

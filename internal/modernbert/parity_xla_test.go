@@ -2,6 +2,8 @@ package modernbert
 
 import (
 	"context"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -48,5 +50,50 @@ func TestParityXLA(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestStepLadderXLA checks on the GPU that a text gets the same vector whichever rung of the
+// default ladder carries it: alone (a one-row step), among a few texts (a small rung) and in a
+// full step; fp32 within rounding, bf16 within its precision.
+func TestStepLadderXLA(t *testing.T) {
+	plugin := FindXLAPlugin()
+	if plugin == "" {
+		t.Skip("no PJRT plugin (set " + EnvXLAPlugin + ")")
+	}
+	cfg := tinyConfig()
+	w := RandomWeights(cfg, 7)
+	rng := rand.New(rand.NewPCG(3, 4))
+	query := randomSeqs(rng, cfg, 9)
+	few := append(randomSeqs(rng, cfg, 30, 200, 150), query[0])
+	many := append(randomSeqs(rng, cfg, slices.Repeat([]int{60}, 60)...), query[0])
+	for _, c := range []struct {
+		dtype DType
+		tol   float64 // max abs difference of unit vectors
+	}{{Float32, 1e-5}, {BFloat16, 2e-2}} {
+		t.Run(c.dtype.String(), func(t *testing.T) {
+			m, err := New(context.Background(), cfg, w, Options{Backend: "xla:" + plugin, DType: c.dtype, Normalize: true,
+				MaxSequenceLength: 256, MaxBatchTokens: 4096, Layouts: []Layout{Packed}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			var vectors [][]float32
+			for _, seqs := range [][][]int32{query, few, many} {
+				got, st, err := m.Embed(context.Background(), seqs, Packed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%d texts, %d tokens: steps %+v", len(seqs), st.RealTokens, st.PerStep)
+				vectors = append(vectors, got[len(got)-1])
+			}
+			for i, how := range []string{"in a small rung", "in a full step"} {
+				d := maxAbsDiff(vectors[0], vectors[i+1])
+				t.Logf("alone and %s: max abs diff %.2g", how, d)
+				if d > c.tol {
+					t.Errorf("alone and %s differ by %g, want <= %g", how, d, c.tol)
+				}
+			}
+		})
 	}
 }

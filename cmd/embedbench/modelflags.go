@@ -53,7 +53,7 @@ func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
 	fs.Var(&f.normalize, "normalize", "L2-normalise the vectors (default: as the model's sentence-transformers files say, a Normalize module; a bare model: true)")
 	fs.IntVar(&f.maxLength, "max-length", defaultMaxLength, "longest sequence in tokens, [CLS]/[SEP] and any prompt included; longer texts are truncated (0: the model's maximum, its sentence-transformers max_seq_length when it has one)")
 	fs.IntVar(&f.batchTokens, "batch-tokens", 0, "token slots of the largest device step (0: 16384 on cuda, 2048 on cpu)")
-	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --batch-tokens (default on cuda: 256,512,1024,2048,3072,4096, then every eighth of the largest; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
+	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --batch-tokens (default on cuda: 1024,2048,3072,4096, then every eighth of the largest; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
 	fs.IntVar(&f.packedRow, "packed-row", 0, "row length short sequences are packed into (0: 256)")
 	fs.Float64Var(&f.memoryFraction, "memory-fraction", 0, "cap on the share of GPU memory XLA may use (0: no cap; preallocation is always off)")
 }

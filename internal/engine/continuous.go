@@ -12,8 +12,8 @@ import (
 // goroutines (in parallel); their sequences wait in one bounded queue; each replica, the
 // moment it is free, takes the oldest waiting sequences of all jobs that fit its token budget
 // (never waiting for a fuller batch while it would sit idle). A replica already running a batch
-// starts another once the queue holds half the tokens of the one in flight (see take), so the
-// device always has the next batch ready and batches stay about the size of what arrives.
+// starts another once the queue holds half the tokens of the one in flight (nextBatchThreshold),
+// so the device has the next batch ready and batches stay about the size of what arrives.
 // Response encoding happens in the callers' goroutines, overlapping the next device batch.
 type Continuous struct {
 	cfg            Config
@@ -255,15 +255,15 @@ func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 }
 
 // nextBatchThreshold is the queued tokens at which a replica with a batch in flight starts
-// another: half the tokens in flight, at most a full batch. An idle replica takes whatever
-// waits. Waiting for half keeps a busy device from being handed a trickle of tiny batches,
-// each paying a step's fixed cost (about 0.5 ms on the H200), while a second batch is still
-// ready before the first ends, so the device does not idle between them; under a steady load
-// the two batches in flight settle near equal halves of the work, each on the rung that
-// holds it. Starting only on a full batch, as before, made a closed loop of 256 clients run
-// one 10 k-token batch at a time on the 16 k-slot rung.
+// another: half the tokens in flight and at least Config.MinPipelineTokens, at most a full
+// batch. An idle replica takes whatever waits. Waiting for half keeps a busy device from
+// being handed a trickle of small batches, each paying a step's fixed cost, while a second
+// batch is still ready before the first ends, so the device does not idle between them;
+// under a steady load the two batches in flight settle near equal halves of the work, each on
+// the rung that holds it. Starting only on a full batch, as before, made a closed loop of 256
+// clients run about one 10 k-token batch at a time on the 16 k-slot rung.
 func (c *Continuous) nextBatchThreshold(replica int) int {
-	return min(c.maxBatchTokens, max(1, c.busyT[replica]/2))
+	return min(c.maxBatchTokens, max(1, c.busyT[replica]/2, c.cfg.MinPipelineTokens))
 }
 
 // deliver hands a batch's vectors to their jobs, or fails them all with the device's error.

@@ -154,10 +154,14 @@ type Config struct {
 	OnBatch func(BatchReport)
 	// BatchesPerReplica is how many batches the continuous engine may have in flight on one
 	// replica (default 1). With 2, the next batch is formed and packed while the device runs
-	// the current one; the second is only started when the queue holds a full batch, so a
-	// lightly loaded replica still takes everything waiting the moment it is free. The Runner
-	// must then allow concurrent Run calls (*modernbert.Model does).
+	// the current one; a replica with a batch in flight starts another once the queue holds
+	// half its tokens and at least MinPipelineTokens, so a lightly loaded replica still takes
+	// everything waiting the moment it is free. The Runner must then allow concurrent Run
+	// calls (*modernbert.Model does).
 	BatchesPerReplica int
+	// MinPipelineTokens is the least work a second batch in flight carries: below it, the
+	// step's fixed cost outweighs its work, and the queue waits for the replica to be free.
+	MinPipelineTokens int
 }
 
 func (c Config) check() error {

@@ -496,3 +496,54 @@ func TestBusyReplicaStartsTheNextBatchAtHalfTheWorkInFlight(t *testing.T) {
 		}
 	}
 }
+
+// Below Config.MinPipelineTokens a second batch is not worth its step's fixed cost: the work
+// waits for the replica to be free, then runs as one batch.
+func TestSmallWorkWaitsForTheReplicaBelowThePipelineFloor(t *testing.T) {
+	m := newTinyModel(t)
+	held := &heldRunner{Runner: ModelRunner(m, modernbert.Packed), held: make(chan struct{}), release: make(chan struct{})}
+	var mu sync.Mutex
+	var batches []int // sequences per batch
+	cfg := testConfig()
+	cfg.BatchesPerReplica = 2
+	cfg.MinPipelineTokens = 300
+	cfg.OnBatch = func(b BatchReport) {
+		mu.Lock()
+		defer mu.Unlock()
+		batches = append(batches, b.Sequences)
+	}
+	eng, err := NewContinuous(cfg, []Runner{held}, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	release := sync.OnceFunc(func() { close(held.release) })
+	defer release()
+	rng := rand.New(rand.NewPCG(10, 11))
+	var jobs sync.WaitGroup
+	embed := func(seqs [][]int32) {
+		jobs.Go(func() {
+			if _, err := eng.Embed(context.Background(), Job{IDs: seqs}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	embed(randomSeqs(rng, 50, 50, 50, 50)) // 200 tokens, held on the device
+	<-held.held
+	embed(randomSeqs(rng, 60, 60)) // half of 200, under the floor of 300
+	embed(randomSeqs(rng, 70))
+	for eng.Stats().QueuedSequences < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if st := eng.Stats(); st.QueuedSequences != 3 {
+		t.Errorf("%d sequences queued, want all 3 (190 tokens) waiting below the floor of 300", st.QueuedSequences)
+	}
+	release()
+	jobs.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(batches, []int{4, 3}) {
+		t.Errorf("batches of %v sequences, want [4 3]: the waiting work runs as one batch once the replica is free", batches)
+	}
+}

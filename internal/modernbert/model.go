@@ -422,11 +422,12 @@ func fillDefaults(cfg Config, spec string, opts *Options) error {
 }
 
 // defaultStepSlots is the ladder of step sizes when Options.StepSlots is empty. On XLA, for
-// the 16,384-slot top: 256, 512, 1,024 and 2,048 slots, then every 1,024 to 4,096, then every
-// 2,048 (every eighth of the top) up to the top, so that rounding a step up to its rung wastes at
-// most a quarter of it and the engine can run what is queued at about its own cost (on the H200 a
-// step costs about 0.5 ms plus 0.67 µs a slot with two in flight, bench-model --per-rung). On
-// simplego a shape costs only its graph, so every power of two from 64 slots up.
+// the 16,384-slot top: 1,024, 2,048, 3,072 and 4,096 slots, then every 2,048 (an eighth of the
+// top) up to the top, so that rounding a step up to its rung wastes at most a quarter of it and
+// the engine runs what is queued at about its own cost. On the H200 (bench-model --per-rung,
+// run 19) a step alone costs about 1.6 ms plus 0.7 µs a slot: rungs of one or two rows of 256
+// saved at most 0.25 ms against four and cost start-up. On simplego a shape costs only its
+// graph, so every power of two from 64 slots up.
 func defaultStepSlots(spec string, maxBatchTokens int) []int {
 	var slots []int
 	if spec == "simplego" {
@@ -436,7 +437,7 @@ func defaultStepSlots(spec string, maxBatchTokens int) []int {
 		return append(slots, maxBatchTokens)
 	}
 	top := maxBatchTokens
-	s := 256
+	s := 1024
 	for ; s < top && s < top/8; s *= 2 {
 		slots = append(slots, s)
 	}

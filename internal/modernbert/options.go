@@ -187,8 +187,8 @@ type Options struct {
 	// StepSlots is the ladder of step sizes in token slots, up to MaxBatchTokens: each row
 	// length gets one compiled step per rung (rows = slots / row length, at least 1), and a
 	// call runs the smallest rung that holds its work, so one short text costs a small step.
-	// Default on XLA: 256 to 2,048 by doubling, 3,072, then every 2,048 up to 16,384 (the
-	// same shape below another MaxBatchTokens); rows longer than PackedRowLength, and padded
+	// Default on XLA: 1,024, 2,048, 3,072, 4,096, then every 2,048 up to 16,384 (the same
+	// shape below another MaxBatchTokens); rows longer than PackedRowLength, and padded
 	// batches, keep only rungs 4x apart. On simplego: every power of two from 64.
 	StepSlots []int
 	// MaxSequenceLength is the longest sequence accepted, ids with [CLS]/[SEP] included.

@@ -126,6 +126,9 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 		// Two batches in flight per GPU: the next is packed and copied while one computes.
 		// On the CPU both would only fight over the same cores.
 		ecfg.BatchesPerReplica = 2
+		// A step's fixed cost on the H200 is about 1.2 ms with two in flight, what 2,000 slots of
+		// work cost (bench-model --per-rung, run 19): smaller batches wait to be merged instead.
+		ecfg.MinPipelineTokens = 2048
 	}
 	var eng engine.Engine
 	var err error

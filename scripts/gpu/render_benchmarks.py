@@ -52,6 +52,17 @@ def service_rows(results):
     return rows
 
 
+def ladder_of(run):
+    """The compiled steps as the server's "replica ready" log line lists them."""
+    log = os.path.join(run, "server_cont.log")
+    if os.path.exists(log):
+        for line in open(log):
+            if '"replica ready"' in line:
+                return "its compiled steps (rows × row length): " + ", ".join(
+                    s.split("/")[0] for s in json.loads(line)["shapes"].split())
+    return "the default step ladder of its build"
+
+
 def latency_section(run):
     """The latency curve of scripts/gpu/latency.sh's runs: one series per service and client
     batch size (as `embedbench compare` groups them in its HTML report), points by achieved
@@ -68,8 +79,8 @@ def latency_section(run):
     w = L.append
     w(f"## Latency against throughput ({os.path.basename(os.path.normpath(run)).split('-')[0].replace('run', 'run ')}, the step ladder)")
     w("")
-    w("One H200, one device call, 8 s per load after 2 s of warm-up: our continuous engine (bf16, the default "
-      "ladder of 1,024, 4,096 and 16,384 token slots per row length) and the seed's HF backend "
+    w("One H200, one device call, 8 s per load after 2 s of warm-up: our continuous engine (bf16, "
+      f"{ladder_of(run)}) and the seed's HF backend "
       "(`scripts/gpu/hf_service.py`, fp32, one request at a time), same random checkpoint, MS MARCO passages. "
       "Closed loop at 1 to 256 concurrent clients, and open loop at 50% and 70% of the batch-32 peak "
       "(latency from the intended send time). A request carries the batch size's texts. "
@@ -172,9 +183,9 @@ def rungs_section(run):
     reports = [json.load(open(f)) for f in files]
     timed = [g["seconds"] for r in reports for g in r["rungs"] if not g.get("skipped")]
     longest = max(r["max_passage_tokens"] for r in reports)
-    w("## Model only, per rung of the step ladder (run 14)")
+    w(f"## Model only, per rung of the step ladder ({os.path.basename(os.path.normpath(run)).split('-')[0].replace('run', 'run ')})")
     w("")
-    w("`embedbench bench-model --per-rung` on one H200 (`scripts/gpu/rungs.sh`): each compiled step timed "
+    w("`embedbench bench-model --per-rung` on one H200 (`scripts/gpu/rungs.sh`, `ladder.sh`): each compiled step timed "
       f"alone for {min(timed):.0f} s, every call filling exactly one step of it with MS MARCO passages (those that run on its row length). "
       "Step time is the mean wall time of a step on the device; with 2 callers a step shares the GPU with the next one, "
       "so the one-caller rows give a step's own time. Occupancy is the share of the step's token slots holding real tokens. "

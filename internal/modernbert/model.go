@@ -185,7 +185,12 @@ func (m *Model) compileAll(ctx context.Context) error {
 			}
 		}
 		if slices.Contains(m.opts.Layouts, Padded) {
-			for _, rows := range thinLadder(rungRows(m.opts.StepSlots, l, max(1, min(top, m.opts.PaddedRows)))) {
+			// One row first: the sequential engine's one-text batch is one row, as HF pads it.
+			ladder := rungRows(m.opts.StepSlots, l, max(1, min(top, m.opts.PaddedRows)))
+			if ladder[0] > 1 {
+				ladder = append([]int{1}, ladder...)
+			}
+			for _, rows := range thinLadder(ladder) {
 				paddedKeys[l] = append(paddedKeys[l], want(rows, l, 1))
 			}
 		}

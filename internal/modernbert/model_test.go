@@ -373,6 +373,13 @@ func TestLadderShapes(t *testing.T) {
 	if got := m.Info().Shapes; !slices.Equal(got, want) {
 		t.Errorf("shapes %v, want %v", got, want)
 	}
+	// Padded (the sequential engine): one row first, then rungs 4x apart, up to PaddedRows.
+	padded := newTiny(t, Options{MaxBatchTokens: 2048, MaxSequenceLength: 256, StepSlots: []int{1024, 2048},
+		PaddedRows: 32, Layouts: []Layout{Padded}})
+	wantPadded := []string{"1x64/1", "16x64/1", "32x64/1", "1x128/1", "8x128/1", "16x128/1", "1x256/1", "4x256/1", "8x256/1"}
+	if got := padded.Info().Shapes; !slices.Equal(got, wantPadded) {
+		t.Errorf("padded shapes %v, want %v", got, wantPadded)
+	}
 	for _, c := range []struct{ in, want []int }{
 		{[]int{1, 2, 4, 8, 12, 16, 24, 32}, []int{1, 4, 16, 32}},
 		{[]int{2, 4, 8}, []int{2, 8}},

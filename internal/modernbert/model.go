@@ -534,6 +534,7 @@ func (m *Model) uploadFloat(data []float32, dt dtypes.DType, dims []int) (backen
 var (
 	compiledMu    sync.Mutex
 	compiledSteps = map[string]*sharedStep{}
+	warmMu        sync.Mutex // held through a step's first execution
 )
 
 type sharedStep struct {
@@ -555,9 +556,15 @@ func (m *Model) compileAndWarm(gs graphSpec) (*step, error) {
 	if err != nil || m.backendSpec == "simplego" {
 		return st, err
 	}
+	// Warm-ups run one at a time: a shape's first execution is where XLA captures its command
+	// buffers (CUDA graphs), and another execution on the device meanwhile invalidates the
+	// capture (run 20: cudaErrorStreamCaptureInvalidated, which then read as cuDNN's fused
+	// attention failing).
+	warmMu.Lock()
 	in := st.getInputs()
 	_, err = m.run(st, in)
 	st.inputs.Put(in)
+	warmMu.Unlock()
 	if err != nil {
 		m.releaseStep(st)
 		return nil, fmt.Errorf("warm-up of the %dx%d step: %w", gs.rows, gs.rowLen, err)

@@ -3,7 +3,8 @@
 # (bf16, default ladder) and the seed's HF backend (hf_service.py, one request at a time) on
 # the same random checkpoint: one text and 32 passages from one client, one text from 8, 64
 # and 256 clients, 32 passages at saturation and open loop at 50% and 70% of that peak.
-# SERVE_EXTRA adds flags to our server (e.g. SERVE_EXTRA="--step-slots 1024,4096,8192,16384").
+# SERVE_EXTRA adds flags to our server (e.g. SERVE_EXTRA="--step-slots 1024,4096,8192,16384");
+# SKIP_HF=1 leaves the HF reference out.
 # Packs $W into $OUT/latency.tgz.
 set -uo pipefail
 source scripts/gpu/env.sh
@@ -11,7 +12,7 @@ DUR=${DUR:-8s}
 "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
 "$BIN" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous --dtype bfloat16 \
   --max-concurrent-requests 4096 --pprof-addr 127.0.0.1:6060 ${SERVE_EXTRA:-} > "$W/server_cont.log" 2>&1 &
-if [ -z "$DRYRUN" ]; then
+if [ -z "$DRYRUN" ] && [ -z "${SKIP_HF:-}" ]; then
   python3 scripts/gpu/hf_service.py --model "$MB" --port 8002 > "$W/server_hf.log" 2>&1 &
 fi
 wait_healthy http://127.0.0.1:8001 240
@@ -43,7 +44,7 @@ for pct in 50 70; do
   run cont_b32_rate$pct 8001 32 --rate "$(python3 -c "print(round($PEAK * $pct / 100 / 32, 2))")" --max-concurrent-requests 4096
 done
 curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_(slots|occupancy)" > "$W/step_metrics.txt"
-if [ -z "$DRYRUN" ]; then
+if [ -z "$DRYRUN" ] && [ -z "${SKIP_HF:-}" ]; then
   wait_healthy http://127.0.0.1:8002 240
   run hf_b1_c1 8002 1 --max-concurrent-requests 1
   run hf_b32_c1 8002 32 --max-concurrent-requests 1

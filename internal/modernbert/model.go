@@ -196,42 +196,43 @@ func (m *Model) compileAll(ctx context.Context) error {
 		}
 	}
 
-	var fusedFailed atomic.Bool // once cuDNN's fused attention fails, later shapes do not retry it
+	var fusedFailed atomic.Bool // once cuDNN's fused attention fails, later shapes do not try it
 	fused := (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention
-	compileOne := func(k key) (*step, error) {
-		gs := graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: k.rows, rowLen: k.rowLen, segments: k.segments,
+	specOf := func(k key) graphSpec {
+		return graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: k.rows, rowLen: k.rowLen, segments: k.segments,
 			pooling: m.opts.Pooling, poolMask: m.opts.ExcludePrompt, dense: m.denseSpecs(), normalize: m.opts.Normalize, variant: m.variant,
 			fusedAttention: fused && !fusedFailed.Load() && fusedAttentionOK(m.opts.DType.gomlx(), m.cfg.HeadDim(), k.rowLen)}
-		t0 := time.Now()
-		st, err := m.compileAndWarm(gs)
-		if err != nil && gs.fusedAttention {
-			// cuDNN's fused attention needs a recent GPU and cuDNN; without them, XLA's own
-			// attention computes the same vectors, more slowly.
-			if !fusedFailed.Swap(true) {
-				slog.Warn("modernbert: cuDNN fused attention unavailable, using XLA attention", "rows", k.rows, "row_len", k.rowLen, "err", err)
-			}
-			gs.fusedAttention = false
-			st, err = m.compileAndWarm(gs)
+	}
+	// withoutFused gives up cuDNN's fused attention after err: it needs a recent GPU and cuDNN;
+	// without them, XLA's own attention computes the same vectors, more slowly.
+	withoutFused := func(k key, err error) {
+		if !fusedFailed.Swap(true) {
+			slog.Warn("modernbert: cuDNN fused attention unavailable, using XLA attention", "rows", k.rows, "row_len", k.rowLen, "err", err)
 		}
-		if err != nil {
-			return nil, err
-		}
-		slog.Debug("modernbert: compiled step", "rows", k.rows, "row_len", k.rowLen, "segments", k.segments, "took", time.Since(t0))
-		return st, nil
 	}
 	steps := make(map[key]*step, len(keys))
-	// The first shape compiles alone, so that a GPU without cuDNN's fused attention is found
-	// once, before the others compile.
+	// The first shape compiles and warms up alone, so that a GPU without cuDNN's fused
+	// attention is found once, before the others compile.
 	if len(keys) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		st, err := compileOne(keys[0])
+		gs := specOf(keys[0])
+		st, err := m.compileAndWarm(gs)
+		if err != nil && gs.fusedAttention {
+			withoutFused(keys[0], err)
+			gs.fusedAttention = false
+			st, err = m.compileAndWarm(gs)
+		}
 		if err != nil {
 			return err
 		}
 		steps[keys[0]] = st
 	}
+	// The others compile concurrently, then warm up one at a time with nothing else on the
+	// device: a shape's first execution is where XLA captures its CUDA graphs and cuDNN builds
+	// its attention graph, by stream capture, and another execution, or a compile autotuning
+	// on the device, invalidates the capture (run 20).
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -248,17 +249,47 @@ func (m *Model) compileAll(ctx context.Context) error {
 			if failed || ctx.Err() != nil {
 				return
 			}
-			st, err := compileOne(k)
+			t0 := time.Now()
+			gs := specOf(k)
+			st, err := m.compileShared(gs)
+			if err != nil && gs.fusedAttention {
+				withoutFused(k, err)
+				gs.fusedAttention = false
+				st, err = m.compileShared(gs)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				firstErr = cmp.Or(firstErr, err)
 				return
 			}
+			slog.Debug("modernbert: compiled step", "rows", k.rows, "row_len", k.rowLen, "segments", k.segments, "took", time.Since(t0))
 			steps[k] = st
 		})
 	}
 	wg.Wait()
+	for _, k := range keys[min(1, len(keys)):] {
+		st := steps[k]
+		if st == nil || firstErr != nil {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			firstErr = err
+			break
+		}
+		err := m.warmUp(st)
+		if err != nil && st.spec.fusedAttention {
+			withoutFused(k, err)
+			m.releaseStep(st)
+			delete(steps, k)
+			gs := st.spec
+			gs.fusedAttention = false
+			if st, err = m.compileAndWarm(gs); err == nil {
+				steps[k] = st
+			}
+		}
+		firstErr = cmp.Or(firstErr, err)
+	}
 	// Steps are assigned before any error is returned, so that Close releases every one.
 	m.packed, m.padded = map[int][]*step{}, map[int][]*step{}
 	for l, ks := range packedKeys {
@@ -548,28 +579,34 @@ func (m *Model) stepKey(gs graphSpec) string {
 	return fmt.Sprintf("%s|%#v", m.backendSpec, gs)
 }
 
-// compileAndWarm compiles the step for gs (or shares a replica's) and runs it once. XLA's first
-// execution of a shape on a device loads it there, allocates and autotunes; simplego has
-// nothing to warm: its first execution costs what every one does.
+// compileAndWarm compiles the step for gs (or shares a replica's) and runs it once.
 func (m *Model) compileAndWarm(gs graphSpec) (*step, error) {
 	st, err := m.compileShared(gs)
-	if err != nil || m.backendSpec == "simplego" {
-		return st, err
-	}
-	// Warm-ups run one at a time: a shape's first execution is where XLA captures its command
-	// buffers (CUDA graphs), and another execution on the device meanwhile invalidates the
-	// capture (run 20: cudaErrorStreamCaptureInvalidated, which then read as cuDNN's fused
-	// attention failing).
-	warmMu.Lock()
-	in := st.getInputs()
-	_, err = m.run(st, in)
-	st.inputs.Put(in)
-	warmMu.Unlock()
 	if err != nil {
+		return nil, err
+	}
+	if err := m.warmUp(st); err != nil {
 		m.releaseStep(st)
-		return nil, fmt.Errorf("warm-up of the %dx%d step: %w", gs.rows, gs.rowLen, err)
+		return nil, err
 	}
 	return st, nil
+}
+
+// warmUp runs a compiled step once. XLA's first execution of a shape on a device loads it
+// there, allocates, and captures its CUDA graphs; simplego has nothing to warm: its first
+// execution costs what every one does. Warm-ups run one at a time, across replicas too.
+func (m *Model) warmUp(st *step) error {
+	if m.backendSpec == "simplego" {
+		return nil
+	}
+	warmMu.Lock()
+	defer warmMu.Unlock()
+	in := st.getInputs()
+	defer st.inputs.Put(in)
+	if _, err := m.run(st, in); err != nil {
+		return fmt.Errorf("warm-up of the %dx%d step: %w", st.spec.rows, st.spec.rowLen, err)
+	}
+	return nil
 }
 
 // compileShared returns the compiled step for gs, compiling it if no replica has yet. Distinct

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -278,6 +279,9 @@ func (m *Model) compileAll(ctx context.Context) error {
 			break
 		}
 		err := m.warmUp(st)
+		if err != nil {
+			err = m.warmUp(st) // once more: the device is quiet now
+		}
 		if err != nil && st.spec.fusedAttention {
 			withoutFused(k, err)
 			m.releaseStep(st)
@@ -314,10 +318,17 @@ func (m *Model) compileAll(ctx context.Context) error {
 
 // compileParallelism is how many shapes compile at once: XLA spends seconds on a shape, mostly
 // on one core, so several at once pay while cores are free (simplego's graphs take
-// microseconds either way).
+// microseconds either way). EnvCompileParallelism overrides it; 1 compiles one at a time.
 func compileParallelism() int {
+	if n, err := strconv.Atoi(os.Getenv(EnvCompileParallelism)); err == nil && n > 0 {
+		return n
+	}
 	return min(6, max(2, runtime.NumCPU()/2))
 }
+
+// EnvCompileParallelism names the environment variable that sets how many step shapes
+// compile at once on XLA.
+const EnvCompileParallelism = "EMBEDBENCH_COMPILE_PARALLELISM"
 
 // denseSpecs are the shapes of Options.Dense.
 func (m *Model) denseSpecs() []denseSpec {

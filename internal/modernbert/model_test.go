@@ -390,3 +390,17 @@ func TestLadderShapes(t *testing.T) {
 		}
 	}
 }
+
+func TestCompileParallelism(t *testing.T) {
+	if n := compileParallelism(); n < 2 || n > 6 {
+		t.Errorf("default %d shapes at once, want 2 to 6", n)
+	}
+	t.Setenv(EnvCompileParallelism, "1")
+	if n := compileParallelism(); n != 1 {
+		t.Errorf("%s=1 gave %d", EnvCompileParallelism, n)
+	}
+	t.Setenv(EnvCompileParallelism, "many")
+	if n := compileParallelism(); n < 2 {
+		t.Errorf("an unreadable %s gave %d, want the default", EnvCompileParallelism, n)
+	}
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""A discrete-event model of the continuous engine on one GPU, used to choose the step ladder and
+the rule for a second batch in flight before spending device time (docs/notes/modernbert.md,
+session 7). It reproduced run 16 within about 20%; it assumed a step's fixed GPU cost of 0.47 ms
+where run 19 then measured about 1.2 ms, so its small-step figures are optimistic.
+
+Model: MS MARCO-like lengths (lognormal, mean about 78 tokens, at most 218); packed rows of 256
+at 96% occupancy; a step's GPU time 0.47 ms + 0.67 us a slot, host time before (0.3 ms) and
+after it (0.7 ms + 0.04 us a slot); two workers; a busy replica starts its second batch once
+the queue holds `frac` of the tokens in flight (None: a full 16,384-token batch); clients add
+0.4 ms of round trip. Prints requests/s, p50 and p99 for closed loops of 256, 8 and 1 clients
+and open loops at 50% and 70% of a 17,000 passages/s peak.
+
+Usage: python3 scripts/model/engine_sim.py
+"""
+import heapq
+import math
+import random
+
+LADDER_DENSE = [4, 8, 12, 16, 24, 32, 40, 48, 56, 64]  # rows of 256, today's default
+LADDER_OLD = [4, 16, 64]                                # 1,024, 4,096 and 16,384 slots
+MAX_TOKENS = 16384
+
+
+def gpu_ms(slots):
+    return 0.47 + 0.667e-3 * slots
+
+
+def pre_ms(slots):
+    return 0.3 + 0.01e-3 * slots
+
+
+def post_ms(slots):
+    return 0.7 + 0.04e-3 * slots
+
+
+def length():
+    return max(8, min(218, int(random.lognormvariate(math.log(70), 0.45))))
+
+
+def slots_for(tokens, ladder):
+    if tokens <= 64:
+        return 64
+    if tokens <= 128:
+        return 128
+    rows = math.ceil(tokens / (256 * 0.96))
+    return next((r for r in ladder if r >= rows), ladder[-1]) * 256
+
+
+def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms=0.4, warm_ms=500.0):
+    events, seq = [], 0
+
+    def push(t, kind, data=None):
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (t, seq, kind, data))
+
+    queue, requests, latencies = [], {}, []
+    gpu_free, idle_workers, busy_tokens, busy_batches, next_id = 0.0, 2, 0, 0, 0
+
+    def new_request(t):
+        nonlocal next_id
+        next_id += 1
+        requests[next_id] = [t, batch]
+        queue.extend((t, length(), next_id) for _ in range(batch))
+
+    def try_start(t):
+        nonlocal idle_workers, busy_tokens, busy_batches, gpu_free
+        while idle_workers and queue:
+            if busy_batches:
+                threshold = MAX_TOKENS if frac is None else min(MAX_TOKENS, max(1, int(busy_tokens * frac)))
+                if sum(x for _, x, _ in queue) < threshold:
+                    return
+            budget, taken, rest = MAX_TOKENS, [], []
+            for q in queue:
+                if q[1] <= budget:
+                    budget -= q[1]
+                    taken.append(q)
+                else:
+                    rest.append(q)
+            queue[:] = rest
+            tokens = sum(x for _, x, _ in taken)
+            slots = slots_for(tokens, ladder)
+            idle_workers -= 1
+            busy_tokens += tokens
+            busy_batches += 1
+            start = max(t + pre_ms(slots), gpu_free)
+            gpu_free = start + gpu_ms(slots)
+            push(gpu_free + post_ms(slots), "done", (taken, tokens))
+
+    if rate is None:
+        for _ in range(clients):
+            new_request(random.random())
+    else:
+        t = 0.0
+        while t < horizon_ms:
+            t += random.expovariate(rate / 1000.0)
+            push(t, "arrive")
+    push(1.0, "kick")
+    while events:
+        t, _, kind, data = heapq.heappop(events)
+        if t > horizon_ms:
+            break
+        if kind in ("arrive", "client"):
+            new_request(t)
+        elif kind == "done":
+            taken, tokens = data
+            idle_workers += 1
+            busy_tokens -= tokens
+            busy_batches -= 1
+            for _, _, rid in taken:
+                requests[rid][1] -= 1
+                if requests[rid][1] == 0:
+                    sent = requests.pop(rid)[0]
+                    if t > warm_ms:
+                        latencies.append(t - sent + rtt_ms)
+                    if rate is None:
+                        push(t + rtt_ms, "client")
+        try_start(t)
+    latencies.sort()
+    n = len(latencies)
+    if not n:
+        return "no requests"
+    return f"{n / ((horizon_ms - warm_ms) / 1000):7.0f} req/s p50 {latencies[n // 2]:5.1f} p99 {latencies[int(n * 0.99)]:5.1f} ms"
+
+
+def main():
+    for name, ladder in (("old ladder", LADDER_OLD), ("dense ladder", LADDER_DENSE)):
+        for frac in (None, 1.0, 0.5, 0.25):
+            cases = [dict(clients=256), dict(clients=8), dict(clients=1, batch=32),
+                     dict(batch=32, rate=0.5 * 17000 / 32), dict(batch=32, rate=0.7 * 17000 / 32)]
+            cells = []
+            for case in cases:
+                random.seed(7)
+                cells.append(run(ladder, frac, **case))
+            print(f"{name}, second batch at {frac or 'a full batch'}:")
+            for label, cell in zip(("256 clients", "8 clients", "32 passages, 1 client", "open 50%", "open 70%"), cells):
+                print(f"  {label:22s} {cell}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@ package modernbert
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -402,5 +403,44 @@ func TestCompileParallelism(t *testing.T) {
 	t.Setenv(EnvCompileParallelism, "many")
 	if n := compileParallelism(); n < 2 {
 		t.Errorf("an unreadable %s gave %d, want the default", EnvCompileParallelism, n)
+	}
+}
+
+// A start-up cancelled while shapes compile returns the context's error and leaves no compiled
+// step behind; replicas built at once share each shape.
+func TestCompileCancelsAndShares(t *testing.T) {
+	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps, which XLA runs
+	cfg := tinyConfig()
+	opts := Options{Backend: "simplego", MaxBatchTokens: 2048, MaxSequenceLength: 256, Layouts: []Layout{Packed}}
+	compiled := func() int {
+		compiledMu.Lock()
+		defer compiledMu.Unlock()
+		return len(compiledSteps)
+	}
+	before := compiled()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := New(ctx, cfg, RandomWeights(cfg, 7), opts); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled start-up returned %v, want context.Canceled", err)
+	}
+	if left := compiled() - before; left != 0 {
+		t.Errorf("%d compiled steps left behind by a cancelled start-up", left)
+	}
+
+	models := make([]*Model, 3)
+	errs := make([]error, len(models))
+	var wg sync.WaitGroup
+	for i := range models {
+		wg.Go(func() { models[i], errs[i] = New(context.Background(), cfg, RandomWeights(cfg, 7), opts) })
+	}
+	wg.Wait()
+	for i, m := range models {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		defer m.Close()
+		if !slices.Equal(m.packed[256], models[0].packed[256]) {
+			t.Errorf("replica %d compiled its own steps", i)
+		}
 	}
 }

@@ -211,6 +211,36 @@ func (m *Model) compileAll(ctx context.Context) error {
 			slog.Warn("modernbert: cuDNN fused attention unavailable, using XLA attention", "rows", k.rows, "row_len", k.rowLen, "err", err)
 		}
 	}
+	// compile builds k's step; a compile that fails with cuDNN's attention is retried with XLA's.
+	compile := func(k key) (*step, error) {
+		gs := specOf(k)
+		st, err := m.compileShared(gs)
+		if err != nil && gs.fusedAttention {
+			withoutFused(k, err)
+			gs.fusedAttention = false
+			st, err = m.compileShared(gs)
+		}
+		return st, err
+	}
+	// warm runs k's compiled step once, and once more if that fails (the device is quiet); a
+	// step whose warm-up still fails with cuDNN's attention is rebuilt with XLA's.
+	warm := func(k key, st *step) (*step, error) {
+		err := m.warmUp(st)
+		if err != nil {
+			err = m.warmUp(st)
+		}
+		if err == nil {
+			return st, nil
+		}
+		m.releaseStep(st)
+		if !st.spec.fusedAttention {
+			return nil, err
+		}
+		withoutFused(k, err)
+		gs := st.spec
+		gs.fusedAttention = false
+		return m.compileAndWarm(gs)
+	}
 	steps := make(map[key]*step, len(keys))
 	// The first shape compiles and warms up alone, so that a GPU without cuDNN's fused
 	// attention is found once, before the others compile.
@@ -218,12 +248,9 @@ func (m *Model) compileAll(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		gs := specOf(keys[0])
-		st, err := m.compileAndWarm(gs)
-		if err != nil && gs.fusedAttention {
-			withoutFused(keys[0], err)
-			gs.fusedAttention = false
-			st, err = m.compileAndWarm(gs)
+		st, err := compile(keys[0])
+		if err == nil {
+			st, err = warm(keys[0], st)
 		}
 		if err != nil {
 			return err
@@ -251,13 +278,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 				return
 			}
 			t0 := time.Now()
-			gs := specOf(k)
-			st, err := m.compileShared(gs)
-			if err != nil && gs.fusedAttention {
-				withoutFused(k, err)
-				gs.fusedAttention = false
-				st, err = m.compileShared(gs)
-			}
+			st, err := compile(k)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -274,25 +295,13 @@ func (m *Model) compileAll(ctx context.Context) error {
 		if st == nil || firstErr != nil {
 			break
 		}
-		if err := ctx.Err(); err != nil {
-			firstErr = err
+		if firstErr = ctx.Err(); firstErr != nil {
 			break
 		}
-		err := m.warmUp(st)
-		if err != nil {
-			err = m.warmUp(st) // once more: the device is quiet now
+		delete(steps, k) // warm releases a step that fails
+		if st, firstErr = warm(k, st); firstErr == nil {
+			steps[k] = st
 		}
-		if err != nil && st.spec.fusedAttention {
-			withoutFused(k, err)
-			m.releaseStep(st)
-			delete(steps, k)
-			gs := st.spec
-			gs.fusedAttention = false
-			if st, err = m.compileAndWarm(gs); err == nil {
-				steps[k] = st
-			}
-		}
-		firstErr = cmp.Or(firstErr, err)
 	}
 	// Steps are assigned before any error is returned, so that Close releases every one.
 	m.packed, m.padded = map[int][]*step{}, map[int][]*step{}

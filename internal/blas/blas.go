@@ -44,6 +44,9 @@ type Library struct {
 	sgemm    sgemmFunc
 	gemm     gemmFunc
 	gemmBF16 gemmBF16Func // nil without a bf16 product
+	// linearBF16 is one thread's rows of a bf16 Linear: x [rows, k] converted into xb as the
+	// weight w's rows are laid out (split: [hi | hi | lo]), then y = xb·wᵀ + beta·y.
+	linearBF16 func(rows, n, k int, split bool, x []float32, xb, w []uint16, beta float32, y []float32)
 }
 
 // String describes the library for logs and model info.

@@ -7,6 +7,7 @@ package blas
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef void (*cblas_sgemm_t)(int order, int transA, int transB, int m, int n, int k,
 	float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
@@ -46,6 +47,47 @@ static int gemm_f32_batch(int kind, void *fn, int batch, int m, int n, int k, in
 static int gemm_bf16(void *fn, int transA, int transB, int m, int n, int k, float alpha,
 		const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta, float *c, int ldc) {
 	return ((dnnl_bf16_t)fn)(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// x's rows to bf16 (to nearest, ties to even) in xb, laid out as the weight's rows are: [x]
+// for a bf16 product; [hi | hi | lo] for the three-product split, where hi is x rounded and lo
+// the rest rounded (hi·w_hi + hi·w_lo + lo·w_hi against weight rows [hi | lo | hi]). Cloned per
+// ISA so that the loops run vectorised; Go's compiler would run them one value at a time.
+static inline uint16_t bf16(float f) {
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3")))
+static void convert_rows(int rows, int k, int split, const float *x, uint16_t *xb) {
+	int d = split ? 3 * k : k;
+	for (int r = 0; r < rows; r++) {
+		const float *src = x + (size_t)r * k;
+		uint16_t *hi = xb + (size_t)r * d;
+		if (!split) {
+			for (int i = 0; i < k; i++) hi[i] = bf16(src[i]);
+			continue;
+		}
+		uint16_t *hi2 = hi + k, *lo = hi + 2 * k;
+		for (int i = 0; i < k; i++) {
+			uint16_t h = bf16(src[i]);
+			uint32_t hb = (uint32_t)h << 16;
+			float hf;
+			memcpy(&hf, &hb, 4);
+			hi[i] = h;
+			hi2[i] = h;
+			lo[i] = bf16(src[i] - hf);
+		}
+	}
+}
+
+// One thread's part of a Linear's product in bf16: its rows of x converted, then multiplied.
+static int linear_bf16(void *fn, int rows, int n, int k, int split, const float *x, uint16_t *xb,
+		const uint16_t *w, float beta, float *y) {
+	int d = split ? 3 * k : k;
+	convert_rows(rows, k, split, x, xb);
+	return ((dnnl_bf16_t)fn)('N', 'T', rows, n, d, 1.0f, xb, d, w, d, beta, y, n);
 }
 
 static void call_set_threads(void *fn, int n) { ((set_threads_t)fn)(n); }
@@ -115,6 +157,11 @@ func open(names []string, threads int) (*Library, error) {
 				check(C.gemm_bf16(bf, cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
 					(*C.uint16_t)(unsafe.Pointer(&a[0])), C.int(lda), (*C.uint16_t)(unsafe.Pointer(&b[0])), C.int(ldb),
 					C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc)), "bf16 gemm")
+			}
+			lib.linearBF16 = func(rows, n, k int, split bool, x []float32, xb, w []uint16, beta float32, y []float32) {
+				check(C.linear_bf16(bf, C.int(rows), C.int(n), C.int(k), cbool(split), (*C.float)(unsafe.Pointer(&x[0])),
+					(*C.uint16_t)(unsafe.Pointer(&xb[0])), (*C.uint16_t)(unsafe.Pointer(&w[0])), C.float(beta),
+					(*C.float)(unsafe.Pointer(&y[0]))), "bf16 linear")
 			}
 		}
 		return lib, nil

@@ -1,0 +1,173 @@
+package blas
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/cpu"
+)
+
+// Precision is how a Linear's products are computed.
+type Precision int
+
+const (
+	// Float32 is the library's sgemm.
+	Float32 Precision = iota
+	// BFloat16 rounds inputs and weights to bf16 and accumulates in float32.
+	BFloat16
+	// BFloat16x3 keeps float32 accuracy at bf16 speed: each value is split into two bf16
+	// parts, x = hi + lo (16 significant bits of its 24), and x·w is the sum of the three
+	// products that matter, hi·hi + hi·lo + lo·hi, with float32 accumulation. What is dropped
+	// (lo·lo and the bits below lo) is about 2^-16 of each term: a product's error is ~1e-5 of
+	// its terms' magnitude, some 30x smaller than the TF32 products XLA runs "float32" matmuls
+	// with on a GPU. It is XLA's BF16_BF16_F32_X3 algorithm and what PyTorch's "high" float32
+	// matmul precision may use. It pays where bf16 products run on AMX tiles: on a Xeon with
+	// AMX, oneDNN's bf16 product runs 6x its sgemm, so three of them take half the time.
+	BFloat16x3
+)
+
+func (p Precision) String() string {
+	switch p {
+	case Float32:
+		return "float32"
+	case BFloat16:
+		return "bfloat16"
+	case BFloat16x3:
+		return "bfloat16x3"
+	}
+	return fmt.Sprintf("Precision(%d)", int(p))
+}
+
+// EnvFloat32Products overrides Float32Products: "sgemm" or "bf16x3".
+const EnvFloat32Products = "EMBEDBENCH_FP32_PRODUCTS"
+
+// Float32Products is the precision that float32 linear layers should use here: BFloat16x3
+// where the library has a bf16 product and the CPU runs it on AMX tiles, else Float32. On
+// CPUs without AMX (AVX512_BF16 alone) three bf16 products cost about what one sgemm does,
+// so the exact product stays.
+func (l *Library) Float32Products() (Precision, error) {
+	switch v := os.Getenv(EnvFloat32Products); v {
+	case "":
+	case "sgemm":
+		return Float32, nil
+	case "bf16x3":
+		if !l.HasBF16() {
+			return Float32, fmt.Errorf("%s=%s: %s has no bf16 product", EnvFloat32Products, v, l.Path)
+		}
+		return BFloat16x3, nil
+	default:
+		return Float32, fmt.Errorf("%s=%q: want sgemm or bf16x3", EnvFloat32Products, v)
+	}
+	if l.HasBF16() && cpu.X86.HasAMXBF16 {
+		return BFloat16x3, nil
+	}
+	return Float32, nil
+}
+
+// Linear is a linear layer's weight W [n, k] prepared once for the products y = x·Wᵀ in one
+// precision: rounded or split into bf16 where the precision asks for it.
+type Linear struct {
+	lib       *Library
+	n, k      int
+	precision Precision
+	w         []float32 // Float32
+	wb        []uint16  // BFloat16: [n, k]; BFloat16x3: [n, 3k], each row [hi | lo | hi]
+	inputs    sync.Pool // *[]uint16: x in bf16, as wb's rows are laid out
+}
+
+// NewLinear prepares w ([n, k], row-major, as a linear layer stores it) for Apply. Float32
+// keeps w itself; the bf16 precisions keep their own copy, so w may be reused after.
+func (l *Library) NewLinear(w []float32, n, k int, p Precision) (*Linear, error) {
+	if n <= 0 || k <= 0 || len(w) != n*k {
+		return nil, fmt.Errorf("blas.NewLinear: %d values for a %d×%d weight", len(w), n, k)
+	}
+	ln := &Linear{lib: l, n: n, k: k, precision: p}
+	switch p {
+	case Float32:
+		ln.w = w
+	case BFloat16, BFloat16x3:
+		if !l.HasBF16() {
+			return nil, fmt.Errorf("blas.NewLinear: %s precision needs a bf16 product; %s has none", p, l.Path)
+		}
+		ln.wb = make([]uint16, n*ln.depth())
+		for r := range n {
+			src, dst := w[r*k:(r+1)*k], ln.wb[r*ln.depth():(r+1)*ln.depth()]
+			if p == BFloat16 {
+				ToBF16(dst, src)
+			} else {
+				SplitBF16(dst[:k], dst[k:2*k], src)
+				copy(dst[2*k:], dst[:k])
+			}
+		}
+	default:
+		return nil, fmt.Errorf("blas.NewLinear: unknown precision %d", int(p))
+	}
+	return ln, nil
+}
+
+// Precision is the precision the layer was prepared in.
+func (ln *Linear) Precision() Precision { return ln.precision }
+
+// depth is the length of the products' inner dimension: 3k for BFloat16x3.
+func (ln *Linear) depth() int {
+	if ln.precision == BFloat16x3 {
+		return 3 * ln.k
+	}
+	return ln.k
+}
+
+// Apply computes y = x·Wᵀ + beta·y for x [m, k] and y [m, n], row-major and dense. With beta
+// 1 the product is added to y, which is how a residual connection costs no pass of its own.
+func (ln *Linear) Apply(m int, x []float32, beta float32, y []float32) {
+	n, k := ln.n, ln.k
+	if m <= 0 {
+		return
+	}
+	if len(x) < m*k || len(y) < m*n {
+		panic(fmt.Sprintf("blas.Linear.Apply: %d×%d·(%d×%d)ᵀ needs more values than x=%d y=%d", m, k, n, k, len(x), len(y)))
+	}
+	if ln.precision == Float32 {
+		ln.lib.Gemm(false, true, m, n, k, 1, x, k, ln.w, k, beta, y, n)
+		return
+	}
+	d := ln.depth()
+	buf, _ := ln.inputs.Get().(*[]uint16)
+	if buf == nil {
+		buf = new([]uint16)
+	}
+	if cap(*buf) < m*d {
+		*buf = make([]uint16, m*d)
+	}
+	xb := (*buf)[:m*d]
+	// Each thread converts its own rows and multiplies them while they are in its cache.
+	ln.lib.split(m, n*d, func(lo, hi int) {
+		ln.lib.linearBF16(hi-lo, n, k, ln.precision == BFloat16x3, x[lo*k:], xb[lo*d:], ln.wb, beta, y[lo*n:])
+	})
+	ln.inputs.Put(buf)
+}
+
+// ToBF16 writes src rounded to bf16 (to nearest, ties to even) into dst and returns it. The
+// values are finite activations and weights: NaN needs no care.
+func ToBF16(dst []uint16, src []float32) []uint16 {
+	for i, f := range src {
+		dst[i] = bf16(f)
+	}
+	return dst
+}
+
+// SplitBF16 writes each src value as hi + lo: hi is the value rounded to bf16, lo the rest
+// rounded to bf16, so hi + lo holds 16 significant bits of the value's 24.
+func SplitBF16(hi, lo []uint16, src []float32) {
+	for i, f := range src {
+		h := bf16(f)
+		hi[i] = h
+		lo[i] = bf16(f - math.Float32frombits(uint32(h)<<16))
+	}
+}
+
+func bf16(f float32) uint16 {
+	u := math.Float32bits(f)
+	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
+}

@@ -26,8 +26,9 @@ type cpuEncoder struct {
 	cfg       Config
 	lib       *blas.Library
 	t         map[string][]float32
-	bf16      map[string][]uint16 // with DType BFloat16: the linear layers' weights in bf16
-	rope      [2]ropeTable        // global, local
+	linears   map[string]*blas.Linear // by weight name
+	products  blas.Precision          // the linear layers' products
+	rope      [2]ropeTable            // global, local
 	pooling   Pooling
 	normalize bool
 	workers   int
@@ -43,7 +44,6 @@ type cpuSpan struct{ start, n, slots int }
 // cpuScratch holds one forward pass's activations, reused across calls.
 type cpuScratch struct {
 	h, x, qkv, attn, wi, act []float32
-	xb                       []uint16    // a linear layer's input in bf16 (DType BFloat16)
 	scores                   [][]float32 // one per worker
 }
 
@@ -75,12 +75,19 @@ func newCPUPath(cfg Config, w *Weights, opts Options, variant graphVariant) (*cp
 	if err != nil {
 		return nil, "", err
 	}
-	return e, "native forward pass (" + opts.DType.String() + " linear layers), products through " + lib.String(), nil
+	return e, "native forward pass (" + opts.DType.String() + " linear layers as " + e.products.String() + " products), products through " + lib.String(), nil
 }
 
 func newCPUEncoder(cfg Config, w *Weights, opts Options, lib *blas.Library) (*cpuEncoder, error) {
-	e := &cpuEncoder{cfg: cfg, lib: lib, t: map[string][]float32{}, pooling: opts.Pooling, normalize: opts.Normalize,
-		workers: runtime.GOMAXPROCS(0)}
+	e := &cpuEncoder{cfg: cfg, lib: lib, t: map[string][]float32{}, linears: map[string]*blas.Linear{},
+		pooling: opts.Pooling, normalize: opts.Normalize, workers: runtime.GOMAXPROCS(0), products: blas.BFloat16}
+	if opts.DType != BFloat16 {
+		p, err := lib.Float32Products()
+		if err != nil {
+			return nil, err
+		}
+		e.products = p
+	}
 	for _, s := range specs(cfg) {
 		t, ok := w.Tensors[s.name]
 		if !ok {
@@ -95,11 +102,12 @@ func newCPUEncoder(cfg Config, w *Weights, opts Options, lib *blas.Library) (*cp
 			}
 		}
 		e.t[s.name] = t.Data
-		if opts.DType == BFloat16 && len(s.shape) == 2 && s.name != "embeddings.tok_embeddings.weight" {
-			if e.bf16 == nil {
-				e.bf16 = map[string][]uint16{}
+		if len(s.shape) == 2 && s.name != "embeddings.tok_embeddings.weight" {
+			ln, err := lib.NewLinear(t.Data, s.shape[0], s.shape[1], e.products)
+			if err != nil {
+				return nil, fmt.Errorf("weight %s: %w", s.name, err)
 			}
-			e.bf16[s.name] = toBF16(make([]uint16, len(t.Data)), t.Data)
+			e.linears[s.name] = ln
 		}
 	}
 	for i, theta := range []float64{cfg.GlobalRopeTheta, cfg.LocalRopeTheta} {
@@ -147,13 +155,13 @@ func (e *cpuEncoder) forward(ctx context.Context, seqs [][]int32, spans []cpuSpa
 			e.layerNorm(x, h, p+"attn_norm", slots)
 			in = x
 		}
-		e.linear(sc, in, p+"attn.Wqkv", qkv, slots, H, 3*H, 0)
+		e.linear(in, p+"attn.Wqkv", qkv, slots, 3*H, 0)
 		e.attention(sc, qkv, attn, spans, cfg.IsGlobal(i))
-		e.linear(sc, attn, p+"attn.Wo", h, slots, H, H, 1)
+		e.linear(attn, p+"attn.Wo", h, slots, H, 1)
 		e.layerNorm(x, h, p+"mlp_norm", slots)
-		e.linear(sc, x, p+"mlp.Wi", wi, slots, H, 2*I, 0)
+		e.linear(x, p+"mlp.Wi", wi, slots, 2*I, 0)
 		e.geglu(wi, act, slots)
-		e.linear(sc, act, p+"mlp.Wo", h, slots, I, H, 1)
+		e.linear(act, p+"mlp.Wo", h, slots, H, 1)
 	}
 	e.layerNorm(h, h, "final_norm", slots)
 	return e.pool(h, spans), nil
@@ -173,11 +181,6 @@ func (e *cpuEncoder) getScratch(slots int) *cpuScratch {
 	}
 	sc.h, sc.x, sc.attn = grow(sc.h, slots*H), grow(sc.x, slots*H), grow(sc.attn, slots*H)
 	sc.qkv, sc.wi, sc.act = grow(sc.qkv, slots*3*H), grow(sc.wi, slots*2*I), grow(sc.act, slots*I)
-	if e.bf16 != nil {
-		if n := slots * max(H, I); cap(sc.xb) < n {
-			sc.xb = make([]uint16, n)
-		}
-	}
 	return sc
 }
 
@@ -188,14 +191,8 @@ func (e *cpuEncoder) parallel(n int, fn func(lo, hi int)) {
 
 // linear is y = x·Wᵀ + b for x [rows, in] and W [out, in]; with beta 1 the result is added to
 // y (the residual connection), with beta 0 it replaces it.
-func (e *cpuEncoder) linear(sc *cpuScratch, x []float32, prefix string, y []float32, rows, in, out int, beta float32) {
-	if w, ok := e.bf16[prefix+".weight"]; ok {
-		xb := sc.xb[:rows*in]
-		e.parallel(rows, func(lo, hi int) { toBF16(xb[lo*in:hi*in], x[lo*in:hi*in]) })
-		e.lib.GemmBF16(false, true, rows, out, in, 1, xb, in, w, in, beta, y, out)
-	} else {
-		e.lib.Gemm(false, true, rows, out, in, 1, x, in, e.t[prefix+".weight"], in, beta, y, out)
-	}
+func (e *cpuEncoder) linear(x []float32, prefix string, y []float32, rows, out int, beta float32) {
+	e.linears[prefix+".weight"].Apply(rows, x, beta, y)
 	if b, ok := e.t[prefix+".bias"]; ok {
 		e.parallel(rows, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
@@ -208,51 +205,59 @@ func (e *cpuEncoder) linear(sc *cpuScratch, x []float32, prefix string, y []floa
 	}
 }
 
-// layerNorm writes LayerNorm(src) to dst (which may be src), token by token; mean and
-// variance accumulate in float64, two passes, as torch's LayerNorm is exact to fp32.
+// layerNorm writes LayerNorm(src) to dst (which may be src), token by token.
 func (e *cpuEncoder) layerNorm(dst, src []float32, prefix string, rows int) {
 	H := e.cfg.HiddenSize
 	weight, bias := e.t[prefix+".weight"], e.t[prefix+".bias"]
-	eps := e.cfg.NormEps
 	e.parallel(rows, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			in, out := src[r*H:(r+1)*H], dst[r*H:(r+1)*H]
-			var sum float64
-			for _, v := range in {
-				sum += float64(v)
+		layerNormRows(dst[lo*H:hi*H], src[lo*H:hi*H], weight, bias, hi-lo, H, e.cfg.NormEps)
+	})
+}
+
+// layerNormRowsGo is LayerNorm over rows of H values: mean and variance accumulate in float64,
+// two passes, as torch's LayerNorm is exact to fp32. layerNormRows runs it, vectorised where
+// built with cgo.
+func layerNormRowsGo(dst, src, weight, bias []float32, rows, H int, eps float64) {
+	for r := range rows {
+		in, out := src[r*H:(r+1)*H], dst[r*H:(r+1)*H]
+		var sum float64
+		for _, v := range in {
+			sum += float64(v)
+		}
+		mean := sum / float64(H)
+		var sq float64
+		for _, v := range in {
+			d := float64(v) - mean
+			sq += d * d
+		}
+		inv := 1 / math.Sqrt(sq/float64(H)+eps)
+		m32, inv32 := float32(mean), float32(inv)
+		if bias != nil {
+			for j, v := range in {
+				out[j] = (v-m32)*inv32*weight[j] + bias[j]
 			}
-			mean := sum / float64(H)
-			var sq float64
-			for _, v := range in {
-				d := float64(v) - mean
-				sq += d * d
-			}
-			inv := 1 / math.Sqrt(sq/float64(H)+eps)
-			m32, inv32 := float32(mean), float32(inv)
-			if bias != nil {
-				for j, v := range in {
-					out[j] = (v-m32)*inv32*weight[j] + bias[j]
-				}
-			} else {
-				for j, v := range in {
-					out[j] = (v - m32) * inv32 * weight[j]
-				}
+		} else {
+			for j, v := range in {
+				out[j] = (v - m32) * inv32 * weight[j]
 			}
 		}
-	})
+	}
 }
 
 // geglu is GeGLU's middle: act = gelu(wi[:, :I]) · wi[:, I:], with the exact (erf) GELU.
 func (e *cpuEncoder) geglu(wi, act []float32, rows int) {
 	I := e.cfg.IntermediateSize
-	e.parallel(rows, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			input, gate, out := wi[r*2*I:r*2*I+I], wi[r*2*I+I:(r+1)*2*I], act[r*I:(r+1)*I]
-			for j, v := range input {
-				out[j] = 0.5 * v * (1 + erf32(v*(1/math.Sqrt2))) * gate[j]
-			}
+	e.parallel(rows, func(lo, hi int) { gegluRows(wi[lo*2*I:hi*2*I], act[lo*I:hi*I], hi-lo, I) })
+}
+
+// gegluRowsGo is geglu over rows; gegluRows runs it, vectorised where built with cgo.
+func gegluRowsGo(wi, act []float32, rows, I int) {
+	for r := range rows {
+		input, gate, out := wi[r*2*I:r*2*I+I], wi[r*2*I+I:(r+1)*2*I], act[r*I:(r+1)*I]
+		for j, v := range input {
+			out[j] = 0.5 * v * (1 + erf32(v*(1/math.Sqrt2))) * gate[j]
 		}
-	})
+	}
 }
 
 // attention is multi-head self-attention for each sequence on its own: RoPE on its queries and
@@ -331,9 +336,10 @@ func (e *cpuEncoder) rotate(x []float32, t ropeTable, pos int) {
 	}
 }
 
-// softmaxRows turns each row of the L×L scores into probabilities over the keys it may see:
+// softmaxRowsGo turns each row of the L×L scores into probabilities over the keys it may see:
 // all of them, or those within window positions when window > 0 (the others get 0).
-func softmaxRows(scores []float32, L, window int) {
+// softmaxRows runs it, vectorised where built with cgo.
+func softmaxRowsGo(scores []float32, L, window int) {
 	for q := range L {
 		row := scores[q*L : (q+1)*L]
 		from, to := 0, L
@@ -346,9 +352,9 @@ func softmaxRows(scores []float32, L, window int) {
 		}
 		var sum float64
 		for k := from; k < to; k++ {
-			ex := math.Exp(float64(row[k] - peak))
-			row[k] = float32(ex)
-			sum += ex
+			ex := exp32(row[k] - peak)
+			row[k] = ex
+			sum += float64(ex)
 		}
 		inv := float32(1 / sum)
 		for k := from; k < to; k++ {
@@ -469,6 +475,24 @@ func (m *Model) fitTokens(n int, length func(i int) int) int {
 	return n
 }
 
+// exp32 is e^x in float32 for the softmax's x ≤ 0, as Cephes' expf computes it: x = n·ln2 + r
+// with |r| ≤ ln2/2, e^r by a degree-7 polynomial, 2^n put in the exponent; within 2 units in
+// the last place. math.Exp's float64 path was a tenth of the CPU step.
+func exp32(x float32) float32 {
+	if x < -87.33654 {
+		return 0 // below float32's normal range (2^-126): the softmax loses nothing
+	}
+	n := float32(math.Floor(float64(x*math.Log2E + 0.5)))
+	r := x - n*0.693359375 - n*-2.12194440e-4
+	p := r*1.9875691500e-4 + 1.3981999507e-3
+	p = r*p + 8.3334519073e-3
+	p = r*p + 4.1665795894e-2
+	p = r*p + 1.6666665459e-1
+	p = r*p + 5.0000001201e-1
+	p = r*r*p + r + 1
+	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
+}
+
 // erf32 is erf in float32 as XLA and Eigen compute it: a rational approximation on [-4, 4]
 // (outside, erf is ±1 in float32), within a few units in the last place. math.Erf's float64
 // path made GeGLU a sixth of the CPU step.
@@ -486,14 +510,4 @@ func erf32(x float32) float32 {
 	q = x2*q + -7.37332916720468e-03
 	q = x2*q + -1.42647390514189e-02
 	return x * p / q
-}
-
-// toBF16 writes src rounded to bf16 (to nearest, ties to even) into dst and returns it. The
-// values are finite activations and weights: NaN needs no care.
-func toBF16(dst []uint16, src []float32) []uint16 {
-	for i, f := range src {
-		u := math.Float32bits(f)
-		dst[i] = uint16((u + 0x7fff + (u>>16)&1) >> 16)
-	}
-	return dst
 }

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/embedbench/embedbench/internal/blas"
 )
 
 // newTinyCPU builds the tiny model on the native CPU path, or skips where no BLAS is loaded
@@ -99,6 +101,25 @@ func TestNativeCPUStopsWhenCancelled(t *testing.T) {
 	}
 }
 
+func TestExp32(t *testing.T) {
+	worst := 0.0
+	for i := 0; i <= 900000; i++ {
+		x := -float64(i) / 10000 // 0 .. -90
+		want := math.Exp(float64(float32(x)))
+		got := float64(exp32(float32(x)))
+		if want < 0x1p-126 { // below float32's normal range: 0 or tiny is right
+			if got > 0x1p-126 {
+				t.Fatalf("exp32(%g) = %g, want ~%g", x, got, want)
+			}
+			continue
+		}
+		worst = max(worst, math.Abs(got-want)/want)
+	}
+	if worst > 2.5e-7 {
+		t.Fatalf("exp32 is %.2g from math.Exp at worst on [-90, 0] (relative)", worst)
+	}
+}
+
 func TestErf32(t *testing.T) {
 	worst := 0.0
 	for i := -60000; i <= 60000; i++ {
@@ -107,6 +128,36 @@ func TestErf32(t *testing.T) {
 	}
 	if worst > 5e-7 {
 		t.Fatalf("erf32 is %.2g from math.Erf at worst on [-6, 6]", worst)
+	}
+}
+
+// float32 linear layers as three bf16 products (the default where AMX runs them) give
+// float32's vectors: within 1e-5 of the exact sgemm's, far closer than bf16's own noise.
+func TestNativeCPUFloat32AsBF16x3(t *testing.T) {
+	if lib, err := cpuBLAS(); err != nil || !lib.HasBF16() {
+		t.Skip("no bf16 product here (oneDNN: Debian's libdnnl2)")
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	seqs := randomSeqs(rng, tinyConfig(), 3, 17, 64, 130)
+	t.Setenv(blas.EnvFloat32Products, "sgemm")
+	exact := newTinyCPU(t, Options{Normalize: true})
+	t.Setenv(blas.EnvFloat32Products, "bf16x3")
+	split := newTinyCPU(t, Options{Normalize: true})
+	if !strings.Contains(split.Info().CPU, "bfloat16x3") || !strings.Contains(exact.Info().CPU, "float32 products") {
+		t.Fatalf("Info().CPU: %q and %q", exact.Info().CPU, split.Info().CPU)
+	}
+	want, _, err := exact.Embed(context.Background(), seqs, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := split.Embed(context.Background(), seqs, Packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range seqs {
+		if d := maxAbsDiff(got[i], want[i]); d > 1e-5 || d == 0 {
+			t.Errorf("sequence %d (%d tokens): bf16x3 differs from sgemm by %.2g, want (0, 1e-5]", i, len(seqs[i]), d)
+		}
 	}
 }
 
@@ -142,21 +193,5 @@ func TestNativeCPUBFloat16(t *testing.T) {
 	}
 	if !strings.Contains(bf16.Info().CPU, "bfloat16") {
 		t.Errorf("Info().CPU = %q", bf16.Info().CPU)
-	}
-}
-
-func TestToBF16RoundsToNearestEven(t *testing.T) {
-	for _, tc := range []struct {
-		in   float32
-		want uint16
-	}{
-		{1, 0x3f80}, {-2, 0xc000}, {0, 0},
-		{math.Float32frombits(0x3f808000), 0x3f80}, // a tie: to even (down)
-		{math.Float32frombits(0x3f818000), 0x3f82}, // a tie: to even (up)
-		{math.Float32frombits(0x3f808001), 0x3f81}, // above the tie: up
-	} {
-		if got := toBF16(make([]uint16, 1), []float32{tc.in})[0]; got != tc.want {
-			t.Errorf("toBF16(%#x) = %#x, want %#x", math.Float32bits(tc.in), got, tc.want)
-		}
 	}
 }

@@ -147,7 +147,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	}
 	m.info.CPU = cpuPath
 	if m.cpu != nil {
-		m.info.Device = "cpu (native forward pass, products through " + m.cpu.lib.Path + ")"
+		m.info.Device = "cpu (native forward pass, " + m.cpu.products.String() + " products through " + m.cpu.lib.Path + ")"
 	}
 	for _, st := range m.allSteps() {
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))

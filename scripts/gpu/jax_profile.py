@@ -122,7 +122,13 @@ def forward(p, ids, pos, seg, variant, tables, segments):
         q = (rotate(qkv[:, :, 0], cos, sin) / math.sqrt(HD)).astype(BF16)
         k = rotate(qkv[:, :, 1], cos, sin).astype(BF16)
         v = qkv[:, :, 2].astype(BF16)
-        if "cudnn" in variant:
+        if "cudnn-nomask" in variant:  # diagnostic: what the masks cost cuDNN (wrong results)
+            o = jax.nn.dot_product_attention(q, k, v, scale=1.0, implementation="cudnn").astype(F32)
+        elif "cudnn-window" in variant and not glob_:  # cuDNN's own sliding window, bias for documents only
+            bias = jnp.where(masks[True], 0.0, -1e9).astype(BF16)
+            o = jax.nn.dot_product_attention(q, k, v, bias=bias, scale=1.0, local_window_size=(HALF_WINDOW, HALF_WINDOW),
+                                             implementation="cudnn").astype(F32)
+        elif "cudnn" in variant:
             bias = jnp.where(masks[glob_], 0.0, -1e9).astype(BF16)
             o = jax.nn.dot_product_attention(q, k, v, bias=bias, scale=1.0, implementation="cudnn").astype(F32)
         else:
@@ -141,7 +147,11 @@ def forward(p, ids, pos, seg, variant, tables, segments):
         if gelu_bf16:
             wi = wi.astype(BF16)
         a, g = jnp.split(wi, 2, -1)
-        h = h + linear(jax.nn.gelu(a, approximate=False) * g, lp["wo2"], f32_out)
+        if "no-gelu" in variant:  # diagnostic: GeGLU's product without the activation
+            act = a
+        else:  # "gelu-tanh" is a diagnostic too: is the exact erf what the fusion pays for?
+            act = jax.nn.gelu(a, approximate="gelu-tanh" in variant)
+        h = h + linear(act * g, lp["wo2"], f32_out)
     h = layer_norm(h, jnp.ones(H, F32)).reshape(rows, L, H)
     member = (seg[:, None, :] == jnp.arange(1, segments + 1)[None, :, None]).astype(F32)
     pooled = jnp.einsum("rsl,rlh->rsh", member, h) / jnp.maximum(member.sum(-1, keepdims=True), 1)

@@ -196,22 +196,32 @@ func chooseOpenBLASCore() {
 	}
 }
 
-// SgemmRate is the library's rate in GFLOP/s on repeated products of an m×k matrix with a
-// k×n one (stored transposed, as a linear layer's weight is) for about d: the reference a
+// SgemmRate is the library's sgemm rate in GFLOP/s on repeated products of an m×k matrix with
+// a k×n one (stored transposed, as a linear layer's weight is) for about d: the reference a
 // model's linear layers are judged against on this machine.
 func (l *Library) SgemmRate(m, n, k int, d time.Duration) float64 {
-	a, b, c := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
-	for i := range a {
-		a[i] = float32(i%13) * 0.01
+	return l.LinearRate(Float32, m, n, k, d)
+}
+
+// LinearRate is SgemmRate for a Linear in precision p: the float32-equivalent rate (2mnk over
+// the time) that a layer of that precision gets here, conversions included.
+func (l *Library) LinearRate(p Precision, m, n, k int, d time.Duration) float64 {
+	x, w, y := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
+	for i := range x {
+		x[i] = float32(i%13) * 0.01
 	}
-	for i := range b {
-		b[i] = float32(i%7) * 0.01
+	for i := range w {
+		w[i] = float32(i%7) * 0.01
 	}
-	l.Sgemm(1, m, n, k, false, true, a, b, c) // warm-up: pages, packing buffers
+	ln, err := l.NewLinear(w, n, k, p)
+	if err != nil {
+		return 0
+	}
+	ln.Apply(m, x, 0, y) // warm-up: pages, packing buffers
 	calls := 0
 	start := time.Now()
 	for calls == 0 || time.Since(start) < d {
-		l.Sgemm(1, m, n, k, false, true, a, b, c)
+		ln.Apply(m, x, 0, y)
 		calls++
 	}
 	return 2 * float64(m) * float64(n) * float64(k) * float64(calls) / time.Since(start).Seconds() / 1e9

@@ -3,6 +3,7 @@ package blas
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -12,7 +13,7 @@ import (
 func TestLinearPrecisions(t *testing.T) {
 	eachLibrary(t, func(t *testing.T, lib *Library) {
 		rng := rand.New(rand.NewPCG(3, 4))
-		m, n, k := 67, 90, 300 // m large enough to be split over the threads
+		m, n, k := x3MinRows+22, 90, 300 // enough rows for the three products, split over the threads
 		x, w := make([]float32, m*k), make([]float32, n*k)
 		for i := range x {
 			x[i] = float32(rng.NormFloat64())
@@ -58,6 +59,15 @@ func TestLinearPrecisions(t *testing.T) {
 		}
 		if b16 < 20*x3 {
 			t.Errorf("BFloat16's error %.2g is within 20x of BFloat16x3's %.2g: the split is not measured", b16, x3)
+		}
+		// Below x3MinRows rows BFloat16x3 runs sgemm: the same values as Float32.
+		exact, _ := lib.NewLinear(w, n, k, Float32)
+		split, _ := lib.NewLinear(w, n, k, BFloat16x3)
+		a, b := make([]float32, 3*n), make([]float32, 3*n)
+		exact.Apply(3, x, 0, a)
+		split.Apply(3, x, 0, b)
+		if !slices.Equal(a, b) {
+			t.Error("a 3-row BFloat16x3 product differs from sgemm's")
 		}
 	})
 }

@@ -225,8 +225,8 @@ func TestCPUSizeFollowsTheMachine(t *testing.T) {
 		{1500, 40 * time.Second, 32, "base"},    // a many-core server
 		{160, 40 * time.Second, 100000, "tiny"}, // nothing fits: the smallest
 	} {
-		got, why := pickCPUSize(tc.gflops, tc.window, tc.batch)
-		if got != tc.want || !strings.Contains(why, "GFLOP/s") {
+		got, why := pickCPUSize("float32 products", tc.gflops, tc.window, tc.batch)
+		if got != tc.want || !strings.Contains(why, "float32 products") || !strings.Contains(why, "GFLOP/s") {
 			t.Errorf("%.0f GFLOP/s, %v, batch %d: %s (%s), want %s", tc.gflops, tc.window, tc.batch, got, why, tc.want)
 		}
 	}

@@ -174,9 +174,10 @@ const minDemoRequests = 40
 // demoPassageTokens is an MS MARCO passage's mean length in tokens, [CLS]/[SEP] included.
 const demoPassageTokens = 80
 
-// cpuLinearShare is the share of the BLAS's sgemm rate the model's linear layers reach on the
-// native CPU path, conservatively: bench-model measured 73% on a 2-core EPYC and 91% on 2
-// cores of a Xeon (docs/notes/cpu.md).
+// cpuLinearShare is the share of the products' own rate (sgemm, or three bf16 products where
+// AMX runs them) that the model's linear layers reach in a whole CPU step, conservatively:
+// bench-model measured 73% of sgemm on a 2-core EPYC, 91% on 2 cores of a Xeon, and 60% to
+// 70% of the bf16x3 rate on this project's 2-core Xeon (docs/notes/cpu.md).
 const cpuLinearShare = 0.6
 
 // chooseCPUSize picks the largest size whose measured window holds at least minDemoRequests
@@ -188,13 +189,18 @@ func chooseCPUSize(o Options) (name, why string) {
 		return "tiny", "no BLAS on this machine (" + err.Error() + "): the model runs in pure Go"
 	}
 	base := modernbert.DefaultConfig()
-	gflops := lib.SgemmRate(256, 3*base.HiddenSize, base.HiddenSize, 300*time.Millisecond)
+	products, err := lib.Float32Products()
+	if err != nil {
+		return "tiny", err.Error()
+	}
+	gflops := lib.LinearRate(products, 256, 3*base.HiddenSize, base.HiddenSize, 300*time.Millisecond)
 	o.defaults(false) // the window and batch size the CPU demo will run (o is a copy)
-	return pickCPUSize(gflops, o.Duration, o.BatchSize)
+	return pickCPUSize(products.String()+" products", gflops, o.Duration, o.BatchSize)
 }
 
-// pickCPUSize is chooseCPUSize's decision for a measured sgemm rate.
-func pickCPUSize(sgemmGFLOPS float64, window time.Duration, batchSize int) (name, why string) {
+// pickCPUSize is chooseCPUSize's decision for the measured rate of the products the float32
+// linear layers will run (named by products).
+func pickCPUSize(products string, gflops float64, window time.Duration, batchSize int) (name, why string) {
 	base := modernbert.DefaultConfig()
 	for i := len(Sizes) - 1; i >= 0; i-- {
 		s := Sizes[i]
@@ -202,9 +208,9 @@ func pickCPUSize(sgemmGFLOPS float64, window time.Duration, batchSize int) (name
 		if s.Name != "base" {
 			cfg = base.Scaled(s.Layers, s.Hidden, s.Heads, s.Intermediate)
 		}
-		tokensPerSecond := cpuLinearShare * sgemmGFLOPS * 1e9 / cfg.LinearFLOPsPerToken()
+		tokensPerSecond := cpuLinearShare * gflops * 1e9 / cfg.LinearFLOPsPerToken()
 		requests := window.Seconds() * tokensPerSecond / float64(batchSize*demoPassageTokens)
-		speed := fmt.Sprintf("BLAS sgemm %.0f GFLOP/s, about %.0f tokens/s expected", sgemmGFLOPS, tokensPerSecond)
+		speed := fmt.Sprintf("%s %.0f GFLOP/s, about %.0f tokens/s expected", products, gflops, tokensPerSecond)
 		switch {
 		case requests >= minDemoRequests:
 			return s.Name, fmt.Sprintf("the largest size whose %v window holds %d requests of %d passages per engine here: %s",

@@ -79,7 +79,9 @@ def latency_section(run):
     w = L.append
     w(f"## Latency against throughput ({os.path.basename(os.path.normpath(run)).split('-')[0].replace('run', 'run ')}, the step ladder)")
     w("")
-    w("One H200, one device call, 8 s per load after 2 s of warm-up: our continuous engine (bf16, "
+    cfg = next(iter(res.values()))["config"] if res else {}
+    w(f"One H200, one device call, {cfg.get('duration_seconds', '?'):g} s per load after {cfg.get('warmup_seconds', '?'):g} s "
+      "of warm-up: our continuous engine (bf16, "
       f"{ladder_of(run)}) and the seed's HF backend "
       "(`scripts/gpu/hf_service.py`, fp32, one request at a time), same random checkpoint, MS MARCO passages. "
       "Closed loop at 1 to 256 concurrent clients, and open loop at 50% and 70% of the batch-32 peak "
@@ -159,9 +161,12 @@ def cpu_section(runs):
                 continue
             lib = re.search(r"through (?:BLAS )?(\S+)", r["model"]["cpu"])
             lib = os.path.basename(lib.group(1)) if lib else "?"
+            products = re.search(r"as (\w+) products", r["model"]["cpu"])
+            dtype = r["model"]["dtype"] + (f" ({products.group(1)} products)" if products else "")
             cores = "2 cores (taskset)" if hf else "2 cores"
+            cores += ", the GPU machine's CPU" if "h200" in run else ", this project's machine"
             hf_cells = f"{hf['tokens_per_s']:,.0f} | {r['tokens_per_second'] / hf['tokens_per_s']:.2f}×" if hf else "| "
-            w(f"| {cpu_name}, {cores} | {lib} | {r['model']['dtype']} | {r['tokens_per_second']:,.0f} | "
+            w(f"| {cpu_name}, {cores} | {lib} | {dtype} | {r['tokens_per_second']:,.0f} | "
               f"{r.get('linear_gflops_per_second', 0):.0f} | {r.get('cpu_sgemm_gflops_per_second', 0):.0f} | {hf_cells} |")
     w("")
     w("Parity on CPU, full size, 98 texts of 39 to 2,002 tokens, against HF fp32: " + "; ".join(

@@ -151,25 +151,10 @@ func linear(spec graphSpec, params map[string]*Node, prefix string, x *Node) *No
 func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *Node, rp rotary, window int) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
-	var part func(i int) *Node
-	if spec.variant.splitQKV {
-		// Three products from row slices of Wqkv: each result is its own [n, hidden] tensor.
-		H := cfg.HiddenSize
-		w, b := params[prefix+"Wqkv.weight"], params[prefix+"Wqkv.bias"]
-		part = func(i int) *Node {
-			y := DotGeneral(ConvertDType(x, spec.dtype), []int{1}, nil, SliceAxis(w, 0, AxisRange(i*H, (i+1)*H)), []int{1}, nil)
-			y = ConvertDType(y, dtypes.Float32)
-			if b != nil {
-				y = Add(y, InsertAxes(ConvertDType(SliceAxis(b, 0, AxisRange(i*H, (i+1)*H)), dtypes.Float32), 0))
-			}
-			return Reshape(y, rows, rowLen, heads, headDim)
-		}
-	} else {
-		qkv := linear(spec, params, prefix+"Wqkv", x) // [n, 3*hidden] fp32
-		qkv = Reshape(qkv, rows, rowLen, 3, heads, headDim)
-		part = func(i int) *Node {
-			return Reshape(SliceAxis(qkv, 2, AxisRange(i, i+1)), rows, rowLen, heads, headDim)
-		}
+	qkv := linear(spec, params, prefix+"Wqkv", x) // [n, 3*hidden] fp32
+	qkv = Reshape(qkv, rows, rowLen, 3, heads, headDim)
+	part := func(i int) *Node {
+		return Reshape(SliceAxis(qkv, 2, AxisRange(i, i+1)), rows, rowLen, heads, headDim)
 	}
 	q, k, v := rp.apply(part(0)), rp.apply(part(1)), part(2)
 	var out *Node

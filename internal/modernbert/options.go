@@ -288,7 +288,6 @@ type graphVariant struct {
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool // on CPU, run the simplego graph even where the native forward pass could
-	splitQKV               bool // q, k and v from three products, so that v needs no copy out of a qkv tensor
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
@@ -312,10 +311,8 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.skipMLP = true
 		case "cpu-graph":
 			v.cpuGraph = true
-		case "split-qkv":
-			v.splitQKV = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, split-qkv)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph)", EnvVariant, f)
 		}
 	}
 	return v, nil

@@ -242,20 +242,3 @@ func TestBlockedAttentionEqualsWholeRows(t *testing.T) {
 		}
 	}
 }
-
-// The split-qkv variant (three projections instead of one, a GPU experiment) computes the same
-// model: its vectors equal the fused projection's within float32 rounding.
-func TestSplitQKVEqualsTheFusedProjection(t *testing.T) {
-	cfg, w, ref := loadFixture(t, filepath.Join("testdata", "tiny5x"))
-	seqs := refSeqs(ref)
-	opts := Options{Backend: "simplego", MaxSequenceLength: 1024, RowLengths: []int{1024}, MaxBatchTokens: 2048}
-	t.Setenv(EnvVariant, "cpu-graph")
-	fused := embedOnce(t, cfg, w, opts, seqs, Packed)
-	t.Setenv(EnvVariant, "cpu-graph,split-qkv")
-	split := embedOnce(t, cfg, w, opts, seqs, Packed)
-	for i := range fused {
-		if d := maxAbsDiff(split[i], fused[i]); d > 1e-6 {
-			t.Fatalf("sequence %d (%d tokens): split-qkv differs by %.2g", i, len(seqs[i]), d)
-		}
-	}
-}

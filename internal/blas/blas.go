@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/cpu"
@@ -47,6 +48,9 @@ type Library struct {
 	// linearBF16 is one thread's rows of a bf16 Linear: x [rows, k] converted into xb as the
 	// weight w's rows are laid out (split: [hi | hi | lo]), then y = xb·wᵀ + beta·y.
 	linearBF16 func(rows, n, k int, split bool, x []float32, xb, w []uint16, beta float32, y []float32)
+
+	float32Once     sync.Once
+	float32Products Precision // Float32Products' measured choice
 }
 
 // String describes the library for logs and model info.

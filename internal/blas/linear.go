@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/cpu"
 )
@@ -44,9 +45,11 @@ func (p Precision) String() string {
 const EnvFloat32Products = "EMBEDBENCH_FP32_PRODUCTS"
 
 // Float32Products is the precision that float32 linear layers should use here: BFloat16x3
-// where the library has a bf16 product and the CPU runs it on AMX tiles, else Float32. On
-// CPUs without AMX (AVX512_BF16 alone) three bf16 products cost about what one sgemm does,
-// so the exact product stays.
+// where the library has a bf16 product, the CPU has AMX, and three bf16 products measured
+// faster than one sgemm; else Float32. The measurement (about 0.2 s, once per Library) is
+// needed because AMX alone does not decide it: with the same oneDNN, bf16x3 ran 1.2x to 1.9x
+// sgemm's rate on this project's 2-core Xeon but 0.7x on 2 cores of the GPU machine's Xeon
+// (docs/notes/cpu.md). Without AMX three bf16 products cost about what one sgemm does.
 func (l *Library) Float32Products() (Precision, error) {
 	switch v := os.Getenv(EnvFloat32Products); v {
 	case "":
@@ -60,10 +63,49 @@ func (l *Library) Float32Products() (Precision, error) {
 	default:
 		return Float32, fmt.Errorf("%s=%q: want sgemm or bf16x3", EnvFloat32Products, v)
 	}
-	if l.HasBF16() && cpu.X86.HasAMXBF16 {
-		return BFloat16x3, nil
+	if !l.HasBF16() || !cpu.X86.HasAMXBF16 {
+		return Float32, nil
 	}
-	return Float32, nil
+	l.float32Once.Do(func() {
+		l.float32Products = Float32
+		if x3, sgemm := l.compareX3(); x3 >= x3MinGain*sgemm {
+			l.float32Products = BFloat16x3
+		}
+	})
+	return l.float32Products, nil
+}
+
+// x3MinGain is how much faster than sgemm bf16x3 must measure to be chosen: a margin over the
+// measurement's noise, not worth a precision change for less.
+const x3MinGain = 1.15
+
+// compareX3 times bf16x3 and sgemm products on the model's widest projection (512 rows,
+// 768 → 2,304), alternating so that both see the same machine, and returns their rates.
+func (l *Library) compareX3() (x3, sgemm float64) {
+	m, n, k := 512, 2304, 768
+	x, w, y := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
+	for i := range x {
+		x[i] = float32(i%13) * 0.01
+	}
+	for i := range w {
+		w[i] = float32(i%7) * 0.01
+	}
+	exact, err1 := l.NewLinear(w, n, k, Float32)
+	split, err2 := l.NewLinear(w, n, k, BFloat16x3)
+	if err1 != nil || err2 != nil {
+		return 0, 1
+	}
+	exact.Apply(m, x, 0, y) // warm-up: pages, packing buffers
+	split.Apply(m, x, 0, y)
+	var tExact, tSplit time.Duration
+	for range 4 {
+		t0 := time.Now()
+		exact.Apply(m, x, 0, y)
+		t1 := time.Now()
+		split.Apply(m, x, 0, y)
+		tExact, tSplit = tExact+t1.Sub(t0), tSplit+time.Since(t1)
+	}
+	return 1 / tSplit.Seconds(), 1 / tExact.Seconds()
 }
 
 // Linear is a linear layer's weight W [n, k] prepared once for the products y = x·Wᵀ in one

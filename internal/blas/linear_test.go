@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/cpu"
 )
 
 // Each precision against the float64 definition, on values that bf16 does not hold exactly:
@@ -113,8 +115,18 @@ func TestFloat32Products(t *testing.T) {
 	if _, err := lib.Float32Products(); err == nil {
 		t.Errorf("%s=fast was accepted", EnvFloat32Products)
 	}
-	t.Setenv(EnvFloat32Products, "bf16x3")
+	t.Setenv(EnvFloat32Products, "")
 	p, err := lib.Float32Products()
+	if err != nil || (p != Float32 && p != BFloat16x3) || (!cpu.X86.HasAMXBF16 && p != Float32) {
+		t.Errorf("default here (AMX %v): %v, %v", cpu.X86.HasAMXBF16, p, err)
+	}
+	again, _ := lib.Float32Products()
+	if again != p {
+		t.Errorf("the measured choice changed from %v to %v within one library", p, again)
+	}
+	t.Logf("float32 products here: %v", p)
+	t.Setenv(EnvFloat32Products, "bf16x3")
+	p, err = lib.Float32Products()
 	if lib.HasBF16() != (err == nil && p == BFloat16x3) {
 		t.Errorf("%s=bf16x3 with a bf16 product %v: %v, %v", EnvFloat32Products, lib.HasBF16(), p, err)
 	}

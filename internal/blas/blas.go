@@ -1,6 +1,7 @@
 // Package blas finds a matrix-product library on the machine at run time (oneDNN or a BLAS:
 // OpenBLAS, BLIS, MKL) and exposes its single-precision product and, with oneDNN, its bf16 one
-// (bf16 inputs, float32 accumulation and output).
+// (bf16 inputs, float32 accumulation and output), which a Linear uses for bf16 layers and for
+// float32 ones as three bf16 products where that is faster.
 //
 // It is loaded with dlopen, not linked: a binary built here must start on a machine without
 // OpenBLAS and run the pure-Go path there, saying why. The Go bindings that exist (gonum's
@@ -44,9 +45,9 @@ type Library struct {
 	Threads  int
 	sgemm    sgemmFunc
 	gemm     gemmFunc
-	gemmBF16 gemmBF16Func // nil without a bf16 product
 	// linearBF16 is one thread's rows of a bf16 Linear: x [rows, k] converted into xb as the
-	// weight w's rows are laid out (split: [hi | hi | lo]), then y = xb·wᵀ + beta·y.
+	// weight w's rows are laid out (split: [hi | hi | lo]), then y = xb·wᵀ + beta·y. Nil
+	// without a bf16 product (oneDNN has one).
 	linearBF16 func(rows, n, k int, split bool, x []float32, xb, w []uint16, beta float32, y []float32)
 
 	float32Once     sync.Once
@@ -136,20 +137,9 @@ func (l *Library) Gemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 	})
 }
 
-// HasBF16 reports whether GemmBF16 is available (oneDNN).
-func (l *Library) HasBF16() bool { return l.gemmBF16 != nil }
-
-// GemmBF16 is Gemm with a and b in bf16 (the top 16 bits of a float32), accumulated and
-// written in float32. It panics where HasBF16 is false.
-func (l *Library) GemmBF16(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
-	if l.gemmBF16 == nil {
-		panic("blas.GemmBF16: " + l.Path + " has no bf16 product")
-	}
-	checkGemm("GemmBF16", transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
-	l.splitRows(transA, m, n, k, lda, ldc, func(aOff, cOff, rows int) {
-		l.gemmBF16(transA, transB, rows, n, k, alpha, a[aOff:], lda, b, ldb, beta, c[cOff:], ldc)
-	})
-}
+// HasBF16 reports whether the library has a bf16 product (oneDNN), which Linear's BFloat16
+// and BFloat16x3 precisions need.
+func (l *Library) HasBF16() bool { return l.linearBF16 != nil }
 
 // checkGemm refuses sizes and strides that would read or write past the arrays.
 func checkGemm(what string, transA, transB bool, m, n, k, lenA, lda, lenB, ldb, lenC, ldc int) {
@@ -184,8 +174,6 @@ func (l *Library) splitRows(transA bool, m, n, k, lda, ldc int, fn func(aOff, cO
 type sgemmFunc func(batch, m, n, k int, transA, transB bool, a, b, c []float32)
 
 type gemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
-
-type gemmBF16Func func(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int)
 
 // chooseOpenBLASCore sets OPENBLAS_CORETYPE where OpenBLAS would choose badly. Debian's
 // OpenBLAS 0.3.21 does not know AMD's Zen 4 and 5 and falls back to its Haswell (AVX2) kernels;

@@ -153,11 +153,6 @@ func open(names []string, threads int) (*Library, error) {
 				C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc)), "sgemm")
 		}
 		if bf := symbol(handle, "dnnl_gemm_bf16bf16f32"); bf != nil && bf16Works(bf) {
-			lib.gemmBF16 = func(transA, transB bool, m, n, k int, alpha float32, a []uint16, lda int, b []uint16, ldb int, beta float32, c []float32, ldc int) {
-				check(C.gemm_bf16(bf, cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k), C.float(alpha),
-					(*C.uint16_t)(unsafe.Pointer(&a[0])), C.int(lda), (*C.uint16_t)(unsafe.Pointer(&b[0])), C.int(ldb),
-					C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.int(ldc)), "bf16 gemm")
-			}
 			lib.linearBF16 = func(rows, n, k int, split bool, x []float32, xb, w []uint16, beta float32, y []float32) {
 				check(C.linear_bf16(bf, C.int(rows), C.int(n), C.int(k), cbool(split), (*C.float)(unsafe.Pointer(&x[0])),
 					(*C.uint16_t)(unsafe.Pointer(&xb[0])), (*C.uint16_t)(unsafe.Pointer(&w[0])), C.float(beta),

@@ -144,30 +144,40 @@ func testGemmStrided(t *testing.T, lib *Library) {
 	}
 }
 
-// bf16 products (oneDNN) equal the float32 definition on values bf16 holds exactly.
-func TestGemmBF16(t *testing.T) {
+// bf16 products (oneDNN) equal the float32 definition on values bf16 holds exactly, added to
+// what y held (beta 1), and so do bf16x3's, whose low parts are then zero.
+func TestLinearBF16IsExactOnBF16Values(t *testing.T) {
 	eachLibrary(t, func(t *testing.T, lib *Library) {
 		if !lib.HasBF16() {
 			t.Skipf("%s has no bf16 product", lib.Path)
 		}
 		rng := rand.New(rand.NewPCG(7, 8))
-		m, n, k := 37, 300, 70 // large enough to be split over the threads
-		a, b := make([]float32, m*k), make([]float32, n*k)
-		ab, bb := make([]uint16, m*k), make([]uint16, n*k)
-		for i := range a {
-			a[i] = float32(rng.IntN(17)-8) / 8 // exact in bf16
-			ab[i] = uint16(math.Float32bits(a[i]) >> 16)
+		m, n, k := x3MinRows+9, 300, 70 // enough rows for bf16x3's products, split over the threads
+		x, w := make([]float32, m*k), make([]float32, n*k)
+		for i := range x {
+			x[i] = float32(rng.IntN(17)-8) / 8 // exact in bf16
 		}
-		for i := range b {
-			b[i] = float32(rng.IntN(9)-4) / 4
-			bb[i] = uint16(math.Float32bits(b[i]) >> 16)
+		for i := range w {
+			w[i] = float32(rng.IntN(9)-4) / 4
 		}
-		c := make([]float32, m*n)
-		lib.GemmBF16(false, true, m, n, k, 1, ab, k, bb, k, 0, c, n)
-		want := naive(1, m, n, k, false, true, a, b)
+		want := naive(1, m, n, k, false, true, x, w)
 		for i := range want {
-			if c[i] != want[i] {
-				t.Fatalf("c[%d] = %g, want %g", i, c[i], want[i])
+			want[i] += 2
+		}
+		for _, p := range []Precision{BFloat16, BFloat16x3} {
+			ln, err := lib.NewLinear(w, n, k, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			y := make([]float32, m*n)
+			for i := range y {
+				y[i] = 2
+			}
+			ln.Apply(m, x, 1, y)
+			for i := range want {
+				if y[i] != want[i] {
+					t.Fatalf("%s: y[%d] = %g, want %g", p, i, y[i], want[i])
+				}
 			}
 		}
 	})

@@ -24,8 +24,8 @@ const (
 	// (lo·lo and the bits below lo) is about 2^-16 of each term: a product's error is ~1e-5 of
 	// its terms' magnitude, some 30x smaller than the TF32 products XLA runs "float32" matmuls
 	// with on a GPU. It is XLA's BF16_BF16_F32_X3 algorithm and what PyTorch's "high" float32
-	// matmul precision may use. It pays where bf16 products run on AMX tiles: on a Xeon with
-	// AMX, oneDNN's bf16 product runs 6x its sgemm, so three of them take half the time.
+	// matmul precision may use. It pays only where bf16 products run more than three times as
+	// fast as sgemm, as oneDNN's do on the AMX tiles of some Xeons (see Float32Products).
 	BFloat16x3
 )
 
@@ -46,7 +46,7 @@ const EnvFloat32Products = "EMBEDBENCH_FP32_PRODUCTS"
 
 // Float32Products is the precision that float32 linear layers should use here: BFloat16x3
 // where the library has a bf16 product, the CPU has AMX, and three bf16 products measured
-// faster than one sgemm; else Float32. The measurement (about 0.2 s, once per Library) is
+// faster than one sgemm; else Float32. The measurement (about 0.1 s, once per Library) is
 // needed because AMX alone does not decide it: with the same oneDNN, bf16x3 ran 1.2x to 1.9x
 // sgemm's rate on this project's 2-core Xeon but 0.7x on 2 cores of the GPU machine's Xeon
 // (docs/notes/cpu.md). Without AMX three bf16 products cost about what one sgemm does.

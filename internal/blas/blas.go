@@ -42,9 +42,9 @@ type Library struct {
 	// and core), or "".
 	Path, Config string
 	// Threads is how many goroutines a large product is split over.
-	Threads  int
-	sgemm    sgemmFunc
-	gemm     gemmFunc
+	Threads int
+	sgemm   sgemmFunc
+	gemm    gemmFunc
 	// linearBF16 is one thread's rows of a bf16 Linear: x [rows, k] converted into xb as the
 	// weight w's rows are laid out (split: [hi | hi | lo]), then y = xb·wᵀ + beta·y. Nil
 	// without a bf16 product (oneDNN has one).

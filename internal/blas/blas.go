@@ -198,13 +198,7 @@ func (l *Library) SgemmRate(m, n, k int, d time.Duration) float64 {
 // LinearRate is SgemmRate for a Linear in precision p: the float32-equivalent rate (2mnk over
 // the time) that a layer of that precision gets here, conversions included.
 func (l *Library) LinearRate(p Precision, m, n, k int, d time.Duration) float64 {
-	x, w, y := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
-	for i := range x {
-		x[i] = float32(i%13) * 0.01
-	}
-	for i := range w {
-		w[i] = float32(i%7) * 0.01
-	}
+	x, w, y := probeOperands(m, n, k)
 	ln, err := l.NewLinear(w, n, k, p)
 	if err != nil {
 		return 0
@@ -217,4 +211,17 @@ func (l *Library) LinearRate(p Precision, m, n, k int, d time.Duration) float64 
 		calls++
 	}
 	return 2 * float64(m) * float64(n) * float64(k) * float64(calls) / time.Since(start).Seconds() / 1e9
+}
+
+// probeOperands are x [m, k], w [n, k] and y [m, n] for timing products: small values, none
+// zero-heavy, so the timing is that of real data.
+func probeOperands(m, n, k int) (x, w, y []float32) {
+	x, w, y = make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
+	for i := range x {
+		x[i] = float32(i%13) * 0.01
+	}
+	for i := range w {
+		w[i] = float32(i%7) * 0.01
+	}
+	return x, w, y
 }

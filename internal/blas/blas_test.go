@@ -106,24 +106,6 @@ func TestAMissingLibraryIsAnError(t *testing.T) {
 	}
 }
 
-// BenchmarkSgemm is the machine's reference rate for the model's linear layers: 2,048 tokens
-// through ModernBERT-base's widest projection (768 → 2,304).
-func BenchmarkSgemm(b *testing.B) {
-	lib := openOrSkip(b)
-	m, n, k := 2048, 2304, 768
-	x, w, y := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
-	for i := range x {
-		x[i] = float32(i%7) * 0.1
-	}
-	for i := range w {
-		w[i] = float32(i%5) * 0.1
-	}
-	for b.Loop() {
-		lib.Sgemm(1, m, n, k, false, true, x, w, y)
-	}
-	b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-}
-
 func TestGemmStridedAddsIntoC(t *testing.T) {
 	eachLibrary(t, testGemmStrided)
 }

@@ -83,13 +83,7 @@ const x3MinGain = 1.15
 // 768 → 2,304), alternating so that both see the same machine, and returns their rates.
 func (l *Library) compareX3() (x3, sgemm float64) {
 	m, n, k := 512, 2304, 768
-	x, w, y := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
-	for i := range x {
-		x[i] = float32(i%13) * 0.01
-	}
-	for i := range w {
-		w[i] = float32(i%7) * 0.01
-	}
+	x, w, y := probeOperands(m, n, k)
 	exact, err1 := l.NewLinear(w, n, k, Float32)
 	split, err2 := l.NewLinear(w, n, k, BFloat16x3)
 	if err1 != nil || err2 != nil {

@@ -117,6 +117,9 @@ func cfloats(s []float32) *C.float {
 }
 
 func softmaxRows(scores []float32, L, window int) {
+	if L == 0 {
+		return
+	}
 	_ = scores[L*L-1]
 	C.softmax_rows(cfloats(scores), C.int(L), C.int(window))
 }

@@ -23,6 +23,9 @@ func TestCPUKernelsMatchTheGoLoops(t *testing.T) {
 			t.Errorf("%s: differs from the Go loop by %.2g (tolerance %.2g)", what, d, tol)
 		}
 	}
+	softmaxRows(nil, 0, 0) // an empty sequence: nothing to do, no panic
+	gegluRows(nil, nil, 0, 8)
+	layerNormRows(nil, nil, nil, nil, 0, 8, 1e-5)
 	for _, L := range []int{1, 7, 33, 200} {
 		for _, window := range []int{0, 4} {
 			scores := normal(L*L, 3)

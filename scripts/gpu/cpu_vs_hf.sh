@@ -5,10 +5,13 @@
 # Needs .devcarry/embedbench and .devcarry/blaslib.tar.xz: the machine has no BLAS, so Debian's
 # libdnnl2 (with libgomp, libOpenCL) or libopenblas0-pthread (with libgfortran, libquadmath)
 # travels packed; bench-model measures the library's sgemm on the same cores after each run.
+# Everything lands in $W/cpu and leaves as one $OUT/cpu.tgz, written on exit as well, so that a
+# call cut short keeps what it had (the device tool brings back only a few loose files).
 set -euo pipefail
 source scripts/gpu/env.sh
-R=${OUT:-$W}/cpu
+R=$W/cpu
 mkdir -p "$R" /tmp/blas
+trap 'tar -czf "${OUT:-$W}/cpu.tgz" -C "$W" cpu' EXIT
 tar -xJf .devcarry/blaslib.tar.xz -C /tmp/blas
 EMBEDBENCH_BLAS=$(ls /tmp/blas/ | grep -E -m1 '^lib(dnnl|openblas)\.so' | sed 's|^|/tmp/blas/|')
 export EMBEDBENCH_BLAS LD_LIBRARY_PATH=/tmp/blas

@@ -14,7 +14,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/cpu"
@@ -49,9 +48,6 @@ type Library struct {
 	// weight w's rows are laid out (split: [hi | hi | lo]), then y = xb·wᵀ + beta·y. Nil
 	// without a bf16 product (oneDNN has one).
 	linearBF16 func(rows, n, k int, split bool, x []float32, xb, w []uint16, beta float32, y []float32)
-
-	float32Once     sync.Once
-	float32Products Precision // Float32Products' measured choice
 }
 
 // String describes the library for logs and model info.

@@ -46,7 +46,7 @@ const EnvFloat32Products = "EMBEDBENCH_FP32_PRODUCTS"
 
 // Float32Products is the precision that float32 linear layers should use here: BFloat16x3
 // where the library has a bf16 product, the CPU has AMX, and three bf16 products measured
-// faster than one sgemm; else Float32. The measurement (about 0.1 s, once per Library) is
+// faster than one sgemm; else Float32. The measurement (about 0.1 s, once per library file) is
 // needed because AMX alone does not decide it: with the same oneDNN, bf16x3 ran 1.2x to 1.9x
 // sgemm's rate on this project's 2-core Xeon but 0.7x on 2 cores of the GPU machine's Xeon
 // (docs/notes/cpu.md). Without AMX three bf16 products cost about what one sgemm does.
@@ -66,14 +66,27 @@ func (l *Library) Float32Products() (Precision, error) {
 	if !l.HasBF16() || !cpu.X86.HasAMXBF16 {
 		return Float32, nil
 	}
-	l.float32Once.Do(func() {
-		l.float32Products = Float32
+	measured.Lock()
+	defer measured.Unlock()
+	p, ok := measured.choice[l.Path]
+	if !ok {
+		p = Float32
 		if x3, sgemm := l.compareX3(); x3 >= x3MinGain*sgemm {
-			l.float32Products = BFloat16x3
+			p = BFloat16x3
 		}
-	})
-	return l.float32Products, nil
+		measured.choice[l.Path] = p
+	}
+	return p, nil
 }
+
+// measured holds Float32Products' choice per library file: a property of the machine and the
+// library, so each Library opened in the process (the demo opens its own to size the model)
+// reuses it instead of timing the products again. The lock keeps two measurements from running
+// at once and slowing each other.
+var measured = struct {
+	sync.Mutex
+	choice map[string]Precision
+}{choice: map[string]Precision{}}
 
 // x3MinGain is how much faster than sgemm bf16x3 must measure to be chosen: a margin over the
 // measurement's noise, not worth a precision change for less.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -213,6 +215,29 @@ func TestLargeResponsesEncodeInOrder(t *testing.T) {
 		for i, d := range resp.Data {
 			if d.Index != i || d.Embedding[5] != vectors[i][5] {
 				t.Fatalf("%d vectors: item %d has index %d or another vector", n, i, d.Index)
+			}
+		}
+	}
+}
+
+// The size hint holds a response of the longest floats, so a buffer sized by it never grows.
+func TestResponseSizeHintHoldsTheLongestFloats(t *testing.T) {
+	longest := float32(-1.00062405e-36) // nine digits, a sign and a two-digit negative exponent: 15 characters
+	if n := len(strconv.FormatFloat(float64(longest), 'g', -1, 32)); n != maxFloatBytes-1 {
+		t.Fatalf("%g formats to %d bytes, want %d", longest, n, maxFloatBytes-1)
+	}
+	for _, count := range []int{1, 32, 100} {
+		vectors := make([][]float32, count)
+		for i := range vectors {
+			vectors[i] = slices.Repeat([]float32{longest}, 768)
+		}
+		hint := ResponseSizeHint(vectors)
+		for name, n := range map[string]int{
+			"embed":  len(AppendEmbedResponse(nil, vectors, "answerdotai/ModernBERT-base", 768)),
+			"openai": len(AppendOpenAIEmbeddingResponse(nil, vectors, "answerdotai/ModernBERT-base", EncodingFloat, Usage{PromptTokens: 1 << 20})),
+		} {
+			if n > hint {
+				t.Errorf("%d vectors, %s response: %d bytes, hint %d", count, name, n, hint)
 			}
 		}
 	}

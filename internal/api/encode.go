@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/embedbench/embedbench/internal/parallel"
 )
@@ -48,6 +49,19 @@ func AppendBase64Floats(dst []byte, v []float32) []byte {
 	return append(dst, '"')
 }
 
+// maxFloatBytes is the longest float32 in shortest form with its comma: -1.00062405e-36,
+const maxFloatBytes = 16
+
+// ResponseSizeHint is about the most bytes a response of these vectors takes, so that a caller
+// can size its buffer once instead of growing it (and copying the vectors' text) as it fills.
+func ResponseSizeHint(vectors [][]float32) int {
+	n := 256
+	for _, v := range vectors {
+		n += 64 + maxFloatBytes*len(v)
+	}
+	return n
+}
+
 // AppendEmbedResponse appends the JSON of an EmbedResponse.
 func AppendEmbedResponse(dst []byte, vectors [][]float32, model string, dim int) []byte {
 	dst = append(dst, `{"embeddings":[`...)
@@ -85,10 +99,11 @@ func AppendOpenAIEmbeddingResponse(dst []byte, vectors [][]float32, model, forma
 	return append(dst, `}}`...)
 }
 
-// parallelEncodeFloats is the response size (in floats) from which vectors are encoded on
-// several cores: shortest-form float formatting costs about 0.1 µs a float, so 32 vectors of
-// 768 took 2.5 ms on one core, a quarter of such a request's time end to end on the GPU.
-const parallelEncodeFloats = 8192
+// floatsPerPart is the least work (in floats) handed to a core of its own when a response is
+// encoded on several: shortest-form float formatting costs 35-100 ns a float, so 32 vectors of
+// 768 took 2.5 ms on one core of the GPU machine, a third of such a request's time end to end,
+// while starting a goroutine costs about a microsecond.
+const floatsPerPart = 1024
 
 // appendEach appends enc's JSON for every vector, comma-separated, in order; large responses
 // are encoded in contiguous parts on up to GOMAXPROCS goroutines, then joined.
@@ -97,8 +112,8 @@ func appendEach(dst []byte, vectors [][]float32, enc func(dst []byte, i int, v [
 	for _, v := range vectors {
 		floats += len(v)
 	}
-	parts := min(runtime.GOMAXPROCS(0), len(vectors), floats/(parallelEncodeFloats/2))
-	if parts <= 1 || floats < parallelEncodeFloats {
+	parts := min(runtime.GOMAXPROCS(0), len(vectors), floats/floatsPerPart)
+	if parts <= 1 {
 		for i, v := range vectors {
 			if i > 0 {
 				dst = append(dst, ',')
@@ -107,22 +122,28 @@ func appendEach(dst []byte, vectors [][]float32, enc func(dst []byte, i int, v [
 		}
 		return dst
 	}
-	bufs := make([][]byte, parts)
+	bufs := make([]*[]byte, parts)
 	parallel.Ranges(parts, len(vectors), func(p, lo, hi int) {
-		var b []byte
+		b := partBuffers.Get().(*[]byte)
 		for i := lo; i < hi; i++ {
 			if i > 0 {
-				b = append(b, ',')
+				*b = append(*b, ',')
 			}
-			b = enc(b, i, vectors[i])
+			*b = enc(*b, i, vectors[i])
 		}
 		bufs[p] = b
 	})
 	for _, b := range bufs {
-		dst = append(dst, b...)
+		dst = append(dst, *b...)
+		*b = (*b)[:0]
+		partBuffers.Put(b)
 	}
 	return dst
 }
+
+// partBuffers holds the parts' buffers between responses: grown afresh for every response, they
+// were copied as they doubled and allocated 5x the response's size (1.8 MB for 32 vectors).
+var partBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // AppendError appends e as {"error":{"message","type","param","code"},"detail":message}:
 // OpenAI's error object, plus FastAPI's "detail" that the seed's clients read.

@@ -3,6 +3,7 @@ package modernbert
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,7 +25,8 @@ func TestFusedAttentionOnlyWhereCuDNNTakesIt(t *testing.T) {
 	}{
 		{dtypes.BFloat16, 64, 256, true},
 		{dtypes.BFloat16, 16, 128, true},
-		{dtypes.Float32, 64, 256, false}, // cuDNN's fused kernel is bf16/fp16 only
+		{dtypes.Float32, 64, 256, true},  // attends in fp16
+		{dtypes.Float64, 64, 256, false}, // cuDNN's fused kernel is bf16/fp16 only
 		{dtypes.BFloat16, 64, 100, false},
 		{dtypes.BFloat16, 12, 256, false},
 		{dtypes.BFloat16, 256, 256, false},
@@ -42,16 +44,36 @@ func TestCuDNNAttentionConfig(t *testing.T) {
 			Flash        bool    `json:"is_flash_attention"`
 			Mask         string  `json:"mask_type"`
 			Intermediate struct {
-				Dims []string `json:"dimensions"`
+				Element string   `json:"element_type"`
+				Dims    []string `json:"dimensions"`
 			} `json:"intermediate_tensor_shape"`
 		} `json:"cudnn_fmha_backend_config"`
 	}
-	if err := json.Unmarshal([]byte(cudnnAttentionConfig(64, 12, 256, 0.125)), &cfg); err != nil {
-		t.Fatalf("backend config is not JSON: %v", err)
+	for dtype, element := range map[dtypes.DType]string{dtypes.BFloat16: "BF16", dtypes.Float16: "F16"} {
+		if err := json.Unmarshal([]byte(cudnnAttentionConfig(dtype, 64, 12, 256, 0.125)), &cfg); err != nil {
+			t.Fatalf("%s backend config is not JSON: %v", dtype, err)
+		}
+		f := cfg.Fmha
+		if f.Scale != 0.125 || !f.Flash || f.Mask != "NO_MASK" || f.Intermediate.Element != element ||
+			strings.Join(f.Intermediate.Dims, ",") != "64,12,256,256" {
+			t.Errorf("%s config = %+v, want scale 0.125, flash, NO_MASK (the bias masks), %s scores 64x12x256x256", dtype, f, element)
+		}
 	}
-	f := cfg.Fmha
-	if f.Scale != 0.125 || !f.Flash || f.Mask != "NO_MASK" || strings.Join(f.Intermediate.Dims, ",") != "64,12,256,256" {
-		t.Errorf("config = %+v, want scale 0.125, flash, NO_MASK (the bias masks), scores 64x12x256x256", f)
+}
+
+// A float32 model attends in fp16, whose range is what the mask's bias must stay inside.
+func TestFusedAttentionDTypes(t *testing.T) {
+	for model, want := range map[dtypes.DType]dtypes.DType{
+		dtypes.BFloat16: dtypes.BFloat16, dtypes.Float32: dtypes.Float16, dtypes.Float64: dtypes.InvalidDType,
+	} {
+		if got := fusedAttentionDType(model); got != want {
+			t.Errorf("fusedAttentionDType(%s) = %s, want %s", model, got, want)
+		}
+	}
+	for dt, largest := range map[dtypes.DType]float64{dtypes.BFloat16: math.MaxFloat32, dtypes.Float16: 65504} {
+		if bias := fusedMaskedScore(dt); bias < -largest || bias > -1e4 {
+			t.Errorf("%s masked score %g, want finite in that dtype (down to %g) and below -1e4", dt, bias, -largest)
+		}
 	}
 }
 
@@ -68,7 +90,7 @@ func TestCustomCallProgramText(t *testing.T) {
 	}
 	outs, err := stablehlo.CustomCall(cudnnAttentionTarget, []*stablehlo.Value{qkv, qkv, qkv, bias},
 		[]xlashapes.Shape{xlashapes.Make(xladtypes.BFloat16, 2, 3, 64, 16), xlashapes.Make(xladtypes.Uint8, 0)},
-		cudnnAttentionConfig(2, 3, 64, 0.25), [][]int{{3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}},
+		cudnnAttentionConfig(dtypes.BFloat16, 2, 3, 64, 0.25), [][]int{{3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}},
 		[][]int{{3, 1, 2, 0}, {0}})
 	if err != nil {
 		t.Fatal(err)

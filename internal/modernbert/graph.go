@@ -70,7 +70,8 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 
 	globalMask, localMask := attentionMasks(cfg, in.pos, in.seg)
 	if spec.fusedAttention {
-		globalMask, localMask = fusedAttentionBias(globalMask, spec.dtype), fusedAttentionBias(localMask, spec.dtype)
+		dt := fusedAttentionDType(spec.dtype)
+		globalMask, localMask = fusedAttentionBias(globalMask, dt), fusedAttentionBias(localMask, dt)
 	}
 	globalRope := rope.lookup(in.pos, true)
 	localRope := rope.lookup(in.pos, false)
@@ -159,8 +160,8 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *
 	q, k, v := rp.apply(part(0)), rp.apply(part(1)), part(2)
 	var out *Node
 	if spec.fusedAttention {
-		out = cudnnAttention(ConvertDType(q, spec.dtype), ConvertDType(k, spec.dtype), ConvertDType(v, spec.dtype),
-			mask, 1/math.Sqrt(float64(headDim)))
+		dt := fusedAttentionDType(spec.dtype)
+		out = cudnnAttention(ConvertDType(q, dt), ConvertDType(k, dt), ConvertDType(v, dt), mask, 1/math.Sqrt(float64(headDim)))
 	} else {
 		q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
 		out = blockedAttention(spec, q, ConvertDType(k, spec.dtype), ConvertDType(v, spec.dtype), mask, window)
@@ -248,14 +249,20 @@ func attentionMasks(cfg Config, pos, seg *Node) (global, local *Node) {
 }
 
 // fusedMaskedScore is the bias of keys a query may not see in the fused attention: far below
-// any real score, yet far from overflow whatever the kernel does with it, so a padding token's
-// fully masked row still gives finite (ignored) values.
-const fusedMaskedScore = -1e9
+// any real score, yet finite in the bias's dtype and far from overflow whatever the kernel does
+// with it, so a padding token's fully masked row still gives finite (ignored) values. fp16 tops
+// out at 65,504, so there it is -30,000, still far below any scaled q·k.
+func fusedMaskedScore(dtype dtypes.DType) float64 {
+	if dtype == dtypes.Float16 {
+		return -3e4
+	}
+	return -1e9
+}
 
 // fusedAttentionBias turns a boolean mask into the additive bias the fused attention takes.
 func fusedAttentionBias(mask *Node, dtype dtypes.DType) *Node {
 	g := mask.Graph()
-	return Where(mask, ScalarZero(g, dtype), Scalar(g, dtype, fusedMaskedScore))
+	return Where(mask, ScalarZero(g, dtype), Scalar(g, dtype, fusedMaskedScore(dtype)))
 }
 
 // pool reduces fp32 hidden [rows, rowLen, hidden] to [rows, segments, hidden] as

@@ -73,3 +73,19 @@ func cudnnAttentionConfig(dtype dtypes.DType, rows, heads, rowLen int, scale flo
 		`"dropout_rate": 0.0, "seed": 42, "sliding_window_length": 0, "max_seg_per_batch": 1, "is_paged_attention": false}}`,
 		scale, element, rows, heads, rowLen, rowLen)
 }
+
+// attentionSummary says how the compiled steps attend (Info.Attention): fused of them through
+// cuDNN's kernel, the rest as separate graph ops (XLA's or simplego's).
+func attentionSummary(dtype dtypes.DType, fused, steps int) string {
+	switch {
+	case steps == 0:
+		return ""
+	case fused == 0:
+		return "unfused"
+	}
+	s := "cudnn-fused " + fusedAttentionDType(dtype).String()
+	if fused < steps {
+		s += fmt.Sprintf(" on %d of %d shapes, unfused on the rest", fused, steps)
+	}
+	return s
+}

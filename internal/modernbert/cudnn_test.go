@@ -137,3 +137,20 @@ func TestFusedAttentionFallsBackWhereUnavailable(t *testing.T) {
 	}
 	checkParity(t, "fallback", pc, ref, got)
 }
+
+func TestAttentionSummary(t *testing.T) {
+	for _, c := range []struct {
+		dtype        dtypes.DType
+		fused, steps int
+		want         string
+	}{
+		{dtypes.Float32, 0, 0, ""},
+		{dtypes.Float32, 0, 5, "unfused"},
+		{dtypes.Float32, 5, 5, "cudnn-fused Float16"},
+		{dtypes.BFloat16, 3, 5, "cudnn-fused BFloat16 on 3 of 5 shapes, unfused on the rest"},
+	} {
+		if got := attentionSummary(c.dtype, c.fused, c.steps); got != c.want {
+			t.Errorf("attentionSummary(%s, %d, %d) = %q, want %q", c.dtype, c.fused, c.steps, got, c.want)
+		}
+	}
+}

@@ -149,9 +149,14 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if m.cpu != nil {
 		m.info.Device = "cpu (native forward pass, " + m.cpu.products.String() + " products through " + m.cpu.lib.Path + ")"
 	}
+	fused := 0
 	for _, st := range m.allSteps() {
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
+		if st.spec.fusedAttention {
+			fused++
+		}
 	}
+	m.info.Attention = attentionSummary(opts.DType.gomlx(), fused, len(m.info.Shapes))
 	ok = true
 	return m, nil
 }

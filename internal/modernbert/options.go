@@ -261,6 +261,10 @@ type Info struct {
 	Config      string        `json:"config"`
 	Shapes      []string      `json:"shapes"`
 	CompileTime time.Duration `json:"compile_time_ns"`
+	// Attention says how the compiled steps attend: "cudnn-fused BFloat16" or "cudnn-fused
+	// Float16" (a float32 model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native
+	// CPU pass.
+	Attention string `json:"attention,omitempty"`
 	// CPU says how the model runs on a CPU: the native forward pass over a BLAS, or the
 	// simplego graph and why (and what runs its products).
 	CPU string `json:"cpu,omitempty"`

@@ -27,7 +27,8 @@ func fusedAttentionOK(dtype dtypes.DType, headDim, rowLen int) bool {
 // model attends in fp16: its 10-bit mantissa is what XLA's default (TF32) products already round
 // fp32 attention's q, k, probabilities and v to on the GPU, the scores still accumulate and the
 // softmax still runs in fp32 inside the kernel, and it spares the step the fp32 [L, L] scores
-// that XLA's attention writes and reads back.
+// that XLA's attention writes and reads back. The output projection Wo then runs in fp16 too
+// (see attention).
 func fusedAttentionDType(dtype dtypes.DType) dtypes.DType {
 	switch dtype {
 	case dtypes.BFloat16:

@@ -136,8 +136,13 @@ func layerNorm(spec graphSpec, params map[string]*Node, prefix string, x *Node) 
 
 // linear applies x @ W^T (+ b) with W [out, in] in the compute dtype; the result is fp32.
 func linear(spec graphSpec, params map[string]*Node, prefix string, x *Node) *Node {
-	x = ConvertDType(x, spec.dtype)
-	y := DotGeneral(x, []int{1}, nil, params[prefix+".weight"], []int{1}, nil)
+	return linearIn(spec.dtype, params, prefix, x)
+}
+
+// linearIn is linear with the product in dtype, whatever the weights are stored in.
+func linearIn(dtype dtypes.DType, params map[string]*Node, prefix string, x *Node) *Node {
+	x = ConvertDType(x, dtype)
+	y := DotGeneral(x, []int{1}, nil, ConvertDType(params[prefix+".weight"], dtype), []int{1}, nil)
 	y = ConvertDType(y, dtypes.Float32)
 	if b, ok := params[prefix+".bias"]; ok {
 		y = Add(y, InsertAxes(ConvertDType(b, dtypes.Float32), 0))
@@ -162,6 +167,12 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *
 	if spec.fusedAttention {
 		dt := fusedAttentionDType(spec.dtype)
 		out = cudnnAttention(ConvertDType(q, dt), ConvertDType(k, dt), ConvertDType(v, dt), mask, 1/math.Sqrt(float64(headDim)))
+		if !spec.variant.woFloat32 {
+			// The output projection stays in the attention's dtype. For a float32 model that is
+			// fp16: its input is the kernel's fp16 output either way, only Wo is rounded (to TF32's
+			// mantissa, as a TF32 product would round it), and the product runs at fp16's rate.
+			return linearIn(dt, params, prefix+"Wo", Reshape(out, rows*rowLen, cfg.HiddenSize))
+		}
 	} else {
 		q = ConvertDType(MulScalar(q, 1/math.Sqrt(float64(headDim))), spec.dtype)
 		out = blockedAttention(spec, q, ConvertDType(k, spec.dtype), ConvertDType(v, spec.dtype), mask, window)

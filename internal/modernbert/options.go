@@ -273,7 +273,8 @@ type Info struct {
 // EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a
 // comma-separated list of "scores-f32" (store the attention scores in fp32 rather than the
 // compute dtype), "ln-twopass" (LayerNorm variance from the centred values, a second read of the input),
-// "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies),
+// "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies), "wo-f32" (a
+// float32 model's attention output projection in float32 after its fp16 fused attention),
 // "attention-whole" (XLA attention over whole rows, not blocks of queries),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
@@ -288,6 +289,7 @@ type graphVariant struct {
 	scoresF32              bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
 	lnTwoPass              bool // LayerNorm variance from the centred values (else E[x²]-E[x]²)
 	xlaAttention           bool // attention as XLA ops even where cuDNN's fused kernel applies
+	woFloat32              bool // after a float32 model's fp16 fused attention, Wo as a float32 (TF32) product
 	attentionWhole         bool // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
@@ -305,6 +307,8 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.lnTwoPass = true
 		case "xla-attention":
 			v.xlaAttention = true
+		case "wo-f32":
+			v.woFloat32 = true
 		case "attention-whole":
 			v.attentionWhole = true
 		case "fused-attention":
@@ -316,7 +320,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "cpu-graph":
 			v.cpuGraph = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph)", EnvVariant, f)
 		}
 	}
 	return v, nil

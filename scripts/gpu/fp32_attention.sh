@@ -4,7 +4,11 @@
 # xla-attention, the default before). In one call: the tiny fixtures on XLA, full-size parity
 # with HF fp32 (eager, no TF32), model-only throughput of both and of bf16, and HF's model-only
 # rows beside them. Packs $W into $OUT/fp32attn.tgz, also when the call is cut short.
-# SECONDS_EACH sets each bench-model run (default 10); SKIP_TINY=1 leaves the tiny fixtures out.
+# The fp32 runs are the default (fp16 attention and Wo), wo-f32 (Wo as a TF32 product after the
+# fp16 attention) and xla-attention; parity uses texts up to 1,024 tokens (--max-length 1024
+# truncates the one longer text, so compare leaves it out with --max-tokens).
+# SECONDS_EACH sets each bench-model run (default 10); SKIP_TINY=1 leaves the tiny fixtures out;
+# LEAN=1 keeps only the float32 default's parity and the float32 default and wo-f32 throughput.
 set -uo pipefail
 source scripts/gpu/env.sh
 SECONDS_EACH=${SECONDS_EACH:-10}
@@ -33,11 +37,13 @@ parity() { # LABEL DTYPE VARIANT
   EMBEDBENCH_MODERNBERT_VARIANT=$variant "$BIN" embed --model "$MB" --device cuda --dtype "$dt" --max-length 1024 \
     < "$W/parity_texts.jsonl" > "$W/ours_$label.jsonl" 2> "$W/embed_$label.log" || tail -5 "$W/embed_$label.log"
   python3 scripts/gpu/modernbert_full.py compare --reference "$W/parity_ref.json" --ours "$W/ours_$label.jsonl" \
-    --against "$dt" --label "ours $label" | tee -a "$W/parity.jsonl"
+    --against "$dt" --label "ours $label" --max-tokens 1024 | tee -a "$W/parity.jsonl"
 }
 parity float32_fused float32 ""
-parity float32_xla float32 xla-attention
-parity bfloat16 bfloat16 ""
+if [ -z "${LEAN:-}" ]; then
+  parity float32_xla float32 xla-attention
+  parity bfloat16 bfloat16 ""
+fi
 
 echo "== model-only throughput: ours (16,384-slot steps, two callers)"
 bench() { # LABEL DTYPE VARIANT
@@ -47,9 +53,14 @@ bench() { # LABEL DTYPE VARIANT
   echo "$label: $(cat "$W/model_$label.json")"; grep -h -i 'cudnn\|error' "$W/model_$label.log" | head -3
 }
 bench float32_fused float32 ""
-bench float32_xla float32 xla-attention
-bench bfloat16 bfloat16 ""
+bench float32_wo32 float32 wo-f32
+if [ -z "${LEAN:-}" ]; then
+  bench float32_xla float32 xla-attention
+  bench bfloat16 bfloat16 ""
+fi
 bench float32_fused_again float32 ""
 
-echo "== model-only throughput: HF transformers"
-python3 scripts/gpu/hf_model_bench.py --model "$MB" --tsv "$TSV" --seconds 8 2>&1 | grep -v -i warn | tee "$W/hf_model.jsonl"
+if [ -z "${LEAN:-}" ]; then
+  echo "== model-only throughput: HF transformers"
+  python3 scripts/gpu/hf_model_bench.py --model "$MB" --tsv "$TSV" --seconds 8 2>&1 | grep -v -i warn | tee "$W/hf_model.jsonl"
+fi

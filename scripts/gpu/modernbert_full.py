@@ -75,12 +75,15 @@ def cmd_compare(args):
     want = ref[args.against]
     if len(ours) != len(want):
         sys.exit(f"compare: {len(ours)} vectors from ours, {len(want)} in the reference")
-    cos = [cosine(a, b) for a, b in zip(ours, want)]
-    maxabs = max(max(abs(x - y) for x, y in zip(a, b)) for a, b in zip(ours, want))
-    worst = min(range(len(cos)), key=cos.__getitem__)
-    res = {"ours": args.label, "against_hf": args.against, "n": len(cos), "cosine_min": min(cos),
-           "cosine_mean": sum(cos) / len(cos), "max_abs_diff": maxabs,
+    keep = [i for i, n in enumerate(ref["lengths"]) if not args.max_tokens or n <= args.max_tokens]
+    cos = {i: cosine(ours[i], want[i]) for i in keep}
+    maxabs = max(max(abs(x - y) for x, y in zip(ours[i], want[i])) for i in keep)
+    worst = min(keep, key=cos.__getitem__)
+    res = {"ours": args.label, "against_hf": args.against, "n": len(keep), "cosine_min": min(cos.values()),
+           "cosine_mean": sum(cos.values()) / len(keep), "max_abs_diff": maxabs,
            "worst_index": worst, "worst_length": ref["lengths"][worst]}
+    if args.max_tokens:
+        res["max_tokens"] = args.max_tokens
     print(json.dumps(res))
 
 
@@ -101,6 +104,7 @@ def main():
     c.add_argument("--ours", required=True)
     c.add_argument("--against", default="float32", choices=["float32", "bfloat16"])
     c.add_argument("--label", default="")
+    c.add_argument("--max-tokens", type=int, default=0, help="leave out texts longer than this (ours ran with --max-length, which truncates them)")
     args = ap.parse_args()
     {"make": cmd_make, "reference": cmd_reference, "compare": cmd_compare}[args.cmd](args)
 

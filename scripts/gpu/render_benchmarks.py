@@ -130,6 +130,55 @@ def latency_section(run):
     return L
 
 
+FP32_LABELS = {
+    "float32_fused": "fp16 attention and Wo (default)",
+    "float32_fused_again": "fp16 attention and Wo (default), rerun",
+    "float32_wo32": "fp16 attention, Wo as a TF32 product (wo-f32)",
+    "float32_wo32_again": "fp16 attention, Wo as a TF32 product (wo-f32), rerun",
+    "float32_xla": "XLA's attention, TF32 (xla-attention; the default before)",
+    "bfloat16": "bfloat16, for reference",
+}
+
+
+def fp32_section(runs):
+    """float32 on the GPU (issue 16's fp32 target): scripts/gpu/fp32_attention.sh's folders, each
+    one call: model-only throughput of the variants, parity with HF fp32, HF's rows when run."""
+    L = []
+    w = L.append
+    w("## float32 on the GPU: attention and its output projection in fp16")
+    w("")
+    w("A float32 model's attention runs in cuDNN's fused kernel in fp16 (TF32's 10-bit mantissa; scores and softmax in "
+      "fp32 inside the kernel) and the output projection Wo in fp16 too; the residual stream, LayerNorm, the MLP and the "
+      "other products stay float32 (TF32 products, XLA's default on the GPU). `bench-model --dtype float32 --step-slots "
+      "16384`, two callers, MS MARCO, 10 s each; parity as above on the 63 texts of up to 1,024 tokens (`--max-length 1024`). "
+      "Target (issue 16): ≥ 0.8 M real tokens/s with cosine ≥ 0.99999 and max abs diff ≤ 1e-4 against HF fp32.")
+    w("")
+    w("| run | graph | real tokens/s | step ms (2 in flight) | compile | GPU memory |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    for run in runs:
+        for label, name in FP32_LABELS.items():
+            f = os.path.join(run, f"model_{label}.json")
+            if not os.path.exists(f):
+                continue
+            r = json.load(open(f))
+            w(f"| {os.path.basename(run)} | {name} | {fmt_tok(r['tokens_per_second'])} | {r['mean_step_ms']:.1f} | "
+              f"{r['compile_seconds']:.1f} s | {r.get('gpu_memory_used_bytes', 0) / 2**30:.1f} GiB |")
+        for r in jsonl(os.path.join(run, "hf_model.jsonl")):
+            w(f"| {os.path.basename(run)} | HF transformers 5.17 ({r['attention']}, {r['dtype']}, batch {r['batch']}) | "
+              f"{fmt_tok(r['tokens_per_s'])} | | | |")
+    w("")
+    w("| run | ours | HF | texts | cosine min | max abs diff |")
+    w("| --- | --- | --- | --- | --- | --- |")
+    for run in runs:
+        parity = jsonl(os.path.join(run, "parity_upto1024.jsonl")) or jsonl(os.path.join(run, "parity.jsonl"))
+        for p in parity:
+            label = p["ours"].replace("ours ", "")
+            w(f"| {os.path.basename(run)} | {FP32_LABELS.get(label, label)} | {p['against_hf']} | {p['n']} | "
+              f"{p['cosine_min']:.10f} | {p['max_abs_diff']:.1e} |")
+    w("")
+    return L
+
+
 def cpu_section(runs):
     """The CPU path (issue 14): bench-model on CPU, full size, in each folder given; HF
     transformers beside it where the same call measured it (scripts/gpu/cpu_vs_hf.sh)."""
@@ -223,6 +272,7 @@ def main():
     ap.add_argument("--latency-run", default="", help="a folder from scripts/gpu/latency.sh (stress/<label>/*.json): the latency curve section")
     ap.add_argument("--rungs-run", default="", help="a folder from scripts/gpu/rungs.sh (rungs_*.json): the per-rung section")
     ap.add_argument("--cpu-runs", default="", help="comma-separated folders of CPU bench-model files (cpu_vs_hf.sh's, or a machine's own): the CPU section")
+    ap.add_argument("--fp32-runs", default="", help="comma-separated folders from scripts/gpu/fp32_attention.sh: the GPU float32 section")
     ap.add_argument("--notes", default="", help="a markdown file appended as the page's last section")
     a = ap.parse_args()
     m, s = a.model_run, a.service_run
@@ -360,6 +410,9 @@ def main():
     if a.rungs_run:
         w("")
         L.extend(rungs_section(a.rungs_run)[:-1])
+    if a.fp32_runs:
+        w("")
+        L.extend(fp32_section(a.fp32_runs.split(","))[:-1])
     if a.cpu_runs:
         w("")
         L.extend(cpu_section(a.cpu_runs.split(","))[:-1])

@@ -19,15 +19,7 @@ echo "== tokenizer: ours (one core) and HF tokenizers"
 fi
 
 echo "== parity with HF transformers (full size, random weights)"
-python3 - "$TSV" > "$W/parity_texts.jsonl" <<'PY'
-import json, sys
-rows = [l.rstrip("\n").partition("\t")[2] for l in open(sys.argv[1], encoding="utf-8", newline="\n") if l.strip()]
-for t in rows[:56]:
-    print(json.dumps({"text": t}))
-for i in range(8):  # long texts, 500 to 1000 tokens, so the sliding window is exercised
-    print(json.dumps({"text": " ".join(rows[100 + 12 * i: 100 + 12 * i + 6 + i])}))
-PY
-python3 scripts/gpu/modernbert_full.py reference --model "$MB" --texts "$W/parity_texts.jsonl" --out "$W/parity_ref.json" 2>&1 | grep -v -i warn
+parity_reference
 for dt in float32 bfloat16; do
   "$BIN" embed --model "$MB" --device cuda --dtype $dt < "$W/parity_texts.jsonl" > "$W/ours_$dt.jsonl" 2> "$W/embed_$dt.log" || tail -5 "$W/embed_$dt.log"
   for against in float32 bfloat16; do

@@ -35,3 +35,18 @@ wait_healthy() {
   done
   echo "$url healthy after ${t}s"
 }
+
+# parity_reference: the parity texts (56 MS MARCO passages, and 8 of 500 to 1,000 tokens so that
+# the sliding window is exercised) in $W/parity_texts.jsonl, and HF's vectors for them (fp32 and
+# bf16) in $W/parity_ref.json.
+parity_reference() {
+python3 - "$TSV" > "$W/parity_texts.jsonl" <<'PY'
+import json, sys
+rows = [l.rstrip("\n").partition("\t")[2] for l in open(sys.argv[1], encoding="utf-8", newline="\n") if l.strip()]
+for t in rows[:56]:
+    print(json.dumps({"text": t}))
+for i in range(8):  # long texts, 500 to 1000 tokens, so the sliding window is exercised
+    print(json.dumps({"text": " ".join(rows[100 + 12 * i: 100 + 12 * i + 6 + i])}))
+PY
+python3 scripts/gpu/modernbert_full.py reference --model "$MB" --texts "$W/parity_texts.jsonl" --out "$W/parity_ref.json" 2>&1 | grep -v -i warn
+}

@@ -23,15 +23,7 @@ echo "== tiny fixtures on XLA (fp32 now through cuDNN in fp16)"
 fi
 
 echo "== parity with HF transformers (full size, random weights)"
-python3 - "$TSV" > "$W/parity_texts.jsonl" <<'PY'
-import json, sys
-rows = [l.rstrip("\n").partition("\t")[2] for l in open(sys.argv[1], encoding="utf-8", newline="\n") if l.strip()]
-for t in rows[:56]:
-    print(json.dumps({"text": t}))
-for i in range(8):  # long texts, 500 to 1000 tokens, so the sliding window is exercised
-    print(json.dumps({"text": " ".join(rows[100 + 12 * i: 100 + 12 * i + 6 + i])}))
-PY
-python3 scripts/gpu/modernbert_full.py reference --model "$MB" --texts "$W/parity_texts.jsonl" --out "$W/parity_ref.json" 2>&1 | grep -v -i warn
+parity_reference
 parity() { # LABEL DTYPE VARIANT
   local label=$1 dt=$2 variant=$3
   EMBEDBENCH_MODERNBERT_VARIANT=$variant "$BIN" embed --model "$MB" --device cuda --dtype "$dt" --max-length 1024 \

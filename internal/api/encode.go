@@ -135,8 +135,10 @@ func appendEach(dst []byte, vectors [][]float32, enc func(dst []byte, i int, v [
 	})
 	for _, b := range bufs {
 		dst = append(dst, *b...)
-		*b = (*b)[:0]
-		partBuffers.Put(b)
+		if cap(*b) <= maxPooledPart {
+			*b = (*b)[:0]
+			partBuffers.Put(b)
+		}
 	}
 	return dst
 }
@@ -144,6 +146,9 @@ func appendEach(dst []byte, vectors [][]float32, enc func(dst []byte, i int, v [
 // partBuffers holds the parts' buffers between responses: grown afresh for every response, they
 // were copied as they doubled and allocated 5x the response's size (1.8 MB for 32 vectors).
 var partBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// maxPooledPart keeps the part of one huge response from being held in the pool for ever.
+const maxPooledPart = 1 << 20
 
 // AppendError appends e as {"error":{"message","type","param","code"},"detail":message}:
 // OpenAI's error object, plus FastAPI's "detail" that the seed's clients read.

@@ -5,11 +5,14 @@ session 7). It reproduced run 16 within about 20%; it assumed a step's fixed GPU
 where run 19 then measured about 1.2 ms, so its small-step figures are optimistic.
 
 Model: MS MARCO-like lengths (lognormal, mean about 78 tokens, at most 218); packed rows of 256
-at 96% occupancy; a step's GPU time 0.47 ms + 0.67 us a slot, host time before (0.3 ms) and
-after it (0.7 ms + 0.04 us a slot); two workers; a busy replica starts its second batch once
-the queue holds `frac` of the tokens in flight (None: a full 16,384-token batch); clients add
-0.4 ms of round trip. Prints requests/s, p50 and p99 for closed loops of 256, 8 and 1 clients
-and open loops at 50% and 70% of a 17,000 passages/s peak.
+at 96% occupancy; a step's GPU time 1.2 ms + 0.67 us a slot (run 19; session 7 assumed 0.47 ms),
+host time before (0.3 ms) and after it (0.7 ms + 0.04 us a slot); two workers; a busy replica
+starts its second batch once the queue holds `frac` of the tokens in flight and at least
+`min_second`; clients add 0.4 ms of round trip. Prints requests/s, p50, p99 and mean step
+occupancy for closed loops of 256, 8 and 1 clients and open loops at 50% and 70% of a 17,000
+passages/s peak, for today's engine and the policies tried against it. With the 1.2 ms it
+reproduces run 27 (256 clients 13.2 k req/s against 13.6-13.9 k; open loop at 70% p50 14.4 ms
+against 14.3, p99 31.8 against 26.7-30.0).
 
 Usage: python3 scripts/model/engine_sim.py
 """
@@ -22,8 +25,11 @@ LADDER_OLD = [4, 16, 64]                                # 1,024, 4,096 and 16,38
 MAX_TOKENS = 16384
 
 
+GPU_FIXED_MS = 1.2  # a step's fixed GPU cost with two in flight (run 19; session 7 assumed 0.47)
+
+
 def gpu_ms(slots):
-    return 0.47 + 0.667e-3 * slots
+    return GPU_FIXED_MS + 0.667e-3 * slots
 
 
 def pre_ms(slots):
@@ -47,7 +53,11 @@ def slots_for(tokens, ladder):
     return next((r for r in ladder if r >= rows), ladder[-1]) * 256
 
 
-def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms=0.4, warm_ms=500.0):
+def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms=0.4, warm_ms=500.0,
+        round_down=False, min_second=2048):
+    """round_down: a busy replica's batch is cut to the largest rung it fills (the rest waits for
+    the next batch) instead of running on the rung above, rounded up; min_second is the floor of
+    queued tokens under a second batch in flight (MinPipelineTokens)."""
     events, seq = [], 0
 
     def push(t, kind, data=None):
@@ -55,7 +65,7 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
         seq += 1
         heapq.heappush(events, (t, seq, kind, data))
 
-    queue, requests, latencies = [], {}, []
+    queue, requests, latencies, occupancy = [], {}, [], []
     gpu_free, idle_workers, busy_tokens, busy_batches, next_id = 0.0, 2, 0, 0, 0
 
     def new_request(t):
@@ -68,7 +78,7 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
         nonlocal idle_workers, busy_tokens, busy_batches, gpu_free
         while idle_workers and queue:
             if busy_batches:
-                threshold = MAX_TOKENS if frac is None else min(MAX_TOKENS, max(1, int(busy_tokens * frac)))
+                threshold = MAX_TOKENS if frac is None else min(MAX_TOKENS, max(min_second, int(busy_tokens * frac)))
                 if sum(x for _, x, _ in queue) < threshold:
                     return
             budget, taken, rest = MAX_TOKENS, [], []
@@ -78,9 +88,22 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
                     taken.append(q)
                 else:
                     rest.append(q)
-            queue[:] = rest
             tokens = sum(x for _, x, _ in taken)
+            rows = tokens / (256 * 0.96)
+            if round_down and busy_batches and rows > ladder[0]:
+                cap = max(r for r in ladder if r <= rows) * 256 * 0.96
+                kept, tokens = [], 0
+                for q in taken:
+                    if tokens + q[1] <= cap:
+                        tokens += q[1]
+                        kept.append(q)
+                    else:
+                        rest.append(q)
+                rest.sort(key=lambda q: q[0])
+                taken = kept
+            queue[:] = rest
             slots = slots_for(tokens, ladder)
+            occupancy.append(tokens / slots)
             idle_workers -= 1
             busy_tokens += tokens
             busy_batches += 1
@@ -121,21 +144,24 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
     n = len(latencies)
     if not n:
         return "no requests"
-    return f"{n / ((horizon_ms - warm_ms) / 1000):7.0f} req/s p50 {latencies[n // 2]:5.1f} p99 {latencies[int(n * 0.99)]:5.1f} ms"
+    return (f"{n / ((horizon_ms - warm_ms) / 1000):7.0f} req/s p50 {latencies[n // 2]:5.1f} p99 {latencies[int(n * 0.99)]:5.1f} ms"
+            f" occupancy {sum(occupancy) / len(occupancy):.2f}")
 
 
 def main():
-    for name, ladder in (("old ladder", LADDER_OLD), ("dense ladder", LADDER_DENSE)):
-        for frac in (None, 1.0, 0.5, 0.25):
-            cases = [dict(clients=256), dict(clients=8), dict(clients=1, batch=32),
-                     dict(batch=32, rate=0.5 * 17000 / 32), dict(batch=32, rate=0.7 * 17000 / 32)]
-            cells = []
-            for case in cases:
-                random.seed(7)
-                cells.append(run(ladder, frac, **case))
-            print(f"{name}, second batch at {frac or 'a full batch'}:")
-            for label, cell in zip(("256 clients", "8 clients", "32 passages, 1 client", "open 50%", "open 70%"), cells):
-                print(f"  {label:22s} {cell}")
+    for name, ladder, frac, down in (("dense ladder", LADDER_DENSE, 0.5, False),  # today's engine
+                                     ("dense ladder, busy batches rounded down", LADDER_DENSE, 0.5, True),
+                                     ("dense ladder, second batch at a full one", LADDER_DENSE, 1.0, False),
+                                     ("old ladder", LADDER_OLD, 0.5, False)):
+        cases = [dict(clients=256), dict(clients=8), dict(clients=1, batch=32),
+                 dict(batch=32, rate=0.5 * 17000 / 32), dict(batch=32, rate=0.7 * 17000 / 32)]
+        cells = []
+        for case in cases:
+            random.seed(7)
+            cells.append(run(ladder, frac, round_down=down, **case))
+        print(f"{name}, second batch at {frac}:")
+        for label, cell in zip(("256 clients", "8 clients", "32 passages, 1 client", "open 50%", "open 70%"), cells):
+            print(f"  {label:22s} {cell}")
 
 
 if __name__ == "__main__":

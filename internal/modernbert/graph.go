@@ -169,8 +169,10 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *
 		out = cudnnAttention(ConvertDType(q, dt), ConvertDType(k, dt), ConvertDType(v, dt), mask, 1/math.Sqrt(float64(headDim)))
 		if !spec.variant.woFloat32 {
 			// The output projection stays in the attention's dtype. For a float32 model that is
-			// fp16: its input is the kernel's fp16 output either way, only Wo is rounded (to TF32's
-			// mantissa, as a TF32 product would round it), and the product runs at fp16's rate.
+			// fp16: its input is the kernel's fp16 output either way, Wo is rounded to TF32's
+			// mantissa as a TF32 product would round it, the product accumulates in fp32 and its
+			// result is rounded to fp16 before the fp32 residual add, and it runs at fp16's rate
+			// (+5.6% on the H200, vectors within 1.2e-5 of HF's fp32: run 28).
 			return linearIn(dt, params, prefix+"Wo", Reshape(out, rows*rowLen, cfg.HiddenSize))
 		}
 	} else {

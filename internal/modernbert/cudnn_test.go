@@ -124,18 +124,22 @@ func TestCustomCallProgramText(t *testing.T) {
 func TestFusedAttentionFallsBackWhereUnavailable(t *testing.T) {
 	t.Setenv(EnvVariant, "fused-attention")
 	cfg, w, ref := loadFixture(t, filepath.Join("testdata", "tiny4x"))
-	pc := parityCase{BFloat16, Mean, true}
-	m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", DType: pc.dtype, Pooling: pc.pooling,
-		Normalize: pc.normalize, MaxSequenceLength: 1024, RowLengths: []int{128, 512, 1024}, MaxBatchTokens: 1024})
-	if err != nil {
-		t.Fatalf("New with the fused attention unavailable: %v, want a fallback", err)
+	for _, pc := range []parityCase{{BFloat16, Mean, true}, {Float32, Mean, true}} {
+		m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", DType: pc.dtype, Pooling: pc.pooling,
+			Normalize: pc.normalize, MaxSequenceLength: 1024, RowLengths: []int{128, 512, 1024}, MaxBatchTokens: 1024})
+		if err != nil {
+			t.Fatalf("%s: New with the fused attention unavailable: %v, want a fallback", pc.dtype, err)
+		}
+		defer m.Close()
+		if a := m.Info().Attention; a != "unfused" {
+			t.Errorf("%s: Info().Attention = %q after the fallback, want unfused", pc.dtype, a)
+		}
+		got, _, err := m.Embed(context.Background(), refSeqs(ref), Packed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkParity(t, "fallback", pc, ref, got)
 	}
-	defer m.Close()
-	got, _, err := m.Embed(context.Background(), refSeqs(ref), Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkParity(t, "fallback", pc, ref, got)
 }
 
 func TestAttentionSummary(t *testing.T) {

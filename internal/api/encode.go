@@ -52,12 +52,17 @@ func AppendBase64Floats(dst []byte, v []float32) []byte {
 // maxFloatBytes is the longest float32 in shortest form with its comma: -1.00062405e-36,
 const maxFloatBytes = 16
 
-// ResponseSizeHint is about the most bytes a response of these vectors takes, so that a caller
-// can size its buffer once instead of growing it (and copying the vectors' text) as it fills.
-func ResponseSizeHint(vectors [][]float32) int {
+// ResponseSizeHint is about the most bytes a response of these vectors takes in format
+// (EncodingFloat or EncodingBase64), so that a caller can size its buffer once instead of
+// growing it (and copying the vectors' text) as it fills.
+func ResponseSizeHint(vectors [][]float32, format string) int {
 	n := 256
 	for _, v := range vectors {
-		n += 64 + maxFloatBytes*len(v)
+		if format == EncodingBase64 {
+			n += 64 + base64.StdEncoding.EncodedLen(4*len(v))
+		} else {
+			n += 64 + maxFloatBytes*len(v)
+		}
 	}
 	return n
 }

@@ -326,7 +326,7 @@ func (s *Server) handleEmbed(x *exchange, b *Backend, body []byte) {
 	}
 	out := s.getBuffer()
 	defer s.putBuffer(out)
-	out.Grow(api.ResponseSizeHint(res.Vectors))
+	out.Grow(api.ResponseSizeHint(res.Vectors, api.EncodingFloat))
 	out.Write(api.AppendEmbedResponse(out.AvailableBuffer(), res.Vectors, s.cfg.ModelID, b.Dim))
 	s.writeJSON(x, res, out.Bytes())
 }
@@ -348,7 +348,7 @@ func (s *Server) handleOpenAI(x *exchange, b *Backend, body []byte) {
 	tokens := res.TotalTokens()
 	out := s.getBuffer()
 	defer s.putBuffer(out)
-	out.Grow(api.ResponseSizeHint(res.Vectors))
+	out.Grow(api.ResponseSizeHint(res.Vectors, req.EncodingFormat))
 	out.Write(api.AppendOpenAIEmbeddingResponse(out.AvailableBuffer(), res.Vectors, s.cfg.ModelID, req.EncodingFormat, api.Usage{PromptTokens: tokens, TotalTokens: tokens}))
 	s.writeJSON(x, res, out.Bytes())
 }

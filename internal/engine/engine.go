@@ -44,10 +44,14 @@ type Runner interface {
 }
 
 // StepFitter is a Runner that can say how many of the leading sequences of these lengths one
-// device step holds (at least one). The continuous engine uses it to fill steps exactly rather
-// than spill a few sequences into a nearly empty second step.
+// device step holds (at least one), and the token slots that step costs. The continuous engine
+// uses it to fill steps exactly rather than spill a few sequences into a nearly empty second
+// step, and to learn what each step size costs on the device.
 type StepFitter interface {
-	FitStep(lengths []int) int
+	FitStep(lengths []int) (n, slots int)
+	// FitStepBelow is the most leading sequences one step of fewer than slots slots holds (0
+	// when not even the first fits), and that step's slots.
+	FitStepBelow(lengths []int, slots int) (n, below int)
 }
 
 // Job is one client request: texts to tokenize, or sequences already tokenized.
@@ -159,9 +163,13 @@ type Config struct {
 	// everything waiting the moment it is free. The Runner must then allow concurrent Run
 	// calls (*modernbert.Model does).
 	BatchesPerReplica int
-	// MinPipelineTokens is the least work a second batch in flight carries: below it, the
-	// step's fixed cost outweighs its work, and the queue waits for the replica to be free.
+	// MinPipelineTokens is the least work a second batch in flight carries while the replica's
+	// device clock cannot yet predict its step: below it, the step's fixed cost outweighs its
+	// work, and the queue waits for the replica to be free.
 	MinPipelineTokens int
+	// PipelineLead is how long before a busy device is predicted to finish that the next batch
+	// is sent: the host's share of a step (forming, packing and copying the batch).
+	PipelineLead time.Duration
 }
 
 func (c Config) check() error {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -60,6 +61,20 @@ func (s *Service) Close() {
 		m.Close()
 	}
 }
+
+// pipelineLead is how long before a busy GPU finishes its step the next batch leaves: the host's
+// share of a step (forming and packing the batch, copying it over), which the event model in
+// scripts/model/engine_sim.py puts at 0.3-0.5 ms (leads of 0.1-1 ms came within a few percent
+// of each other there). EnvPipelineLead overrides it (a Go duration).
+func pipelineLead() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(EnvPipelineLead)); err == nil && d >= 0 {
+		return d
+	}
+	return 500 * time.Microsecond
+}
+
+// EnvPipelineLead names the environment variable that sets pipelineLead.
+const EnvPipelineLead = "EMBEDBENCH_PIPELINE_LEAD"
 
 // Build compiles and warms up the replicas and starts the engine over them.
 func Build(ctx context.Context, spec Spec) (*Service, error) {
@@ -129,6 +144,7 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 		// A step's fixed cost on the H200 is about 1.2 ms with two in flight, what 2,000 slots of
 		// work cost (bench-model --per-rung, run 19): smaller batches wait to be merged instead.
 		ecfg.MinPipelineTokens = 2048
+		ecfg.PipelineLead = pipelineLead()
 	}
 	var eng engine.Engine
 	var err error

@@ -8,9 +8,11 @@ Model: MS MARCO-like lengths (lognormal, mean about 78 tokens, at most 218); pac
 at 96% occupancy; a step's GPU time 1.2 ms + 0.67 us a slot (run 19; session 7 assumed 0.47 ms),
 host time before (0.3 ms) and after it (0.7 ms + 0.04 us a slot); two workers; a busy replica
 starts its second batch once the queue holds `frac` of the tokens in flight and at least
-`min_second`; clients add 0.4 ms of round trip. Prints requests/s, p50, p99 and mean step
-occupancy for closed loops of 256, 8 and 1 clients and open loops at 50% and 70% of a 17,000
-passages/s peak, for today's engine and the policies tried against it. With the 1.2 ms it
+`min_second`, or, with `lead` (session 10's device clock), lead before the device is free, with
+whatever waits (the sim's clock is always known; the engine's falls back to `frac` until it has
+seen a step size queue behind another); clients add 0.4 ms of round trip. Prints requests/s,
+p50, p99, mean step occupancy, GPU busy share and tokens a step for closed loops of 256, 8 and 1
+clients and open loops at 50% and 70% of a 17,000 passages/s peak. With the 1.2 ms it
 reproduces run 27 (256 clients 13.2 k req/s against 13.6-13.9 k; open loop at 70% p50 14.4 ms
 against 14.3, p99 31.8 against 26.7-30.0).
 
@@ -54,10 +56,13 @@ def slots_for(tokens, ladder):
 
 
 def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms=0.4, warm_ms=500.0,
-        round_down=False, min_second=2048):
-    """round_down: a busy replica's batch is cut to the largest rung it fills (the rest waits for
-    the next batch) instead of running on the rung above, rounded up; min_second is the floor of
-    queued tokens under a second batch in flight (MinPipelineTokens)."""
+        round_down=0.0, min_second=2048, lead=None):
+    """round_down: a busy replica's batch is cut to the largest rung it fills when what that
+    leaves to the next batch is at most this share of its tokens (1.0: always), instead of
+    running on the rung above; min_second is the floor of queued tokens under a second batch in
+    flight (MinPipelineTokens); lead (ms), when set, is the device clock of session 10: a busy
+    replica sends its next batch lead before the device is free, with whatever waits, instead of
+    at frac of the tokens in flight."""
     events, seq = [], 0
 
     def push(t, kind, data=None):
@@ -65,7 +70,7 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
         seq += 1
         heapq.heappush(events, (t, seq, kind, data))
 
-    queue, requests, latencies, occupancy = [], {}, [], []
+    queue, requests, latencies, occupancy, steps = [], {}, [], [], []
     gpu_free, idle_workers, busy_tokens, busy_batches, next_id = 0.0, 2, 0, 0, 0
 
     def new_request(t):
@@ -77,7 +82,13 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
     def try_start(t):
         nonlocal idle_workers, busy_tokens, busy_batches, gpu_free
         while idle_workers and queue:
-            if busy_batches:
+            if busy_batches and lead is not None:
+                queued = sum(x for _, x, _ in queue)
+                send_at = gpu_free - pre_ms(slots_for(queued, ladder)) - lead
+                if queued < MAX_TOKENS * 0.96 and t < send_at - 1e-9:
+                    push(send_at, "wake")
+                    return
+            elif busy_batches:
                 threshold = MAX_TOKENS if frac is None else min(MAX_TOKENS, max(min_second, int(busy_tokens * frac)))
                 if sum(x for _, x, _ in queue) < threshold:
                     return
@@ -90,8 +101,9 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
                     rest.append(q)
             tokens = sum(x for _, x, _ in taken)
             rows = tokens / (256 * 0.96)
-            if round_down and busy_batches and rows > ladder[0]:
-                cap = max(r for r in ladder if r <= rows) * 256 * 0.96
+            below = max((r for r in ladder if r <= rows), default=0)
+            if round_down and busy_batches and rows > ladder[0] and rows - below <= round_down * rows:
+                cap = below * 256 * 0.96
                 kept, tokens = [], 0
                 for q in taken:
                     if tokens + q[1] <= cap:
@@ -109,6 +121,8 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
             busy_batches += 1
             start = max(t + pre_ms(slots), gpu_free)
             gpu_free = start + gpu_ms(slots)
+            if t > warm_ms:
+                steps.append((tokens, gpu_ms(slots)))
             push(gpu_free + post_ms(slots), "done", (taken, tokens))
 
     if rate is None:
@@ -145,21 +159,28 @@ def run(ladder, frac, clients=256, batch=1, rate=None, horizon_ms=8000.0, rtt_ms
     if not n:
         return "no requests"
     return (f"{n / ((horizon_ms - warm_ms) / 1000):7.0f} req/s p50 {latencies[n // 2]:5.1f} p99 {latencies[int(n * 0.99)]:5.1f} ms"
-            f" occupancy {sum(occupancy) / len(occupancy):.2f}")
+            f" occupancy {sum(occupancy) / len(occupancy):.2f} GPU busy {sum(g for _, g in steps) / (horizon_ms - warm_ms):.2f}"
+            f" tokens a step {sum(x for x, _ in steps) / max(1, len(steps)):5.0f}")
 
 
 def main():
-    for name, ladder, frac, down in (("dense ladder", LADDER_DENSE, 0.5, False),  # today's engine
-                                     ("dense ladder, busy batches rounded down", LADDER_DENSE, 0.5, True),
-                                     ("dense ladder, second batch at a full one", LADDER_DENSE, 1.0, False),
-                                     ("old ladder", LADDER_OLD, 0.5, False)):
+    for name, ladder, kw in (
+            ("session 9's engine: second batch at half the tokens in flight", LADDER_DENSE, dict(frac=0.5)),
+            ("  and busy batches always cut to the rung below", LADDER_DENSE, dict(frac=0.5, round_down=1.0)),
+            ("  second batch at a full one", LADDER_DENSE, dict(frac=1.0)),
+            ("  the old three-rung ladder", LADDER_OLD, dict(frac=0.5)),
+            ("session 10: the device clock (lead 0.3 ms)", LADDER_DENSE, dict(frac=0.5, lead=0.3)),
+            ("  lead 1 ms", LADDER_DENSE, dict(frac=0.5, lead=1.0)),
+            ("  clock and busy batches cut when at most 15% waits (today's engine)", LADDER_DENSE,
+             dict(frac=0.5, lead=0.3, round_down=0.15)),
+            ("  clock and busy batches always cut", LADDER_DENSE, dict(frac=0.5, lead=0.3, round_down=1.0))):
         cases = [dict(clients=256), dict(clients=8), dict(clients=1, batch=32),
                  dict(batch=32, rate=0.5 * 17000 / 32), dict(batch=32, rate=0.7 * 17000 / 32)]
         cells = []
         for case in cases:
             random.seed(7)
-            cells.append(run(ladder, frac, round_down=down, **case))
-        print(f"{name}, second batch at {frac}:")
+            cells.append(run(ladder, **kw, **case))
+        print(f"{name}:")
         for label, cell in zip(("256 clients", "8 clients", "32 passages, 1 client", "open 50%", "open 70%"), cells):
             print(f"  {label:22s} {cell}")
 

@@ -170,6 +170,9 @@ func TestBusyReplicaSendsTheNextBatchJustBeforeTheDeviceIsFree(t *testing.T) {
 	if got := dev.seen(); !slices.Equal(got, []int{4, 4, 4, 5}) {
 		t.Fatalf("batches of %v sequences, want [4 4 4 5]: the jobs that arrived during the third batch's step go as one", got)
 	}
+	if st := eng.Stats(); st.ClockedBatches != 1 {
+		t.Errorf("%d batches sent by the device clock, want 1 (the fourth)", st.ClockedBatches)
+	}
 }
 
 // newRungModel is the tiny model on compiled steps of rows of 64: rungs of 64, 128 and 256 slots.
@@ -214,8 +217,9 @@ func TestBusyBatchLeavesASmallSpillToTheNextBatch(t *testing.T) {
 		{"busy, a spill of 60 of 180 tokens: whole", []int{60, 60, 30, 30}, true, 4, 256},
 		{"busy, a full step: the rung below is no fuller", []int{60, 60, 60, 60}, true, 4, 256},
 	} {
-		if n, slots := c.fit(fitter, batchOf(tc.lengths...), tc.busy); n != tc.wantN || slots != tc.wantSlt {
-			t.Errorf("%s: fit = %d sequences in %d slots, want %d in %d", tc.what, n, slots, tc.wantN, tc.wantSlt)
+		n, slots, cut := c.fit(fitter, batchOf(tc.lengths...), tc.busy)
+		if n != tc.wantN || slots != tc.wantSlt || cut != (n < len(tc.lengths)) {
+			t.Errorf("%s: fit = %d sequences in %d slots (cut %v), want %d in %d", tc.what, n, slots, cut, tc.wantN, tc.wantSlt)
 		}
 	}
 }
@@ -278,6 +282,9 @@ func TestBusyReplicaRunsTheSpillWithTheNextBatch(t *testing.T) {
 	// the held batch, then the spill.
 	if !slices.Equal(batches, []int{2, 4, 2}) {
 		t.Fatalf("batches of %v sequences, want [2 4 2]: the busy batch cut to the rung below, its spill after", batches)
+	}
+	if st := eng.Stats(); st.CutBatches != 1 {
+		t.Errorf("%d batches cut, want 1", st.CutBatches)
 	}
 }
 

@@ -239,11 +239,21 @@ func (c *Continuous) take(replica int, r Runner, timer *time.Timer) ([]queued, *
 			}
 		}
 	}
+	busy := c.busyOn[replica] > 0
+	if busy && c.queuedT < c.maxBatchTokens {
+		if _, ok := c.clocks[replica].sendAt(); ok {
+			c.stats.ClockedBatches++
+		}
+	}
 	slots := 0
 	if fitter, ok := r.(StepFitter); ok {
 		var n int
-		n, slots = c.fit(fitter, batch, c.busyOn[replica] > 0)
+		var cut bool
+		n, slots, cut = c.fit(fitter, batch, busy)
 		batch, taken = batch[:n], taken[:n]
+		if cut {
+			c.stats.CutBatches++
+		}
 	}
 	kept := c.queue[:0]
 	next := 0
@@ -291,11 +301,12 @@ func (c *Continuous) ready(replica int, timer *time.Timer) bool {
 // batch to run it on a smaller, fuller step.
 const maxTailLeft = 0.15
 
-// fit trims batch to what one device step holds, and says that step's slots. A busy replica's
+// fit trims batch to what one device step holds, and says that step's slots and whether the
+// batch was cut to the rung below. A busy replica's
 // batch that spills a little over a rung runs on the rung below, the spill waiting for the
 // next batch (at the front of the queue): the device is busy anyway, and the rung above would
 // cost its whole step for the few tokens.
-func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n, slots int) {
+func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n, slots int, cut bool) {
 	lengths := make([]int, len(batch))
 	for i, q := range batch {
 		lengths[i] = len(q.ids)
@@ -309,11 +320,11 @@ func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n, slots
 	// A step 90% full has little to gain, and the search below costs a few plans (0.1-0.2 ms
 	// for a GPU-sized step, under the engine's lock).
 	if !busy || n < 2 || slots == 0 || float64(all) >= 0.9*float64(slots) {
-		return n, slots
+		return n, slots, false
 	}
 	k, below := fitter.FitStepBelow(lengths[:n], slots)
 	if k == 0 || below == 0 {
-		return n, slots
+		return n, slots, false
 	}
 	kept := 0
 	for _, l := range lengths[:k] {
@@ -321,9 +332,9 @@ func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n, slots
 	}
 	fuller := float64(kept)/float64(below) > float64(all)/float64(slots)
 	if fuller && float64(all-kept) <= maxTailLeft*float64(all) {
-		return k, below
+		return k, below, true
 	}
-	return n, slots
+	return n, slots, false
 }
 
 // nextBatchThreshold is the queued tokens at which a replica with a batch in flight starts

@@ -119,9 +119,13 @@ type Stats struct {
 	RealTokens       uint64
 	SlotTokens       uint64
 	DroppedSequences uint64 // removed from the queue before a device saw them (client gone)
-	DeviceErrors     uint64
-	LastError        string
-	LastErrorAt      time.Time
+	// ClockedBatches were sent by a busy replica just before its device was predicted free;
+	// CutBatches were a busy replica's batches run on the rung below, their spill left queued.
+	ClockedBatches uint64
+	CutBatches     uint64
+	DeviceErrors   uint64
+	LastError      string
+	LastErrorAt    time.Time
 }
 
 // BatchReport describes one device batch to an observer (metrics).

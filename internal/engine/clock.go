@@ -10,15 +10,18 @@ import (
 // without idling. A batch formed earlier cannot start any sooner (the device runs one step at
 // a time), and everything that arrives in between would wait a whole extra step.
 //
-// A step's device time is learned from the steps themselves: a batch sent while another was
-// still running starts when that one ends, so the gap between their landings is its own device
-// time (their host work after the device being about the same). Batches sent to an idle device
-// teach nothing (their landing includes the host's share); until a step size has been seen
-// this way, and for sizes below every one seen, the clock has no answer and the engine falls
-// back to its queue-size rule. Guarded by Continuous.mu.
+// Both halves of the prediction are learned from the batches themselves. A batch sent while
+// another was still on the device starts when that one ends, so the gap between their landings
+// (Run returning) is its step's device time. A batch sent to an idle device lands after the
+// host's share before the step (packing, copying in) and after it (copying out, unpacking) as
+// well as the step: less its step's time, that is the host overhead, which the clock also needs,
+// because a landing comes that much after the device was done. Until a step size has been seen
+// queued behind another, and for sizes below every one seen, the clock has no answer and the
+// engine falls back to its queue-size rule. Guarded by Continuous.mu.
 type deviceClock struct {
-	lead     time.Duration         // the host's share before a batch reaches the device
-	cost     map[int]time.Duration // device time of a step by its slots (moving average)
+	margin   time.Duration         // how much earlier than predicted to send
+	cost     map[int]time.Duration // device time of a step by its slots (moving averages)
+	overhead map[int]time.Duration // host time around a step by its slots (moving averages)
 	inflight []*flight             // in the order sent
 }
 
@@ -27,14 +30,14 @@ type flight struct {
 	sent   time.Time
 	slots  int
 	ahead  *flight   // the batch in flight when this one was sent, if any
-	landed time.Time // when Run returned; zero while in flight
+	landed time.Time // when Run returned; zero while in flight or when it failed
 }
 
-// costWeight is the weight of a new sample in the moving average of a step size's cost.
-const costWeight = 0.2
+// sampleWeight is the weight of a new sample in a moving average.
+const sampleWeight = 0.2
 
-func newDeviceClock(lead time.Duration) *deviceClock {
-	return &deviceClock{lead: lead, cost: map[int]time.Duration{}}
+func newDeviceClock(margin time.Duration) *deviceClock {
+	return &deviceClock{margin: margin, cost: map[int]time.Duration{}, overhead: map[int]time.Duration{}}
 }
 
 // send records a batch of slots sent to the device at now.
@@ -47,30 +50,48 @@ func (d *deviceClock) send(now time.Time, slots int) *flight {
 	return f
 }
 
-// land records that f's Run returned at now, and learns its step's cost when f queued behind
-// another batch that landed after f could have reached the device.
+// land records that f's Run returned at now (zero: it failed, which teaches nothing), and
+// learns from it: a step's cost when f queued behind a batch still on the device, the host
+// overhead when f found the device idle.
 func (d *deviceClock) land(f *flight, now time.Time) {
 	f.landed = now
-	if a := f.ahead; a != nil && !a.landed.IsZero() && a.landed.After(f.sent.Add(d.lead)) && f.slots > 0 {
-		sample := now.Sub(a.landed)
-		if old, ok := d.cost[f.slots]; ok {
-			sample = old + time.Duration(costWeight*float64(sample-old))
-		}
-		d.cost[f.slots] = max(sample, 0)
-	}
+	a := f.ahead
 	f.ahead = nil // the batch behind f keeps f, not the whole chain
 	d.inflight = slices.DeleteFunc(d.inflight, func(g *flight) bool { return g == f })
+	if now.IsZero() || f.slots <= 0 {
+		return
+	}
+	switch {
+	case a == nil || (!a.landed.IsZero() && !a.landed.After(f.sent)):
+		if c, ok := d.cost[f.slots]; ok {
+			learn(d.overhead, f.slots, now.Sub(f.sent)-c)
+		}
+	case !a.landed.IsZero():
+		// f reached the device overhead after it was sent at the latest; a was done on the
+		// device by then if it landed less than that after f was sent.
+		if o, ok := estimate(d.overhead, f.slots); !ok || a.landed.Sub(f.sent) > o {
+			learn(d.cost, f.slots, now.Sub(a.landed))
+		}
+	}
 }
 
-// stepCost is the predicted device time of a step of slots: the average seen at that size, or
-// interpolated between the nearest sizes seen around it, or the largest size seen below it (an
+func learn(avg map[int]time.Duration, slots int, sample time.Duration) {
+	sample = max(sample, 0)
+	if old, ok := avg[slots]; ok {
+		sample = old + time.Duration(sampleWeight*float64(sample-old))
+	}
+	avg[slots] = sample
+}
+
+// estimate is a moving average at slots: the one seen there, or interpolated between the
+// nearest sizes seen around it, or the largest size seen below it (for a step's cost an
 // underestimate, which only sends the next batch early). ok is false below every size seen.
-func (d *deviceClock) stepCost(slots int) (time.Duration, bool) {
-	if c, ok := d.cost[slots]; ok {
-		return c, true
+func estimate(avg map[int]time.Duration, slots int) (time.Duration, bool) {
+	if v, ok := avg[slots]; ok {
+		return v, true
 	}
 	lo, hi := -1, -1
-	for s := range d.cost {
+	for s := range avg {
 		if s < slots && (lo < 0 || s > lo) {
 			lo = s
 		}
@@ -82,29 +103,44 @@ func (d *deviceClock) stepCost(slots int) (time.Duration, bool) {
 	case lo < 0:
 		return 0, false
 	case hi < 0:
-		return d.cost[lo], true
+		return avg[lo], true
 	}
 	frac := float64(slots-lo) / float64(hi-lo)
-	return d.cost[lo] + time.Duration(frac*float64(d.cost[hi]-d.cost[lo])), true
+	return avg[lo] + time.Duration(frac*float64(avg[hi]-avg[lo])), true
 }
 
-// sendAt is when the next batch should leave for the device: lead before the batches in
-// flight are predicted to finish. ok is false when some batch in flight has a step size the
-// clock cannot predict.
+// stepCost is the predicted device time of a step of slots.
+func (d *deviceClock) stepCost(slots int) (time.Duration, bool) { return estimate(d.cost, slots) }
+
+// sendAt is when the next batch should leave for the device: so that its host share before the
+// step ends as the device finishes the batches in flight, less the margin. ok is false when
+// some batch in flight has a step the clock cannot predict.
+//
+// For a batch f, S(f) is when a batch sent would reach the device just as f's step ends:
+// S(f) = max(f.sent, S') + cost(f), where S' is when f's step could start, in the same terms:
+// f's own send when the device was idle, the landing of the batch ahead of f less the host
+// overhead (its step was done that long before it landed), or S of that batch while it is in
+// flight itself.
 func (d *deviceClock) sendAt() (time.Time, bool) {
-	var free time.Time
-	for _, f := range d.inflight {
+	var s time.Time
+	for i, f := range d.inflight {
 		c, ok := d.stepCost(f.slots)
 		if !ok {
 			return time.Time{}, false
 		}
-		start := f.sent.Add(d.lead)
-		if f.ahead != nil && !f.ahead.landed.IsZero() {
-			start = later(start, f.ahead.landed)
+		start := f.sent
+		if i == 0 && f.ahead != nil && !f.ahead.landed.IsZero() {
+			o, ok := estimate(d.overhead, f.ahead.slots)
+			if !ok {
+				o = d.margin
+			}
+			start = later(start, f.ahead.landed.Add(-o))
+		} else if i > 0 {
+			start = later(start, s)
 		}
-		free = later(start, free).Add(c)
+		s = start.Add(c)
 	}
-	return free.Add(-d.lead), true
+	return s.Add(-d.margin), true
 }
 
 func later(a, b time.Time) time.Time {

@@ -11,13 +11,20 @@ import (
 	"github.com/embedbench/embedbench/internal/modernbert"
 )
 
-func TestDeviceClockLearnsFromBatchesQueuedBehindAnother(t *testing.T) {
-	lead := time.Millisecond
-	d := newDeviceClock(lead)
+func TestDeviceClockLearnsStepCostsAndHostOverhead(t *testing.T) {
+	margin := time.Millisecond
+	d := newDeviceClock(margin)
 	t0 := time.Now()
 	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
+	costIs := func(slots int, want time.Duration) {
+		t.Helper()
+		if got, ok := d.stepCost(slots); !ok || got != want {
+			t.Fatalf("stepCost(%d) = %v, %v; want %v", slots, got, ok, want)
+		}
+	}
 
-	// A batch sent to an idle device teaches nothing: its landing includes the host's share.
+	// Nothing is known at first: a batch that ran on an idle device lands after the host's
+	// share as well as its step, so it says nothing of either alone.
 	a := d.send(at(0), 4096)
 	d.land(a, at(6))
 	if _, ok := d.stepCost(4096); ok {
@@ -32,58 +39,65 @@ func TestDeviceClockLearnsFromBatchesQueuedBehindAnother(t *testing.T) {
 	}
 	d.land(b, at(15))
 	d.land(c, at(19))
-	if got, ok := d.stepCost(4096); !ok || got != 4*time.Millisecond {
-		t.Fatalf("stepCost(4096) = %v, %v; want 4ms from the gap between landings", got, ok)
-	}
+	costIs(4096, 4*time.Millisecond)
 
-	// A batch sent so late that it reached the device after the one ahead had landed teaches
-	// nothing either.
+	// Now a batch on an idle device teaches the host overhead: 6 ms less its 4 ms step.
 	e := d.send(at(30), 4096)
-	f := d.send(at(33.5), 4096)
-	d.land(e, at(34))
-	d.land(f, at(50))
-	if got, _ := d.stepCost(4096); got != 4*time.Millisecond {
-		t.Fatalf("stepCost(4096) = %v after a batch that found the device idle, want 4ms unchanged", got)
+	d.land(e, at(36))
+	if got, ok := estimate(d.overhead, 4096); !ok || got != 2*time.Millisecond {
+		t.Fatalf("overhead(4096) = %v, %v; want 2ms", got, ok)
 	}
 
-	// Another size: sizes between two seen are interpolated, sizes above all seen take the
-	// largest below (an underestimate), sizes below all seen have no answer.
-	g := d.send(at(60), 8192)
-	h := d.send(at(61), 12288)
-	d.land(g, at(70))
-	d.land(h, at(78))
+	// A batch sent 0.5 ms before the one ahead landed reached the device after that one was
+	// done (the overhead is 2 ms): its landing gap is not its step's cost.
+	g := d.send(at(40), 4096)
+	h := d.send(at(45.5), 4096)
+	d.land(g, at(46))
+	d.land(h, at(60))
+	costIs(4096, 4*time.Millisecond)
+
+	// Other sizes: between two seen they are interpolated, above all seen they take the largest
+	// below (an underestimate), below all seen they have no answer.
+	i := d.send(at(60), 4096)
+	j := d.send(at(61), 8192)
+	d.land(i, at(66))
+	d.land(j, at(72))
+	k := d.send(at(80), 4096)
+	l := d.send(at(81), 12288)
+	d.land(k, at(86))
+	d.land(l, at(94))
 	for _, tc := range []struct {
 		slots int
 		want  time.Duration
 		ok    bool
-	}{{4096, 4 * time.Millisecond, true}, {8192, 6 * time.Millisecond, true}, {12288, 8 * time.Millisecond, true},
-		{16384, 8 * time.Millisecond, true}, {1024, 0, false}} {
+	}{{4096, 4 * time.Millisecond, true}, {8192, 6 * time.Millisecond, true}, {10240, 7 * time.Millisecond, true},
+		{12288, 8 * time.Millisecond, true}, {16384, 8 * time.Millisecond, true}, {1024, 0, false}} {
 		if got, ok := d.stepCost(tc.slots); got != tc.want || ok != tc.ok {
 			t.Errorf("stepCost(%d) = %v, %v; want %v, %v", tc.slots, got, ok, tc.want, tc.ok)
 		}
 	}
 	// The average moves a fifth of the way toward each new sample.
-	i := d.send(at(80), 12288)
-	j := d.send(at(81), 12288)
-	d.land(i, at(90))
-	d.land(j, at(108))
-	if got, _ := d.stepCost(12288); got != 10*time.Millisecond {
-		t.Fatalf("stepCost(12288) = %v after a sample of 18ms over 8ms, want 10ms", got)
-	}
+	m := d.send(at(100), 12288)
+	n := d.send(at(101), 12288)
+	d.land(m, at(110))
+	d.land(n, at(128))
+	costIs(12288, 10*time.Millisecond)
 
-	// Two in flight: the first reaches the device lead after it was sent, the second when the
-	// first ends; the next batch should leave lead before the second ends.
-	k := d.send(at(200), 4096)
+	// Two in flight, p on an idle device: the next batch should leave so as to reach the device
+	// as q's step ends, less the margin: p's step ends 4 ms after it was sent (plus the host's
+	// share before it, which the next batch needs too), q's 10 ms after that.
+	p := d.send(at(200), 4096)
 	d.send(at(201), 12288)
-	want := at(200).Add(lead).Add(4 * time.Millisecond).Add(10 * time.Millisecond).Add(-lead)
+	want := at(200 + 4 + 10 - 1)
 	if got, ok := d.sendAt(); !ok || !got.Equal(want) {
 		t.Fatalf("sendAt = %v, %v; want %v", got.Sub(t0), ok, want.Sub(t0))
 	}
-	// Once the first has landed, the second's start is known.
-	d.land(k, at(206))
-	want = at(206).Add(10 * time.Millisecond).Add(-lead)
+	// p lands late, at 208: its overhead sample (4 ms) moves the average to 2.4 ms, so p's step
+	// was done at 205.6 and q's ends 10 ms after that.
+	d.land(p, at(208))
+	want = at(205.6 + 10 - 1)
 	if got, ok := d.sendAt(); !ok || !got.Equal(want) {
-		t.Fatalf("sendAt after the first landed = %v, %v; want %v", got.Sub(t0), ok, want.Sub(t0))
+		t.Fatalf("sendAt after p landed = %v, %v; want %v", got.Sub(t0), ok, want.Sub(t0))
 	}
 }
 
@@ -124,7 +138,7 @@ func TestBusyReplicaSendsTheNextBatchJustBeforeTheDeviceIsFree(t *testing.T) {
 		hostTime: 20 * time.Millisecond, stepTime: 300 * time.Millisecond}
 	cfg := testConfig()
 	cfg.BatchesPerReplica = 2
-	cfg.PipelineLead = 20 * time.Millisecond
+	cfg.PipelineMargin = 20 * time.Millisecond
 	eng, err := NewContinuous(cfg, []Runner{dev}, 1024)
 	if err != nil {
 		t.Fatal(err)

@@ -73,7 +73,7 @@ func NewContinuous(cfg Config, replicas []Runner, maxBatchTokens int) (*Continuo
 	c.wake = sync.NewCond(&c.mu)
 	c.stats.Replicas = len(replicas)
 	for i, r := range replicas {
-		c.clocks = append(c.clocks, newDeviceClock(cfg.PipelineLead))
+		c.clocks = append(c.clocks, newDeviceClock(cfg.PipelineMargin))
 		for range max(1, cfg.BatchesPerReplica) {
 			c.workers.Add(1)
 			go c.work(i, r)

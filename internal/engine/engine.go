@@ -171,9 +171,9 @@ type Config struct {
 	// device clock cannot yet predict its step: below it, the step's fixed cost outweighs its
 	// work, and the queue waits for the replica to be free.
 	MinPipelineTokens int
-	// PipelineLead is how long before a busy device is predicted to finish that the next batch
-	// is sent: the host's share of a step (forming, packing and copying the batch).
-	PipelineLead time.Duration
+	// PipelineMargin is how much earlier than the moment its device clock predicts a busy
+	// replica sends its next batch: room for the prediction's error.
+	PipelineMargin time.Duration
 }
 
 func (c Config) check() error {

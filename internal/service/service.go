@@ -62,19 +62,19 @@ func (s *Service) Close() {
 	}
 }
 
-// pipelineLead is how long before a busy GPU finishes its step the next batch leaves: the host's
-// share of a step (forming and packing the batch, copying it over), which the event model in
-// scripts/model/engine_sim.py puts at 0.3-0.5 ms (leads of 0.1-1 ms came within a few percent
-// of each other there). EnvPipelineLead overrides it (a Go duration).
-func pipelineLead() time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(EnvPipelineLead)); err == nil && d >= 0 {
+// pipelineMargin is how much earlier than its device clock predicts a busy GPU replica sends
+// its next batch: room for the prediction's error (a step's time varies by a few percent). Late
+// costs more than early: the GPU idles, where early only leaves a little work to the batch
+// after. EnvPipelineMargin overrides it (a Go duration).
+func pipelineMargin() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(EnvPipelineMargin)); err == nil && d >= 0 {
 		return d
 	}
-	return 500 * time.Microsecond
+	return 300 * time.Microsecond
 }
 
-// EnvPipelineLead names the environment variable that sets pipelineLead.
-const EnvPipelineLead = "EMBEDBENCH_PIPELINE_LEAD"
+// EnvPipelineMargin names the environment variable that sets pipelineMargin.
+const EnvPipelineMargin = "EMBEDBENCH_PIPELINE_MARGIN"
 
 // Build compiles and warms up the replicas and starts the engine over them.
 func Build(ctx context.Context, spec Spec) (*Service, error) {
@@ -144,7 +144,7 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 		// A step's fixed cost on the H200 is about 1.2 ms with two in flight, what 2,000 slots of
 		// work cost (bench-model --per-rung, run 19): smaller batches wait to be merged instead.
 		ecfg.MinPipelineTokens = 2048
-		ecfg.PipelineLead = pipelineLead()
+		ecfg.PipelineMargin = pipelineMargin()
 	}
 	var eng engine.Engine
 	var err error

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU machine: the continuous engine's loads that depend on when a busy replica sends its next
 # batch (256 one-text clients, 32 passages open loop at 50% and 70% of PEAK passages/s), for
-# several servers in one lease: each entry of SERVERS is LABEL=BINARY[:PIPELINE_LEAD], e.g.
-#   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench lead1ms=.devcarry/embedbench:1ms"
+# several servers in one lease: each entry of SERVERS is LABEL=BINARY[:PIPELINE_MARGIN], e.g.
+#   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench margin1ms=.devcarry/embedbench:1ms"
 # Packs $W into $OUT/pipeline_ab.tgz.
 set -uo pipefail
 source scripts/gpu/env.sh
@@ -10,9 +10,9 @@ DUR=${DUR:-8s}
 : "${PEAK:?PEAK (passages/s at saturation) is needed for the open-loop rates}"
 "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
 for entry in ${SERVERS:?}; do
-  label=${entry%%=*}; spec=${entry#*=}; bin=${spec%%:*}; lead=
-  [ "$spec" != "$bin" ] && lead=${spec#*:}
-  EMBEDBENCH_PIPELINE_LEAD=$lead "$bin" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous \
+  label=${entry%%=*}; spec=${entry#*=}; bin=${spec%%:*}; margin=
+  [ "$spec" != "$bin" ] && margin=${spec#*:}
+  EMBEDBENCH_PIPELINE_MARGIN=$margin "$bin" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous \
     --dtype bfloat16 --max-concurrent-requests 4096 > "$W/server_$label.log" 2>&1 &
   wait_healthy http://127.0.0.1:8001 240 || { kill %1; wait; continue; }
   for load in c256 rate50 rate70; do

@@ -12,11 +12,9 @@ import (
 // goroutines (in parallel); their sequences wait in one bounded queue; each replica, the
 // moment it is free, takes the oldest waiting sequences of all jobs that fit its token budget
 // (never waiting for a fuller batch while it would sit idle). A replica already running a batch
-// sends the next one just before the device is predicted to finish (deviceClock), so the device
-// does not idle between them and the next batch holds everything that arrived meanwhile; until
-// the clock can predict, it sends once the queue holds half the tokens in flight
-// (nextBatchThreshold). Response encoding happens in the callers' goroutines, overlapping the
-// next device batch.
+// starts another once the queue holds half the tokens of the one in flight (nextBatchThreshold),
+// so the device has the next batch ready and batches stay about the size of what arrives.
+// Response encoding happens in the callers' goroutines, overlapping the next device batch.
 type Continuous struct {
 	cfg            Config
 	replicas       []Runner
@@ -30,7 +28,6 @@ type Continuous struct {
 	closing bool
 	busyOn  []int // batches in flight per replica
 	busyT   []int // tokens in flight per replica
-	clocks  []*deviceClock
 	stats   Stats
 
 	workers sync.WaitGroup
@@ -73,7 +70,6 @@ func NewContinuous(cfg Config, replicas []Runner, maxBatchTokens int) (*Continuo
 	c.wake = sync.NewCond(&c.mu)
 	c.stats.Replicas = len(replicas)
 	for i, r := range replicas {
-		c.clocks = append(c.clocks, newDeviceClock(cfg.PipelineMargin))
 		for range max(1, cfg.BatchesPerReplica) {
 			c.workers.Add(1)
 			go c.work(i, r)
@@ -172,17 +168,8 @@ func (c *Continuous) finishLocked(j *contJob) {
 // work drives one replica (one of its in-flight slots) until the engine closes and the queue is empty.
 func (c *Continuous) work(replica int, r Runner) {
 	defer c.workers.Done()
-	// Wakes this worker when the device is about to be free; the lock makes sure the worker is
-	// waiting by then, so the signal cannot be lost.
-	timer := time.AfterFunc(time.Hour, func() {
-		c.mu.Lock()
-		c.mu.Unlock()
-		c.wake.Broadcast()
-	})
-	timer.Stop()
-	defer timer.Stop()
 	for {
-		batch, f, ok := c.take(replica, r, timer)
+		batch, ok := c.take(replica, r)
 		if !ok {
 			return
 		}
@@ -203,23 +190,23 @@ func (c *Continuous) work(replica int, r Runner) {
 		if err == nil && len(vectors) != len(seqs) {
 			err = fmt.Errorf("the model returned %d vectors for %d sequences", len(vectors), len(seqs))
 		}
-		c.deliver(replica, f, batch, vectors, stats, err, started, ended)
+		c.deliver(replica, batch, vectors, stats, err, started, ended)
 	}
 }
 
 // maxLookahead bounds how far into the queue the batch former looks for sequences that fit.
 const maxLookahead = 8192
 
-// take blocks until there is work for replica r (ready), then forms its batch: the oldest
-// sequences first, each that still fits the token budget (first fit, so short ones fill what
+// take blocks until there is work for replica r, then forms its batch: the oldest sequences
+// first, each that still fits the token budget (first fit, so short ones fill what
 // long ones leave), trimmed to what one device step holds when the runner can tell. The oldest
 // always fits an empty budget, so nothing starves; the model packs the batch by length.
-func (c *Continuous) take(replica int, r Runner, timer *time.Timer) ([]queued, *flight, bool) {
+func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for !c.ready(replica, timer) {
+	for len(c.queue) == 0 || (c.busyOn[replica] > 0 && c.queuedT < c.nextBatchThreshold(replica)) {
 		if c.closing && c.pending == 0 {
-			return nil, nil, false
+			return nil, false
 		}
 		c.wake.Wait()
 	}
@@ -239,17 +226,8 @@ func (c *Continuous) take(replica int, r Runner, timer *time.Timer) ([]queued, *
 			}
 		}
 	}
-	busy := c.busyOn[replica] > 0
-	if busy && c.queuedT < c.maxBatchTokens {
-		if _, ok := c.clocks[replica].sendAt(); ok {
-			c.stats.ClockedBatches++
-		}
-	}
-	slots := 0
 	if fitter, ok := r.(StepFitter); ok {
-		var n int
-		var cut bool
-		n, slots, cut = c.fit(fitter, batch, busy)
+		n, cut := c.fit(fitter, batch, c.busyOn[replica] > 0)
 		batch, taken = batch[:n], taken[:n]
 		if cut {
 			c.stats.CutBatches++
@@ -272,46 +250,24 @@ func (c *Continuous) take(replica int, r Runner, timer *time.Timer) ([]queued, *
 	for _, q := range batch {
 		c.busyT[replica] += len(q.ids)
 	}
-	return batch, c.clocks[replica].send(time.Now(), slots), true
-}
-
-// ready says whether replica should take a batch now. An idle replica takes whatever waits;
-// a busy one waits for the moment its device is about to be free (arming timer for it), or
-// for a full batch, which could not grow by waiting.
-func (c *Continuous) ready(replica int, timer *time.Timer) bool {
-	switch {
-	case len(c.queue) == 0:
-		return false
-	case c.busyOn[replica] == 0 || c.queuedT >= c.maxBatchTokens:
-		return true
-	}
-	at, ok := c.clocks[replica].sendAt()
-	if !ok {
-		return c.queuedT >= c.nextBatchThreshold(replica)
-	}
-	wait := time.Until(at)
-	if wait <= 0 {
-		return true
-	}
-	timer.Reset(wait)
-	return false
+	return batch, true
 }
 
 // maxTailLeft is the most of a busy replica's batch, in tokens, that fit may leave to the next
 // batch to run it on a smaller, fuller step.
 const maxTailLeft = 0.15
 
-// fit trims batch to what one device step holds, and says that step's slots and whether the
-// batch was cut to the rung below. A busy replica's
+// fit trims batch to what one device step holds, and says whether it was cut to the rung
+// below. A busy replica's
 // batch that spills a little over a rung runs on the rung below, the spill waiting for the
 // next batch (at the front of the queue): the device is busy anyway, and the rung above would
 // cost its whole step for the few tokens.
-func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n, slots int, cut bool) {
+func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n int, cut bool) {
 	lengths := make([]int, len(batch))
 	for i, q := range batch {
 		lengths[i] = len(q.ids)
 	}
-	n, slots = fitter.FitStep(lengths)
+	n, slots := fitter.FitStep(lengths)
 	n = max(1, min(n, len(batch)))
 	all := 0
 	for _, l := range lengths[:n] {
@@ -320,11 +276,11 @@ func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n, slots
 	// A step 90% full has little to gain, and the search below costs a few plans (0.1-0.2 ms
 	// for a GPU-sized step, under the engine's lock).
 	if !busy || n < 2 || slots == 0 || float64(all) >= 0.9*float64(slots) {
-		return n, slots, false
+		return n, false
 	}
 	k, below := fitter.FitStepBelow(lengths[:n], slots)
 	if k == 0 || below == 0 {
-		return n, slots, false
+		return n, false
 	}
 	kept := 0
 	for _, l := range lengths[:k] {
@@ -332,24 +288,27 @@ func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n, slots
 	}
 	fuller := float64(kept)/float64(below) > float64(all)/float64(slots)
 	if fuller && float64(all-kept) <= maxTailLeft*float64(all) {
-		return k, below, true
+		return k, true
 	}
-	return n, slots, false
+	return n, false
 }
 
 // nextBatchThreshold is the queued tokens at which a replica with a batch in flight starts
-// another when its device clock cannot yet predict the step: half the tokens in flight and at
-// least Config.MinPipelineTokens, at most a full batch. Waiting for half keeps a busy device
-// from being handed a trickle of small batches, each paying a step's fixed cost, while a second
-// batch is still ready before the first ends. Starting only on a full batch, as before the
-// clock, made a closed loop of 256 clients run about one 10 k-token batch at a time on the
-// 16 k-slot rung.
+// another: half the tokens in flight and at least Config.MinPipelineTokens, at most a full
+// batch. An idle replica takes whatever waits. Waiting for half keeps a busy device from
+// being handed a trickle of small batches, each paying a step's fixed cost, while a second
+// batch is still ready before the first ends, so the device does not idle between them;
+// under a steady load the two batches in flight settle near equal halves of the work, each on
+// the rung that holds it. Starting only on a full batch, as before, made a closed loop of 256
+// clients run about one 10 k-token batch at a time on the 16 k-slot rung. (Sending the next
+// batch just before the device is predicted free instead, with all that waits then, kept the
+// H200 idle between steps: docs/notes/modernbert.md, session 10.)
 func (c *Continuous) nextBatchThreshold(replica int) int {
 	return min(c.maxBatchTokens, max(1, c.busyT[replica]/2, c.cfg.MinPipelineTokens))
 }
 
 // deliver hands a batch's vectors to their jobs, or fails them all with the device's error.
-func (c *Continuous) deliver(replica int, f *flight, batch []queued, vectors [][]float32, stats BatchStats, err error, started, ended time.Time) {
+func (c *Continuous) deliver(replica int, batch []queued, vectors [][]float32, stats BatchStats, err error, started, ended time.Time) {
 	jobs := make(map[*contJob]struct{}, 8)
 	for _, q := range batch {
 		jobs[q.job] = struct{}{}
@@ -360,11 +319,6 @@ func (c *Continuous) deliver(replica int, f *flight, batch []queued, vectors [][
 		c.cfg.OnBatch(BatchReport{Replica: replica, Requests: len(jobs), Sequences: len(batch), Stats: stats, Err: err})
 	}
 	c.mu.Lock()
-	if err == nil {
-		c.clocks[replica].land(f, ended)
-	} else {
-		c.clocks[replica].land(f, time.Time{}) // a failed step teaches nothing
-	}
 	c.busyOn[replica]--
 	for _, q := range batch {
 		c.busyT[replica] -= len(q.ids)

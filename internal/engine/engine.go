@@ -46,7 +46,7 @@ type Runner interface {
 // StepFitter is a Runner that can say how many of the leading sequences of these lengths one
 // device step holds (at least one), and the token slots that step costs. The continuous engine
 // uses it to fill steps exactly rather than spill a few sequences into a nearly empty second
-// step, and to learn what each step size costs on the device.
+// step, and to run a busy replica's batch on a fuller, smaller step.
 type StepFitter interface {
 	FitStep(lengths []int) (n, slots int)
 	// FitStepBelow is the most leading sequences one step of fewer than slots slots holds (0
@@ -119,13 +119,11 @@ type Stats struct {
 	RealTokens       uint64
 	SlotTokens       uint64
 	DroppedSequences uint64 // removed from the queue before a device saw them (client gone)
-	// ClockedBatches were sent by a busy replica just before its device was predicted free;
 	// CutBatches were a busy replica's batches run on the rung below, their spill left queued.
-	ClockedBatches uint64
-	CutBatches     uint64
-	DeviceErrors   uint64
-	LastError      string
-	LastErrorAt    time.Time
+	CutBatches   uint64
+	DeviceErrors uint64
+	LastError    string
+	LastErrorAt  time.Time
 }
 
 // BatchReport describes one device batch to an observer (metrics).
@@ -167,13 +165,9 @@ type Config struct {
 	// everything waiting the moment it is free. The Runner must then allow concurrent Run
 	// calls (*modernbert.Model does).
 	BatchesPerReplica int
-	// MinPipelineTokens is the least work a second batch in flight carries while the replica's
-	// device clock cannot yet predict its step: below it, the step's fixed cost outweighs its
-	// work, and the queue waits for the replica to be free.
+	// MinPipelineTokens is the least work a second batch in flight carries: below it, the
+	// step's fixed cost outweighs its work, and the queue waits for the replica to be free.
 	MinPipelineTokens int
-	// PipelineMargin is how much earlier than the moment its device clock predicts a busy
-	// replica sends its next batch: room for the prediction's error.
-	PipelineMargin time.Duration
 }
 
 func (c Config) check() error {

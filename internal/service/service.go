@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -61,20 +60,6 @@ func (s *Service) Close() {
 		m.Close()
 	}
 }
-
-// pipelineMargin is how much earlier than its device clock predicts a busy GPU replica sends
-// its next batch: room for the prediction's error (a step's time varies by a few percent). Late
-// costs more than early: the GPU idles, where early only leaves a little work to the batch
-// after. EnvPipelineMargin overrides it (a Go duration).
-func pipelineMargin() time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(EnvPipelineMargin)); err == nil && d >= 0 {
-		return d
-	}
-	return 300 * time.Microsecond
-}
-
-// EnvPipelineMargin names the environment variable that sets pipelineMargin.
-const EnvPipelineMargin = "EMBEDBENCH_PIPELINE_MARGIN"
 
 // Build compiles and warms up the replicas and starts the engine over them.
 func Build(ctx context.Context, spec Spec) (*Service, error) {
@@ -144,7 +129,6 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 		// A step's fixed cost on the H200 is about 1.2 ms with two in flight, what 2,000 slots of
 		// work cost (bench-model --per-rung, run 19): smaller batches wait to be merged instead.
 		ecfg.MinPipelineTokens = 2048
-		ecfg.PipelineMargin = pipelineMargin()
 	}
 	var eng engine.Engine
 	var err error

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU machine: the continuous engine's loads that depend on when a busy replica sends its next
 # batch (256 one-text clients, 32 passages open loop at 50% and 70% of PEAK passages/s), for
-# several servers in one lease: each entry of SERVERS is LABEL=BINARY[:PIPELINE_MARGIN], e.g.
-#   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench margin1ms=.devcarry/embedbench:1ms"
+# several servers in one lease: each entry of SERVERS is LABEL=BINARY, e.g.
+#   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench"
+# LOADS picks among c64, c256, rate50 and rate70 (default: the last three).
 # Packs $W into $OUT/pipeline_ab.tgz.
 set -uo pipefail
 source scripts/gpu/env.sh
@@ -10,13 +11,13 @@ DUR=${DUR:-8s}
 : "${PEAK:?PEAK (passages/s at saturation) is needed for the open-loop rates}"
 "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
 for entry in ${SERVERS:?}; do
-  label=${entry%%=*}; spec=${entry#*=}; bin=${spec%%:*}; margin=
-  [ "$spec" != "$bin" ] && margin=${spec#*:}
-  EMBEDBENCH_PIPELINE_MARGIN=$margin "$bin" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous \
+  label=${entry%%=*}; bin=${entry#*=}
+  "$bin" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous \
     --dtype bfloat16 --max-concurrent-requests 4096 > "$W/server_$label.log" 2>&1 &
   wait_healthy http://127.0.0.1:8001 240 || { kill %1; wait; continue; }
-  for load in c256 rate50 rate70; do
+  for load in ${LOADS:-c256 rate50 rate70}; do
     case $load in
+      c64) args=(--batch-size 1 --max-concurrent-requests 64);;
       c256) args=(--batch-size 1 --max-concurrent-requests 256);;
       rate50) args=(--batch-size 32 --rate "$(python3 -c "print(round($PEAK * 0.5 / 32, 2))")" --max-concurrent-requests 4096);;
       rate70) args=(--batch-size 32 --rate "$(python3 -c "print(round($PEAK * 0.7 / 32, 2))")" --max-concurrent-requests 4096);;
@@ -26,7 +27,7 @@ for entry in ${SERVERS:?}; do
       --data-file "$W/test_sentences.json" --output-dir "$W/stress/${label}_$load" "${args[@]}" > "$W/stress/${label}_$load/stdout.txt" 2>&1
     python3 scripts/gpu/summarize.py "$W/stress/${label}_$load" "${label}_$load"
   done
-  curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy)|batches_(clocked_|cut_)?total)" > "$W/step_metrics_$label.txt"
+  curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy)|batches_(cut_)?total)" > "$W/step_metrics_$label.txt"
   kill %1; wait
 done
 tar -czf "$OUT/pipeline_ab.tgz" -C "$W" .

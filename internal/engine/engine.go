@@ -44,14 +44,10 @@ type Runner interface {
 }
 
 // StepFitter is a Runner that can say how many of the leading sequences of these lengths one
-// device step holds (at least one), and the token slots that step costs. The continuous engine
-// uses it to fill steps exactly rather than spill a few sequences into a nearly empty second
-// step, and to run a busy replica's batch on a fuller, smaller step.
+// device step holds (at least one). The continuous engine uses it to fill steps exactly rather
+// than spill a few sequences into a nearly empty second step.
 type StepFitter interface {
-	FitStep(lengths []int) (n, slots int)
-	// FitStepBelow is the most leading sequences one step of fewer than slots slots holds (0
-	// when not even the first fits), and that step's slots.
-	FitStepBelow(lengths []int, slots int) (n, below int)
+	FitStep(lengths []int) int
 }
 
 // Job is one client request: texts to tokenize, or sequences already tokenized.
@@ -119,11 +115,9 @@ type Stats struct {
 	RealTokens       uint64
 	SlotTokens       uint64
 	DroppedSequences uint64 // removed from the queue before a device saw them (client gone)
-	// CutBatches were a busy replica's batches run on the rung below, their spill left queued.
-	CutBatches   uint64
-	DeviceErrors uint64
-	LastError    string
-	LastErrorAt  time.Time
+	DeviceErrors     uint64
+	LastError        string
+	LastErrorAt      time.Time
 }
 
 // BatchReport describes one device batch to an observer (metrics).

@@ -43,7 +43,7 @@ PEAK=$(python3 scripts/gpu/summarize.py --peak "$W/stress" cont_b32_c32)
 for pct in 50 70; do
   run cont_b32_rate$pct 8001 32 --rate "$(python3 -c "print(round($PEAK * $pct / 100 / 32, 2))")" --max-concurrent-requests 4096
 done
-curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy)|batches_(cut_)?total)" > "$W/step_metrics.txt"
+curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_(slots|occupancy)" > "$W/step_metrics.txt"
 if [ -z "$DRYRUN" ] && [ -z "${SKIP_HF:-}" ]; then
   wait_healthy http://127.0.0.1:8002 240
   run hf_b1_c1 8002 1 --max-concurrent-requests 1

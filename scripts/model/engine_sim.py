@@ -9,8 +9,9 @@ at 96% occupancy; a step's GPU time 1.2 ms + 0.67 us a slot (run 19; session 7 a
 host time before (0.3 ms) and after it (0.7 ms + 0.04 us a slot); two workers; a busy replica
 starts its second batch once the queue holds `frac` of the tokens in flight and at least
 `min_second`, or, with `lead` (session 10's device clock), lead before the device is free, with
-whatever waits (the sim's clock is always known; the engine's falls back to `frac` until it has
-seen a step size queue behind another); clients add 0.4 ms of round trip. Prints requests/s,
+whatever waits (the sim knows the device's end exactly; session 10's engine had to predict it
+from Run's landings, which left the H200 idle between steps, and was dropped: runs 30-32);
+clients add 0.4 ms of round trip. Prints requests/s,
 p50, p99, mean step occupancy, GPU busy share and tokens a step for closed loops of 256, 8 and 1
 clients and open loops at 50% and 70% of a 17,000 passages/s peak. With the 1.2 ms it
 reproduces run 27 (256 clients 13.2 k req/s against 13.6-13.9 k; open loop at 70% p50 14.4 ms
@@ -171,7 +172,7 @@ def main():
             ("  the old three-rung ladder", LADDER_OLD, dict(frac=0.5)),
             ("session 10: the device clock (lead 0.3 ms)", LADDER_DENSE, dict(frac=0.5, lead=0.3)),
             ("  lead 1 ms", LADDER_DENSE, dict(frac=0.5, lead=1.0)),
-            ("  clock and busy batches cut when at most 15% waits (today's engine)", LADDER_DENSE,
+            ("  clock and busy batches cut when at most 15% waits", LADDER_DENSE,
              dict(frac=0.5, lead=0.3, round_down=0.15)),
             ("  clock and busy batches always cut", LADDER_DENSE, dict(frac=0.5, lead=0.3, round_down=1.0))):
         cases = [dict(clients=256), dict(clients=8), dict(clients=1, batch=32),

@@ -30,9 +30,17 @@ type BatchStats struct {
 	PerStep    []StepUse     // each execution's size (the rung of the step ladder) and fill
 }
 
-// StepUse is one device execution: its token slots and the real tokens it carried.
+// StepUse is one device execution: its token slots, the real tokens it carried, and where its
+// wall time went, phase by phase, as the runner names them.
 type StepUse struct {
 	Slots, RealTokens int
+	Phases            []Phase
+}
+
+// Phase is one part of a step's wall time.
+type Phase struct {
+	Name string
+	Took time.Duration
 }
 
 // Runner embeds a batch of sequences on one device and returns one pooled vector per

@@ -25,7 +25,11 @@ func (r modelRunner) Run(ctx context.Context, seqs [][]int32, poolFrom []int) ([
 	vectors, st, err := r.m.EmbedFrom(ctx, seqs, poolFrom, r.layout)
 	steps := make([]StepUse, len(st.PerStep))
 	for i, u := range st.PerStep {
-		steps[i] = StepUse{Slots: u.Slots, RealTokens: u.RealTokens}
+		phases := make([]Phase, len(u.Phases))
+		for p, took := range u.Phases {
+			phases[p] = Phase{Name: modernbert.PhaseNames[p], Took: took}
+		}
+		steps[i] = StepUse{Slots: u.Slots, RealTokens: u.RealTokens, Phases: phases}
 	}
 	return vectors, BatchStats{RealTokens: st.RealTokens, SlotTokens: st.SlotTokens, Steps: st.Steps, Device: st.Device, PerStep: steps}, err
 }

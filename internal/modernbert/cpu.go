@@ -450,7 +450,9 @@ func (m *Model) embedCPU(ctx context.Context, seqs [][]int32, layout Layout) ([]
 		for _, sp := range spans {
 			st.RealTokens += sp.n
 		}
-		st.PerStep = []StepUse{{Slots: slots, RealTokens: st.RealTokens}}
+		use := StepUse{Slots: slots, RealTokens: st.RealTokens}
+		use.Phases[PhaseExecute] = st.Device // the native path packs and unpacks inside its forward
+		st.PerStep = []StepUse{use}
 		stats.Add(st)
 		if err != nil {
 			return nil, stats, err

@@ -117,7 +117,9 @@ func (m *Model) EmbedFrom(ctx context.Context, seqs [][]int32, poolFrom []int, l
 // runPlan runs one planned step and stores each sequence's vector in out.
 func (m *Model) runPlan(p stepPlan, seqs [][]int32, poolFrom []int, out [][]float32) (Stats, error) {
 	var stats Stats
+	var phases [NumPhases]time.Duration
 	st := p.st
+	packed := time.Now()
 	in := st.getInputs()
 	defer st.inputs.Put(in)
 	for r, row := range p.rows {
@@ -141,14 +143,14 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, poolFrom []int, out [][]floa
 		}
 	}
 	t0 := time.Now()
-	pooled, err := m.run(st, in)
+	phases[PhasePack] = t0.Sub(packed)
+	pooled, err := m.run(st, in, &phases)
 	stats.Device = time.Since(t0)
 	if err != nil {
 		return stats, err
 	}
 	stats.Steps = 1
 	stats.SlotTokens = st.spec.rows * st.spec.rowLen
-	stats.PerStep = []StepUse{{Slots: stats.SlotTokens, RealTokens: stats.RealTokens}}
 	dim := st.spec.outDim()
 	for r, row := range p.rows {
 		for s, idx := range row {
@@ -156,6 +158,8 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, poolFrom []int, out [][]floa
 			out[idx] = append([]float32(nil), pooled[base:base+dim]...)
 		}
 	}
+	phases[PhaseUnpack] = time.Since(t0) - stats.Device
+	stats.PerStep = []StepUse{{Slots: stats.SlotTokens, RealTokens: stats.RealTokens, Phases: phases}}
 	return stats, nil
 }
 

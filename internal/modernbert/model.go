@@ -628,7 +628,8 @@ func (m *Model) warmUp(st *step) error {
 	defer warmMu.Unlock()
 	in := st.getInputs()
 	defer st.inputs.Put(in)
-	if _, err := m.run(st, in); err != nil {
+	var phases [NumPhases]time.Duration
+	if _, err := m.run(st, in, &phases); err != nil {
 		return fmt.Errorf("warm-up of the %dx%d step: %w", st.spec.rows, st.spec.rowLen, err)
 	}
 	return nil
@@ -717,13 +718,15 @@ func (m *Model) compile(gs graphSpec) (st *step, err error) {
 	return &step{spec: gs, g: g}, nil
 }
 
-// run executes st on the host inputs and returns the pooled vectors [rows*segments*hidden].
-func (m *Model) run(st *step, in *hostInputs) (out []float32, err error) {
+// run executes st on the host inputs and returns the pooled vectors [rows*segments*hidden],
+// with the time of its upload, execution and download in phases.
+func (m *Model) run(st *step, in *hostInputs, phases *[NumPhases]time.Duration) (out []float32, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("running the %dx%d step: %v", st.spec.rows, st.spec.rowLen, r)
 		}
 	}()
+	t0 := time.Now()
 	inShape := shapes.Make(dtypes.Int32, st.spec.rows, st.spec.rowLen)
 	inputs := slices.Clone(m.weights)
 	// Inputs are freed right after the step rather than donated: a donated buffer's handle
@@ -747,7 +750,11 @@ func (m *Model) run(st *step, in *hostInputs) (out []float32, err error) {
 		inputs = append(inputs, buf)
 	}
 	donate := make([]bool, len(inputs))
+	t1 := time.Now()
+	phases[PhaseUpload] = t1.Sub(t0)
 	outputs := st.g.RunWithBuffers(inputs, donate, m.device)
+	t2 := time.Now()
+	phases[PhaseExecute] = t2.Sub(t1)
 	defer func() {
 		for _, t := range outputs {
 			_ = t.FinalizeAll()
@@ -761,6 +768,7 @@ func (m *Model) run(st *step, in *hostInputs) (out []float32, err error) {
 	if err := m.backend.BufferToFlatData(buf, in.out); err != nil {
 		return nil, fmt.Errorf("reading pooled vectors: %w", err)
 	}
+	phases[PhaseDownload] = time.Since(t2)
 	return in.out, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // tinyConfig is a small model of the real architecture: windows matter from 9 tokens on.
@@ -99,12 +100,25 @@ func TestStepLadder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	ctx := context.Background()
 	query := randomSeqs(rng, m.Config(), 9)
+	t0 := time.Now()
 	alone, st, err := m.Embed(ctx, query, Packed)
+	took := time.Since(t0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []StepUse{{Slots: m.opts.RowLengths[0], RealTokens: 9}}; !slices.Equal(st.PerStep, want) {
+	if len(st.PerStep) != 1 || st.PerStep[0].Slots != m.opts.RowLengths[0] || st.PerStep[0].RealTokens != 9 {
 		t.Fatalf("one 9-token text ran steps %+v, want one row of %d slots", st.PerStep, m.opts.RowLengths[0])
+	}
+	// Where the step's time went: every phase measured, none negative, together within the call.
+	var sum time.Duration
+	for p, d := range st.PerStep[0].Phases {
+		if d < 0 || (p == PhaseExecute && d == 0) {
+			t.Errorf("phase %s took %v", PhaseNames[p], d)
+		}
+		sum += d
+	}
+	if sum > took {
+		t.Errorf("the step's phases add up to %v, more than the call's %v", sum, took)
 	}
 	// A few texts take a small rung; many fill the largest one.
 	few := append(randomSeqs(rng, m.Config(), 30, 200, 150), query[0])

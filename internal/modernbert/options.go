@@ -225,10 +225,25 @@ type Stats struct {
 	PerStep    []StepUse // each step's size and fill, in the order they ended
 }
 
-// StepUse is one device step: its size (the rung) and the real tokens it carried.
+// StepUse is one device step: its size (the rung), the real tokens it carried, and where its
+// wall time went.
 type StepUse struct {
 	Slots, RealTokens int
+	Phases            [NumPhases]time.Duration
 }
+
+// A step's phases, in order; PhaseNames names them.
+const (
+	PhasePack     = iota // the inputs laid out on the host
+	PhaseUpload          // copied to the device, each copy waited for
+	PhaseExecute         // the step, from its launch to its end (behind other steps on the device included)
+	PhaseDownload        // the pooled vectors copied back
+	PhaseUnpack          // each sequence's vector copied out
+	NumPhases
+)
+
+// PhaseNames are the names of a step's phases, as metrics label them.
+var PhaseNames = [NumPhases]string{"pack", "upload", "execute", "download", "unpack"}
 
 // Add accumulates o into s.
 func (s *Stats) Add(o Stats) {

@@ -29,6 +29,7 @@ type metrics struct {
 	batchSlots    prometheus.Histogram
 	batchWaste    prometheus.Histogram
 	batchDevice   prometheus.Histogram
+	stepPhase     *prometheus.HistogramVec
 	stageSeconds  *prometheus.HistogramVec
 	bodiesReading prometheus.Gauge
 	bodyTimeouts  prometheus.Counter
@@ -86,6 +87,10 @@ func newMetrics(s *Server) *metrics {
 		Name: "embedbench_batch_device_seconds", Help: "Device time of one batch.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
+	m.stepPhase = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "embedbench_step_phase_seconds", Help: "Wall time of one device step by phase: pack, upload, execute (waiting behind other steps included), download, unpack.",
+		Buckets: prometheus.ExponentialBuckets(0.00002, 2, 16),
+	}, []string{"phase"})
 	m.stageSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "embedbench_request_stage_seconds", Help: "Server-side time of successful requests by stage: tokenize, queue, inference.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
@@ -104,7 +109,7 @@ func newMetrics(s *Server) *metrics {
 	}, func() float64 { return float64(s.conns.Open()) })
 	reg.MustRegister(m.bodiesReading, m.bodyTimeouts, m.connsRefused, openConns)
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.inputs, m.inputTokens,
-		m.batchRequests, m.batchSeqs, m.batchTokens, m.batchSlots, m.stepSlots, m.stepOccupancy, m.batchWaste, m.batchDevice, m.stageSeconds,
+		m.batchRequests, m.batchSeqs, m.batchTokens, m.batchSlots, m.stepSlots, m.stepOccupancy, m.batchWaste, m.batchDevice, m.stepPhase, m.stageSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&engineCollector{s: s}, newGPUCollector(s.cfg.GPU))
 	return m
@@ -134,6 +139,9 @@ func (m *metrics) observeBatch(b engine.BatchReport) {
 		m.stepSlots.Observe(float64(st.Slots))
 		if st.Slots > 0 {
 			m.stepOccupancy.Observe(float64(st.RealTokens) / float64(st.Slots))
+		}
+		for _, p := range st.Phases {
+			m.stepPhase.WithLabelValues(p.Name).Observe(p.Took.Seconds())
 		}
 	}
 }

@@ -833,6 +833,10 @@ func TestOneTextRunsTheSmallestStep(t *testing.T) {
 			if m := f.metrics(t); !strings.Contains(m, "embedbench_step_occupancy_ratio_count") {
 				t.Errorf("no step occupancy histogram")
 			}
+			steps := metricValue(m, "embedbench_step_slots_count")
+			if n := metricValue(m, `embedbench_step_phase_seconds_count{phase="execute"}`); n != steps {
+				t.Errorf("%v steps timed in their execute phase, want all %v:\n%s", n, steps, grep(m, "step_phase"))
+			}
 		})
 	}
 }

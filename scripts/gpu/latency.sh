@@ -26,6 +26,10 @@ run() { # LABEL PORT BATCH args...
 }
 run cont_b1_c1 8001 1 --max-concurrent-requests 1
 run cont_b32_c1 8001 32 --max-concurrent-requests 1
+# Where a step's wall time goes with one client (no step waits behind another): the host's
+# share around the device's.
+curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_phase_seconds" > "$W/step_phases_c1.prom"
+python3 scripts/gpu/summarize.py --phases "$W/step_phases_c1.prom" | tee "$W/step_phases_c1.txt"
 run cont_b1_c8 8001 1 --max-concurrent-requests 8
 run cont_b1_c64 8001 1 --max-concurrent-requests 64
 # A CPU profile of the server and its CPU time per request under the 256-client load: what the
@@ -43,7 +47,8 @@ PEAK=$(python3 scripts/gpu/summarize.py --peak "$W/stress" cont_b32_c32)
 for pct in 50 70; do
   run cont_b32_rate$pct 8001 32 --rate "$(python3 -c "print(round($PEAK * $pct / 100 / 32, 2))")" --max-concurrent-requests 4096
 done
-curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_(slots|occupancy)" > "$W/step_metrics.txt"
+curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_(slots|occupancy|phase_seconds)" > "$W/step_metrics.txt"
+python3 scripts/gpu/summarize.py --phases "$W/step_metrics.txt" | tee "$W/step_phases.txt"
 if [ -z "$DRYRUN" ] && [ -z "${SKIP_HF:-}" ]; then
   wait_healthy http://127.0.0.1:8002 240
   run hf_b1_c1 8002 1 --max-concurrent-requests 1

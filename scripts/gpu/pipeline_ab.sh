@@ -27,7 +27,7 @@ for entry in ${SERVERS:?}; do
       --data-file "$W/test_sentences.json" --output-dir "$W/stress/${label}_$load" "${args[@]}" > "$W/stress/${label}_$load/stdout.txt" 2>&1
     python3 scripts/gpu/summarize.py "$W/stress/${label}_$load" "${label}_$load"
   done
-  curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy)|batches_total)" > "$W/step_metrics_$label.txt"
+  curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy|phase_seconds)|batches_total)" > "$W/step_metrics_$label.txt"
   kill %1; wait
 done
 tar -czf "$OUT/pipeline_ab.tgz" -C "$W" .

@@ -4,10 +4,13 @@
   summarize.py DIR LABEL           one line: the run's throughput, latency, success, GPU
   summarize.py --peak ROOT PREFIX  highest passages/s among ROOT/PREFIX*/ runs
   summarize.py --best-file ROOT PREFIX   the result file of that run
+  summarize.py --phases METRICS    mean ms a step spends in each phase (pack, upload, execute,
+                                   download, unpack), from a /metrics scrape
 """
 import glob
 import json
 import os
+import re
 import sys
 
 
@@ -28,7 +31,26 @@ def line(label, r):
             f"p99 {lat['p99']*1000:8.1f} ms  success {r['success_rate']*100:6.2f}%  GPU {gpu}%")
 
 
+PHASES = ["pack", "upload", "execute", "download", "unpack"]
+
+
+def phases(path):
+    sums, counts = {}, {}
+    for l in open(path):
+        m = re.match(r'embedbench_step_phase_seconds_(sum|count)\{phase="(\w+)"\} (\S+)', l)
+        if m:
+            (sums if m[1] == "sum" else counts)[m[2]] = float(m[3])
+    if not counts:
+        sys.exit(f"no step phases in {path}")
+    order = sorted(counts, key=lambda p: (PHASES.index(p) if p in PHASES else len(PHASES), p))
+    print("  ".join(f"{p} {1000 * sums[p] / counts[p]:.3f} ms" for p in order if counts[p]),
+          f"({int(max(counts.values()))} steps)")
+
+
 def main():
+    if sys.argv[1] == "--phases":
+        phases(sys.argv[2])
+        return
     if sys.argv[1] in ("--peak", "--best-file"):
         found = list(results(sys.argv[2], sys.argv[3]))
         if not found:

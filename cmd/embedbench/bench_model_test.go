@@ -28,7 +28,8 @@ func TestBenchModelReportsRealTokenRateAndWaste(t *testing.T) {
 			t.Fatal(err)
 		}
 		if rep.Layout != layout || rep.TokensPerSecond <= 0 || rep.Steps == 0 || rep.RealTokens > rep.SlotTokens ||
-			rep.PaddingWaste < 0 || rep.PaddingWaste >= 1 || rep.Passages != 300 || rep.Model.Weights != "random (seed 0)" {
+			rep.PaddingWaste < 0 || rep.PaddingWaste >= 1 || rep.Passages != 300 || rep.Model.Weights != "random (seed 0)" ||
+			rep.MeanPhaseMillis["execute"] <= 0 {
 			t.Fatalf("%s: implausible report %+v", layout, rep)
 		}
 		t.Logf("%s: %.0f tokens/s, waste %.2f", layout, rep.TokensPerSecond, rep.PaddingWaste)
@@ -56,16 +57,17 @@ func TestBenchModelPerRung(t *testing.T) {
 		TokensPerSecond *float64 `json:"tokens_per_second"`
 		MaxPassage      int      `json:"max_passage_tokens"`
 		Rungs           []struct {
-			RowLength       int     `json:"row_length"`
-			Rows            int     `json:"rows"`
-			Slots           int     `json:"slots"`
-			Steps           int     `json:"steps"`
-			RealTokens      int     `json:"real_tokens"`
-			SlotTokens      int     `json:"slot_tokens"`
-			TokensPerSecond float64 `json:"tokens_per_second"`
-			MeanStepMillis  float64 `json:"mean_step_ms"`
-			Occupancy       float64 `json:"occupancy"`
-			Skipped         string  `json:"skipped"`
+			RowLength       int                `json:"row_length"`
+			Rows            int                `json:"rows"`
+			Slots           int                `json:"slots"`
+			Steps           int                `json:"steps"`
+			RealTokens      int                `json:"real_tokens"`
+			SlotTokens      int                `json:"slot_tokens"`
+			TokensPerSecond float64            `json:"tokens_per_second"`
+			MeanStepMillis  float64            `json:"mean_step_ms"`
+			MeanPhaseMillis map[string]float64 `json:"mean_phase_ms"`
+			Occupancy       float64            `json:"occupancy"`
+			Skipped         string             `json:"skipped"`
 		} `json:"rungs"`
 	}
 	dec := json.NewDecoder(&out)
@@ -103,6 +105,17 @@ func TestBenchModelPerRung(t *testing.T) {
 		}
 		if occ := float64(r.RealTokens) / float64(r.SlotTokens); r.Occupancy <= 0 || r.Occupancy > 1 || r.Occupancy != occ {
 			t.Errorf("rung %v: occupancy %v, want real/slot tokens %v", want[i], r.Occupancy, occ)
+		}
+		// Where a step's time went: every phase reported; upload, execute and download are
+		// parts of the step's device call, so together no longer than it.
+		for _, name := range modernbert.PhaseNames {
+			if ms, ok := r.MeanPhaseMillis[name]; !ok || ms < 0 {
+				t.Errorf("rung %v: phase %q is %v (reported %v)", want[i], name, ms, ok)
+			}
+		}
+		inner := r.MeanPhaseMillis["upload"] + r.MeanPhaseMillis["execute"] + r.MeanPhaseMillis["download"]
+		if r.MeanPhaseMillis["execute"] <= 0 || inner > r.MeanStepMillis*(1+1e-9) {
+			t.Errorf("rung %v: phases %v against a step of %.3f ms", want[i], r.MeanPhaseMillis, r.MeanStepMillis)
 		}
 		t.Logf("rung %v: %.1f ms a step, %.0f tokens/s, occupancy %.2f", want[i], r.MeanStepMillis, r.TokensPerSecond, r.Occupancy)
 	}

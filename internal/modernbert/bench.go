@@ -22,6 +22,9 @@ type BenchResult struct {
 	PaddingWaste       float64 `json:"padding_waste"` // share of token slots holding padding
 	DeviceSeconds      float64 `json:"device_seconds"`
 	MeanStepMillis     float64 `json:"mean_step_ms"`
+	// MeanPhaseMillis is where a step's wall time went on average, by phase (PhaseNames): the
+	// host's share around the device's.
+	MeanPhaseMillis map[string]float64 `json:"mean_phase_ms,omitempty"`
 }
 
 // Bench embeds seqs over and over for about d from `callers` goroutines at once (Embed calls
@@ -110,6 +113,18 @@ func benchLoop(ctx context.Context, m *Model, layout Layout, d time.Duration, re
 	res.DeviceSeconds = total.Device.Seconds()
 	if total.Steps > 0 {
 		res.MeanStepMillis = total.Device.Seconds() * 1000 / float64(total.Steps)
+	}
+	if len(total.PerStep) > 0 {
+		var sum [NumPhases]time.Duration
+		for _, u := range total.PerStep {
+			for p, d := range u.Phases {
+				sum[p] += d
+			}
+		}
+		res.MeanPhaseMillis = map[string]float64{}
+		for p, d := range sum {
+			res.MeanPhaseMillis[PhaseNames[p]] = d.Seconds() * 1000 / float64(len(total.PerStep))
+		}
 	}
 	return res, total, nil
 }

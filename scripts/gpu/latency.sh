@@ -39,8 +39,12 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$SPID/stat"; }
 T0=$(cpu_ticks)
 (sleep 3; curl -s "http://127.0.0.1:6060/debug/pprof/profile?seconds=5" > "$W/cpu_c256.pprof") &
 PROF=$!
+curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_phase_seconds" > "$W/step_phases_before_c256.prom"
 run cont_b1_c256 8001 1 --max-concurrent-requests 256
 wait $PROF
+# The same split under the 256-client load, where each step is sent while another runs.
+curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_phase_seconds" > "$W/step_phases_after_c256.prom"
+python3 scripts/gpu/summarize.py --phases "$W/step_phases_after_c256.prom" "$W/step_phases_before_c256.prom" | tee "$W/step_phases_c256.txt"
 echo "server cpu seconds during cont_b1_c256 (warm-up included): $(( ($(cpu_ticks) - T0) / $(getconf CLK_TCK) ))" | tee "$W/cpu_c256.txt"
 run cont_b32_c32 8001 32 --max-concurrent-requests 32
 PEAK=$(python3 scripts/gpu/summarize.py --peak "$W/stress" cont_b32_c32)

@@ -4,8 +4,9 @@
   summarize.py DIR LABEL           one line: the run's throughput, latency, success, GPU
   summarize.py --peak ROOT PREFIX  highest passages/s among ROOT/PREFIX*/ runs
   summarize.py --best-file ROOT PREFIX   the result file of that run
-  summarize.py --phases METRICS    mean ms a step spends in each phase (pack, upload, execute,
-                                   download, unpack), from a /metrics scrape
+  summarize.py --phases METRICS [BEFORE]  mean ms a step spends in each phase (pack, upload,
+                                   execute, download, unpack), from a /metrics scrape, or over the
+                                   steps since an earlier scrape BEFORE
 """
 import glob
 import json
@@ -34,13 +35,22 @@ def line(label, r):
 PHASES = ["pack", "upload", "execute", "download", "unpack"]
 
 
-def phases(path):
+def phase_totals(path):
     sums, counts = {}, {}
     for l in open(path):
         m = re.match(r'embedbench_step_phase_seconds_(sum|count)\{phase="(\w+)"\} (\S+)', l)
         if m:
             (sums if m[1] == "sum" else counts)[m[2]] = float(m[3])
-    if not counts:
+    return sums, counts
+
+
+def phases(path, before=None):
+    sums, counts = phase_totals(path)
+    if before:  # the steps between two scrapes of the same server
+        s0, c0 = phase_totals(before)
+        sums = {p: v - s0.get(p, 0) for p, v in sums.items()}
+        counts = {p: v - c0.get(p, 0) for p, v in counts.items()}
+    if not any(counts.values()):
         sys.exit(f"no step phases in {path}")
     order = sorted(counts, key=lambda p: (PHASES.index(p) if p in PHASES else len(PHASES), p))
     print("  ".join(f"{p} {1000 * sums[p] / counts[p]:.3f} ms" for p in order if counts[p]),
@@ -49,7 +59,7 @@ def phases(path):
 
 def main():
     if sys.argv[1] == "--phases":
-        phases(sys.argv[2])
+        phases(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
         return
     if sys.argv[1] in ("--peak", "--best-file"):
         found = list(results(sys.argv[2], sys.argv[3]))

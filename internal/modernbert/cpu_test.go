@@ -41,14 +41,8 @@ func TestNativeCPUMatchesTheGraph(t *testing.T) {
 				t.Fatal("cpu-graph still ran the native path")
 			}
 			for _, layout := range []Layout{Packed, Padded} {
-				want, _, err := graph.Embed(context.Background(), seqs, layout)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, st, err := native.Embed(context.Background(), seqs, layout)
-				if err != nil {
-					t.Fatal(err)
-				}
+				want, _ := mustEmbed(t, graph, seqs, layout)
+				got, st := mustEmbed(t, native, seqs, layout)
 				for i := range seqs {
 					if d := maxAbsDiff(got[i], want[i]); d > 2e-5 {
 						t.Errorf("%s normalize=%v %s: sequence %d (%d tokens) differs from the graph by %.2g", pooling, normalize, layout, i, len(seqs[i]), d)
@@ -68,10 +62,7 @@ func TestNativeCPUMatchesTheGraph(t *testing.T) {
 func TestNativeCPUStepsFollowTheWork(t *testing.T) {
 	m := newTinyCPU(t, Options{MaxBatchTokens: 300})
 	rng := rand.New(rand.NewPCG(7, 8))
-	_, st, err := m.Embed(context.Background(), randomSeqs(rng, m.Config(), 5), Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st := mustEmbed(t, m, randomSeqs(rng, m.Config(), 5), Packed)
 	if st.Steps != 1 || st.SlotTokens != 5 {
 		t.Fatalf("one 5-token text ran %d steps of %d slots, want one of 5", st.Steps, st.SlotTokens)
 	}
@@ -79,10 +70,7 @@ func TestNativeCPUStepsFollowTheWork(t *testing.T) {
 	if n := m.FitPacked([]int{100, 100, 100, 100, 100}); n != 3 {
 		t.Fatalf("FitPacked: %d of five 100-token texts in a 300-token step, want 3", n)
 	}
-	_, st, err = m.Embed(context.Background(), seqs, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, st = mustEmbed(t, m, seqs, Packed)
 	if st.Steps != 2 || st.RealTokens != 500 {
 		t.Fatalf("500 tokens in steps of 300: %d steps, %d tokens", st.Steps, st.RealTokens)
 	}
@@ -146,14 +134,8 @@ func TestNativeCPUFloat32AsBF16x3(t *testing.T) {
 	if !strings.Contains(split.Info().CPU, "bfloat16x3") || !strings.Contains(exact.Info().CPU, "float32 products") {
 		t.Fatalf("Info().CPU: %q and %q", exact.Info().CPU, split.Info().CPU)
 	}
-	want, _, err := exact.Embed(context.Background(), seqs, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _, err := split.Embed(context.Background(), seqs, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want, _ := mustEmbed(t, exact, seqs, Packed)
+	got, _ := mustEmbed(t, split, seqs, Packed)
 	for i := range seqs {
 		if d := maxAbsDiff(got[i], want[i]); d > 1e-5 || d == 0 {
 			t.Errorf("sequence %d (%d tokens): bf16x3 differs from sgemm by %.2g, want (0, 1e-5]", i, len(seqs[i]), d)
@@ -171,14 +153,8 @@ func TestNativeCPUBFloat16(t *testing.T) {
 	seqs := randomSeqs(rng, tinyConfig(), 3, 17, 64, 130)
 	f32 := newTinyCPU(t, Options{Normalize: true})
 	bf16 := newTinyCPU(t, Options{Normalize: true, DType: BFloat16})
-	want, _, err := f32.Embed(context.Background(), seqs, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _, err := bf16.Embed(context.Background(), seqs, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want, _ := mustEmbed(t, f32, seqs, Packed)
+	got, _ := mustEmbed(t, bf16, seqs, Packed)
 	for i := range seqs {
 		var dot float64
 		for j := range got[i] {

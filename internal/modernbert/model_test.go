@@ -66,19 +66,10 @@ func TestPackingDoesNotChangeVectors(t *testing.T) {
 	m := newTiny(t, Options{MaxBatchTokens: 512})
 	rng := rand.New(rand.NewPCG(1, 2))
 	seqs := randomSeqs(rng, m.Config(), 1, 2, 5, 17, 40, 64, 65, 100, 200, 256, 3, 9)
-	packed, pstats, err := m.Embed(context.Background(), seqs, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	padded, _, err := m.Embed(context.Background(), seqs, Padded)
-	if err != nil {
-		t.Fatal(err)
-	}
+	packed, pstats := mustEmbed(t, m, seqs, Packed)
+	padded, _ := mustEmbed(t, m, seqs, Padded)
 	for i, seq := range seqs {
-		alone, _, err := m.Embed(context.Background(), [][]int32{seq}, Packed)
-		if err != nil {
-			t.Fatal(err)
-		}
+		alone, _ := mustEmbed(t, m, [][]int32{seq}, Packed)
 		if d := maxAbsDiff(alone[0], packed[i]); d > 1e-5 {
 			t.Errorf("sequence %d (%d tokens): packed with others differs from alone by %g", i, len(seq), d)
 		}
@@ -130,10 +121,7 @@ func TestStepLadder(t *testing.T) {
 		t.Errorf("4 texts, %d tokens: steps %+v, want one step smaller than %d", st.RealTokens, st.PerStep, m.MaxBatchTokens())
 	}
 	many := append(randomSeqs(rng, m.Config(), slices.Repeat([]int{60}, 16)...), query[0])
-	full, st, err := m.Embed(ctx, many, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	full, st := mustEmbed(t, m, many, Packed)
 	if st.PerStep[0].Slots != m.MaxBatchTokens() {
 		t.Errorf("%d tokens: first step %+v, want the full %d slots", st.RealTokens, st.PerStep[0], m.MaxBatchTokens())
 	}
@@ -141,10 +129,7 @@ func TestStepLadder(t *testing.T) {
 		t.Errorf("the text alone and in a full step differ by %g", d)
 	}
 	// Padded, as HF pads: one text is one row of its length bucket.
-	padded, st, err := m.Embed(ctx, query, Padded)
-	if err != nil {
-		t.Fatal(err)
-	}
+	padded, st := mustEmbed(t, m, query, Padded)
 	if len(st.PerStep) != 1 || st.PerStep[0].Slots != m.opts.RowLengths[0] {
 		t.Errorf("one text padded ran %+v, want one row of %d", st.PerStep, m.opts.RowLengths[0])
 	}
@@ -185,10 +170,7 @@ func TestConcurrentEmbedCallsAgree(t *testing.T) {
 	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 256, Pipeline: 2})
 	rng := rand.New(rand.NewPCG(3, 4))
 	seqs := randomSeqs(rng, m.Config(), 5, 60, 33, 128, 2, 90, 17, 64, 70, 8)
-	want, stats, err := m.Embed(context.Background(), seqs, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want, stats := mustEmbed(t, m, seqs, Packed)
 	if stats.Steps < 2 {
 		t.Fatalf("want several pipelined steps, got %+v", stats)
 	}
@@ -324,18 +306,12 @@ func TestMixedLengthsShareOneStep(t *testing.T) {
 	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps' planning, which XLA runs
 	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 256, PackedRowLength: 64})
 	seqs := randomSeqs(rand.New(rand.NewPCG(3, 4)), m.Config(), 100, 30, 20, 60, 10)
-	got, stats, err := m.Embed(context.Background(), seqs, Packed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, stats := mustEmbed(t, m, seqs, Packed)
 	if stats.Steps != 1 {
 		t.Fatalf("%d steps for 220 tokens in one 2x128 step's room, want 1", stats.Steps)
 	}
 	for i, seq := range seqs {
-		alone, _, err := m.Embed(context.Background(), [][]int32{seq}, Packed)
-		if err != nil {
-			t.Fatal(err)
-		}
+		alone, _ := mustEmbed(t, m, [][]int32{seq}, Packed)
 		if d := maxAbsDiff(alone[0], got[i]); d > 1e-5 {
 			t.Errorf("sequence %d (%d tokens): sharing a step changed it by %g", i, len(seq), d)
 		}
@@ -350,10 +326,7 @@ func embedOnce(t *testing.T, cfg Config, w *Weights, opts Options, seqs [][]int3
 		t.Fatal(err)
 	}
 	defer m.Close()
-	got, _, err := m.Embed(context.Background(), seqs, layout)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, _ := mustEmbed(t, m, seqs, layout)
 	return got
 }
 
@@ -457,4 +430,14 @@ func TestCompileCancelsAndShares(t *testing.T) {
 			t.Errorf("replica %d compiled its own steps", i)
 		}
 	}
+}
+
+// mustEmbed is m.Embed that ends the test on an error.
+func mustEmbed(t *testing.T, m *Model, seqs [][]int32, layout Layout) ([][]float32, Stats) {
+	t.Helper()
+	got, st, err := m.Embed(context.Background(), seqs, layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, st
 }

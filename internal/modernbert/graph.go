@@ -67,6 +67,9 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	flatIDs := Reshape(in.ids, n, 1)
 	h := ConvertDType(Gather(params["embeddings.tok_embeddings.weight"], flatIDs), dtypes.Float32) // [n, hidden]
 	h = layerNorm(spec, params, "embeddings.norm", h)
+	if spec.variant.residualLowPrecision {
+		h = ConvertDType(h, spec.dtype)
+	}
 
 	globalMask, localMask := attentionMasks(cfg, in.pos, in.seg)
 	if spec.fusedAttention {
@@ -87,11 +90,11 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 			mask, rp, window = globalMask, globalRope, 0
 		}
 		if !spec.variant.skipAttention {
-			h = Add(h, attention(spec, params, p+"attn.", x, mask, rp, window))
+			h = Add(h, ConvertDType(attention(spec, params, p+"attn.", x, mask, rp, window), h.DType()))
 		}
 		x = layerNorm(spec, params, p+"mlp_norm", h)
 		if !spec.variant.skipMLP {
-			h = Add(h, mlp(spec, params, p+"mlp.", x))
+			h = Add(h, ConvertDType(mlp(spec, params, p+"mlp.", x), h.DType()))
 		}
 	}
 	h = layerNorm(spec, params, "final_norm", h)
@@ -112,8 +115,9 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	return out
 }
 
-// layerNorm normalises fp32 x [n, hidden] over its last axis.
+// layerNorm normalises x [n, hidden] over its last axis, in fp32 whatever x's dtype.
 func layerNorm(spec graphSpec, params map[string]*Node, prefix string, x *Node) *Node {
+	x = ConvertDType(x, dtypes.Float32)
 	mean := ReduceAndKeep(x, ReduceMean, -1)
 	centered := Sub(x, mean)
 	var variance *Node

@@ -291,6 +291,7 @@ type Info struct {
 // "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies), "wo-f32" (a
 // float32 model's attention output projection in float32 after its fp16 fused attention),
 // "attention-whole" (XLA attention over whole rows, not blocks of queries),
+// "residual-bf16" (the residual stream between layers in the compute dtype, not fp32),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
@@ -309,6 +310,9 @@ type graphVariant struct {
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool // on CPU, run the simplego graph even where the native forward pass could
+	// residualLowPrecision keeps the residual stream in the compute dtype (bf16) between
+	// layers, halving the bytes its adds and LayerNorms move; LayerNorm still computes in fp32.
+	residualLowPrecision bool
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
@@ -334,8 +338,10 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.skipMLP = true
 		case "cpu-graph":
 			v.cpuGraph = true
+		case "residual-bf16":
+			v.residualLowPrecision = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16)", EnvVariant, f)
 		}
 	}
 	return v, nil

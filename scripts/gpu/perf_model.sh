@@ -5,6 +5,9 @@
 #   VARIANTS, VARIANTS2: "name;ENV=V ENV2=V2;bench-model flags" entries, one per line; the
 #   first list runs before the parity phases, the second after (defaults below).
 #   STOP: seconds into the call after which no further phase starts.
+#   PARITY_DTYPES (default "float32 bfloat16"): the defaults' full-size parity runs;
+#   HLO_VARIANT: the graph variant whose optimised HLO is dumped (default: none);
+#   PARITY_VARIANTS: graph variants whose bf16 vectors are compared with HF fp32 as well.
 set -uo pipefail
 source scripts/gpu/env.sh
 SECS=${SECS:-4}
@@ -73,10 +76,17 @@ for i in range(8):
     print(json.dumps({"text": " ".join(rows[100 + 12 * i: 100 + 12 * i + 6 + i])}))
 PY
   timeout 90 python3 scripts/gpu/modernbert_full.py reference --model "$MB" --texts "$W/parity_texts.jsonl" --out "$W/parity_ref.json" 2>&1 | grep -v -i warn
-  for dt in float32 bfloat16; do
+  for dt in ${PARITY_DTYPES:-float32 bfloat16}; do
     timeout 60 "$BIN" embed --model "$MB" --device cuda --dtype $dt < "$W/parity_texts.jsonl" > "$W/ours_$dt.jsonl" 2> "$W/embed_$dt.log" || tail -5 "$W/embed_$dt.log"
     python3 scripts/gpu/modernbert_full.py compare --reference "$W/parity_ref.json" --ours "$W/ours_$dt.jsonl" \
       --against float32 --label "ours $dt (defaults)" | tee -a "$OUT/parity.txt"
+  done
+  # Graph variants in bf16, against the same reference.
+  for v in ${PARITY_VARIANTS:-}; do
+    EMBEDBENCH_MODERNBERT_VARIANT=$v timeout 60 "$BIN" embed --model "$MB" --device cuda --dtype bfloat16 \
+      < "$W/parity_texts.jsonl" > "$W/ours_$v.jsonl" 2> "$W/embed_$v.log" || tail -5 "$W/embed_$v.log"
+    python3 scripts/gpu/modernbert_full.py compare --reference "$W/parity_ref.json" --ours "$W/ours_$v.jsonl" \
+      --against float32 --label "ours bfloat16 ($v)" | tee -a "$OUT/parity.txt"
   done
 fi
 if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_TF32:-}" ]; then
@@ -86,7 +96,7 @@ fi
 
 if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_HLO:-}" ]; then
   # XLA's optimised HLO of the default bf16 step: which fusions, what each materialises.
-  XLA_FLAGS="--xla_dump_to=$W/dump --xla_dump_hlo_as_text" timeout 40 "$BIN" bench-model --model "$MB" --device cuda \
+  EMBEDBENCH_MODERNBERT_VARIANT=${HLO_VARIANT:-} XLA_FLAGS="--xla_dump_to=$W/dump --xla_dump_hlo_as_text" timeout 40 "$BIN" bench-model --model "$MB" --device cuda \
     --data "$TSV" --seconds 1 --dtype bfloat16 > /dev/null 2> "$W/dump.log"
   (cd "$W/dump" && tar -czf "$OUT/hlo.tgz" $(ls | grep -E 'after_optimizations(\.txt|-buffer-assignment)' | head -8))
   ls -la "$OUT/hlo.tgz"

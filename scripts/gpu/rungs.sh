@@ -19,7 +19,14 @@ bench() { # NAME args...
   echo "$name rc=$?"
   grep -h 'rung timed' "$OUT/rungs_$name.log"
 }
-bench bfloat16_packed --dtype bfloat16
-bench float32_packed --dtype float32
-bench float32_padded --dtype float32 --layout padded
-bench bfloat16_packed_1caller --dtype bfloat16 --callers 1
+# CASES picks some of them (default: all four).
+CASES=${CASES:-bfloat16_packed float32_packed float32_padded bfloat16_packed_1caller}
+for c in $CASES; do
+  case $c in
+    bfloat16_packed) bench "$c" --dtype bfloat16 ;;
+    float32_packed) bench "$c" --dtype float32 ;;
+    float32_padded) bench "$c" --dtype float32 --layout padded ;;
+    bfloat16_packed_1caller) bench "$c" --dtype bfloat16 --callers 1 ;;
+    *) echo "unknown case $c" ;;
+  esac
+done

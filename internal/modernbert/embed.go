@@ -120,8 +120,8 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, poolFrom []int, out [][]floa
 	var phases [NumPhases]time.Duration
 	st := p.st
 	packed := time.Now()
-	in := st.getInputs()
-	defer st.inputs.Put(in)
+	in := m.getInputs(st)
+	defer st.inputs.put(in)
 	for r, row := range p.rows {
 		off := r * st.spec.rowLen
 		for s, idx := range row {
@@ -144,17 +144,24 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, poolFrom []int, out [][]floa
 	}
 	t0 := time.Now()
 	phases[PhasePack] = t0.Sub(packed)
-	pooled, err := m.run(st, in, &phases)
+	// The output is [segments, rows, dim]: what this step used is a prefix of it.
+	dim := st.spec.outDim()
+	used := 0
+	for r, row := range p.rows {
+		if len(row) > 0 {
+			used = max(used, ((len(row)-1)*st.spec.rows+r+1)*dim)
+		}
+	}
+	pooled, err := m.run(st, in, used, &phases)
 	stats.Device = time.Since(t0)
 	if err != nil {
 		return stats, err
 	}
 	stats.Steps = 1
 	stats.SlotTokens = st.spec.rows * st.spec.rowLen
-	dim := st.spec.outDim()
 	for r, row := range p.rows {
 		for s, idx := range row {
-			base := (r*st.spec.segments + s) * dim
+			base := (s*st.spec.rows + r) * dim
 			out[idx] = append([]float32(nil), pooled[base:base+dim]...)
 		}
 	}

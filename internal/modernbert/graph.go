@@ -52,7 +52,7 @@ type stepInputs struct {
 	ids, pos, seg, pool *Node
 }
 
-// encoder builds the forward pass: token ids to pooled vectors [rows, segments, outDim] (fp32),
+// encoder builds the forward pass: token ids to pooled vectors [segments, rows, outDim] (fp32),
 // through the Dense layers and normalisation when the spec has them.
 //
 // seg gives each token its sequence number within its row (1, 2, ...; 0 for padding) and pos
@@ -112,7 +112,9 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		norm := Sqrt(ReduceAndKeep(Square(out), ReduceSum, -1))
 		out = Div(out, Max(norm, Scalar(g, dtypes.Float32, 1e-12)))
 	}
-	return out
+	// Segment-major, so that what a step used is a prefix: rows hold their sequences from
+	// segment 1 on, and a step can download only the segments its fullest row reached.
+	return TransposeAllAxes(out, 1, 0, 2)
 }
 
 // layerNorm normalises x [n, hidden] over its last axis, in fp32 whatever x's dtype.

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -39,41 +40,19 @@ type Model struct {
 	pipeline    int               // steps of one Embed call in flight at once
 	variant     graphVariant
 	cpu         *cpuEncoder // on CPU with a BLAS: the native forward pass, no compiled steps
-	info        Info
-	closed      bool
+	// dma registers step host arrays with the device and downloads part of an output, where
+	// the backend can (XLA); dmaOff and partialOff turn each off after its first failure.
+	dma                hostTransfers
+	dmaOff, partialOff atomic.Bool
+	info               Info
+	closed             bool
 }
 
 // step is one compiled shape. Executions of it may overlap (each has its own hostInputs).
 type step struct {
 	spec   graphSpec
 	g      *graph.Graph
-	inputs sync.Pool // *hostInputs of this shape
-}
-
-// hostInputs are one execution's int32 [rows*rowLen] inputs (token ids, position within the
-// sequence, sequence number within the row with 0 = padding, and with a pooling mask 1 for the
-// pooled tokens) and its output [rows*segments*outDim].
-type hostInputs struct {
-	ids, pos, seg, pool []int32
-	out                 []float32
-}
-
-// getInputs returns cleared input arrays (all padding).
-func (st *step) getInputs() *hostInputs {
-	if in, ok := st.inputs.Get().(*hostInputs); ok {
-		clear(in.ids)
-		clear(in.pos)
-		clear(in.seg)
-		clear(in.pool)
-		return in
-	}
-	n := st.spec.rows * st.spec.rowLen
-	in := &hostInputs{ids: make([]int32, n), pos: make([]int32, n), seg: make([]int32, n),
-		out: make([]float32, st.spec.rows*st.spec.segments*st.spec.outDim())}
-	if st.spec.poolMask {
-		in.pool = make([]int32, n)
-	}
-	return in
+	inputs inputPool
 }
 
 // New uploads w to the device, compiles one step per row length and runs each once, so the
@@ -112,6 +91,11 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	}
 	m := &Model{cfg: cfg, opts: opts, backendSpec: spec, backend: backend, device: backends.DeviceNum(opts.DeviceIndex), packedRow: opts.PackedRowLength,
 		pipeline: opts.Pipeline, variant: variant}
+	if dma, ok := backend.(hostTransfers); ok {
+		m.dma = dma
+		m.dmaOff.Store(variant.hostHeap)
+		m.partialOff.Store(variant.fullDownload)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -157,6 +141,9 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 		}
 	}
 	m.info.Attention = attentionSummary(opts.DType.gomlx(), fused, len(m.info.Shapes))
+	if m.cpu == nil {
+		m.info.HostTransfers = m.transfersSummary()
+	}
 	ok = true
 	return m, nil
 }
@@ -626,10 +613,10 @@ func (m *Model) warmUp(st *step) error {
 	}
 	warmMu.Lock()
 	defer warmMu.Unlock()
-	in := st.getInputs()
-	defer st.inputs.Put(in)
+	in := m.getInputs(st)
+	defer st.inputs.put(in)
 	var phases [NumPhases]time.Duration
-	if _, err := m.run(st, in, &phases); err != nil {
+	if _, err := m.run(st, in, len(in.out), &phases); err != nil {
 		return fmt.Errorf("warm-up of the %dx%d step: %w", st.spec.rows, st.spec.rowLen, err)
 	}
 	return nil
@@ -667,6 +654,7 @@ func (m *Model) releaseStep(st *step) {
 	if ss, ok := compiledSteps[key]; ok && ss.st == st {
 		ss.refs--
 		if ss.refs == 0 {
+			st.inputs.releaseAll()
 			st.g.Finalize()
 			delete(compiledSteps, key)
 		}
@@ -705,50 +693,38 @@ func (m *Model) compile(gs graphSpec) (st *step, err error) {
 			params[p+"residual"] = graph.Parameter(g, fmt.Sprintf("dense_%d_residual", i), shapes.Make(dtypes.Float32, d.out, d.in))
 		}
 	}
-	inShape := shapes.Make(dtypes.Int32, gs.rows, gs.rowLen)
-	in := stepInputs{
-		ids: graph.Parameter(g, "ids", inShape),
-		pos: graph.Parameter(g, "pos", inShape),
-		seg: graph.Parameter(g, "seg", inShape),
+	// One upload a step: the int32 inputs one after another (see hostInputs).
+	all := graph.Parameter(g, "inputs", shapes.Make(dtypes.Int32, inputKinds(gs), gs.rows, gs.rowLen))
+	input := func(i int) *graph.Node {
+		return graph.Reshape(graph.SliceAxis(all, 0, graph.AxisElem(i)), gs.rows, gs.rowLen)
 	}
+	in := stepInputs{ids: input(0), pos: input(1), seg: input(2)}
 	if gs.poolMask {
-		in.pool = graph.Parameter(g, "pool", inShape)
+		in.pool = input(3)
 	}
 	g.Compile(encoder(gs, params, rope, in))
 	return &step{spec: gs, g: g}, nil
 }
 
-// run executes st on the host inputs and returns the pooled vectors [rows*segments*hidden],
-// with the time of its upload, execution and download in phases.
-func (m *Model) run(st *step, in *hostInputs, phases *[NumPhases]time.Duration) (out []float32, err error) {
+// run executes st on the host inputs and returns the pooled vectors [segments, rows, outDim],
+// with the time of its upload, execution and download in phases. Only the first used floats of
+// the output need be right: where the backend can, only those come back from the device.
+func (m *Model) run(st *step, in *hostInputs, used int, phases *[NumPhases]time.Duration) (out []float32, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("running the %dx%d step: %v", st.spec.rows, st.spec.rowLen, r)
 		}
 	}()
 	t0 := time.Now()
-	inShape := shapes.Make(dtypes.Int32, st.spec.rows, st.spec.rowLen)
-	inputs := slices.Clone(m.weights)
-	// Inputs are freed right after the step rather than donated: a donated buffer's handle
+	// The input is freed right after the step rather than donated: a donated buffer's handle
 	// would otherwise wait for a finalizer.
-	var stepBufs []backends.Buffer
-	defer func() {
-		for _, b := range stepBufs {
-			_ = m.backend.BufferFinalize(b)
-		}
-	}()
-	stepData := [][]int32{in.ids, in.pos, in.seg}
-	if st.spec.poolMask {
-		stepData = append(stepData, in.pool)
+	inBuf, err := m.backend.BufferFromFlatData(m.device, in.data,
+		shapes.Make(dtypes.Int32, inputKinds(st.spec), st.spec.rows, st.spec.rowLen))
+	if err != nil {
+		return nil, fmt.Errorf("uploading step inputs: %w", err)
 	}
-	for _, data := range stepData {
-		buf, err := m.backend.BufferFromFlatData(m.device, data, inShape)
-		if err != nil {
-			return nil, fmt.Errorf("uploading step inputs: %w", err)
-		}
-		stepBufs = append(stepBufs, buf)
-		inputs = append(inputs, buf)
-	}
+	defer func() { _ = m.backend.BufferFinalize(inBuf) }()
+	inputs := append(slices.Clone(m.weights), inBuf)
 	donate := make([]bool, len(inputs))
 	t1 := time.Now()
 	phases[PhaseUpload] = t1.Sub(t0)
@@ -760,16 +736,56 @@ func (m *Model) run(st *step, in *hostInputs, phases *[NumPhases]time.Duration) 
 			_ = t.FinalizeAll()
 		}
 	}()
-	// Read into the reusable host array rather than a fresh one per step (megabytes per step).
 	buf, err := outputs[0].Buffer(m.backend, m.device)
 	if err != nil {
 		return nil, fmt.Errorf("reading pooled vectors: %w", err)
 	}
-	if err := m.backend.BufferToFlatData(buf, in.out); err != nil {
+	if err := m.download(buf, in, used); err != nil {
 		return nil, fmt.Errorf("reading pooled vectors: %w", err)
 	}
 	phases[PhaseDownload] = time.Since(t2)
 	return in.out, nil
+}
+
+// download copies the output buffer into in.out: its first used floats where the backend can
+// copy part of a buffer, else all of it. Either way into the reusable host array rather than a
+// fresh one per step (megabytes per step).
+func (m *Model) download(buf backends.Buffer, in *hostInputs, used int) error {
+	if m.dma != nil && !m.partialOff.Load() {
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(in.out))), used*4)
+		err := m.dma.BufferCopyRawToHost(buf, dst, 0)
+		if err == nil {
+			return nil
+		}
+		if m.partialOff.CompareAndSwap(false, true) {
+			slog.Warn("the device cannot copy part of a buffer: steps download their whole output", "err", err)
+		}
+	}
+	return m.backend.BufferToFlatData(buf, in.out)
+}
+
+// transfersSummary is Info.HostTransfers: what the warm-ups found the device can do.
+func (m *Model) transfersSummary() string {
+	arrays, downloads := "staged", "whole downloads"
+	if m.dma != nil && !m.dmaOff.Load() {
+		arrays = "registered"
+	}
+	if m.dma != nil && !m.partialOff.Load() {
+		downloads = "partial downloads"
+	}
+	return arrays + ", " + downloads
+}
+
+// getInputs returns cleared host arrays for st, registered with the device where it can.
+func (m *Model) getInputs(st *step) *hostInputs {
+	if m.dma == nil || m.dmaOff.Load() {
+		return st.inputs.get(st.spec, nil, nil)
+	}
+	return st.inputs.get(st.spec, m.dma, func(err error) {
+		if m.dmaOff.CompareAndSwap(false, true) {
+			slog.Warn("step host arrays stay on Go's heap: the device could not register them", "err", err)
+		}
+	})
 }
 
 // Close releases the device buffers and compiled steps. The Model is unusable afterwards.

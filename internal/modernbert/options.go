@@ -280,6 +280,11 @@ type Info struct {
 	// Float16" (a float32 model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native
 	// CPU pass.
 	Attention string `json:"attention,omitempty"`
+	// HostTransfers says how compiled steps move their inputs and vectors: "registered" (host
+	// arrays registered with the device) or "staged" (through the plugin's copies), and
+	// "partial downloads" (only what a step used) or "whole downloads"; empty on the native
+	// CPU pass.
+	HostTransfers string `json:"host_transfers,omitempty"`
 	// CPU says how the model runs on a CPU: the native forward pass over a BLAS, or the
 	// simplego graph and why (and what runs its products).
 	CPU string `json:"cpu,omitempty"`
@@ -292,6 +297,8 @@ type Info struct {
 // float32 model's attention output projection in float32 after its fp16 fused attention),
 // "attention-whole" (XLA attention over whole rows, not blocks of queries),
 // "residual-bf16" (the residual stream between layers in the compute dtype, not fp32),
+// "host-heap" (step host arrays on Go's heap, not registered with the device),
+// "full-download" (every step downloads its whole output),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
@@ -313,6 +320,8 @@ type graphVariant struct {
 	// residualLowPrecision keeps the residual stream in the compute dtype (bf16) between
 	// layers, halving the bytes its adds and LayerNorms move; LayerNorm still computes in fp32.
 	residualLowPrecision bool
+	hostHeap             bool // step host arrays on Go's heap even where the device could register them
+	fullDownload         bool // download a step's whole output even where part of it would do
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
@@ -340,8 +349,12 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.cpuGraph = true
 		case "residual-bf16":
 			v.residualLowPrecision = true
+		case "host-heap":
+			v.hostHeap = true
+		case "full-download":
+			v.fullDownload = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, host-heap, full-download)", EnvVariant, f)
 		}
 	}
 	return v, nil

@@ -3,8 +3,8 @@
 # batch (256 one-text clients, 32 passages open loop at 50% and 70% of PEAK passages/s), for
 # several servers in one lease: each entry of SERVERS is LABEL=BINARY, e.g.
 #   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench"
-# LOADS picks among c64, c256, rate50 and rate70 (default: the last three).
-# Packs $W into $OUT/pipeline_ab.tgz.
+# LOADS picks among c1, b32c1, c8, c64, c256, rate50 and rate70 (default: c256 rate50 rate70).
+# Each load's step phases are printed after it. Packs $W into $OUT/pipeline_ab.tgz.
 set -uo pipefail
 source scripts/gpu/env.sh
 DUR=${DUR:-8s}
@@ -17,15 +17,22 @@ for entry in ${SERVERS:?}; do
   wait_healthy http://127.0.0.1:8001 240 || { kill %1; wait; continue; }
   for load in ${LOADS:-c256 rate50 rate70}; do
     case $load in
+      c1) args=(--batch-size 1 --max-concurrent-requests 1);;
+      b32c1) args=(--batch-size 32 --max-concurrent-requests 1);;
+      c8) args=(--batch-size 1 --max-concurrent-requests 8);;
       c64) args=(--batch-size 1 --max-concurrent-requests 64);;
       c256) args=(--batch-size 1 --max-concurrent-requests 256);;
       rate50) args=(--batch-size 32 --rate "$(python3 -c "print(round($PEAK * 0.5 / 32, 2))")" --max-concurrent-requests 4096);;
       rate70) args=(--batch-size 32 --rate "$(python3 -c "print(round($PEAK * 0.7 / 32, 2))")" --max-concurrent-requests 4096);;
     esac
     mkdir -p "$W/stress/${label}_$load"
+    curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_phase_seconds" > "$W/phases_before.prom"
     "$bin" stress --service-url http://127.0.0.1:8001 --duration "$DUR" --warmup-seconds 2 --timeout 20s \
       --data-file "$W/test_sentences.json" --output-dir "$W/stress/${label}_$load" "${args[@]}" > "$W/stress/${label}_$load/stdout.txt" 2>&1
     python3 scripts/gpu/summarize.py "$W/stress/${label}_$load" "${label}_$load"
+    # Where this load's steps spent their time, by phase (the steps between two scrapes).
+    curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_phase_seconds" > "$W/phases_after.prom"
+    python3 scripts/gpu/summarize.py --phases "$W/phases_after.prom" "$W/phases_before.prom" | sed "s/^/  ${label}_$load phases: /"
   done
   curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy|phase_seconds)|batches_total)" > "$W/step_metrics_$label.txt"
   kill %1; wait

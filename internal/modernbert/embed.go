@@ -120,8 +120,8 @@ func (m *Model) runPlan(p stepPlan, seqs [][]int32, poolFrom []int, out [][]floa
 	var phases [NumPhases]time.Duration
 	st := p.st
 	packed := time.Now()
-	in := m.getInputs(st)
-	defer st.inputs.put(in)
+	in := st.getInputs()
+	defer st.inputs.Put(in)
 	for r, row := range p.rows {
 		off := r * st.spec.rowLen
 		for s, idx := range row {

@@ -40,19 +40,63 @@ type Model struct {
 	pipeline    int               // steps of one Embed call in flight at once
 	variant     graphVariant
 	cpu         *cpuEncoder // on CPU with a BLAS: the native forward pass, no compiled steps
-	// dma registers step host arrays with the device and downloads part of an output, where
-	// the backend can (XLA); dmaOff and partialOff turn each off after its first failure.
-	dma                hostTransfers
-	dmaOff, partialOff atomic.Bool
-	info               Info
-	closed             bool
+	// partial downloads only the used part of a step's output where the backend can (XLA);
+	// partialOff turns it off after its first failure.
+	partial    partialDownloader
+	partialOff atomic.Bool
+	info       Info
+	closed     bool
 }
 
 // step is one compiled shape. Executions of it may overlap (each has its own hostInputs).
 type step struct {
 	spec   graphSpec
 	g      *graph.Graph
-	inputs inputPool
+	inputs sync.Pool // *hostInputs of this shape
+}
+
+// hostInputs are one execution's host arrays. data holds its int32 [rows*rowLen] inputs one
+// after another, uploaded as one [k, rows, rowLen] array (one transfer a step, not four): token
+// ids, position within the sequence, sequence number within the row with 0 = padding, and with
+// a pooling mask 1 for the pooled tokens. out receives the pooled vectors [segments, rows,
+// outDim].
+type hostInputs struct {
+	data                []int32
+	ids, pos, seg, pool []int32
+	out                 []float32
+}
+
+// inputKinds is how many int32 arrays a step of spec uploads.
+func inputKinds(spec graphSpec) int {
+	if spec.poolMask {
+		return 4
+	}
+	return 3
+}
+
+// getInputs returns cleared input arrays (all padding).
+func (st *step) getInputs() *hostInputs {
+	if in, ok := st.inputs.Get().(*hostInputs); ok {
+		clear(in.data)
+		return in
+	}
+	n := st.spec.rows * st.spec.rowLen
+	in := &hostInputs{data: make([]int32, inputKinds(st.spec)*n),
+		out: make([]float32, st.spec.rows*st.spec.segments*st.spec.outDim())}
+	in.ids, in.pos, in.seg = in.data[:n], in.data[n:2*n], in.data[2*n:3*n]
+	if st.spec.poolMask {
+		in.pool = in.data[3*n : 4*n]
+	}
+	return in
+}
+
+// partialDownloader is what the XLA backend adds to backends.Backend for downloads
+// (third_party/gomlx/backends/xla/copy_raw.go): part of a buffer. A step's whole output is
+// rows x segments x outDim float32 (6.3 MB for a full step on the GPU), of which packed MS MARCO
+// passages use about a tenth; it came back at about 4 GB/s, 1.5 ms of a 13.5 ms step on the
+// H200, and 0.46 ms as a prefix (run 34).
+type partialDownloader interface {
+	BufferCopyRawToHost(buffer backends.Buffer, dst []byte, offset int) error
 }
 
 // New uploads w to the device, compiles one step per row length and runs each once, so the
@@ -91,10 +135,8 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	}
 	m := &Model{cfg: cfg, opts: opts, backendSpec: spec, backend: backend, device: backends.DeviceNum(opts.DeviceIndex), packedRow: opts.PackedRowLength,
 		pipeline: opts.Pipeline, variant: variant}
-	if dma, ok := backend.(hostTransfers); ok {
-		m.dma = dma
-		m.dmaOff.Store(variant.hostHeap)
-		m.partialOff.Store(variant.fullDownload)
+	if pd, ok := backend.(partialDownloader); ok && !variant.fullDownload {
+		m.partial = pd
 	}
 	ok := false
 	defer func() {
@@ -142,7 +184,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	}
 	m.info.Attention = attentionSummary(opts.DType.gomlx(), fused, len(m.info.Shapes))
 	if m.cpu == nil {
-		m.info.HostTransfers = m.transfersSummary()
+		m.info.Downloads = m.downloadsSummary()
 	}
 	ok = true
 	return m, nil
@@ -613,8 +655,8 @@ func (m *Model) warmUp(st *step) error {
 	}
 	warmMu.Lock()
 	defer warmMu.Unlock()
-	in := m.getInputs(st)
-	defer st.inputs.put(in)
+	in := st.getInputs()
+	defer st.inputs.Put(in)
 	var phases [NumPhases]time.Duration
 	if _, err := m.run(st, in, len(in.out), &phases); err != nil {
 		return fmt.Errorf("warm-up of the %dx%d step: %w", st.spec.rows, st.spec.rowLen, err)
@@ -654,7 +696,6 @@ func (m *Model) releaseStep(st *step) {
 	if ss, ok := compiledSteps[key]; ok && ss.st == st {
 		ss.refs--
 		if ss.refs == 0 {
-			st.inputs.releaseAll()
 			st.g.Finalize()
 			delete(compiledSteps, key)
 		}
@@ -751,9 +792,9 @@ func (m *Model) run(st *step, in *hostInputs, used int, phases *[NumPhases]time.
 // copy part of a buffer, else all of it. Either way into the reusable host array rather than a
 // fresh one per step (megabytes per step).
 func (m *Model) download(buf backends.Buffer, in *hostInputs, used int) error {
-	if m.dma != nil && !m.partialOff.Load() {
+	if m.partial != nil && !m.partialOff.Load() {
 		dst := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(in.out))), used*4)
-		err := m.dma.BufferCopyRawToHost(buf, dst, 0)
+		err := m.partial.BufferCopyRawToHost(buf, dst, 0)
 		if err == nil {
 			return nil
 		}
@@ -764,28 +805,12 @@ func (m *Model) download(buf backends.Buffer, in *hostInputs, used int) error {
 	return m.backend.BufferToFlatData(buf, in.out)
 }
 
-// transfersSummary is Info.HostTransfers: what the warm-ups found the device can do.
-func (m *Model) transfersSummary() string {
-	arrays, downloads := "staged", "whole downloads"
-	if m.dma != nil && !m.dmaOff.Load() {
-		arrays = "registered"
+// downloadsSummary is Info.Downloads: what the warm-ups found the device can do.
+func (m *Model) downloadsSummary() string {
+	if m.partial != nil && !m.partialOff.Load() {
+		return "partial"
 	}
-	if m.dma != nil && !m.partialOff.Load() {
-		downloads = "partial downloads"
-	}
-	return arrays + ", " + downloads
-}
-
-// getInputs returns cleared host arrays for st, registered with the device where it can.
-func (m *Model) getInputs(st *step) *hostInputs {
-	if m.dma == nil || m.dmaOff.Load() {
-		return st.inputs.get(st.spec, nil, nil)
-	}
-	return st.inputs.get(st.spec, m.dma, func(err error) {
-		if m.dmaOff.CompareAndSwap(false, true) {
-			slog.Warn("step host arrays stay on Go's heap: the device could not register them", "err", err)
-		}
-	})
+	return "whole"
 }
 
 // Close releases the device buffers and compiled steps. The Model is unusable afterwards.

@@ -280,11 +280,9 @@ type Info struct {
 	// Float16" (a float32 model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native
 	// CPU pass.
 	Attention string `json:"attention,omitempty"`
-	// HostTransfers says how compiled steps move their inputs and vectors: "registered" (host
-	// arrays registered with the device) or "staged" (through the plugin's copies), and
-	// "partial downloads" (only what a step used) or "whole downloads"; empty on the native
-	// CPU pass.
-	HostTransfers string `json:"host_transfers,omitempty"`
+	// Downloads says what compiled steps copy back: "partial" (the part of the pooled vectors
+	// a step used) or "whole"; empty on the native CPU pass.
+	Downloads string `json:"downloads,omitempty"`
 	// CPU says how the model runs on a CPU: the native forward pass over a BLAS, or the
 	// simplego graph and why (and what runs its products).
 	CPU string `json:"cpu,omitempty"`
@@ -297,7 +295,6 @@ type Info struct {
 // float32 model's attention output projection in float32 after its fp16 fused attention),
 // "attention-whole" (XLA attention over whole rows, not blocks of queries),
 // "residual-bf16" (the residual stream between layers in the compute dtype, not fp32),
-// "host-heap" (step host arrays on Go's heap, not registered with the device),
 // "full-download" (every step downloads its whole output),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
@@ -320,7 +317,6 @@ type graphVariant struct {
 	// residualLowPrecision keeps the residual stream in the compute dtype (bf16) between
 	// layers, halving the bytes its adds and LayerNorms move; LayerNorm still computes in fp32.
 	residualLowPrecision bool
-	hostHeap             bool // step host arrays on Go's heap even where the device could register them
 	fullDownload         bool // download a step's whole output even where part of it would do
 }
 
@@ -349,12 +345,10 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.cpuGraph = true
 		case "residual-bf16":
 			v.residualLowPrecision = true
-		case "host-heap":
-			v.hostHeap = true
 		case "full-download":
 			v.fullDownload = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, host-heap, full-download)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, full-download)", EnvVariant, f)
 		}
 	}
 	return v, nil

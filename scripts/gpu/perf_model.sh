@@ -2,7 +2,7 @@
 # GPU machine: model-only throughput of graph variants, XLA flags and step shapes, the TF32
 # question on the tiny fixtures, and (time allowing) full-size parity with HF, in one call.
 # One JSON line per throughput variant in $OUT/perf.jsonl; parity lines in $OUT/parity.txt.
-#   VARIANTS, VARIANTS2: "name;ENV=V ENV2=V2;bench-model flags" entries, one per line; the
+#   VARIANTS, VARIANTS2: "name;ENV=V ENV2=V2;bench-model flags" entries, one per line (VARIANTS="" runs none); the
 #   first list runs before the parity phases, the second after (defaults below).
 #   STOP: seconds into the call after which no further phase starts.
 #   PARITY_DTYPES (default "float32 bfloat16"): the defaults' full-size parity runs;
@@ -15,7 +15,7 @@ STOP=${STOP:-360}
 bf="--dtype bfloat16"
 A=EMBEDBENCH_MODERNBERT_VARIANT
 X=XLA_FLAGS
-VARIANTS=${VARIANTS:-"default;;$bf
+VARIANTS=${VARIANTS-"default;;$bf
 ln-twopass;$A=ln-twopass;$bf
 L128;;$bf --max-length 128 --packed-row 128
 heroless;$X=--xla_gpu_experimental_enable_triton_heroless_priority_fusion=true;$bf

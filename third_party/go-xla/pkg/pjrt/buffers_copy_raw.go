@@ -4,33 +4,10 @@ package pjrt
 #include <stddef.h>
 #include "pjrt_c_api.h"
 
-// has_fn says whether the plugin's API table holds the named entry (older plugins end earlier,
-// and a plugin may leave an entry it does not implement NULL).
-#define has_fn(api, field) ((api)->struct_size > offsetof(PJRT_Api, field) && (api)->field != NULL)
-
-static int HasDmaMap(const PJRT_Api *api) {
-	return has_fn(api, PJRT_Client_DmaMap) && has_fn(api, PJRT_Client_DmaUnmap);
-}
-
+// HasCopyRawToHost says whether the plugin's API table holds the entry (older plugins end
+// earlier, and a plugin may leave an entry it does not implement NULL).
 static int HasCopyRawToHost(const PJRT_Api *api) {
-	return has_fn(api, PJRT_Buffer_CopyRawToHost);
-}
-
-static PJRT_Error* DmaMap(const PJRT_Api *api, PJRT_Client *client, void *data, size_t size) {
-	PJRT_Client_DmaMap_Args args = {0};
-	args.struct_size = PJRT_Client_DmaMap_Args_STRUCT_SIZE;
-	args.client = client;
-	args.data = data;
-	args.size = size;
-	return api->PJRT_Client_DmaMap(&args);
-}
-
-static PJRT_Error* DmaUnmap(const PJRT_Api *api, PJRT_Client *client, void *data) {
-	PJRT_Client_DmaUnmap_Args args = {0};
-	args.struct_size = PJRT_Client_DmaUnmap_Args_STRUCT_SIZE;
-	args.client = client;
-	args.data = data;
-	return api->PJRT_Client_DmaUnmap(&args);
+	return api->struct_size > offsetof(PJRT_Api, PJRT_Buffer_CopyRawToHost) && api->PJRT_Buffer_CopyRawToHost != NULL;
 }
 
 static PJRT_Error* CopyRawToHostAndWait(const PJRT_Api *api, PJRT_Buffer *buffer, void *dst, int64_t offset, int64_t size) {
@@ -66,26 +43,6 @@ import (
 
 // ErrNotSupported is returned when the plugin's API has no entry for a call.
 var ErrNotSupported = errors.New("not supported by this PJRT plugin")
-
-// DmaMap registers host memory [data, data+size) with the client's devices, so that transfers
-// to and from it go directly rather than through a staging copy. The memory must stay allocated,
-// at the same address, until DmaUnmap: memory outside Go's heap (mmap) is the safe choice.
-func (c *Client) DmaMap(data unsafe.Pointer, size int) error {
-	defer runtime.KeepAlive(c)
-	if C.HasDmaMap(c.plugin.api) == 0 {
-		return errors.Wrap(ErrNotSupported, "PJRT_Client_DmaMap")
-	}
-	return toError(c.plugin, C.DmaMap(c.plugin.api, c.client.c, data, C.size_t(size)))
-}
-
-// DmaUnmap undoes DmaMap for the memory starting at data.
-func (c *Client) DmaUnmap(data unsafe.Pointer) error {
-	defer runtime.KeepAlive(c)
-	if C.HasDmaMap(c.plugin.api) == 0 {
-		return errors.Wrap(ErrNotSupported, "PJRT_Client_DmaUnmap")
-	}
-	return toError(c.plugin, C.DmaUnmap(c.plugin.api, c.client.c, data))
-}
 
 // CopyRawToHost copies len(dst) bytes of the buffer's on-device representation, from byte
 // offset on, into dst, and waits for the copy. The bytes are in the device's layout (for the

@@ -81,9 +81,9 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 
 	for i := range cfg.NumHiddenLayers {
 		p := fmt.Sprintf("layers.%d.", i)
-		x := h
+		x := normed{h: h}
 		if i > 0 {
-			x = layerNorm(spec, params, p+"attn_norm", h)
+			x.norm = p + "attn_norm"
 		}
 		mask, rp, window := localMask, localRope, cfg.HalfWindow()
 		if cfg.IsGlobal(i) {
@@ -92,9 +92,8 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		if !spec.variant.skipAttention {
 			h = Add(h, ConvertDType(attention(spec, params, p+"attn.", x, mask, rp, window), h.DType()))
 		}
-		x = layerNorm(spec, params, p+"mlp_norm", h)
 		if !spec.variant.skipMLP {
-			h = Add(h, ConvertDType(mlp(spec, params, p+"mlp.", x), h.DType()))
+			h = Add(h, ConvertDType(mlp(spec, params, p+"mlp.", normed{h: h, norm: p + "mlp_norm"}), h.DType()))
 		}
 	}
 	h = layerNorm(spec, params, "final_norm", h)
@@ -120,11 +119,51 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 // layerNorm normalises x [n, hidden] over its last axis, in fp32 whatever x's dtype.
 func layerNorm(spec graphSpec, params map[string]*Node, prefix string, x *Node) *Node {
 	x = ConvertDType(x, dtypes.Float32)
-	mean := ReduceAndKeep(x, ReduceMean, -1)
-	centered := Sub(x, mean)
+	mean, rstd := normStats(spec, x)
+	y := Mul(Sub(x, mean), rstd)
+	y = Mul(y, InsertAxes(params[prefix+".weight"], 0))
+	if b, ok := params[prefix+".bias"]; ok {
+		y = Add(y, InsertAxes(b, 0))
+	}
+	return y
+}
+
+// normed is a block's input: the residual stream h under the LayerNorm whose parameters are
+// at norm ("" for none: layer 0's attention).
+type normed struct {
+	h    *Node
+	norm string
+}
+
+// project returns the projection at prefix of the normalised input, fp32 [n, out]. With the
+// ln-fold variant (lnFoldTargets) the norm's weight γ is folded into the projection's weight at
+// upload, W' = W·diag(γ), and its statistics correct the product of the unnormalised stream:
+// LN(h)·Wᵀ = rstd·(h·W'ᵀ - mean·s) with s = W'·1. No normalised copy of h is written.
+func (x normed) project(spec graphSpec, params map[string]*Node, prefix string) *Node {
+	if x.norm == "" {
+		return linear(spec, params, prefix, x.h)
+	}
+	if !spec.variant.lnFold {
+		return linear(spec, params, prefix, layerNorm(spec, params, x.norm, x.h))
+	}
+	mean, rstd := normStats(spec, ConvertDType(x.h, dtypes.Float32))
+	in := ConvertDType(x.h, spec.dtype)
+	y := DotGeneral(in, []int{1}, nil, ConvertDType(params[prefix+".weight"], spec.dtype), []int{1}, nil)
+	y = ConvertDType(y, dtypes.Float32)
+	y = Mul(Sub(y, Mul(mean, InsertAxes(params[prefix+foldSumSuffix], 0))), rstd)
+	if b, ok := params[prefix+".bias"]; ok {
+		y = Add(y, InsertAxes(ConvertDType(b, dtypes.Float32), 0))
+	}
+	return y
+}
+
+// normStats returns LayerNorm's mean and 1/sqrt(variance + eps) of fp32 x [n, hidden], each
+// [n, 1].
+func normStats(spec graphSpec, x *Node) (mean, rstd *Node) {
+	mean = ReduceAndKeep(x, ReduceMean, -1)
 	var variance *Node
 	if spec.variant.lnTwoPass {
-		variance = ReduceAndKeep(Square(centered), ReduceMean, -1)
+		variance = ReduceAndKeep(Square(Sub(x, mean)), ReduceMean, -1)
 	} else {
 		// E[x²] - E[x]²: both reductions read x in one pass, 2% faster on the H200 than
 		// reducing the centred values. The residual stream's mean is small against its spread,
@@ -132,12 +171,7 @@ func layerNorm(spec graphSpec, params map[string]*Node, prefix string, x *Node) 
 		// rounding of a constant row.
 		variance = Max(Sub(ReduceAndKeep(Square(x), ReduceMean, -1), Square(mean)), ScalarZero(x.Graph(), dtypes.Float32))
 	}
-	y := Mul(centered, Rsqrt(AddScalar(variance, spec.cfg.NormEps)))
-	y = Mul(y, InsertAxes(params[prefix+".weight"], 0))
-	if b, ok := params[prefix+".bias"]; ok {
-		y = Add(y, InsertAxes(b, 0))
-	}
-	return y
+	return mean, Rsqrt(AddScalar(variance, spec.cfg.NormEps))
 }
 
 // linear applies x @ W^T (+ b) with W [out, in] in the compute dtype; the result is fp32.
@@ -156,14 +190,14 @@ func linearIn(dtype dtypes.DType, params map[string]*Node, prefix string, x *Nod
 	return y
 }
 
-// attention is one multi-head self-attention block on fp32 x [n, hidden]; mask [rows, 1,
+// attention is one multi-head self-attention block on x (fp32 [n, hidden] under its norm); mask [rows, 1,
 // rowLen, rowLen] says which keys each query sees (with fusedAttention, as an additive bias),
 // rp holds the rotary tables for this layer's kind, and window is how far a query sees on each
 // side in a sliding-window layer (0: global).
-func attention(spec graphSpec, params map[string]*Node, prefix string, x, mask *Node, rp rotary, window int) *Node {
+func attention(spec graphSpec, params map[string]*Node, prefix string, x normed, mask *Node, rp rotary, window int) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
-	qkv := linear(spec, params, prefix+"Wqkv", x) // [n, 3*hidden] fp32
+	qkv := x.project(spec, params, prefix+"Wqkv") // [n, 3*hidden] fp32
 	qkv = Reshape(qkv, rows, rowLen, 3, heads, headDim)
 	part := func(i int) *Node {
 		return Reshape(SliceAxis(qkv, 2, AxisRange(i, i+1)), rows, rowLen, heads, headDim)
@@ -242,9 +276,9 @@ func attend(spec graphSpec, q, k, v, mask *Node) *Node {
 }
 
 // mlp is the GeGLU block: Wi -> split into (input, gate) -> gelu(input)*gate -> Wo.
-func mlp(spec graphSpec, params map[string]*Node, prefix string, x *Node) *Node {
+func mlp(spec graphSpec, params map[string]*Node, prefix string, x normed) *Node {
 	inter := spec.cfg.IntermediateSize
-	wi := linear(spec, params, prefix+"Wi", x)
+	wi := x.project(spec, params, prefix+"Wi")
 	input := SliceAxis(wi, 1, AxisRange(0, inter))
 	gate := SliceAxis(wi, 1, AxisRange(inter, 2*inter))
 	return linear(spec, params, prefix+"Wo", Mul(gelu(input), gate))

@@ -126,6 +126,9 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if err != nil {
 		return nil, err
 	}
+	if variant.lnFold && cfg.NormBias {
+		return nil, fmt.Errorf("%s=ln-fold: the model's LayerNorms have a bias, which the fold does not carry", EnvVariant)
+	}
 	if err := fillDefaults(cfg, spec, &opts); err != nil {
 		return nil, err
 	}
@@ -544,6 +547,13 @@ func defaultStepSlots(spec string, maxBatchTokens int) []int {
 // tables to the device, one tensor at a time.
 func (m *Model) upload(w *Weights) error {
 	dt := m.opts.DType.gomlx()
+	folds := map[string]string{} // projection weight -> the norm weight folded into it
+	if m.variant.lnFold {
+		for _, f := range lnFoldTargets(m.cfg) {
+			folds[f.proj+".weight"] = f.norm + ".weight"
+		}
+	}
+	var foldSums [][]float32 // in lnFoldTargets order
 	for _, s := range specs(m.cfg) {
 		t, ok := w.Tensors[s.name]
 		if !ok {
@@ -552,7 +562,13 @@ func (m *Model) upload(w *Weights) error {
 		if !slices.Equal(t.Shape, s.shape) {
 			return fmt.Errorf("weight %s has shape %v, the config wants %v", s.name, t.Shape, s.shape)
 		}
-		buf, err := m.uploadFloat(t.Data, paramDType(s, dt), s.shape)
+		data := t.Data
+		if norm, ok := folds[s.name]; ok {
+			var sums []float32
+			data, sums = foldNorm(t.Data, w.Tensors[norm].Data, s.shape[0], s.shape[1], dt)
+			foldSums = append(foldSums, sums)
+		}
+		buf, err := m.uploadFloat(data, paramDType(s, dt), s.shape)
 		if err != nil {
 			return fmt.Errorf("uploading %s: %w", s.name, err)
 		}
@@ -568,6 +584,13 @@ func (m *Model) upload(w *Weights) error {
 			}
 			m.weights = append(m.weights, buf)
 		}
+	}
+	for _, sums := range foldSums {
+		buf, err := m.uploadFloat(sums, dtypes.Float32, []int{len(sums)})
+		if err != nil {
+			return fmt.Errorf("uploading folded norm sums: %w", err)
+		}
+		m.weights = append(m.weights, buf)
 	}
 	// Dense layers stay fp32 whatever the compute dtype: they are small, and parity with
 	// sentence-transformers is judged on their output.
@@ -722,6 +745,11 @@ func (m *Model) compile(gs graphSpec) (st *step, err error) {
 		globalSin: graph.Parameter(g, "rope_global_sin", tableShape),
 		localCos:  graph.Parameter(g, "rope_local_cos", tableShape),
 		localSin:  graph.Parameter(g, "rope_local_sin", tableShape),
+	}
+	if gs.variant.lnFold {
+		for i, f := range lnFoldTargets(m.cfg) {
+			params[f.proj+foldSumSuffix] = graph.Parameter(g, fmt.Sprintf("fold_sum_%d", i), shapes.Make(dtypes.Float32, f.out))
+		}
 	}
 	// Same order as upload: weight, bias (when present), residual projection (when present).
 	for i, d := range gs.dense {

@@ -296,6 +296,7 @@ type Info struct {
 // "attention-whole" (XLA attention over whole rows, not blocks of queries),
 // "residual-bf16" (the residual stream between layers in the compute dtype, not fp32),
 // "full-download" (every step downloads its whole output),
+// "ln-fold" (each LayerNorm before a projection folded into it: see normed.project),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
@@ -318,6 +319,7 @@ type graphVariant struct {
 	// layers, halving the bytes its adds and LayerNorms move; LayerNorm still computes in fp32.
 	residualLowPrecision bool
 	fullDownload         bool // download a step's whole output even where part of it would do
+	lnFold               bool // LayerNorms before Wqkv and Wi folded into those projections (normed.project)
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
@@ -347,8 +349,10 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.residualLowPrecision = true
 		case "full-download":
 			v.fullDownload = true
+		case "ln-fold":
+			v.lnFold = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, full-download)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, full-download, ln-fold)", EnvVariant, f)
 		}
 	}
 	return v, nil

@@ -820,7 +820,7 @@ func (m *Model) run(st *step, in *hostInputs, used int, phases *[NumPhases]time.
 // copy part of a buffer, else all of it. Either way into the reusable host array rather than a
 // fresh one per step (megabytes per step).
 func (m *Model) download(buf backends.Buffer, in *hostInputs, used int) error {
-	if m.partial != nil && !m.partialOff.Load() {
+	if m.partialDownloads() {
 		dst := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(in.out))), used*4)
 		err := m.partial.BufferCopyRawToHost(buf, dst, 0)
 		if err == nil {
@@ -833,9 +833,13 @@ func (m *Model) download(buf backends.Buffer, in *hostInputs, used int) error {
 	return m.backend.BufferToFlatData(buf, in.out)
 }
 
+// partialDownloads says whether steps download only what they used: the backend can, and has
+// not failed to.
+func (m *Model) partialDownloads() bool { return m.partial != nil && !m.partialOff.Load() }
+
 // downloadsSummary is Info.Downloads: what the warm-ups found the device can do.
 func (m *Model) downloadsSummary() string {
-	if m.partial != nil && !m.partialOff.Load() {
+	if m.partialDownloads() {
 		return "partial"
 	}
 	return "whole"

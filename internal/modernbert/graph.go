@@ -67,8 +67,8 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	flatIDs := Reshape(in.ids, n, 1)
 	h := ConvertDType(Gather(params["embeddings.tok_embeddings.weight"], flatIDs), dtypes.Float32) // [n, hidden]
 	h = layerNorm(spec, params, "embeddings.norm", h)
-	if spec.variant.residualLowPrecision {
-		h = ConvertDType(h, spec.dtype)
+	if r := spec.variant.residual; r != dtypes.InvalidDType {
+		h = ConvertDType(h, r)
 	}
 
 	globalMask, localMask := attentionMasks(cfg, in.pos, in.seg)
@@ -147,8 +147,11 @@ func (x normed) project(spec graphSpec, params map[string]*Node, prefix string) 
 		return linear(spec, params, prefix, layerNorm(spec, params, x.norm, x.h))
 	}
 	mean, rstd := normStats(spec, ConvertDType(x.h, dtypes.Float32))
-	in := ConvertDType(x.h, spec.dtype)
-	y := DotGeneral(in, []int{1}, nil, ConvertDType(params[prefix+".weight"], spec.dtype), []int{1}, nil)
+	dt := spec.dtype
+	if spec.variant.foldF16 && x.h.DType() == dtypes.Float16 {
+		dt = dtypes.Float16 // the product reads the stream itself
+	}
+	y := DotGeneral(ConvertDType(x.h, dt), []int{1}, nil, ConvertDType(params[prefix+".weight"], dt), []int{1}, nil)
 	y = ConvertDType(y, dtypes.Float32)
 	y = Mul(Sub(y, Mul(mean, InsertAxes(params[prefix+foldSumSuffix], 0))), rstd)
 	if b, ok := params[prefix+".bias"]; ok {

@@ -4,6 +4,10 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
+	"github.com/x448/float16"
 )
 
 // With ln-fold the LayerNorms before Wqkv and Wi are folded into those projections at upload
@@ -50,5 +54,78 @@ func TestLayerNormFoldRefusesNormBias(t *testing.T) {
 	_, err := New(t.Context(), cfg, RandomWeights(cfg, 7), Options{Backend: "simplego", MaxSequenceLength: 256})
 	if err == nil || !strings.Contains(err.Error(), "ln-fold") {
 		t.Fatalf("New with norm biases under ln-fold: %v, want an error naming ln-fold", err)
+	}
+}
+
+// On XLA, bf16 carries the stream in fp16 with the norms folded (fold-f16) and float32 folds
+// them into its fp32 stream (ln-fold); simplego, a model with norm biases and an explicit
+// stream choice keep what they had.
+func TestStreamDefaults(t *testing.T) {
+	cfg := tinyConfig()
+	biased := cfg
+	biased.NormBias = true
+	foldF16 := graphVariant{lnFold: true, residual: dtypes.Float16, foldF16: true}
+	for _, c := range []struct {
+		name    string
+		variant string
+		dtype   DType
+		backend string
+		cfg     Config
+		want    graphVariant
+	}{
+		{"bf16 on XLA", "", BFloat16, "xla:cuda", cfg, foldF16},
+		{"bf16 on XLA, other variants kept", "scores-f32", BFloat16, "xla:cuda", cfg, graphVariant{scoresF32: true, lnFold: true, residual: dtypes.Float16, foldF16: true}},
+		{"float32 on XLA", "", Float32, "xla:cuda", cfg, graphVariant{lnFold: true}},
+		{"float32 on simplego", "", Float32, "simplego", cfg, graphVariant{}},
+		{"bf16 on simplego", "", BFloat16, "simplego", cfg, graphVariant{}},
+		{"norm biases", "", BFloat16, "xla:cuda", biased, graphVariant{}},
+		{"fp32 stream asked for", "residual-f32", BFloat16, "xla:cuda", cfg, graphVariant{residual: dtypes.Float32}},
+		{"float32, fp32 stream asked for", "residual-f32", Float32, "xla:cuda", cfg, graphVariant{residual: dtypes.Float32}},
+		{"ln-fold alone asked for", "ln-fold", BFloat16, "xla:cuda", cfg, graphVariant{lnFold: true}},
+	} {
+		v, err := parseGraphVariant(c.variant)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := streamDefaults(v, c.dtype, c.backend, c.cfg); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}
+
+// A folded weight is rounded as the product will read it, and its row sum is the sum of exactly
+// those values, so the correction cancels what the product added.
+func TestFoldNormRoundsAsTheProductReads(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	out, in := 5, 7
+	w, gamma := make([]float32, out*in), make([]float32, in)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64() * 0.02)
+	}
+	for i := range gamma {
+		gamma[i] = 0.5 + rng.Float32()
+	}
+	for _, c := range []struct {
+		dt    dtypes.DType
+		round func(float32) float32
+	}{
+		{dtypes.Float32, func(v float32) float32 { return v }},
+		{dtypes.BFloat16, func(v float32) float32 { return bfloat16.FromFloat32(v).Float32() }},
+		{dtypes.Float16, func(v float32) float32 { return float16.Fromfloat32(v).Float32() }},
+	} {
+		folded, sums := foldNorm(w, gamma, out, in, c.dt)
+		for o := range out {
+			var sum float64
+			for i := range in {
+				v := folded[o*in+i]
+				if want := c.round(w[o*in+i] * gamma[i]); v != want {
+					t.Fatalf("%s: folded[%d,%d] = %g, want %g", c.dt, o, i, v, want)
+				}
+				sum += float64(v)
+			}
+			if sums[o] != float32(sum) {
+				t.Errorf("%s: row %d sums to %g, want %g", c.dt, o, sums[o], sum)
+			}
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/x448/float16"
 )
 
 // Model is one replica of the encoder on one device: weights uploaded once, one compiled step
@@ -132,6 +133,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if err := fillDefaults(cfg, spec, &opts); err != nil {
 		return nil, err
 	}
+	variant = streamDefaults(variant, opts.DType, spec, cfg)
 	backend, err := acquireBackend(spec, opts.MemoryFraction)
 	if err != nil {
 		return nil, err
@@ -188,6 +190,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	m.info.Attention = attentionSummary(opts.DType.gomlx(), fused, len(m.info.Shapes))
 	if m.cpu == nil {
 		m.info.Downloads = m.downloadsSummary()
+		m.info.Residual = residualSummary(m.variant)
 	}
 	ok = true
 	return m, nil
@@ -547,12 +550,7 @@ func defaultStepSlots(spec string, maxBatchTokens int) []int {
 // tables to the device, one tensor at a time.
 func (m *Model) upload(w *Weights) error {
 	dt := m.opts.DType.gomlx()
-	folds := map[string]string{} // projection weight -> the norm weight folded into it
-	if m.variant.lnFold {
-		for _, f := range lnFoldTargets(m.cfg) {
-			folds[f.proj+".weight"] = f.norm + ".weight"
-		}
-	}
+	folds := m.foldedNorms()
 	var foldSums [][]float32 // in lnFoldTargets order
 	for _, s := range specs(m.cfg) {
 		t, ok := w.Tensors[s.name]
@@ -562,13 +560,14 @@ func (m *Model) upload(w *Weights) error {
 		if !slices.Equal(t.Shape, s.shape) {
 			return fmt.Errorf("weight %s has shape %v, the config wants %v", s.name, t.Shape, s.shape)
 		}
-		data := t.Data
+		data, pdt := t.Data, paramDType(s, dt)
 		if norm, ok := folds[s.name]; ok {
 			var sums []float32
-			data, sums = foldNorm(t.Data, w.Tensors[norm].Data, s.shape[0], s.shape[1], dt)
+			pdt = foldedDType(m.variant, dt)
+			data, sums = foldNorm(t.Data, w.Tensors[norm].Data, s.shape[0], s.shape[1], pdt)
 			foldSums = append(foldSums, sums)
 		}
-		buf, err := m.uploadFloat(data, paramDType(s, dt), s.shape)
+		buf, err := m.uploadFloat(data, pdt, s.shape)
 		if err != nil {
 			return fmt.Errorf("uploading %s: %w", s.name, err)
 		}
@@ -617,6 +616,18 @@ func (m *Model) upload(w *Weights) error {
 	return nil
 }
 
+// foldedNorms maps each folded projection's weight to the norm weight folded into it (none
+// without ln-fold).
+func (m *Model) foldedNorms() map[string]string {
+	folds := map[string]string{}
+	if m.variant.lnFold {
+		for _, f := range lnFoldTargets(m.cfg) {
+			folds[f.proj+".weight"] = f.norm + ".weight"
+		}
+	}
+	return folds
+}
+
 // paramDType keeps vectors (norm weights, biases) in fp32 and matrices in the compute dtype.
 func paramDType(s tensorSpec, compute dtypes.DType) dtypes.DType {
 	if len(s.shape) == 1 {
@@ -627,10 +638,17 @@ func paramDType(s tensorSpec, compute dtypes.DType) dtypes.DType {
 
 func (m *Model) uploadFloat(data []float32, dt dtypes.DType, dims []int) (backends.Buffer, error) {
 	shape := shapes.Make(dt, dims...)
-	if dt == dtypes.BFloat16 {
+	switch dt {
+	case dtypes.BFloat16:
 		conv := make([]bfloat16.BFloat16, len(data))
 		for i, v := range data {
 			conv[i] = bfloat16.FromFloat32(v)
+		}
+		return m.backend.BufferFromFlatData(m.device, conv, shape)
+	case dtypes.Float16:
+		conv := make([]float16.Float16, len(data))
+		for i, v := range data {
+			conv[i] = float16.Fromfloat32(v)
 		}
 		return m.backend.BufferFromFlatData(m.device, conv, shape)
 	}
@@ -735,9 +753,14 @@ func (m *Model) compile(gs graphSpec) (st *step, err error) {
 	g := graph.NewGraph(m.backend, fmt.Sprintf("modernbert_%dx%d", gs.rows, gs.rowLen))
 	dt := gs.dtype
 	params := map[string]*graph.Node{}
+	folds := m.foldedNorms()
 	for _, s := range specs(m.cfg) {
+		pdt := paramDType(s, dt)
+		if _, ok := folds[s.name]; ok {
+			pdt = foldedDType(gs.variant, dt)
+		}
 		// Plain identifiers: StableHLO argument names allow no dots.
-		params[s.name] = graph.Parameter(g, strings.ReplaceAll(s.name, ".", "_"), shapes.Make(paramDType(s, dt), s.shape...))
+		params[s.name] = graph.Parameter(g, strings.ReplaceAll(s.name, ".", "_"), shapes.Make(pdt, s.shape...))
 	}
 	tableShape := shapes.Make(dtypes.Float32, m.cfg.MaxPositionEmbeddings, m.cfg.HeadDim()/2)
 	rope := ropeTables{

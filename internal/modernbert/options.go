@@ -280,6 +280,10 @@ type Info struct {
 	// Float16" (a float32 model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native
 	// CPU pass.
 	Attention string `json:"attention,omitempty"`
+	// Residual says how the compiled steps carry the residual stream between layers: its dtype,
+	// and "norms folded" when the LayerNorms before Wqkv and Wi are folded into them (fold-f16,
+	// bf16's default on XLA); empty on the native CPU pass.
+	Residual string `json:"residual,omitempty"`
 	// Downloads says what compiled steps copy back: "partial" (the part of the pooled vectors
 	// a step used) or "whole"; empty on the native CPU pass.
 	Downloads string `json:"downloads,omitempty"`
@@ -294,9 +298,13 @@ type Info struct {
 // "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies), "wo-f32" (a
 // float32 model's attention output projection in float32 after its fp16 fused attention),
 // "attention-whole" (XLA attention over whole rows, not blocks of queries),
-// "residual-bf16" (the residual stream between layers in the compute dtype, not fp32),
+// "residual-bf16" / "residual-f16" / "residual-f32" (the residual stream between layers in that
+// dtype; residual-f32 alone is the default before session 12: fp32, nothing folded),
 // "full-download" (every step downloads its whole output),
-// "ln-fold" (each LayerNorm before a projection folded into it: see normed.project),
+// "ln-fold" (each LayerNorm before a projection folded into it: see normed.project; the
+// default for float32 on XLA),
+// "fold-f16" (ln-fold with an fp16 residual stream read by fp16 folded products: the default
+// for bf16 on XLA, see streamDefaults),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
@@ -315,11 +323,15 @@ type graphVariant struct {
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool // on CPU, run the simplego graph even where the native forward pass could
-	// residualLowPrecision keeps the residual stream in the compute dtype (bf16) between
-	// layers, halving the bytes its adds and LayerNorms move; LayerNorm still computes in fp32.
-	residualLowPrecision bool
-	fullDownload         bool // download a step's whole output even where part of it would do
-	lnFold               bool // LayerNorms before Wqkv and Wi folded into those projections (normed.project)
+	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
+	// of fp32, halving the bytes its adds and LayerNorms move; the adds and LayerNorm still
+	// compute in fp32.
+	residual     dtypes.DType
+	fullDownload bool // download a step's whole output even where part of it would do
+	lnFold       bool // LayerNorms before Wqkv and Wi folded into those projections (normed.project)
+	// foldF16 runs the folded projections in fp16 straight on the fp16 residual stream, so that
+	// no copy of it is written for them (with lnFold and an fp16 residual).
+	foldF16 bool
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
@@ -346,13 +358,19 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "cpu-graph":
 			v.cpuGraph = true
 		case "residual-bf16":
-			v.residualLowPrecision = true
+			v.residual = dtypes.BFloat16
+		case "residual-f16":
+			v.residual = dtypes.Float16
+		case "residual-f32":
+			v.residual = dtypes.Float32
+		case "fold-f16":
+			v.lnFold, v.residual, v.foldF16 = true, dtypes.Float16, true
 		case "full-download":
 			v.fullDownload = true
 		case "ln-fold":
 			v.lnFold = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, full-download, ln-fold)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16)", EnvVariant, f)
 		}
 	}
 	return v, nil

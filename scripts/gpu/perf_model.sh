@@ -7,7 +7,8 @@
 #   STOP: seconds into the call after which no further phase starts.
 #   PARITY_DTYPES (default "float32 bfloat16"): the defaults' full-size parity runs;
 #   HLO_VARIANT: the graph variant whose optimised HLO is dumped (default: none);
-#   PARITY_VARIANTS: graph variants whose bf16 vectors are compared with HF fp32 as well.
+#   PARITY_VARIANTS: graph variants whose vectors are compared with HF fp32 as well, each
+#   "VARIANT" (bf16) or "VARIANT@DTYPE".
 set -uo pipefail
 source scripts/gpu/env.sh
 SECS=${SECS:-4}
@@ -82,11 +83,12 @@ PY
       --against float32 --label "ours $dt (defaults)" | tee -a "$OUT/parity.txt"
   done
   # Graph variants in bf16, against the same reference.
-  for v in ${PARITY_VARIANTS:-}; do
-    EMBEDBENCH_MODERNBERT_VARIANT=$v timeout 60 "$BIN" embed --model "$MB" --device cuda --dtype bfloat16 \
-      < "$W/parity_texts.jsonl" > "$W/ours_$v.jsonl" 2> "$W/embed_$v.log" || tail -5 "$W/embed_$v.log"
-    python3 scripts/gpu/modernbert_full.py compare --reference "$W/parity_ref.json" --ours "$W/ours_$v.jsonl" \
-      --against float32 --label "ours bfloat16 ($v)" | tee -a "$OUT/parity.txt"
+  for entry in ${PARITY_VARIANTS:-}; do
+    v=${entry%@*}; dt=bfloat16; [ "$entry" != "$v" ] && dt=${entry#*@}
+    EMBEDBENCH_MODERNBERT_VARIANT=$v timeout 60 "$BIN" embed --model "$MB" --device cuda --dtype $dt \
+      < "$W/parity_texts.jsonl" > "$W/ours_$entry.jsonl" 2> "$W/embed_$entry.log" || tail -5 "$W/embed_$entry.log"
+    python3 scripts/gpu/modernbert_full.py compare --reference "$W/parity_ref.json" --ours "$W/ours_$entry.jsonl" \
+      --against float32 --label "ours $dt ($v)" | tee -a "$OUT/parity.txt"
   done
 fi
 if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_TF32:-}" ]; then

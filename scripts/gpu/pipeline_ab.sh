@@ -3,7 +3,8 @@
 # batch (256 one-text clients, 32 passages open loop at 50% and 70% of PEAK passages/s), for
 # several servers in one lease: each entry of SERVERS is LABEL=BINARY, e.g.
 #   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench"
-# LOADS picks among c1, b32c1, c8, c64, c256, rate50 and rate70 (default: c256 rate50 rate70).
+# LOADS picks among c1, b32c1, c8, c64, c256, sat (32 passages from 32 clients), rate50 and
+# rate70 (default: c256 rate50 rate70).
 # Each load's step phases are printed after it. Packs $W into $OUT/pipeline_ab.tgz.
 set -uo pipefail
 source scripts/gpu/env.sh
@@ -22,6 +23,7 @@ for entry in ${SERVERS:?}; do
       c8) args=(--batch-size 1 --max-concurrent-requests 8);;
       c64) args=(--batch-size 1 --max-concurrent-requests 64);;
       c256) args=(--batch-size 1 --max-concurrent-requests 256);;
+      sat) args=(--batch-size 32 --max-concurrent-requests 32);;
       rate50) args=(--batch-size 32 --rate "$(python3 -c "print(round($PEAK * 0.5 / 32, 2))")" --max-concurrent-requests 4096);;
       rate70) args=(--batch-size 32 --rate "$(python3 -c "print(round($PEAK * 0.7 / 32, 2))")" --max-concurrent-requests 4096);;
     esac

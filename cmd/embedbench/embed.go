@@ -84,7 +84,12 @@ func embedLines(ctx context.Context, m *modernbert.Model, texts engine.Config, p
 		if err != nil {
 			return fmt.Errorf("embedding input lines %d-%d: %w", first, first+len(pending)-1, err)
 		}
-		for _, v := range vecs {
+		for i, v := range vecs {
+			// JSON has no form for them, and a vector holding one is no embedding (an fp16
+			// stream that overflowed, say): the lines before it are kept, as for a bad line.
+			if !api.CheckFinite(v) {
+				return fmt.Errorf("input line %d: the model produced a non-finite value", first+i)
+			}
 			buf = append(api.AppendFloats(append(buf[:0], `{"embedding":`...), v), "}\n"...)
 			if _, err := w.Write(buf); err != nil {
 				return fmt.Errorf("writing vectors: %w", err)

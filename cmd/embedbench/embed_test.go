@@ -11,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/embedbench/embedbench/internal/engine"
 	"github.com/embedbench/embedbench/internal/localdata"
+	"github.com/embedbench/embedbench/internal/modernbert"
 )
 
 func tinyEmbedArgs(t *testing.T) []string {
@@ -188,5 +190,31 @@ func TestEmbedTokenizerFlag(t *testing.T) {
 	bad := append(slices.Clone(args), "--tokenizer", t.TempDir())
 	if err := embedCommand(context.Background(), bad, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--tokenizer") {
 		t.Fatalf("error %v, want a --tokenizer error for a folder without tokenizer.json", err)
+	}
+}
+
+// A vector with a non-finite value (a model whose activations overflowed) is refused with an
+// error naming its line, after the vectors of the lines before it.
+func TestEmbedRefusesNonFiniteVectors(t *testing.T) {
+	cfg := modernbert.DefaultConfig().Scaled(2, 64, 4, 128)
+	w := modernbert.RandomWeights(cfg, 1)
+	const bad = 7 // this token's embedding overflows
+	emb := w.Tensors["embeddings.tok_embeddings.weight"]
+	for i := range cfg.HiddenSize {
+		emb.Data[bad*cfg.HiddenSize+i] = float32(math.Inf(1))
+	}
+	m, err := modernbert.New(t.Context(), cfg, w, modernbert.Options{Backend: "simplego", MaxSequenceLength: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	in := "{\"ids\": [1, 5, 2]}\n{\"ids\": [1, 5, 2]}\n{\"ids\": [1, 7, 2]}\n{\"ids\": [1, 6, 2]}\n"
+	var out bytes.Buffer
+	err = embedLines(t.Context(), m, engine.Config{MaxSequenceLength: 64}, "", 1, strings.NewReader(in), &out)
+	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "non-finite") {
+		t.Fatalf("error %v, want one naming line 3 and a non-finite value", err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 2 {
+		t.Fatalf("%d vectors written before the bad line, want 2", n)
 	}
 }

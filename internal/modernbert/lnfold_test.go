@@ -57,6 +57,19 @@ func TestLayerNormFoldRefusesNormBias(t *testing.T) {
 	}
 }
 
+// simplego has no fp16 kernels: the fp16 stream variants are refused there, not run into a
+// panic.
+func TestFP16StreamRefusedOnSimplego(t *testing.T) {
+	cfg := tinyConfig()
+	for _, v := range []string{"residual-f16", "fold-f16"} {
+		t.Setenv(EnvVariant, "cpu-graph,"+v)
+		_, err := New(t.Context(), cfg, RandomWeights(cfg, 7), Options{Backend: "simplego", MaxSequenceLength: 256, DType: BFloat16})
+		if err == nil || !strings.Contains(err.Error(), "fp16") {
+			t.Errorf("%s on simplego: %v, want an error about fp16", v, err)
+		}
+	}
+}
+
 // On XLA, bf16 carries the stream in fp16 with the norms folded (fold-f16) and float32 folds
 // them into its fp32 stream (ln-fold); simplego, a model with norm biases and an explicit
 // stream choice keep what they had.

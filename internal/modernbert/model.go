@@ -134,6 +134,9 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 		return nil, err
 	}
 	variant = streamDefaults(variant, opts.DType, spec, cfg)
+	if spec == "simplego" && variant.residual == dtypes.Float16 {
+		return nil, fmt.Errorf("%s: an fp16 residual stream needs XLA (simplego has no fp16 kernels)", EnvVariant)
+	}
 	backend, err := acquireBackend(spec, opts.MemoryFraction)
 	if err != nil {
 		return nil, err

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 H, NH, HD, INTER, LAYERS, HALF_WINDOW = 768, 12, 64, 1152, 22, 64
-BF16, F32 = jnp.bfloat16, jnp.float32
+BF16, F16, F32 = jnp.bfloat16, jnp.float16, jnp.float32
 
 
 def token_lengths(tokenizer_path, tsv):
@@ -112,10 +112,31 @@ def forward(p, ids, pos, seg, variant, tables, segments):
     f32_out = "f32out" in variant  # products return fp32 (no bf16 rounding of their outputs)
     rope_bf16 = "rope-bf16" in variant  # RoPE computed in bf16
     gelu_bf16 = "gelu-bf16" in variant  # GeGLU computed in bf16
+    # "fold16" mirrors the Go graph's bf16 default (session 12): the stream in fp16, the norms
+    # before Wqkv and Wi folded into fp16 products that read it, corrected by the row statistics.
+    # The folded weights are made inside the step here (a few small converts the Go graph does
+    # at upload).
+    fold16 = "fold16" in variant
+    if fold16:
+        h = h.astype(F16)
+
+    def project(h, w, norm_w):  # LN(h) @ w.T, fp32
+        if not fold16:
+            return linear(layer_norm(h, norm_w, one_pass), w, f32_out)
+        h32 = h.astype(F32)
+        mean = h32.mean(-1, keepdims=True)
+        rstd = jax.lax.rsqrt(jnp.maximum((h32 * h32).mean(-1, keepdims=True) - mean * mean, 0) + 1e-5)
+        w16 = (w.astype(F32) * norm_w[None, :]).astype(F16)
+        y = jnp.einsum("nc,oc->no", h, w16).astype(F32)
+        return (y - mean * w16.astype(F32).sum(-1)) * rstd
+
     for i, lp in enumerate(p["layers"]):
         glob_ = i % 3 == 0
-        x = h if i == 0 else layer_norm(h, lp["n1"], one_pass)
-        qkv = linear(x, lp["wqkv"], f32_out).reshape(rows, L, 3, NH, HD)
+        if i == 0:
+            qkv = linear(h, lp["wqkv"], f32_out)
+        else:
+            qkv = project(h, lp["wqkv"], lp["n1"])
+        qkv = qkv.reshape(rows, L, 3, NH, HD)
         cos, sin = rope[glob_]
         if rope_bf16:
             qkv, cos, sin = qkv.astype(BF16), cos.astype(BF16), sin.astype(BF16)
@@ -141,9 +162,8 @@ def forward(p, ids, pos, seg, variant, tables, segments):
             else:
                 pr = jax.nn.softmax(s, -1)
                 o = jnp.einsum("rhqk,rkhd->rqhd", pr.astype(BF16), v).astype(F32)
-        h = h + linear(o.reshape(n, H), lp["wo"], f32_out)
-        x = layer_norm(h, lp["n2"], one_pass)
-        wi = linear(x, lp["wi"], f32_out)
+        h = (h.astype(F32) + linear(o.reshape(n, H), lp["wo"], f32_out)).astype(h.dtype)
+        wi = project(h, lp["wi"], lp["n2"])
         if gelu_bf16:
             wi = wi.astype(BF16)
         a, g = jnp.split(wi, 2, -1)
@@ -151,7 +171,7 @@ def forward(p, ids, pos, seg, variant, tables, segments):
             act = a
         else:  # "gelu-tanh" is a diagnostic too: is the exact erf what the fusion pays for?
             act = jax.nn.gelu(a, approximate="gelu-tanh" in variant)
-        h = h + linear(act * g, lp["wo2"], f32_out)
+        h = (h.astype(F32) + linear(act * g, lp["wo2"], f32_out)).astype(h.dtype)
     h = layer_norm(h, jnp.ones(H, F32)).reshape(rows, L, H)
     member = (seg[:, None, :] == jnp.arange(1, segments + 1)[None, :, None]).astype(F32)
     pooled = jnp.einsum("rsl,rlh->rsh", member, h) / jnp.maximum(member.sum(-1, keepdims=True), 1)

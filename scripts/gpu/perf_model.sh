@@ -28,7 +28,7 @@ generic-gemm;$X=--xla_gpu_unsupported_enable_generic_triton_emitter_for_gemms=tr
 triton-multi-output;$X=--xla_gpu_unsupported_enable_triton_multi_output_fusion=true;$bf
 fp32;;--dtype float32"}
 VARIANTS2=${VARIANTS2:-""}
-JAX_VARIANTS=${JAX_VARIANTS:-base,ln-onepass,L128,cudnn}  # jax_profile.py's own names
+JAX_VARIANTS=${JAX_VARIANTS:-base,ln-onepass,L128,cudnn}  # jax_profile.py's own names; JAX_PROFILE: the one profiled
 left() { [ "$SECONDS" -lt "$STOP" ]; }
 
 bench() { # name envs flags
@@ -107,7 +107,7 @@ fi
 if [ "$SECONDS" -lt "$STOP" ] && [ -z "${SKIP_JAX:-}" ]; then
   # The same step in JAX, profiled kernel by kernel (see jax_profile.py).
   XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 150 python3 scripts/gpu/jax_profile.py --tokenizer "$TOK/tokenizer.json" \
-    --tsv "$TSV" --out "$W/jax" --variants "$JAX_VARIANTS" 2>&1 | grep -v -i warn | tee "$OUT/jax.jsonl"
+    --tsv "$TSV" --out "$W/jax" --variants "$JAX_VARIANTS" --profile "${JAX_PROFILE:-base}" 2>&1 | grep -v -i warn | tee "$OUT/jax.jsonl"
   cp "$W/jax/kernels.json" "$W/jax/cudnn_custom_call.txt" "$OUT/" 2>/dev/null
 fi
 

@@ -147,10 +147,7 @@ func (x normed) project(spec graphSpec, params map[string]*Node, prefix string) 
 		return linear(spec, params, prefix, layerNorm(spec, params, x.norm, x.h))
 	}
 	mean, rstd := normStats(spec, ConvertDType(x.h, dtypes.Float32))
-	dt := spec.dtype
-	if spec.variant.foldF16 && x.h.DType() == dtypes.Float16 {
-		dt = dtypes.Float16 // the product reads the stream itself
-	}
+	dt := foldedDType(spec.variant, spec.dtype) // the folded weight's dtype: fp16 reads the fp16 stream itself
 	y := DotGeneral(ConvertDType(x.h, dt), []int{1}, nil, ConvertDType(params[prefix+".weight"], dt), []int{1}, nil)
 	y = ConvertDType(y, dtypes.Float32)
 	y = Mul(Sub(y, Mul(mean, InsertAxes(params[prefix+foldSumSuffix], 0))), rstd)

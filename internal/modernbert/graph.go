@@ -67,8 +67,14 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 	flatIDs := Reshape(in.ids, n, 1)
 	h := ConvertDType(Gather(params["embeddings.tok_embeddings.weight"], flatIDs), dtypes.Float32) // [n, hidden]
 	h = layerNorm(spec, params, "embeddings.norm", h)
+	firstAttention := h // layer 0's attention has no norm: it reads the embeddings as they are
+	if spec.variant.centered {
+		// The stream is carried less its row means, which the LayerNorms after it remove anyway;
+		// every output projection adding to it is centred at upload (centeredOutputs).
+		h = Sub(h, ReduceAndKeep(h, ReduceMean, -1))
+	}
 	if r := spec.variant.residual; r != dtypes.InvalidDType {
-		h = ConvertDType(h, r)
+		h, firstAttention = ConvertDType(h, r), ConvertDType(firstAttention, r)
 	}
 
 	globalMask, localMask := attentionMasks(cfg, in.pos, in.seg)
@@ -81,9 +87,9 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 
 	for i := range cfg.NumHiddenLayers {
 		p := fmt.Sprintf("layers.%d.", i)
-		x := normed{h: h}
+		x := normed{h: firstAttention}
 		if i > 0 {
-			x.norm = p + "attn_norm"
+			x = normed{h: h, norm: p + "attn_norm"}
 		}
 		mask, rp, window := localMask, localRope, cfg.HalfWindow()
 		if cfg.IsGlobal(i) {
@@ -138,7 +144,8 @@ type normed struct {
 // project returns the projection at prefix of the normalised input, fp32 [n, out]. With the
 // ln-fold variant (lnFoldTargets) the norm's weight γ is folded into the projection's weight at
 // upload, W' = W·diag(γ), and its statistics correct the product of the unnormalised stream:
-// LN(h)·Wᵀ = rstd·(h·W'ᵀ - mean·s) with s = W'·1. No normalised copy of h is written.
+// LN(h)·Wᵀ = rstd·(h·W'ᵀ - mean·s) with s = W'·1, or with a centred stream (the centered
+// variant) rstd·h·W'ᵀ. No normalised copy of h is written.
 func (x normed) project(spec graphSpec, params map[string]*Node, prefix string) *Node {
 	if x.norm == "" {
 		return linear(spec, params, prefix, x.h)
@@ -146,11 +153,18 @@ func (x normed) project(spec graphSpec, params map[string]*Node, prefix string) 
 	if !spec.variant.lnFold {
 		return linear(spec, params, prefix, layerNorm(spec, params, x.norm, x.h))
 	}
-	mean, rstd := normStats(spec, ConvertDType(x.h, dtypes.Float32))
 	dt := foldedDType(spec.variant, spec.dtype) // the folded weight's dtype: fp16 reads the fp16 stream itself
 	y := DotGeneral(ConvertDType(x.h, dt), []int{1}, nil, ConvertDType(params[prefix+".weight"], dt), []int{1}, nil)
 	y = ConvertDType(y, dtypes.Float32)
-	y = Mul(Sub(y, Mul(mean, InsertAxes(params[prefix+foldSumSuffix], 0))), rstd)
+	if spec.variant.centered {
+		// The stream's rows have mean zero: LN(h) = γ·h·rstd, with rstd from the squares alone.
+		meanSquare := ReduceAndKeep(Square(ConvertDType(x.h, dtypes.Float32)), ReduceMean, -1)
+		rstd := Rsqrt(AddScalar(meanSquare, spec.cfg.NormEps))
+		y = Mul(y, rstd)
+	} else {
+		mean, rstd := normStats(spec, ConvertDType(x.h, dtypes.Float32))
+		y = Mul(Sub(y, Mul(mean, InsertAxes(params[prefix+foldSumSuffix], 0))), rstd)
+	}
 	if b, ok := params[prefix+".bias"]; ok {
 		y = Add(y, InsertAxes(ConvertDType(b, dtypes.Float32), 0))
 	}

@@ -12,6 +12,13 @@ import (
 // projection need not be written. Its weight γ goes into the projection's weight at upload,
 // W' = W·diag(γ), and its statistics correct the product of the unnormalised stream in the
 // consumers' fusions: LN(h)·Wᵀ = rstd·(h·W'ᵀ - mean·s), s = W'·1 (normed.project).
+//
+// The centered variant goes one step further. A LayerNorm does not see a shift of its row, so
+// the stream can be carried less its row means: the embeddings' output is centred once, and every
+// output projection that adds to the stream is centred over its output axis at upload
+// (centeredOutputs), so that what it adds has mean zero. A folded norm then needs only the mean
+// square, and the correction by mean·s goes. Rounding leaves the stream a mean far below its
+// spread (the same weights' bf16 or fp16 rounding, not a drift): full-size parity did not move.
 
 // streamDefaults fills in the residual stream's layout where the experiment variant left it
 // open (run 37, full H200 steps, against the unfolded fp32 stream in the same lease):
@@ -21,6 +28,8 @@ import (
 //     65,504, the range TEI's float16 default relies on for ModernBERT checkpoints; a step that
 //     overflowed would give non-finite vectors, which are refused, and residual-f32 restores the
 //     fp32 stream.
+//     It also carries the stream's rows centred (centered, run 40): +1.3% on full steps, one
+//     reduction less in each add's fusion, cosine unchanged (0.99999715).
 //   - float32 on XLA keeps its fp32 stream and folds the same norms into its products (ln-fold):
 //     +10%, max abs diff with HF fp32 9.8e-6 (1.15e-5 before).
 //
@@ -32,7 +41,7 @@ func streamDefaults(v graphVariant, dt DType, backend string, cfg Config) graphV
 	}
 	v.lnFold = true
 	if dt == BFloat16 {
-		v.residual, v.foldF16 = dtypes.Float16, true
+		v.residual, v.foldF16, v.centered = dtypes.Float16, true, true
 	}
 	return v
 }
@@ -45,6 +54,9 @@ func residualSummary(v graphVariant) string {
 	}
 	if v.lnFold {
 		s += ", norms folded into Wqkv and Wi"
+	}
+	if v.centered {
+		s += ", rows centred"
 	}
 	return s
 }
@@ -103,4 +115,36 @@ func foldNorm(w, gamma []float32, out, in int, dt dtypes.DType) (folded, sums []
 		sums[o] = float32(sum)
 	}
 	return folded, sums
+}
+
+// centeredOutputs lists the tensors the centered variant centres at upload: every output
+// projection that adds to the residual stream (each layer's attention and MLP Wo, with their
+// biases). Centred over the output axis, each adds a vector of mean zero to every row, so a
+// stream that starts centred stays so.
+func centeredOutputs(cfg Config) map[string]bool {
+	out := map[string]bool{}
+	for i := range cfg.NumHiddenLayers {
+		for _, proj := range []string{"attn.Wo", "mlp.Wo"} {
+			out[fmt.Sprintf("layers.%d.%s.weight", i, proj)] = true
+			out[fmt.Sprintf("layers.%d.%s.bias", i, proj)] = true
+		}
+	}
+	return out
+}
+
+// centerOutputs returns w [out, in] (in is 1 for a bias) less its mean over the output axis,
+// column by column.
+func centerOutputs(w []float32, out, in int) []float32 {
+	centred := make([]float32, len(w))
+	for i := range in {
+		var sum float64
+		for o := range out {
+			sum += float64(w[o*in+i])
+		}
+		mean := sum / float64(out)
+		for o := range out {
+			centred[o*in+i] = float32(float64(w[o*in+i]) - mean)
+		}
+	}
+	return centred
 }

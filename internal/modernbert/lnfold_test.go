@@ -77,7 +77,7 @@ func TestStreamDefaults(t *testing.T) {
 	cfg := tinyConfig()
 	biased := cfg
 	biased.NormBias = true
-	foldF16 := graphVariant{lnFold: true, residual: dtypes.Float16, foldF16: true}
+	foldF16 := graphVariant{lnFold: true, residual: dtypes.Float16, foldF16: true, centered: true}
 	for _, c := range []struct {
 		name    string
 		variant string
@@ -87,7 +87,8 @@ func TestStreamDefaults(t *testing.T) {
 		want    graphVariant
 	}{
 		{"bf16 on XLA", "", BFloat16, "xla:cuda", cfg, foldF16},
-		{"bf16 on XLA, other variants kept", "scores-f32", BFloat16, "xla:cuda", cfg, graphVariant{scoresF32: true, lnFold: true, residual: dtypes.Float16, foldF16: true}},
+		{"bf16 on XLA, other variants kept", "scores-f32", BFloat16, "xla:cuda", cfg, graphVariant{scoresF32: true, lnFold: true, residual: dtypes.Float16, foldF16: true, centered: true}},
+		{"fold-f16 asked for, uncentred", "fold-f16", BFloat16, "xla:cuda", cfg, graphVariant{lnFold: true, residual: dtypes.Float16, foldF16: true}},
 		{"float32 on XLA", "", Float32, "xla:cuda", cfg, graphVariant{lnFold: true}},
 		{"float32 on simplego", "", Float32, "simplego", cfg, graphVariant{}},
 		{"bf16 on simplego", "", BFloat16, "simplego", cfg, graphVariant{}},

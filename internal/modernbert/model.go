@@ -554,6 +554,7 @@ func defaultStepSlots(spec string, maxBatchTokens int) []int {
 func (m *Model) upload(w *Weights) error {
 	dt := m.opts.DType.gomlx()
 	folds := m.foldedNorms()
+	centered := centeredOutputs(m.cfg)
 	var foldSums [][]float32 // in lnFoldTargets order
 	for _, s := range specs(m.cfg) {
 		t, ok := w.Tensors[s.name]
@@ -564,6 +565,13 @@ func (m *Model) upload(w *Weights) error {
 			return fmt.Errorf("weight %s has shape %v, the config wants %v", s.name, t.Shape, s.shape)
 		}
 		data, pdt := t.Data, paramDType(s, dt)
+		if m.variant.centered && centered[s.name] {
+			in := 1
+			if len(s.shape) == 2 {
+				in = s.shape[1]
+			}
+			data = centerOutputs(data, s.shape[0], in)
+		}
 		if norm, ok := folds[s.name]; ok {
 			var sums []float32
 			pdt = foldedDType(m.variant, dt)

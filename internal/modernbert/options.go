@@ -332,6 +332,9 @@ type graphVariant struct {
 	// foldF16 runs the folded projections in fp16 straight on the fp16 residual stream, so that
 	// no copy of it is written for them (with lnFold and an fp16 residual).
 	foldF16 bool
+	// centered keeps the residual stream's rows at mean zero (centeredOutputs), so that a folded
+	// LayerNorm needs only the sum of squares (normed.project).
+	centered bool
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
@@ -369,8 +372,10 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.fullDownload = true
 		case "ln-fold":
 			v.lnFold = true
+		case "centered":
+			v.centered = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
 		}
 	}
 	return v, nil

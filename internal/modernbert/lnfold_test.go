@@ -15,15 +15,7 @@ import (
 // far from 1 so that a γ applied on the wrong axis, or not at all, shows.
 func TestLayerNormFoldGivesTheDefaultVectors(t *testing.T) {
 	cfg := tinyConfig()
-	w := RandomWeights(cfg, 7)
-	rng := rand.New(rand.NewPCG(8, 9))
-	for name, tensor := range w.Tensors {
-		if strings.HasSuffix(name, "norm.weight") {
-			for i := range tensor.Data {
-				tensor.Data[i] = 0.5 + rng.Float32()
-			}
-		}
-	}
+	w, rng := weightsWithFarNorms(cfg)
 	seqs := randomSeqs(rng, cfg, 1, 3, 9, 17, 40, 65, 130, 256)
 	for _, c := range []struct {
 		dtype  DType
@@ -44,6 +36,22 @@ func TestLayerNormFoldGivesTheDefaultVectors(t *testing.T) {
 			}
 		}
 	}
+}
+
+// weightsWithFarNorms returns random weights whose norm weights are drawn from [0.5, 1.5), far
+// enough from 1 that a γ applied on the wrong axis, or not at all, shows, and the generator that
+// drew them for what the test draws next.
+func weightsWithFarNorms(cfg Config) (*Weights, *rand.Rand) {
+	w := RandomWeights(cfg, 7)
+	rng := rand.New(rand.NewPCG(8, 9))
+	for name, tensor := range w.Tensors {
+		if strings.HasSuffix(name, "norm.weight") {
+			for i := range tensor.Data {
+				tensor.Data[i] = 0.5 + rng.Float32()
+			}
+		}
+	}
+	return w, rng
 }
 
 // The fold cannot carry a LayerNorm bias: a model with one is refused, not embedded wrongly.

@@ -4,15 +4,25 @@
 # several servers in one lease: each entry of SERVERS is LABEL=BINARY, e.g.
 #   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench"
 # LOADS picks among c1, b32c1, c8, c64, c256, sat (32 passages from 32 clients), rate50 and
-# rate70 (default: c256 rate50 rate70).
+# rate70 (default: c256 rate50 rate70). ABBA=1 runs the servers twice, in both orders.
 # Each load's step phases are printed after it. Packs $W into $OUT/pipeline_ab.tgz.
 set -uo pipefail
 source scripts/gpu/env.sh
 DUR=${DUR:-8s}
 : "${PEAK:?PEAK (passages/s at saturation) is needed for the open-loop rates}"
 "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
-for entry in ${SERVERS:?}; do
+# The server that runs second in a lease has done worse on the latency loads, whichever build
+# it was (runs 37, 41 and 42): ABBA=1 runs the list forward and then backward, the second
+# round's labels ending in 2.
+order=(${SERVERS:?})
+if [ -n "${ABBA:-}" ]; then
+  for ((i = ${#order[@]} - 1; i >= 0; i--)); do order+=("${order[i]}"); done
+fi
+declare -A seen
+for entry in "${order[@]}"; do
   label=${entry%%=*}; bin=${entry#*=}
+  [ -n "${seen[$label]:-}" ] && label=${label}2
+  seen[${entry%%=*}]=1
   "$bin" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous \
     --dtype bfloat16 --max-concurrent-requests 4096 > "$W/server_$label.log" 2>&1 &
   wait_healthy http://127.0.0.1:8001 240 || { kill %1; wait; continue; }

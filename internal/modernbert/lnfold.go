@@ -70,6 +70,12 @@ func foldedDType(v graphVariant, compute dtypes.DType) dtypes.DType {
 	return compute
 }
 
+// needsFoldSums says whether the folded projections' row sums s are step parameters: a
+// centred stream has no mean for them to correct.
+func (v graphVariant) needsFoldSums() bool {
+	return v.lnFold && !v.centered
+}
+
 // foldSumSuffix names a folded projection's row sums s among the graph parameters.
 const foldSumSuffix = ".fold_sum"
 

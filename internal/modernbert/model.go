@@ -576,7 +576,9 @@ func (m *Model) upload(w *Weights) error {
 			var sums []float32
 			pdt = foldedDType(m.variant, dt)
 			data, sums = foldNorm(t.Data, w.Tensors[norm].Data, s.shape[0], s.shape[1], pdt)
-			foldSums = append(foldSums, sums)
+			if m.variant.needsFoldSums() {
+				foldSums = append(foldSums, sums)
+			}
 		}
 		buf, err := m.uploadFloat(data, pdt, s.shape)
 		if err != nil {
@@ -780,7 +782,7 @@ func (m *Model) compile(gs graphSpec) (st *step, err error) {
 		localCos:  graph.Parameter(g, "rope_local_cos", tableShape),
 		localSin:  graph.Parameter(g, "rope_local_sin", tableShape),
 	}
-	if gs.variant.lnFold {
+	if gs.variant.needsFoldSums() {
 		for i, f := range lnFoldTargets(m.cfg) {
 			params[f.proj+foldSumSuffix] = graph.Parameter(g, fmt.Sprintf("fold_sum_%d", i), shapes.Make(dtypes.Float32, f.out))
 		}

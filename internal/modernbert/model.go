@@ -575,7 +575,7 @@ func (m *Model) upload(w *Weights) error {
 		if norm, ok := folds[s.name]; ok {
 			var sums []float32
 			pdt = foldedDType(m.variant, dt)
-			data, sums = foldNorm(t.Data, w.Tensors[norm].Data, s.shape[0], s.shape[1], pdt)
+			data, sums = foldNorm(data, w.Tensors[norm].Data, s.shape[0], s.shape[1], pdt)
 			if m.variant.needsFoldSums() {
 				foldSums = append(foldSums, sums)
 			}

@@ -281,8 +281,9 @@ type Info struct {
 	// CPU pass.
 	Attention string `json:"attention,omitempty"`
 	// Residual says how the compiled steps carry the residual stream between layers: its dtype,
-	// and "norms folded" when the LayerNorms before Wqkv and Wi are folded into them (fold-f16,
-	// bf16's default on XLA); empty on the native CPU pass.
+	// "norms folded" when the LayerNorms before Wqkv and Wi are folded into them, and "rows
+	// centred" when its rows are kept at mean zero (both bf16's default on XLA); empty on the
+	// native CPU pass.
 	Residual string `json:"residual,omitempty"`
 	// Downloads says what compiled steps copy back: "partial" (the part of the pooled vectors
 	// a step used) or "whole"; empty on the native CPU pass.
@@ -303,8 +304,10 @@ type Info struct {
 // "full-download" (every step downloads its whole output),
 // "ln-fold" (each LayerNorm before a projection folded into it: see normed.project; the
 // default for float32 on XLA),
-// "fold-f16" (ln-fold with an fp16 residual stream read by fp16 folded products: the default
-// for bf16 on XLA, see streamDefaults),
+// "fold-f16" (ln-fold with an fp16 residual stream read by fp16 folded products; alone, bf16's
+// default on XLA before session 13),
+// "centered" (the stream's rows kept at mean zero, output projections centred at upload: with
+// fold-f16 the default for bf16 on XLA, see streamDefaults),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
 // attention is used) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's

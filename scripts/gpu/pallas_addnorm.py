@@ -1,23 +1,27 @@
 """GPU machine only: what a kernel of our own for the residual add with its statistics would
-save (issue 16, session 13's next question). Not yet run.
+save (issue 16, session 13's next question).
 
 Run 39 profiled the JAX mirror of the bf16 graph: XLA's fusion of the residual add with the
 LayerNorm's row sums took 41.5 µs for 75 MB (1.8 TB/s), and a row reduction alone 25 µs for
 25 MB, where the elementwise passes ran at 3-3.5 TB/s. This times, on one full step's shape
 (16,384 tokens x 768), in isolation:
   xla     what our graph asks XLA for since session 13 (the stream centred): the fp16 stream
-          plus the bf16 product, written in fp16, and the row mean square of the sum in fp32;
+          plus the bf16 product, written in fp16, and 1/sqrt(mean square + eps) of the sum's
+          rows in fp32 (what the folded projections scale by);
   pallas  the same as a Pallas kernel on the Triton backend, one block of rows a program, the
           row in three tiles of 256 (Triton wants powers of two);
   pallas-tiles  every block a power of two (row blocks by tiles), the partial sums added by XLA;
+  pallas-pad    one block of 1,024 columns a row block, the 256 past the row masked off;
   copy    a plain fp16 copy of the stream, the bandwidth the card gives this shape.
 For pallas it also writes the lowered module (the `__gpu$xla.gpu.triton` custom call with its
-backend config, which XLA compiles itself) to --out, the form the Go side would emit. Prints
-one JSON line a variant: µs a call, GB/s, and the largest difference from xla's results.
+backend config, which XLA compiles itself) to --out, the form the Go side would emit, and the
+Triton-dialect module as text (.ttir: Pallas's debug print). Prints one JSON line a variant:
+µs a call, GB/s, and the largest difference from xla's results.
 
   python3 pallas_addnorm.py --out DIR [--rows 16384] [--block-rows 8,16,32]
 """
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -26,17 +30,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-H, TILE = 768, 256
+H, TILE, EPS = 768, 256, 1e-5
 F16, BF16, F32 = jnp.float16, jnp.bfloat16, jnp.float32
 
 
 def xla_add_stats(h, y):
     s = h + y.astype(F16)
     s32 = s.astype(F32)
-    return s, jnp.mean(s32 * s32, axis=-1)
+    return s, jax.lax.rsqrt(jnp.mean(s32 * s32, axis=-1) + EPS)
 
 
-def pallas_add_stats(block_rows, num_warps):
+def pallas_add_stats(block_rows, num_warps, debug=False):
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as pltriton
 
@@ -48,7 +52,7 @@ def pallas_add_stats(block_rows, num_warps):
             s_ref[:, cols] = s
             s32 = s.astype(F32)
             acc += jnp.sum(s32 * s32, axis=1)
-        ms_ref[...] = acc / H
+        ms_ref[...] = jax.lax.rsqrt(acc / H + EPS)
 
     def call(h, y):
         n = h.shape[0]
@@ -61,12 +65,40 @@ def pallas_add_stats(block_rows, num_warps):
             out_specs=(pl.BlockSpec((block_rows, H), lambda i: (i, 0)),
                        pl.BlockSpec((block_rows,), lambda i: (i,))),
             compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=1),
+            debug=debug,
         )(h, y)
 
     return call
 
 
-def pallas_add_stats_tiles(block_rows, num_warps):
+def pallas_add_stats_pad(block_rows, num_warps, debug=False):
+    """One block of 1,024 columns a row block, Pallas masking the 256 past the row."""
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as pltriton
+
+    def kernel(h_ref, y_ref, s_ref, ms_ref):
+        s = h_ref[...] + y_ref[...].astype(F16)
+        s_ref[...] = s
+        s32 = s.astype(F32)
+        ms_ref[...] = jax.lax.rsqrt(jnp.sum(s32 * s32, axis=1) / H + EPS)
+
+    def call(h, y):
+        n = h.shape[0]
+        block = pl.BlockSpec((block_rows, 1024), lambda i: (i, 0))
+        return pl.pallas_call(
+            kernel,
+            out_shape=(jax.ShapeDtypeStruct((n, H), F16), jax.ShapeDtypeStruct((n,), F32)),
+            grid=(n // block_rows,),
+            in_specs=[block, block],
+            out_specs=(block, pl.BlockSpec((block_rows,), lambda i: (i,))),
+            compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=1),
+            debug=debug,
+        )(h, y)
+
+    return call
+
+
+def pallas_add_stats_tiles(block_rows, num_warps, debug=False):
     """The same with every block a power of two: a 2-D grid of row blocks by tiles of 256, each
     program writing its tile's partial sum of squares; the three partials are added by XLA."""
     from jax.experimental import pallas as pl
@@ -88,8 +120,9 @@ def pallas_add_stats_tiles(block_rows, num_warps):
             in_specs=[tile, tile],
             out_specs=(tile, pl.BlockSpec((1, block_rows), lambda i, j: (j, i))),
             compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=1),
+            debug=debug,
         )(h, y)
-        return s, partials.sum(0) / H
+        return s, jax.lax.rsqrt(partials.sum(0) / H + EPS)
 
     return call
 
@@ -119,6 +152,7 @@ def main():
     ap.add_argument("--num-warps", default="4,8")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
+    print(json.dumps({"jax": jax.__version__, "device": str(jax.devices()[0])}))
     rng = np.random.default_rng(0)
     h = jnp.asarray(rng.standard_normal((a.rows, H)), F16)
     y = jnp.asarray(rng.standard_normal((a.rows, H)) * 0.1, BF16)
@@ -130,7 +164,8 @@ def main():
     want = jax.jit(xla_add_stats)(h, y)
     us = per_call_us(xla_add_stats, h, y)
     print(json.dumps({"variant": "xla", "us": round(us, 1), "gb_s": round(moved / us / 1e3)}))
-    for kind, make in (("pallas", pallas_add_stats), ("pallas-tiles", pallas_add_stats_tiles)):
+    for kind, make in (("pallas", pallas_add_stats), ("pallas-pad", pallas_add_stats_pad),
+                       ("pallas-tiles", pallas_add_stats_tiles)):
         for br in (int(x) for x in a.block_rows.split(",")):
             for nw in (int(x) for x in a.num_warps.split(",")):
                 name = f"{kind} rows={br} warps={nw}"
@@ -143,8 +178,11 @@ def main():
                                float(jnp.max(jnp.abs(got[1] - want[1]) / want[1])))
                     print(json.dumps({"variant": name, "us": round(us, 1), "gb_s": round(moved / us / 1e3),
                                       "max_diff": diff}))
-                    with open(os.path.join(a.out, f"{kind}_rows{br}_warps{nw}.mlir"), "w") as f:
+                    stem = os.path.join(a.out, f"{kind}_rows{br}_warps{nw}")
+                    with open(stem + ".mlir", "w") as f:
                         f.write(fn.lower(h, y).as_text())
+                    with open(stem + ".ttir", "w") as f, contextlib.redirect_stdout(f):
+                        jax.jit(make(br, nw, debug=True)).lower(h, y)
                 except Exception as e:  # Pallas's Triton backend is best-effort: say what failed
                     print(json.dumps({"variant": name, "error": f"{type(e).__name__}: {str(e)[:400]}"}))
 

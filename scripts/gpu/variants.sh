@@ -2,9 +2,10 @@
 # Issue 16 and the step's fixed cost: graph variants against the bf16 default in one lease, on
 # full steps, rung by rung and in parity with HF. Random weights of ModernBERT-base's shapes,
 # MS MARCO passages. (Nsight Compute on the Go binary segfaulted in runs 39 and 40, with Go's
-# async preemption off as well; the JAX mirror, profile_fold.sh, is what profiles kernels.)
+# async preemption off as well; profile_go.sh profiles the binary's own step through JAX.)
 # PHASES picks and orders them (default: all, in this order):
-#   throughput  two callers on full 16,384-slot steps, for each "NAME;ENV=V ..." of THROUGHPUT;
+#   throughput  two callers on full 16,384-slot steps, for each "NAME;ENV=V ...;flags" of
+#               THROUGHPUT (flags after the defaults, so --dtype float32 overrides bf16);
 #   rungs       bench-model --per-rung, one caller (a step's own time), for each
 #               "NAME;ENV=V ...;flags" of RUNGS;
 #   parity      full-size vectors against HF fp32 for the defaults and each of PARITY_VARIANTS
@@ -19,11 +20,11 @@ common=(--model "$MB" --device cuda --data "$TSV" --dtype bfloat16 --max-length 
 A=EMBEDBENCH_MODERNBERT_VARIANT
 
 throughput() {
-  while IFS=';' read -r name envs; do
+  while IFS=';' read -r name envs flags; do
     [ -n "$name" ] || continue
-    env $envs timeout 90 "$BIN" bench-model "${common[@]}" --step-slots 16384 --seconds 4 > "$D/full_$name.json" 2> "$D/full_$name.log"
+    env $envs timeout 90 "$BIN" bench-model "${common[@]}" --step-slots 16384 --seconds 4 $flags > "$D/full_$name.json" 2> "$D/full_$name.log"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], round(d['tokens_per_second']), 'tokens/s', round(d['mean_step_ms'],2), 'ms a step')" \
-      "$D/full_$name.json" "$name ($envs)" 2>&1 | tee -a "$OUT/throughput.txt"
+      "$D/full_$name.json" "$name ($envs $flags)" 2>&1 | tee -a "$OUT/throughput.txt"
   done <<< "${THROUGHPUT-}"
 }
 

@@ -459,15 +459,25 @@ func (t ropeTables) lookup(pos *Node, global bool) rotary {
 }
 
 // apply rotates x [rows, L, heads, D] (fp32) the rotate-half way:
-// [x1, x2] -> [x1*cos - x2*sin, x2*cos + x1*sin].
+// [x1, x2] -> [x1*cos - x2*sin, x2*cos + x1*sin]. x is seen as [rows, L, heads, 2, D/2], and
+// each half of the result is x1·a + x2·b with per-half coefficients a = (cos, sin) and b =
+// (-sin, cos) chosen by the half's index, so the rotation is one elementwise loop: XLA fuses
+// q's, k's and the copy of v out of their projection into one kernel a layer, where writing
+// the halves with a concatenation gave each of q and k a concatenation kernel of its own (run
+// 47: 0.83 ms of a full step's GPU time against 0.99, and 42 kernels fewer).
 func (r rotary) apply(x *Node) *Node {
-	half := x.Shape().Dimensions[3] / 2
-	x1 := SliceAxis(x, 3, AxisRange(0, half))
-	x2 := SliceAxis(x, 3, AxisRange(half, 2*half))
-	return Concatenate([]*Node{
-		Sub(Mul(x1, r.cos), Mul(x2, r.sin)),
-		Add(Mul(x2, r.cos), Mul(x1, r.sin)),
-	}, 3)
+	dims := x.Shape().Dimensions
+	rows, rowLen, heads, half := dims[0], dims[1], dims[2], dims[3]/2
+	halves := Reshape(x, rows, rowLen, heads, 2, half)
+	x1 := SliceAxis(halves, 3, AxisRange(0, 1))
+	x2 := SliceAxis(halves, 3, AxisRange(1, 2))
+	coeff := []int{rows, rowLen, 1, 2, half}
+	cos := BroadcastToDims(InsertAxes(r.cos, 3), coeff...)
+	sin := BroadcastToDims(InsertAxes(r.sin, 3), coeff...)
+	first := Equal(Iota(x.Graph(), shapes.Make(dtypes.Int32, coeff...), 3), ScalarZero(x.Graph(), dtypes.Int32))
+	a := Where(first, cos, sin)
+	b := Where(first, Neg(sin), cos)
+	return Reshape(Add(Mul(x1, a), Mul(x2, b)), rows, rowLen, heads, 2*half)
 }
 
 // ropeTableData computes cos and sin [maxPos * headDim/2] for one theta, as HF's default RoPE:

@@ -4,25 +4,31 @@
 # as the HLO the binary hands XLA, then compiled, timed and profiled by replay_hlo.py through
 # JAX's XLA, the same plugin build. bench-model's own step time is printed beside the replay's,
 # so that the replay can be checked against the binary (Nsight Systems is not on the machine).
-# VARIANTS: EMBEDBENCH_MODERNBERT_VARIANT values ("default" for none). Results in $OUT
-# (replay_*.txt, machine.txt; the replayed modules, kernel tables and logs in profile.tgz).
+# VARIANTS: EMBEDBENCH_MODERNBERT_VARIANT values ("default" for none); ROWS: the packed steps to
+# replay, in rows of 256 (default 64, the full step; 32 is the 8,192-slot rung that 256
+# one-text clients mostly run). Results in $OUT (replay_<variant>_<rows>.txt, machine.txt; the
+# replayed modules, kernel tables and logs in profile.tgz).
 set -uo pipefail
 source scripts/gpu/env.sh
 D=$W/profile; mkdir -p "$D"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
-common=(--model "$MB" --device cuda --data "$TSV" --dtype bfloat16 --max-length 256 --step-slots 16384)
+ROWS=${ROWS:-64}
+slots=$(for r in $ROWS 64; do echo $((r * 256)); done | sort -un | paste -sd,)
+common=(--model "$MB" --device cuda --data "$TSV" --dtype bfloat16 --max-length 256 --step-slots "$slots")
 keep=()
 for v in ${VARIANTS:-default}; do
   [ "$v" = default ] && vv= || vv=$v
   EMBEDBENCH_MODERNBERT_VARIANT="$vv" XLA_FLAGS="--xla_dump_to=$D/hlo_$v --xla_dump_hlo_as_text --xla_dump_hlo_as_proto" \
     timeout 90 "$BIN" bench-model "${common[@]}" --seconds 3 > "$D/bench_$v.json" 2> "$D/bench_$v.log"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bench-model', sys.argv[2], round(d['tokens_per_second']), 'tokens/s', round(d['mean_step_ms'],3), 'ms a step')" \
-    "$D/bench_$v.json" "$v" 2>&1 | tee "$OUT/replay_$v.txt"
-  hlo=$(grep -l 's32\[3,64,256\]' "$D/hlo_$v"/*before_optimizations.txt | head -1)
-  echo "replaying $hlo" | tee -a "$OUT/replay_$v.txt"
-  keep+=("${hlo#$D/}")
-  (cd scripts/gpu && timeout 180 python3 replay_hlo.py --hlo "$hlo" --tokenizer "$TOK/tokenizer.json" --tsv "$TSV" \
-    --out "$D/replay_$v") 2>&1 | grep -v -E "^(WARNING|I0000|E0000)" | tail -40 | tee -a "$OUT/replay_$v.txt"
+    "$D/bench_$v.json" "$v" 2>&1 | tee "$OUT/bench_$v.txt"
+  for rows in $ROWS; do
+    hlo=$(grep -l "s32\[3,$rows,256\]" "$D/hlo_$v"/*before_optimizations.txt | head -1)
+    echo "replaying $hlo" | tee -a "$OUT/replay_${v}_$rows.txt"
+    keep+=("${hlo#$D/}")
+    (cd scripts/gpu && timeout 180 python3 replay_hlo.py --hlo "$hlo" --tokenizer "$TOK/tokenizer.json" --tsv "$TSV" \
+      --out "$D/replay_${v}_$rows") 2>&1 | grep -v -E "^(WARNING|I0000|E0000)" | tail -40 | tee -a "$OUT/replay_${v}_$rows.txt"
+  done
 done
 (cd "$D" && tar -czf "$OUT/profile.tgz" --exclude='trace' \
   "${keep[@]}" $(find . -name 'kernels.json' -o -name '*.log' | head -40) 2>/dev/null)

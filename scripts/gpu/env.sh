@@ -50,3 +50,18 @@ for i in range(8):  # long texts, 500 to 1000 tokens, so the sliding window is e
 PY
 python3 scripts/gpu/modernbert_full.py reference --model "$MB" --texts "$W/parity_texts.jsonl" --out "$W/parity_ref.json" 2>&1 | grep -v -i warn
 }
+
+# numa_facts PID LABEL: where a server's memory lies by NUMA node (pages per node, from
+# /proc/PID/numa_maps) and the GPU's CPU and NUMA affinity, appended to $W/numa.txt. The
+# second server of a lease has run its host transfers up to twice as slowly (runs 37, 41, 42)
+# with the card at the same clock; memory on the node far from the GPU would do that.
+numa_facts() {
+  local pid=$1 label=$2
+  {
+    echo "## $label (pid $pid)"
+    [ -r "/proc/$pid/numa_maps" ] && awk '{for (i = 2; i <= NF; i++) if ($i ~ /^N[0-9]+=/) {split($i, a, "="); n[a[1]] += a[2]}}
+      END {for (k in n) printf "%s=%d pages ", k, n[k]; print ""}' "/proc/$pid/numa_maps"
+    grep -h Cpus_allowed_list "/proc/$pid/status" 2>/dev/null
+    command -v nvidia-smi > /dev/null && nvidia-smi topo -m 2>/dev/null | head -4
+  } >> "$W/numa.txt" 2>&1
+}

@@ -52,6 +52,7 @@ for pct in 50 70; do
   run cont_b32_rate$pct 8001 32 --rate "$(python3 -c "print(round($PEAK * $pct / 100 / 32, 2))")" --max-concurrent-requests 4096
 done
 curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_(slots|occupancy|phase_seconds)" > "$W/step_metrics.txt"
+numa_facts "$SPID" cont
 python3 scripts/gpu/summarize.py --phases "$W/step_metrics.txt" | tee "$W/step_phases.txt"
 if [ -z "$DRYRUN" ] && [ -z "${SKIP_HF:-}" ]; then
   wait_healthy http://127.0.0.1:8002 240

@@ -47,6 +47,7 @@ for entry in "${order[@]}"; do
     python3 scripts/gpu/summarize.py --phases "$W/phases_after.prom" "$W/phases_before.prom" | sed "s/^/  ${label}_$load phases: /"
   done
   curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy|phase_seconds)|batches_total)" > "$W/step_metrics_$label.txt"
+  numa_facts "$(jobs -p %1)" "$label"
   kill %1; wait
 done
 tar -czf "$OUT/pipeline_ab.tgz" -C "$W" .

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -58,6 +59,7 @@ type serveFlags struct {
 	apiKey          string
 	shutdownTimeout time.Duration
 	memoryFraction  float64
+	busyBatchCut    float64
 	conn            connFlags
 }
 
@@ -86,6 +88,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs.IntVar(&f.maxConcurrent, "max-concurrent-requests", 512, "requests admitted at once; beyond it the answer is 429 at once")
 	fs.IntVar(&f.maxBatchTokens, "max-batch-tokens", 0, "token slots of the largest device step (0: 16384 on cuda, 2048 on cpu)")
 	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --max-batch-tokens: work runs on the smallest that holds it (default on cuda: 1024,2048,3072,4096, then every eighth of the largest; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
+	fs.Float64Var(&f.busyBatchCut, "busy-batch-cut", 0, "continuous engine: a busy replica's batch that spills a little over a step size runs on the size below when that is fuller, leaving at most this share of its tokens to the next batch (0: never; 0.15 gave 3% more requests/s from 256 one-text clients on an H200, with a longer tail)")
 	fs.IntVar(&f.maxClientBatch, "max-client-batch-size", 1024, "inputs in one request; more is refused with 413")
 	fs.IntVar(&f.batchSize, "batch-size", 32, "sequential engine: texts per padded batch (sentence-transformers' default)")
 	fs.IntVar(&f.maxSeqLen, "max-sequence-length", 0, "longest sequence in tokens, [CLS]/[SEP] and any prompt included (0: the model's maximum, its sentence-transformers max_seq_length when it has one; on cpu at most 512, where compiling 8192-token shapes takes minutes); longer texts are truncated, or refused when the request says \"truncate\": false")
@@ -148,6 +151,10 @@ func (f *serveFlags) check() error {
 		return errors.New("--max-connections and --max-connections-per-client must not be negative")
 	case f.engine == engineSequential && f.replicas > 1:
 		return errors.New("--replicas: the sequential engine runs one model, as an HF service does")
+	case f.busyBatchCut < 0 || f.busyBatchCut > 1 || math.IsNaN(f.busyBatchCut):
+		return fmt.Errorf("--busy-batch-cut %g: want 0..1", f.busyBatchCut)
+	case f.engine == engineSequential && f.busyBatchCut > 0:
+		return errors.New("--busy-batch-cut: the sequential engine runs one request at a time, with no batch in flight to cut beside")
 	}
 	if _, err := f.size(); err != nil {
 		return fmt.Errorf("--model-size: %w", err)
@@ -352,7 +359,7 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 	return service.Build(ctx, service.Spec{
 		Engine: f.engine, Config: cfg, Weights: w, Tokenizer: tok, Model: opts,
 		Prompts: stm.prompts(), PoolingSource: stm.poolingSource, STLayout: stm.layout(),
-		Replicas: replicas, BatchSize: f.batchSize,
+		Replicas: replicas, BatchSize: f.batchSize, BusyBatchCut: f.busyBatchCut,
 		MaxQueuedSequences: f.maxConcurrent * f.maxClientBatch,
 		OnBatch:            srv.ObserveBatch,
 		GPUAvailable:       mon != nil && mon.Available(),

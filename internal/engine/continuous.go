@@ -197,10 +197,10 @@ func (c *Continuous) work(replica int, r Runner) {
 // maxLookahead bounds how far into the queue the batch former looks for sequences that fit.
 const maxLookahead = 8192
 
-// take blocks until there is work, then forms a batch for replica r: the oldest sequences
-// first, each that still fits the token budget (first fit, so short ones fill what long ones
-// leave), trimmed to what one device step holds when the runner can tell. The oldest always
-// fits an empty budget, so nothing starves; the model packs the batch by length.
+// take blocks until there is work for replica r, then forms its batch: the oldest sequences
+// first, each that still fits the token budget (first fit, so short ones fill what
+// long ones leave), trimmed to what one device step holds when the runner can tell. The oldest
+// always fits an empty budget, so nothing starves; the model packs the batch by length.
 func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -226,13 +226,12 @@ func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 			}
 		}
 	}
-	if fitter, ok := r.(StepFitter); ok && len(batch) > 1 {
-		lengths := make([]int, len(batch))
-		for i, q := range batch {
-			lengths[i] = len(q.ids)
-		}
-		n := max(1, fitter.FitStep(lengths))
+	if fitter, ok := r.(StepFitter); ok {
+		n, cut := c.fit(fitter, batch, c.busyOn[replica] > 0)
 		batch, taken = batch[:n], taken[:n]
+		if cut {
+			c.stats.CutBatches++
+		}
 	}
 	kept := c.queue[:0]
 	next := 0
@@ -254,6 +253,41 @@ func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 	return batch, true
 }
 
+// fit trims batch to what one device step holds, and says whether it was cut to the rung
+// below. With Config.BusyBatchCut, a busy replica's batch that spills a little over a rung
+// runs on the rung below, the spill waiting for the next batch (at the front of the queue):
+// the device is busy anyway, and the rung above would cost its whole step for the few tokens.
+func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n int, cut bool) {
+	lengths := make([]int, len(batch))
+	for i, q := range batch {
+		lengths[i] = len(q.ids)
+	}
+	n, slots := fitter.FitStep(lengths)
+	n = max(1, min(n, len(batch)))
+	all := 0
+	for _, l := range lengths[:n] {
+		all += l
+	}
+	// A step 90% full has little to gain, and the search below costs a few plans (0.1-0.2 ms
+	// for a GPU-sized step, under the engine's lock).
+	if !busy || c.cfg.BusyBatchCut == 0 || n < 2 || slots == 0 || float64(all) >= 0.9*float64(slots) {
+		return n, false
+	}
+	k, below := fitter.FitStepBelow(lengths[:n], slots)
+	if k == 0 || below == 0 {
+		return n, false
+	}
+	kept := 0
+	for _, l := range lengths[:k] {
+		kept += l
+	}
+	fuller := float64(kept)/float64(below) > float64(all)/float64(slots)
+	if fuller && float64(all-kept) <= c.cfg.BusyBatchCut*float64(all) {
+		return k, true
+	}
+	return n, false
+}
+
 // nextBatchThreshold is the queued tokens at which a replica with a batch in flight starts
 // another: half the tokens in flight and at least Config.MinPipelineTokens, at most a full
 // batch. An idle replica takes whatever waits. Waiting for half keeps a busy device from
@@ -261,7 +295,9 @@ func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 // batch is still ready before the first ends, so the device does not idle between them;
 // under a steady load the two batches in flight settle near equal halves of the work, each on
 // the rung that holds it. Starting only on a full batch, as before, made a closed loop of 256
-// clients run about one 10 k-token batch at a time on the 16 k-slot rung.
+// clients run about one 10 k-token batch at a time on the 16 k-slot rung. (Sending the next
+// batch just before the device is predicted free instead, with all that waits then, kept the
+// H200 idle between steps: docs/notes/modernbert.md, session 10.)
 func (c *Continuous) nextBatchThreshold(replica int) int {
 	return min(c.maxBatchTokens, max(1, c.busyT[replica]/2, c.cfg.MinPipelineTokens))
 }

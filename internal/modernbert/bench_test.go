@@ -29,6 +29,30 @@ func BenchmarkFitPacked(b *testing.B) {
 	}
 }
 
+// BenchmarkFitPackedBelow is the question a busy engine asks next: how much of that step fits
+// the rung below.
+func BenchmarkFitPackedBelow(b *testing.B) {
+	b.Setenv(EnvVariant, "cpu-graph")
+	cfg := tinyConfig()
+	cfg.NumHiddenLayers = 1
+	m, err := New(context.Background(), cfg, RandomWeights(cfg, 1), Options{Backend: "simplego", Layouts: []Layout{Packed},
+		MaxSequenceLength: 256, RowLengths: []int{256}, MaxBatchTokens: 16384})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	rng := rand.New(rand.NewPCG(1, 1))
+	lengths := make([]int, 800)
+	for i := range lengths {
+		lengths[i] = 20 + rng.IntN(180)
+	}
+	n, slots := m.FitPacked(lengths)
+	b.ResetTimer()
+	for b.Loop() {
+		m.FitPackedBelow(lengths[:n], slots)
+	}
+}
+
 // BenchmarkEmbedPackedCPU embeds MS MARCO-like lengths with the CPU demo's kind of model (2
 // layers, hidden 64, real vocabulary) on CPU; it reports real tokens per second.
 func BenchmarkEmbedPackedCPU(b *testing.B) {

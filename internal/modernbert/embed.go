@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -356,54 +357,90 @@ func (m *Model) packRows(idxs, lengths []int, rowLen int) [][]int {
 }
 
 // FitPacked returns how many of the leading sequences of these lengths one packed step holds,
-// at least 1 (a sequence alone always fits a step of its row length). An engine forming
-// token-budget batches can call it to fill steps exactly.
-func (m *Model) FitPacked(lengths []int) int {
-	if m.cpu != nil {
-		return m.fitTokens(len(lengths), func(i int) int { return lengths[i] })
+// at least 1 (a sequence alone always fits a step of its row length), and the token slots that
+// step costs. An engine forming token-budget batches can call it to fill steps exactly.
+func (m *Model) FitPacked(lengths []int) (n, slots int) {
+	n, slots = m.fitPacked(lengths, math.MaxInt)
+	if n == 0 && len(lengths) > 0 {
+		return 1, m.packedStepSlots(lengths[:1])
 	}
-	if len(lengths) <= 1 || len(m.packed) == 0 {
-		return len(lengths)
+	return n, slots
+}
+
+// FitPackedBelow is FitPacked for a step of fewer than slots token slots: the most leading
+// sequences such a step holds (0 when even the first needs that many) and the slots it costs.
+// A busy engine uses it to leave a small tail to its next batch rather than pay a whole rung
+// above for it.
+func (m *Model) FitPackedBelow(lengths []int, slots int) (n, below int) {
+	return m.fitPacked(lengths, slots-1)
+}
+
+// fitPacked is the most leading sequences that one packed step of at most maxSlots slots holds
+// (possibly 0), and that step's slots.
+func (m *Model) fitPacked(lengths []int, maxSlots int) (int, int) {
+	if len(lengths) == 0 {
+		return 0, 0
+	}
+	if m.cpu != nil { // native CPU steps cost their tokens
+		n := m.fitTokens(len(lengths), func(i int) int { return lengths[i] })
+		sum := 0
+		for _, l := range lengths[:n] {
+			sum += l
+		}
+		for n > 0 && sum > maxSlots {
+			n--
+			sum -= lengths[n]
+		}
+		return n, sum
+	}
+	if len(m.packed) == 0 {
+		return len(lengths), 0 // nothing to plan on: Embed refuses the layout
 	}
 	clamped := make([]int, len(lengths))
 	for i, n := range lengths {
 		clamped[i] = max(1, min(n, m.opts.MaxSequenceLength))
 	}
-	fits := func(k int) bool { return len(m.planPacked(clamped[:k])) <= 1 }
+	fits := func(k int) bool {
+		plan := m.planPacked(clamped[:k])
+		return len(plan) == 1 && plan[0].st.spec.rows*plan[0].st.spec.rowLen <= maxSlots
+	}
 	// No step holds more tokens than its slots: cut the search there first, so the usual answer
 	// costs one or two plans of the step's own size.
 	st := m.topRung(m.rowLengthFor(clamped[0], m.packedRow))
-	capacity, sum, hi := st.spec.rows*st.spec.rowLen, 0, 0
+	capacity, sum, hi := min(maxSlots, st.spec.rows*st.spec.rowLen), 0, 0
 	for hi < len(clamped) && sum+clamped[hi] <= capacity {
 		sum += clamped[hi]
 		hi++
 	}
-	lo := 1 // fits(lo) holds
-	if hi <= lo {
-		return 1
-	}
+	lo := 0 // fits(lo) holds
 	// The answer is usually a few sequences short of the bound: gallop down from it.
-	for gap := 1; ; gap *= 2 {
-		k := hi - gap + 1
-		if k <= lo {
-			break
-		}
+	for gap := 1; hi > lo; gap *= 2 {
+		k := max(lo+1, hi-gap+1)
 		if fits(k) {
-			if k == hi {
-				return hi
-			}
 			lo = k
 			break
 		}
-		hi = k
+		hi = k - 1
 	}
-	for hi-lo > 1 {
-		mid := (lo + hi) / 2
+	for hi > lo {
+		mid := (lo + hi + 1) / 2
 		if fits(mid) {
 			lo = mid
 		} else {
-			hi = mid
+			hi = mid - 1
 		}
 	}
-	return lo
+	if lo == 0 {
+		return 0, 0
+	}
+	return lo, m.packedStepSlots(clamped[:lo])
+}
+
+// packedStepSlots is the token slots of the steps planPacked picks for these lengths.
+func (m *Model) packedStepSlots(lengths []int) int {
+	slots := 0
+	for _, p := range m.planPacked(lengths) {
+		slots += p.st.spec.rows * p.st.spec.rowLen
+	}
+	return slots
 }

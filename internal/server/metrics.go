@@ -160,10 +160,11 @@ var (
 	descSlotTokens   = prometheus.NewDesc("embedbench_device_slot_tokens_total", "Token slots the devices computed, padding included.", nil, nil)
 	descDropped      = prometheus.NewDesc("embedbench_dropped_sequences_total", "Sequences dropped before reaching a device because their client went away.", nil, nil)
 	descDeviceErrors = prometheus.NewDesc("embedbench_device_errors_total", "Device batches that failed.", nil, nil)
+	descCut          = prometheus.NewDesc("embedbench_batches_cut_total", "Busy replicas' batches run on the step size below, the few sequences over it left to the next batch.", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueueSeqs, descQueueTokens, descQueueReqs, descBusy, descReplicas, descBatches, descRealTokens, descSlotTokens, descDropped, descDeviceErrors} {
+	for _, d := range []*prometheus.Desc{descQueueSeqs, descQueueTokens, descQueueReqs, descBusy, descReplicas, descBatches, descRealTokens, descSlotTokens, descDropped, descDeviceErrors, descCut} {
 		ch <- d
 	}
 }
@@ -188,6 +189,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSlotTokens, st.SlotTokens)
 	counter(descDropped, st.DroppedSequences)
 	counter(descDeviceErrors, st.DeviceErrors)
+	counter(descCut, st.CutBatches)
 }
 
 // gpuCollector samples NVML at scrape time; on a machine without a GPU it exports nothing.

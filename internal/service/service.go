@@ -40,7 +40,9 @@ type Spec struct {
 	// Replicas is the number of model replicas, one per GPU (continuous engine only; 0 = 1).
 	Replicas int
 	// BatchSize is the sequential engine's fixed padded batch.
-	BatchSize          int
+	BatchSize int
+	// BusyBatchCut is the continuous engine's engine.Config.BusyBatchCut.
+	BusyBatchCut       float64
 	MaxQueuedSequences int
 	OnBatch            func(engine.BatchReport)
 	GPUAvailable       bool
@@ -121,6 +123,7 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 		MaxSequenceLength:  m.MaxSequenceLength(),
 		MaxQueuedSequences: spec.MaxQueuedSequences,
 		OnBatch:            spec.OnBatch,
+		BusyBatchCut:       spec.BusyBatchCut,
 	}
 	if onGPU {
 		// Two batches in flight per GPU: the next is packed and copied while one computes.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # GPU machine: the continuous engine's loads that depend on when a busy replica sends its next
 # batch (256 one-text clients, 32 passages open loop at 50% and 70% of PEAK passages/s), for
-# several servers in one lease: each entry of SERVERS is LABEL=BINARY, e.g.
+# several servers in one lease: each entry of SERVERS is LABEL=BINARY, with serve flags after
+# it each behind an @, e.g.
 #   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench"
+#   SERVERS="base=.devcarry/embedbench cut=.devcarry/embedbench@--busy-batch-cut=0.15"
 # LOADS picks among c1, b32c1, c8, c64, c256, sat (32 passages from 32 clients), rate50 and
 # rate70 (default: c256 rate50 rate70). ABBA=1 runs the servers twice, in both orders.
 # Each load's step phases are printed after it. Packs $W into $OUT/pipeline_ab.tgz.
@@ -20,11 +22,11 @@ if [ -n "${ABBA:-}" ]; then
 fi
 declare -A seen
 for entry in "${order[@]}"; do
-  label=${entry%%=*}; bin=${entry#*=}
+  label=${entry%%=*}; IFS=@ read -r -a spec <<< "${entry#*=}"; bin=${spec[0]}; extra=("${spec[@]:1}")
   [ -n "${seen[$label]:-}" ] && label=${label}2
   seen[${entry%%=*}]=1
   "$bin" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous \
-    --dtype bfloat16 --max-concurrent-requests 4096 > "$W/server_$label.log" 2>&1 &
+    --dtype bfloat16 --max-concurrent-requests 4096 "${extra[@]}" > "$W/server_$label.log" 2>&1 &
   wait_healthy http://127.0.0.1:8001 240 || { kill %1; wait; continue; }
   for load in ${LOADS:-c256 rate50 rate70}; do
     case $load in
@@ -46,7 +48,7 @@ for entry in "${order[@]}"; do
     curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_step_phase_seconds" > "$W/phases_after.prom"
     python3 scripts/gpu/summarize.py --phases "$W/phases_after.prom" "$W/phases_before.prom" | sed "s/^/  ${label}_$load phases: /"
   done
-  curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy|phase_seconds)|batches_total)" > "$W/step_metrics_$label.txt"
+  curl -s http://127.0.0.1:8001/metrics | grep -E "^embedbench_(step_(slots|occupancy|phase_seconds)|batches_total|batches_cut_total)" > "$W/step_metrics_$label.txt"
   numa_facts "$(jobs -p %1)" "$label"
   kill %1; wait
 done

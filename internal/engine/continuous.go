@@ -262,18 +262,21 @@ func (c *Continuous) fit(fitter StepFitter, batch []queued, busy bool) (n int, c
 	for i, q := range batch {
 		lengths[i] = len(q.ids)
 	}
-	n, slots := fitter.FitStep(lengths)
-	n = max(1, min(n, len(batch)))
-	all := 0
+	n = max(1, min(fitter.FitStep(lengths), len(batch)))
+	cutter, ok := fitter.(StepCutter)
+	if !busy || c.cfg.BusyBatchCut == 0 || !ok || n < 2 {
+		return n, false
+	}
+	slots, all := cutter.StepSlots(lengths[:n]), 0
 	for _, l := range lengths[:n] {
 		all += l
 	}
 	// A step 90% full has little to gain, and the search below costs a few plans (0.1-0.2 ms
 	// for a GPU-sized step, under the engine's lock).
-	if !busy || c.cfg.BusyBatchCut == 0 || n < 2 || slots == 0 || float64(all) >= 0.9*float64(slots) {
+	if slots == 0 || float64(all) >= 0.9*float64(slots) {
 		return n, false
 	}
-	k, below := fitter.FitStepBelow(lengths[:n], slots)
+	k, below := cutter.FitStepBelow(lengths[:n], slots)
 	if k == 0 || below == 0 {
 		return n, false
 	}

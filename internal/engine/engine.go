@@ -53,11 +53,18 @@ type Runner interface {
 }
 
 // StepFitter is a Runner that can say how many of the leading sequences of these lengths one
-// device step holds (at least one), and the token slots that step costs. The continuous engine
-// uses it to fill steps exactly rather than spill a few sequences into a nearly empty second
-// step, and to run a busy replica's batch on a fuller, smaller step.
+// device step holds (at least one). The continuous engine uses it to fill steps exactly rather
+// than spill a few sequences into a nearly empty second step.
 type StepFitter interface {
-	FitStep(lengths []int) (n, slots int)
+	FitStep(lengths []int) int
+}
+
+// StepCutter is a StepFitter that can also price a step and fit a smaller one: what running a
+// busy replica's batch on a fuller, smaller step (Config.BusyBatchCut) asks.
+type StepCutter interface {
+	StepFitter
+	// StepSlots is the token slots of the step that holds these sequences.
+	StepSlots(lengths []int) int
 	// FitStepBelow is the most leading sequences one step of fewer than slots slots holds (0
 	// when not even the first fits), and that step's slots.
 	FitStepBelow(lengths []int, slots int) (n, below int)

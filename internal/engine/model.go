@@ -37,7 +37,9 @@ func (r modelRunner) Run(ctx context.Context, seqs [][]int32, poolFrom []int) ([
 // modelFitter is a packed modelRunner, which knows how its steps fill.
 type modelFitter struct{ modelRunner }
 
-func (r modelFitter) FitStep(lengths []int) (n, slots int) { return r.m.FitPacked(lengths) }
+func (r modelFitter) FitStep(lengths []int) int { return r.m.FitPacked(lengths) }
+
+func (r modelFitter) StepSlots(lengths []int) int { return r.m.PackedStepSlots(lengths) }
 
 func (r modelFitter) FitStepBelow(lengths []int, slots int) (n, below int) {
 	return r.m.FitPackedBelow(lengths, slots)

@@ -78,7 +78,7 @@ func TestBusyReplicaRunsTheSpillWithTheNextBatch(t *testing.T) {
 	}
 	runner := ModelRunner(m, modernbert.Packed)
 	held := &heldRunner{Runner: runner, held: make(chan struct{}), release: make(chan struct{})}
-	eng, err := NewContinuous(cfg, []Runner{heldFitter{held, runner.(StepFitter)}}, 256)
+	eng, err := NewContinuous(cfg, []Runner{heldFitter{held, runner.(StepCutter)}}, 256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +128,10 @@ func TestBusyReplicaRunsTheSpillWithTheNextBatch(t *testing.T) {
 	}
 }
 
-// heldFitter is a heldRunner that can still fit steps.
+// heldFitter is a heldRunner that can still fit and cut steps.
 type heldFitter struct {
 	*heldRunner
-	StepFitter
+	StepCutter
 }
 
 func (h heldFitter) Run(ctx context.Context, seqs [][]int32, poolFrom []int) ([][]float32, BatchStats, error) {

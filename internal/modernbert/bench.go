@@ -51,8 +51,7 @@ func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.
 		var batch [][]int32
 		if layout == Packed {
 			end := min(len(seqs), next+window)
-			n, _ := m.FitPacked(lengths[next:end])
-			batch = seqs[next : next+n]
+			batch = seqs[next : next+m.FitPacked(lengths[next:end])]
 		} else {
 			batch = seqs[next:min(len(seqs), next+m.opts.PaddedRows)]
 		}

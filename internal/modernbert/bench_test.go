@@ -46,7 +46,8 @@ func BenchmarkFitPackedBelow(b *testing.B) {
 	for i := range lengths {
 		lengths[i] = 20 + rng.IntN(180)
 	}
-	n, slots := m.FitPacked(lengths)
+	n := m.FitPacked(lengths)
+	slots := m.PackedStepSlots(lengths[:n])
 	b.ResetTimer()
 	for b.Loop() {
 		m.FitPackedBelow(lengths[:n], slots)

@@ -67,7 +67,7 @@ func TestNativeCPUStepsFollowTheWork(t *testing.T) {
 		t.Fatalf("one 5-token text ran %d steps of %d slots, want one of 5", st.Steps, st.SlotTokens)
 	}
 	seqs := randomSeqs(rng, m.Config(), 100, 100, 100, 100, 100)
-	if n, slots := m.FitPacked([]int{100, 100, 100, 100, 100}); n != 3 || slots != 300 {
+	if n, slots := m.FitPacked([]int{100, 100, 100, 100, 100}), m.PackedStepSlots([]int{100, 100, 100}); n != 3 || slots != 300 {
 		t.Fatalf("FitPacked: %d of five 100-token texts in a %d-slot step, want 3 in 300", n, slots)
 	}
 	if n, slots := m.FitPackedBelow([]int{100, 100, 100}, 300); n != 2 || slots != 200 {

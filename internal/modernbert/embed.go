@@ -357,14 +357,13 @@ func (m *Model) packRows(idxs, lengths []int, rowLen int) [][]int {
 }
 
 // FitPacked returns how many of the leading sequences of these lengths one packed step holds,
-// at least 1 (a sequence alone always fits a step of its row length), and the token slots that
-// step costs. An engine forming token-budget batches can call it to fill steps exactly.
-func (m *Model) FitPacked(lengths []int) (n, slots int) {
-	n, slots = m.fitPacked(lengths, math.MaxInt)
-	if n == 0 && len(lengths) > 0 {
-		return 1, m.packedStepSlots(lengths[:1])
+// at least 1 (a sequence alone always fits a step of its row length). An engine forming
+// token-budget batches can call it to fill steps exactly.
+func (m *Model) FitPacked(lengths []int) int {
+	if len(lengths) == 0 {
+		return 0
 	}
-	return n, slots
+	return max(1, m.fitPacked(lengths, math.MaxInt))
 }
 
 // FitPackedBelow is FitPacked for a step of fewer than slots token slots: the most leading
@@ -372,15 +371,32 @@ func (m *Model) FitPacked(lengths []int) (n, slots int) {
 // A busy engine uses it to leave a small tail to its next batch rather than pay a whole rung
 // above for it.
 func (m *Model) FitPackedBelow(lengths []int, slots int) (n, below int) {
-	return m.fitPacked(lengths, slots-1)
+	if n = m.fitPacked(lengths, slots-1); n == 0 {
+		return 0, 0
+	}
+	return n, m.PackedStepSlots(lengths[:n])
+}
+
+// PackedStepSlots is the token slots the packed steps for these sequences cost (their tokens on
+// the native CPU path, which pads nothing).
+func (m *Model) PackedStepSlots(lengths []int) int {
+	if m.cpu != nil {
+		sum := 0
+		for _, l := range lengths {
+			sum += l
+		}
+		return sum
+	}
+	clamped := make([]int, len(lengths))
+	for i, n := range lengths {
+		clamped[i] = max(1, min(n, m.opts.MaxSequenceLength))
+	}
+	return m.packedStepSlots(clamped)
 }
 
 // fitPacked is the most leading sequences that one packed step of at most maxSlots slots holds
-// (possibly 0), and that step's slots.
-func (m *Model) fitPacked(lengths []int, maxSlots int) (int, int) {
-	if len(lengths) == 0 {
-		return 0, 0
-	}
+// (possibly 0).
+func (m *Model) fitPacked(lengths []int, maxSlots int) int {
 	if m.cpu != nil { // native CPU steps cost their tokens
 		n := m.fitTokens(len(lengths), func(i int) int { return lengths[i] })
 		sum := 0
@@ -391,10 +407,10 @@ func (m *Model) fitPacked(lengths []int, maxSlots int) (int, int) {
 			n--
 			sum -= lengths[n]
 		}
-		return n, sum
+		return n
 	}
 	if len(m.packed) == 0 {
-		return len(lengths), 0 // nothing to plan on: Embed refuses the layout
+		return len(lengths) // nothing to plan on: Embed refuses the layout
 	}
 	clamped := make([]int, len(lengths))
 	for i, n := range lengths {
@@ -412,28 +428,32 @@ func (m *Model) fitPacked(lengths []int, maxSlots int) (int, int) {
 		sum += clamped[hi]
 		hi++
 	}
-	lo := 0 // fits(lo) holds
-	// The answer is usually a few sequences short of the bound: gallop down from it.
-	for gap := 1; hi > lo; gap *= 2 {
-		k := max(lo+1, hi-gap+1)
+	// The answer is usually a few sequences short of the bound: gallop down from it. fits(lo)
+	// holds; after the first miss, fits(hi) does not.
+	lo := 0
+	for gap := 1; ; gap *= 2 {
+		k := hi - gap + 1
+		if k <= lo {
+			break
+		}
 		if fits(k) {
+			if k == hi {
+				return hi
+			}
 			lo = k
 			break
 		}
-		hi = k - 1
+		hi = k
 	}
-	for hi > lo {
-		mid := (lo + hi + 1) / 2
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
 		if fits(mid) {
 			lo = mid
 		} else {
-			hi = mid - 1
+			hi = mid
 		}
 	}
-	if lo == 0 {
-		return 0, 0
-	}
-	return lo, m.packedStepSlots(clamped[:lo])
+	return lo
 }
 
 // packedStepSlots is the token slots of the steps planPacked picks for these lengths.

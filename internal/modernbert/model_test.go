@@ -205,17 +205,17 @@ func TestFitPackedFillsOneStep(t *testing.T) {
 	t.Setenv(EnvVariant, "cpu-graph") // the compiled steps' planning, which XLA runs
 	m := newTiny(t, Options{Layouts: []Layout{Packed}, MaxSequenceLength: 128, RowLengths: []int{64, 128}, MaxBatchTokens: 256, PackedRowLength: 64})
 	lengths := []int{60, 60, 60, 60, 10, 10}
-	if n, slots := m.FitPacked(lengths); n != 4 || slots != 256 {
+	if n, slots := m.FitPacked(lengths), m.PackedStepSlots(lengths[:4]); n != 4 || slots != 256 {
 		t.Fatalf("FitPacked(%v) = %d in %d slots, want 4 in 256 (4 rows of 64)", lengths, n, slots)
 	}
-	if n, _ := m.FitPacked([]int{128, 128, 128}); n != 2 {
+	if n := m.FitPacked([]int{128, 128, 128}); n != 2 {
 		t.Fatalf("two 128-token rows per 256-token step, got %d", n)
 	}
 	// A long sequence no longer ends the step: the short ones fill its second 128-token row.
-	if n, _ := m.FitPacked([]int{100, 30, 30, 30, 30, 30}); n != 5 {
+	if n := m.FitPacked([]int{100, 30, 30, 30, 30, 30}); n != 5 {
 		t.Fatalf("mixed lengths: FitPacked = %d, want 5 (100 | 30+30+30+30 in two rows of 128)", n)
 	}
-	if n, slots := m.FitPacked([]int{5}); n != 1 || slots == 0 || slots > 64 {
+	if n, slots := m.FitPacked([]int{5}), m.PackedStepSlots([]int{5}); n != 1 || slots == 0 || slots > 64 {
 		t.Fatalf("a single sequence always fits, in a row of its size: got %d in %d slots", n, slots)
 	}
 	// Below the 256-slot step: the rung of 128 slots holds two rows of 64.
@@ -292,10 +292,10 @@ func TestFitPackedMatchesLinearSearch(t *testing.T) {
 			}
 			want = k
 		}
-		got, slots := m.FitPacked(lengths)
-		if got != want || slots != m.packedStepSlots(lengths[:want]) {
-			t.Fatalf("trial %d: FitPacked = %d in %d slots, linear search says %d (lengths %v)", trial, got, slots, want, lengths)
+		if got := m.FitPacked(lengths); got != want {
+			t.Fatalf("trial %d: FitPacked = %d, linear search says %d (lengths %v)", trial, got, want, lengths)
 		}
+		slots := m.PackedStepSlots(lengths[:want])
 		// Below that step: the longest prefix whose one step has fewer slots.
 		wantBelow := 0
 		for k := 1; k <= want; k++ {

@@ -197,10 +197,10 @@ func (c *Continuous) work(replica int, r Runner) {
 // maxLookahead bounds how far into the queue the batch former looks for sequences that fit.
 const maxLookahead = 8192
 
-// take blocks until there is work for replica r, then forms its batch: the oldest sequences
-// first, each that still fits the token budget (first fit, so short ones fill what
-// long ones leave), trimmed to what one device step holds when the runner can tell. The oldest
-// always fits an empty budget, so nothing starves; the model packs the batch by length.
+// take blocks until there is work, then forms a batch for replica r: the oldest sequences
+// first, each that still fits the token budget (first fit, so short ones fill what long ones
+// leave), trimmed to what one device step holds when the runner can tell. The oldest always
+// fits an empty budget, so nothing starves; the model packs the batch by length.
 func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -226,7 +226,7 @@ func (c *Continuous) take(replica int, r Runner) ([]queued, bool) {
 			}
 		}
 	}
-	if fitter, ok := r.(StepFitter); ok {
+	if fitter, ok := r.(StepFitter); ok && len(batch) > 1 {
 		n, cut := c.fit(fitter, batch, c.busyOn[replica] > 0)
 		batch, taken = batch[:n], taken[:n]
 		if cut {

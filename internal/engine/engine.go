@@ -188,7 +188,7 @@ type Config struct {
 	// step size run on the size below when that step is fuller, leaving at most this share of
 	// the batch's tokens to the next batch (0: never; run 32 measured 0.15). It trades the
 	// tail latency of the sequences left over for throughput under a closed loop of many
-	// small requests. Only runners that can fit steps (StepFitter) are cut.
+	// small requests. Only runners that can price and fit smaller steps (StepCutter) are cut.
 	BusyBatchCut float64
 }
 

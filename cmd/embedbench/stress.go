@@ -155,6 +155,15 @@ func logStressSummary(r *stress.Result, path string) {
 	}
 	if r.GPUUtilizationPercent != nil {
 		attrs = append(attrs, "gpu_util_percent", roundTo(*r.GPUUtilizationPercent, 1))
+		var notes []string
+		for _, d := range r.GPU.Devices {
+			if note := d.ClockNote(); note != "" {
+				notes = append(notes, fmt.Sprintf("GPU %d: %s", d.Index, note))
+			}
+		}
+		if len(notes) > 0 {
+			attrs = append(attrs, "gpu_clocks", strings.Join(notes, " | "))
+		}
 	} else {
 		attrs = append(attrs, "gpu", r.GPU.Source+": "+r.GPU.Reason)
 	}

@@ -31,10 +31,53 @@ type DeviceSample struct {
 	MemoryTotalBytes   *uint64
 	PowerWatts         *float64
 	SMClockMHz         *float64
+	// PowerLimitWatts is the power limit the driver enforces, SMClockMaxMHz the SM clock the
+	// GPU can reach, TemperatureC the GPU's core temperature.
+	PowerLimitWatts *float64
+	SMClockMaxMHz   *float64
+	TemperatureC    *float64
+	// ClockLimits names what holds the SM clock below its maximum at this reading (see
+	// ClockLimitNames); ClockLimitsRead says whether the driver told, so that an empty list
+	// means "nothing" only then.
+	ClockLimits     []string
+	ClockLimitsRead bool
 	// SMActivityPercent and TensorActivityPercent are GPM metrics over the interval since the
 	// previous Sample call; nil on the first call and on GPUs without GPM.
 	SMActivityPercent     *float64
 	TensorActivityPercent *float64
+}
+
+// Why a GPU's clock is below its maximum, as NVML's clock event reasons name them; the reasons
+// that are not slowdowns (idle, clocks the user set, sync boost, display) are left out.
+const (
+	ClockLimitPowerCap   = "power_cap"   // the power limit (software power capping)
+	ClockLimitThermal    = "thermal"     // the driver slowing a hot GPU
+	ClockLimitHWThermal  = "hw_thermal"  // the hardware slowing a hot GPU
+	ClockLimitHWSlowdown = "hw_slowdown" // the hardware's own slowdown (power brake, heat, supply)
+	ClockLimitPowerBrake = "power_brake" // an external power brake
+)
+
+// ClockLimitNames maps NVML's clock event reason bits to the names above.
+var ClockLimitNames = []struct {
+	Bit  uint64
+	Name string
+}{
+	{0x4, ClockLimitPowerCap},
+	{0x20, ClockLimitThermal},
+	{0x40, ClockLimitHWThermal},
+	{0x8, ClockLimitHWSlowdown},
+	{0x80, ClockLimitPowerBrake},
+}
+
+// ClockLimitsOf names the slowdowns set in an NVML clock event reason mask.
+func ClockLimitsOf(mask uint64) []string {
+	limits := []string{}
+	for _, r := range ClockLimitNames {
+		if mask&r.Bit != 0 {
+			limits = append(limits, r.Name)
+		}
+	}
+	return limits
 }
 
 // Monitor samples every GPU NVML sees. Its methods are safe for concurrent use.

@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -78,4 +79,15 @@ func deref[T any](p *T) any {
 		return "n/a"
 	}
 	return *p
+}
+
+// NVML's reason bits name only the slowdowns: idle (0x1), clocks the user set (0x2) and sync
+// boost (0x10) hold no clock down.
+func TestClockLimitsOfNamesTheSlowdowns(t *testing.T) {
+	if got := ClockLimitsOf(0x1 | 0x2 | 0x4 | 0x10 | 0x40); !slices.Equal(got, []string{ClockLimitPowerCap, ClockLimitHWThermal}) {
+		t.Errorf("ClockLimitsOf(0x57) = %v", got)
+	}
+	if got := ClockLimitsOf(0); got == nil || len(got) != 0 {
+		t.Errorf("ClockLimitsOf(0) = %#v, want an empty list (told: nothing)", got)
+	}
 }

@@ -93,6 +93,20 @@ func (d *device) sample(now time.Time) DeviceSample {
 	if mhz, ret := d.handle.GetClockInfo(nvml.CLOCK_SM); ret == nvml.SUCCESS {
 		s.SMClockMHz = ptr(float64(mhz))
 	}
+	if mhz, ret := d.handle.GetMaxClockInfo(nvml.CLOCK_SM); ret == nvml.SUCCESS {
+		s.SMClockMaxMHz = ptr(float64(mhz))
+	}
+	if mw, ret := d.handle.GetEnforcedPowerLimit(); ret == nvml.SUCCESS {
+		s.PowerLimitWatts = ptr(float64(mw) / 1000)
+	}
+	if c, ret := d.handle.GetTemperature(nvml.TEMPERATURE_GPU); ret == nvml.SUCCESS {
+		s.TemperatureC = ptr(float64(c))
+	}
+	// The "throttle reasons" call, which current drivers still export, not its newer "clocks
+	// event reasons" name, which drivers before r535 lack.
+	if mask, ret := d.handle.GetCurrentClocksThrottleReasons(); ret == nvml.SUCCESS {
+		s.ClockLimits, s.ClockLimitsRead = ClockLimitsOf(mask), true
+	}
 	if d.gpmOK {
 		s.SMActivityPercent, s.TensorActivityPercent = d.sampleGPM()
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -202,7 +203,13 @@ var (
 	descGPUPower    = prometheus.NewDesc("embedbench_gpu_power_watts", "GPU power draw.", []string{"gpu"}, nil)
 	descGPUSMActive = prometheus.NewDesc("embedbench_gpu_sm_activity_percent", "GPM SM activity since the previous scrape.", []string{"gpu"}, nil)
 	descGPUTensor   = prometheus.NewDesc("embedbench_gpu_tensor_activity_percent", "GPM tensor-core activity since the previous scrape.", []string{"gpu"}, nil)
-	gpuDescs        = []*prometheus.Desc{descGPUUtil, descGPUMemUsed, descGPUMemTotal, descGPUPower, descGPUSMActive, descGPUTensor}
+	descGPUClock    = prometheus.NewDesc("embedbench_gpu_sm_clock_mhz", "GPU SM clock.", []string{"gpu"}, nil)
+	descGPUClockMax = prometheus.NewDesc("embedbench_gpu_sm_clock_max_mhz", "The SM clock the GPU can reach.", []string{"gpu"}, nil)
+	descGPUPowerCap = prometheus.NewDesc("embedbench_gpu_power_limit_watts", "The power limit the driver enforces.", []string{"gpu"}, nil)
+	descGPUTemp     = prometheus.NewDesc("embedbench_gpu_temperature_celsius", "GPU core temperature.", []string{"gpu"}, nil)
+	descGPULimited  = prometheus.NewDesc("embedbench_gpu_clock_limited", "1 while this reason holds the SM clock below its maximum (power_cap, thermal, hw_thermal, hw_slowdown, power_brake), else 0.", []string{"gpu", "reason"}, nil)
+	gpuDescs        = []*prometheus.Desc{descGPUUtil, descGPUMemUsed, descGPUMemTotal, descGPUPower, descGPUSMActive, descGPUTensor,
+		descGPUClock, descGPUClockMax, descGPUPowerCap, descGPUTemp, descGPULimited}
 )
 
 func newGPUCollector(mon *gpu.Monitor) *gpuCollector { return &gpuCollector{mon: mon} }
@@ -239,5 +246,18 @@ func (c *gpuCollector) Collect(ch chan<- prometheus.Metric) {
 		put(descGPUPower, s.PowerWatts)
 		put(descGPUSMActive, s.SMActivityPercent)
 		put(descGPUTensor, s.TensorActivityPercent)
+		put(descGPUClock, s.SMClockMHz)
+		put(descGPUClockMax, s.SMClockMaxMHz)
+		put(descGPUPowerCap, s.PowerLimitWatts)
+		put(descGPUTemp, s.TemperatureC)
+		if s.ClockLimitsRead {
+			for _, r := range gpu.ClockLimitNames {
+				on := 0.0
+				if slices.Contains(s.ClockLimits, r.Name) {
+					on = 1
+				}
+				ch <- prometheus.MustNewConstMetric(descGPULimited, prometheus.GaugeValue, on, label, r.Name)
+			}
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 )
@@ -294,11 +295,61 @@ type GPUDeviceSummary struct {
 	MemoryUsedMaxBytes     *uint64  `json:"memory_used_max_bytes,omitempty"`
 	PowerMeanWatts         *float64 `json:"power_mean_watts,omitempty"`
 	PowerMaxWatts          *float64 `json:"power_max_watts,omitempty"`
+	PowerLimitWatts        *float64 `json:"power_limit_watts,omitempty"`
 	SMClockMeanMHz         *float64 `json:"sm_clock_mean_mhz,omitempty"`
+	SMClockMaxMHz          *float64 `json:"sm_clock_max_mhz,omitempty"`
+	TemperatureMaxC        *float64 `json:"temperature_max_c,omitempty"`
+	// ClockLimited is, for each reason NVML gave for holding the SM clock below its maximum
+	// (gpu.ClockLimit*: "power_cap", "thermal", ...), the share of the readings in which it
+	// did: a GPU at its power limit runs every kernel slower. Absent when NVML did not say.
+	ClockLimited map[string]float64 `json:"clock_limited,omitempty"`
 	// SMActivityMeanPercent and TensorActivityMeanPercent are NVML GPM metrics (Hopper and
 	// later): the share of SM cycles busy, and of tensor-core pipe activity.
 	SMActivityMeanPercent     *float64 `json:"sm_activity_mean_percent,omitempty"`
 	TensorActivityMeanPercent *float64 `json:"tensor_activity_mean_percent,omitempty"`
+}
+
+// ClockNote says in a line how fast the device ran and what held it back, for a run's summary:
+// "SM clock 1766 of 1980 MHz, 691 of 700 W, 71 °C at most; held down by power_cap in 92% of
+// readings". Empty without a clock reading.
+func (d GPUDeviceSummary) ClockNote() string {
+	if d.SMClockMeanMHz == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "SM clock %.0f", *d.SMClockMeanMHz)
+	if d.SMClockMaxMHz != nil {
+		fmt.Fprintf(&b, " of %.0f", *d.SMClockMaxMHz)
+	}
+	b.WriteString(" MHz")
+	if d.PowerMeanWatts != nil {
+		fmt.Fprintf(&b, ", %.0f", *d.PowerMeanWatts)
+		if d.PowerLimitWatts != nil {
+			fmt.Fprintf(&b, " of %.0f", *d.PowerLimitWatts)
+		}
+		b.WriteString(" W")
+	}
+	if d.TemperatureMaxC != nil {
+		fmt.Fprintf(&b, ", %.0f °C at most", *d.TemperatureMaxC)
+	}
+	reasons := make([]string, 0, len(d.ClockLimited))
+	for r, share := range d.ClockLimited {
+		if share > 0 {
+			reasons = append(reasons, r)
+		}
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		a, b := d.ClockLimited[reasons[i]], d.ClockLimited[reasons[j]]
+		return a > b || a == b && reasons[i] < reasons[j]
+	})
+	for i, r := range reasons {
+		sep := ", "
+		if i == 0 {
+			sep = "; held down by "
+		}
+		fmt.Fprintf(&b, "%s%s in %.0f%% of readings", sep, r, 100*d.ClockLimited[r])
+	}
+	return b.String()
 }
 
 // GPUSample is one reading of one device.
@@ -312,6 +363,8 @@ type GPUSample struct {
 	SMClockMHz            *float64 `json:"sm_clock_mhz,omitempty"`
 	SMActivityPercent     *float64 `json:"sm_activity_percent,omitempty"`
 	TensorActivityPercent *float64 `json:"tensor_activity_percent,omitempty"`
+	TemperatureC          *float64 `json:"temperature_c,omitempty"`
+	ClockLimits           []string `json:"clock_limits,omitempty"`
 }
 
 // ServerTiming is the server's own account of where the time went, per successful request

@@ -159,6 +159,8 @@ func (t *telemetry) summary(windowStart, end time.Time) (GPUTelemetry, *float64)
 			SMClockMHz:            s.SMClockMHz,
 			SMActivityPercent:     s.SMActivityPercent,
 			TensorActivityPercent: s.TensorActivityPercent,
+			TemperatureC:          s.TemperatureC,
+			ClockLimits:           s.ClockLimits,
 		})
 		if s.UtilizationPercent != nil {
 			utilSum += *s.UtilizationPercent
@@ -188,9 +190,25 @@ func (t *telemetry) summary(windowStart, end time.Time) (GPUTelemetry, *float64)
 
 func summarizeDevice(index int, samples []gpu.DeviceSample) GPUDeviceSummary {
 	d := GPUDeviceSummary{Index: index, Samples: len(samples), Name: samples[0].Name, UUID: samples[0].UUID}
-	var util, mem, power, clock, sm, tensor []float64
+	var util, mem, power, clock, sm, tensor, temp []float64
 	var memMax uint64
+	limited, limitsRead := map[string]int{}, 0
 	for _, s := range samples {
+		if s.PowerLimitWatts != nil {
+			d.PowerLimitWatts = s.PowerLimitWatts
+		}
+		if s.SMClockMaxMHz != nil {
+			d.SMClockMaxMHz = s.SMClockMaxMHz
+		}
+		if s.TemperatureC != nil {
+			temp = append(temp, *s.TemperatureC)
+		}
+		if s.ClockLimitsRead {
+			limitsRead++
+			for _, l := range s.ClockLimits {
+				limited[l]++
+			}
+		}
 		if s.UtilizationPercent != nil {
 			util = append(util, *s.UtilizationPercent)
 		}
@@ -221,6 +239,13 @@ func summarizeDevice(index int, samples []gpu.DeviceSample) GPUDeviceSummary {
 	}
 	d.PowerMeanWatts, d.PowerMaxWatts = mean(power), maxOf(power)
 	d.SMClockMeanMHz = mean(clock)
+	d.TemperatureMaxC = maxOf(temp)
+	if limitsRead > 0 {
+		d.ClockLimited = map[string]float64{}
+		for _, r := range gpu.ClockLimitNames {
+			d.ClockLimited[r.Name] = float64(limited[r.Name]) / float64(limitsRead)
+		}
+	}
 	d.SMActivityMeanPercent = mean(sm)
 	d.TensorActivityMeanPercent = mean(tensor)
 	return d
@@ -356,9 +381,10 @@ func scrapeGPUMetrics(ctx context.Context, client *http.Client, metricsURL strin
 // gauges win over DCGM's when both are present.
 func parseGPUMetrics(text []byte, now time.Time) ([]gpu.DeviceSample, string) {
 	type reading struct {
-		name  string
-		gpu   int
-		value float64
+		name   string
+		gpu    int
+		value  float64
+		reason string // embedbench_gpu_clock_limited's
 	}
 	var own, dcgm []reading
 	sc := bufio.NewScanner(bytes.NewReader(text))
@@ -378,9 +404,9 @@ func parseGPUMetrics(text []byte, now time.Time) ([]gpu.DeviceSample, string) {
 		}
 		switch {
 		case strings.HasPrefix(name, "embedbench_gpu_"):
-			own = append(own, reading{name, idx, value})
+			own = append(own, reading{name, idx, value, labels["reason"]})
 		case strings.HasPrefix(name, "DCGM_FI_"):
-			dcgm = append(dcgm, reading{name, idx, value})
+			dcgm = append(dcgm, reading{name, idx, value, ""})
 		}
 	}
 	readings, source := own, GPUSourceServerMetrics
@@ -411,6 +437,22 @@ func parseGPUMetrics(text []byte, now time.Time) ([]gpu.DeviceSample, string) {
 			s.PowerWatts = ptr(v)
 		case "embedbench_gpu_sm_clock_mhz", "DCGM_FI_DEV_SM_CLOCK":
 			s.SMClockMHz = ptr(v)
+		case "embedbench_gpu_sm_clock_max_mhz", "DCGM_FI_DEV_MAX_SM_CLOCK":
+			s.SMClockMaxMHz = ptr(v)
+		case "embedbench_gpu_power_limit_watts", "DCGM_FI_DEV_POWER_MGMT_LIMIT":
+			s.PowerLimitWatts = ptr(v)
+		case "embedbench_gpu_temperature_celsius", "DCGM_FI_DEV_GPU_TEMP":
+			s.TemperatureC = ptr(v)
+		case "embedbench_gpu_clock_limited": // one gauge a reason, 1 while it holds the clock
+			s.ClockLimitsRead = true
+			if s.ClockLimits == nil {
+				s.ClockLimits = []string{}
+			}
+			if v != 0 && r.reason != "" {
+				s.ClockLimits = append(s.ClockLimits, r.reason)
+			}
+		case "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS": // NVML's bit mask
+			s.ClockLimits, s.ClockLimitsRead = gpu.ClockLimitsOf(uint64(v)), true
 		case "embedbench_gpu_sm_activity_percent":
 			s.SMActivityPercent = ptr(v)
 		case "embedbench_gpu_tensor_activity_percent":

@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/embedbench/embedbench/internal/gpu"
 )
 
 func TestBodiesCycleThroughPassages(t *testing.T) {
@@ -168,6 +171,55 @@ other_metric 5
 	}
 	if _, source := parseGPUMetrics([]byte("http_requests_total 5\n"), time.Now()); source != "" {
 		t.Errorf("no GPU gauges, yet source %q", source)
+	}
+}
+
+// What holds a GPU's clock down, from either exporter: DCGM's NVML bit mask (power cap 0x4 and
+// idle 0x1 here, idle not being a slowdown), or embedbench's gauge a reason.
+func TestParseGPUClockLimits(t *testing.T) {
+	dcgm := "DCGM_FI_DEV_SM_CLOCK{gpu=\"0\"} 1665\nDCGM_FI_DEV_MAX_SM_CLOCK{gpu=\"0\"} 1980\n" +
+		"DCGM_FI_DEV_POWER_MGMT_LIMIT{gpu=\"0\"} 700\nDCGM_FI_DEV_GPU_TEMP{gpu=\"0\"} 71\n" +
+		"DCGM_FI_DEV_CLOCK_THROTTLE_REASONS{gpu=\"0\"} 5\nDCGM_FI_DEV_GPU_UTIL{gpu=\"1\"} 3\n"
+	s, _ := parseGPUMetrics([]byte(dcgm), time.Now())
+	if len(s) != 2 || *s[0].SMClockMaxMHz != 1980 || *s[0].PowerLimitWatts != 700 || *s[0].TemperatureC != 71 ||
+		!s[0].ClockLimitsRead || !slices.Equal(s[0].ClockLimits, []string{gpu.ClockLimitPowerCap}) {
+		t.Fatalf("DCGM read as %+v", s)
+	}
+	if s[1].ClockLimitsRead {
+		t.Errorf("GPU 1 had no reasons exported, yet reads as told: %+v", s[1])
+	}
+	own := "embedbench_gpu_sm_clock_mhz{gpu=\"0\"} 1700\n" +
+		"embedbench_gpu_clock_limited{gpu=\"0\",reason=\"power_cap\"} 0\n" +
+		"embedbench_gpu_clock_limited{gpu=\"0\",reason=\"thermal\"} 1\n"
+	s, _ = parseGPUMetrics([]byte(own), time.Now())
+	if !s[0].ClockLimitsRead || !slices.Equal(s[0].ClockLimits, []string{gpu.ClockLimitThermal}) {
+		t.Errorf("embedbench's gauges read as %+v", s[0])
+	}
+}
+
+// The run's summary of a device: the share of readings each reason held the clock, counted over
+// the readings that told (one here did not), and the line the stress log prints.
+func TestDeviceSummarySaysWhatHeldTheClock(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	samples := []gpu.DeviceSample{
+		{SMClockMHz: f(1700), SMClockMaxMHz: f(1980), PowerWatts: f(690), PowerLimitWatts: f(700), TemperatureC: f(70),
+			ClockLimits: []string{gpu.ClockLimitPowerCap}, ClockLimitsRead: true},
+		{SMClockMHz: f(1800), SMClockMaxMHz: f(1980), PowerWatts: f(692), PowerLimitWatts: f(700), TemperatureC: f(72),
+			ClockLimits: []string{gpu.ClockLimitPowerCap, gpu.ClockLimitThermal}, ClockLimitsRead: true},
+		{SMClockMHz: f(1980), PowerWatts: f(400), TemperatureC: f(66), ClockLimits: []string{}, ClockLimitsRead: true},
+		{SMClockMHz: f(1980), PowerWatts: f(400)},
+	}
+	d := summarizeDevice(0, samples)
+	if !within(d.ClockLimited[gpu.ClockLimitPowerCap], 2.0/3, 1e-9) || !within(d.ClockLimited[gpu.ClockLimitThermal], 1.0/3, 1e-9) ||
+		d.ClockLimited[gpu.ClockLimitHWThermal] != 0 || *d.TemperatureMaxC != 72 || *d.PowerLimitWatts != 700 {
+		t.Fatalf("summary %+v, clock limited %v", d, d.ClockLimited)
+	}
+	want := "SM clock 1865 of 1980 MHz, 546 of 700 W, 72 °C at most; held down by power_cap in 67% of readings, thermal in 33% of readings"
+	if got := d.ClockNote(); got != want {
+		t.Errorf("ClockNote:\n got %q\nwant %q", got, want)
+	}
+	if note := summarizeDevice(0, []gpu.DeviceSample{{UtilizationPercent: f(50)}}).ClockNote(); note != "" {
+		t.Errorf("no clock reading, yet a note: %q", note)
 	}
 }
 

@@ -27,9 +27,15 @@ def line(label, r):
     tps = r.get("tokens_per_second")
     tps = "-" if tps is None else round(tps)
     gpu = "-" if gpu is None else round(gpu)
+    # The card's power and SM clock: under full load the H200 sits at its power limit and
+    # lowers its clock (session 14), which moves every figure on the line.
+    dev = ((r.get("gpu") or {}).get("devices") or [{}])[0]
+    card = ""
+    if dev.get("power_mean_watts") is not None and dev.get("sm_clock_mean_mhz") is not None:
+        card = f" {dev['power_mean_watts']:.0f} W {dev['sm_clock_mean_mhz']:.0f} MHz"
     return (f"{label:22s} req/s {r['requests_per_second']:8.1f}  passages/s {r['passages_per_second']:9.1f}  "
             f"tokens/s {tps:>9}  p50 {lat['p50']*1000:8.1f} ms  "
-            f"p99 {lat['p99']*1000:8.1f} ms  success {r['success_rate']*100:6.2f}%  GPU {gpu}%")
+            f"p99 {lat['p99']*1000:8.1f} ms  success {r['success_rate']*100:6.2f}%  GPU {gpu}%{card}")
 
 
 PHASES = ["pack", "upload", "execute", "download", "unpack"]

@@ -54,8 +54,14 @@ func TestOpenAndSample(t *testing.T) {
 				t.Errorf("GPU %d: %s %v%% out of range", s.Index, name, *v)
 			}
 		}
-		t.Logf("GPU %d: power %v W, SM clock %v MHz, GPM SM activity %v%%, tensor activity %v%%",
-			s.Index, deref(s.PowerWatts), deref(s.SMClockMHz), deref(s.SMActivityPercent), deref(s.TensorActivityPercent))
+		// The clock never runs above the maximum the same driver reports (a little slack for
+		// rounding between the two calls).
+		if s.SMClockMHz != nil && s.SMClockMaxMHz != nil && *s.SMClockMHz > *s.SMClockMaxMHz+15 {
+			t.Errorf("GPU %d: SM clock %v MHz above its maximum %v", s.Index, *s.SMClockMHz, *s.SMClockMaxMHz)
+		}
+		t.Logf("GPU %d: power %v of %v W, SM clock %v of %v MHz, %v °C, clock held by %v (told: %v), GPM SM activity %v%%, tensor activity %v%%",
+			s.Index, deref(s.PowerWatts), deref(s.PowerLimitWatts), deref(s.SMClockMHz), deref(s.SMClockMaxMHz), deref(s.TemperatureC),
+			s.ClockLimits, s.ClockLimitsRead, deref(s.SMActivityPercent), deref(s.TensorActivityPercent))
 	}
 }
 

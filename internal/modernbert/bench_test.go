@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// BenchmarkFitPacked measures the batch former's question on GPU-sized steps (64 rows of 256):
-// how many of ~800 queued MS MARCO-like sequences fill one step.
-func BenchmarkFitPacked(b *testing.B) {
+// fitBench is a model with GPU-sized packed steps (64 rows of 256) planned as XLA plans them,
+// and ~800 queued MS MARCO-like lengths: what the batch former asks about.
+func fitBench(b *testing.B) (*Model, []int) {
 	b.Setenv(EnvVariant, "cpu-graph") // the compiled steps' planning, which XLA runs
 	cfg := tinyConfig()
 	cfg.NumHiddenLayers = 1
@@ -17,35 +17,29 @@ func BenchmarkFitPacked(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer m.Close()
+	b.Cleanup(m.Close)
 	rng := rand.New(rand.NewPCG(1, 1))
 	lengths := make([]int, 800)
 	for i := range lengths {
 		lengths[i] = 20 + rng.IntN(180)
 	}
+	return m, lengths
+}
+
+// BenchmarkFitPacked measures the batch former's question: how many of the queued sequences
+// fill one step.
+func BenchmarkFitPacked(b *testing.B) {
+	m, lengths := fitBench(b)
 	b.ResetTimer()
 	for b.Loop() {
 		m.FitPacked(lengths)
 	}
 }
 
-// BenchmarkFitPackedBelow is the question a busy engine asks next: how much of that step fits
-// the rung below.
+// BenchmarkFitPackedBelow is the question a busy engine asks next when it may cut its batch
+// (engine.Config.BusyBatchCut): how much of that step fits the rung below.
 func BenchmarkFitPackedBelow(b *testing.B) {
-	b.Setenv(EnvVariant, "cpu-graph")
-	cfg := tinyConfig()
-	cfg.NumHiddenLayers = 1
-	m, err := New(context.Background(), cfg, RandomWeights(cfg, 1), Options{Backend: "simplego", Layouts: []Layout{Packed},
-		MaxSequenceLength: 256, RowLengths: []int{256}, MaxBatchTokens: 16384})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
-	rng := rand.New(rand.NewPCG(1, 1))
-	lengths := make([]int, 800)
-	for i := range lengths {
-		lengths[i] = 20 + rng.IntN(180)
-	}
+	m, lengths := fitBench(b)
 	n := m.FitPacked(lengths)
 	slots := m.PackedStepSlots(lengths[:n])
 	b.ResetTimer()

@@ -209,11 +209,10 @@ func gpuDevice(d stress.GPUDeviceSummary) string {
 		}
 		parts = append(parts, m)
 	}
-	if d.PowerMeanWatts != nil {
+	if note := d.ClockNote(); note != "" {
+		parts = append(parts, note)
+	} else if d.PowerMeanWatts != nil {
 		parts = append(parts, fmt.Sprintf("power mean %.0f W", *d.PowerMeanWatts))
-	}
-	if d.SMClockMeanMHz != nil {
-		parts = append(parts, fmt.Sprintf("SM clock %.0f MHz", *d.SMClockMeanMHz))
 	}
 	parts = append(parts, fmt.Sprintf("%d samples", d.Samples))
 	return strings.Join(parts, ", ")

@@ -27,3 +27,19 @@ func TestGPUDeviceLineSaysWhatHeldTheClock(t *testing.T) {
 		t.Errorf("power without a clock: %q", got)
 	}
 }
+
+// The compare table's clock row: the mean over the run's GPUs against the highest maximum, and
+// each reason that held a clock at its largest share.
+func TestGPUClockRow(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	r := &stress.Result{GPU: stress.GPUTelemetry{Devices: []stress.GPUDeviceSummary{
+		{SMClockMeanMHz: f(1766), SMClockMaxMHz: f(1980), ClockLimited: map[string]float64{"power_cap": 0.92, "thermal": 0}},
+		{SMClockMeanMHz: f(1866), SMClockMaxMHz: f(1980), ClockLimited: map[string]float64{"power_cap": 0.5, "thermal": 0}},
+	}}}
+	if got, want := gpuClock(r), "1816 / 1980 MHz, power_cap 92%"; got != want {
+		t.Errorf("gpuClock = %q, want %q", got, want)
+	}
+	if got := gpuClock(&stress.Result{}); got != "unavailable" {
+		t.Errorf("no GPU: %q", got)
+	}
+}

@@ -90,6 +90,7 @@ var texts = []text{
 		return s
 	}},
 	{"gpu", "memory used (max)", func(run Run) string { return gpuMemory(run.Result) }},
+	{"gpu", "SM clock (mean / max)", func(run Run) string { return gpuClock(run.Result) }},
 	{"setup", "engine", func(run Run) string { return orUnknown(run.Setup().Engine) }},
 	{"setup", "dtype", func(run Run) string { return orUnknown(run.Setup().DType) }},
 	{"setup", "model", func(run Run) string { return orUnknown(run.Setup().Model) }},
@@ -281,6 +282,48 @@ func describeLoad(r *stress.Result) string {
 		return fmt.Sprintf("%d concurrent", c.MaxConcurrentRequests)
 	}
 	return "unknown"
+}
+
+// gpuClock is the SM clock over the run's GPUs (mean of their means, against the highest
+// maximum) and, for each reason that held a clock down, its largest share of readings on any
+// of them: "1766 / 1980 MHz, power_cap 92%". A GPU at its power limit runs every kernel slower,
+// so two runs compare fairly only at the same clock.
+func gpuClock(r *stress.Result) string {
+	var sum, maxMHz float64
+	n := 0
+	held := map[string]float64{}
+	for _, d := range r.GPU.Devices {
+		if d.SMClockMeanMHz == nil {
+			continue
+		}
+		sum += *d.SMClockMeanMHz
+		n++
+		if d.SMClockMaxMHz != nil {
+			maxMHz = max(maxMHz, *d.SMClockMaxMHz)
+		}
+		for reason, share := range d.ClockLimited {
+			held[reason] = max(held[reason], share)
+		}
+	}
+	if n == 0 {
+		return "unavailable"
+	}
+	s := fmt.Sprintf("%.0f", sum/float64(n))
+	if maxMHz > 0 {
+		s += fmt.Sprintf(" / %.0f", maxMHz)
+	}
+	s += " MHz"
+	reasons := make([]string, 0, len(held))
+	for reason, share := range held {
+		if share > 0 {
+			reasons = append(reasons, reason)
+		}
+	}
+	sort.Strings(reasons)
+	for _, reason := range reasons {
+		s += fmt.Sprintf(", %s %.0f%%", reason, 100*held[reason])
+	}
+	return s
 }
 
 func gpuMemory(r *stress.Result) string {

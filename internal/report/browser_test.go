@@ -63,11 +63,12 @@ func TestReportRendersInChromium(t *testing.T) {
 	url := "file://" + page
 
 	dom := string(runChromium(t, bin, "--dump-dom", url))
-	if !strings.Contains(dom, `data-charts-rendered="6"`) {
-		t.Errorf("the page did not report 6 charts rendered; body: %s", firstTag(dom, "<body"))
+	if !strings.Contains(dom, `data-charts-rendered="7"`) {
+		t.Errorf("the page did not report 7 charts rendered; body: %s", firstTag(dom, "<body"))
 	}
 	for id, series := range map[string]int{
-		"latency-spectrum": 3, "latency-throughput": 4, "throughput-over-time": 2, "p99-over-time": 2, "gpu-over-time": 2, "latency-histogram": 2,
+		"latency-spectrum": 3, "latency-throughput": 4, "throughput-over-time": 2, "p99-over-time": 2, "gpu-over-time": 2,
+		"gpu-clock-over-time": 2, "latency-histogram": 2,
 	} {
 		tag := firstTag(dom, `<div class="chart" id="`+id+`"`)
 		switch {
@@ -81,7 +82,7 @@ func TestReportRendersInChromium(t *testing.T) {
 			t.Errorf("chart %s: want %d series: %s", id, series, tag)
 		}
 	}
-	if n := strings.Count(dom, "<canvas"); n < 6 {
+	if n := strings.Count(dom, "<canvas"); n < 7 {
 		t.Errorf("%d canvases in the rendered page; want one per chart", n)
 	}
 

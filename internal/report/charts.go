@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/go-echarts/go-echarts/v2/charts"
@@ -34,7 +35,7 @@ const (
 // buildCharts makes the report's figures from the runs.
 func buildCharts(runs []Run) ([]chart, error) {
 	builders := []func([]Run) (chart, error){
-		spectrumChart, latencyThroughputChart, throughputChart, p99Chart, gpuChart, histogramChart,
+		spectrumChart, latencyThroughputChart, throughputChart, p99Chart, gpuChart, gpuClockChart, histogramChart,
 	}
 	out := make([]chart, 0, len(builders))
 	for _, build := range builders {
@@ -42,7 +43,9 @@ func buildCharts(runs []Run) ([]chart, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, c)
+		if c.ID != "" { // a builder with nothing to draw for these runs returns no chart
+			out = append(out, c)
+		}
 	}
 	return out, nil
 }
@@ -240,6 +243,54 @@ func gpuChart(runs []Run) (chart, error) {
 		caption += fmt.Sprintf(" GPU telemetry unavailable for %s: %s.", strings.Join(without[why], ", "), why)
 	}
 	return renderChart(line, "gpu-over-time", "GPU utilisation over time", caption)
+}
+
+// gpuClockChart draws each run's SM clock at every GPU reading (the mean over its GPUs), when
+// any run has one: a GPU at its power or thermal limit lowers its clock under load, and every
+// kernel slows with it, so a run's throughput belongs with its clock.
+func gpuClockChart(runs []Run) (chart, error) {
+	line := newLine("gpu-clock-over-time")
+	var maxMHz float64
+	drawn := false
+	for _, run := range runs {
+		byReading := map[float64][]float64{} // one Sample call reads every GPU at one instant
+		for _, s := range run.Result.GPU.Series {
+			if s.SMClockMHz != nil {
+				byReading[s.Seconds] = append(byReading[s.Seconds], *s.SMClockMHz)
+			}
+		}
+		pts := make([][2]float64, 0, len(byReading))
+		for sec, clocks := range byReading {
+			var sum float64
+			for _, c := range clocks {
+				sum += c
+			}
+			pts = append(pts, [2]float64{sec, sum / float64(len(clocks))})
+		}
+		sort.Slice(pts, func(i, j int) bool { return pts[i][0] < pts[j][0] })
+		for _, d := range run.Result.GPU.Devices {
+			if d.SMClockMaxMHz != nil {
+				maxMHz = max(maxMHz, *d.SMClockMaxMHz)
+			}
+		}
+		drawn = drawn || len(pts) > 0
+		lineSeries(line, run.Label, pts, false, "")
+	}
+	if !drawn {
+		return chart{}, nil
+	}
+	line.SetGlobalOptions(
+		charts.WithXAxisOpts(opts.XAxis{Type: "value", Name: "seconds into the measured window", NameLocation: "middle", NameGap: 30, Min: 0}),
+		charts.WithYAxisOpts(opts.YAxis{Type: "value", Name: "SM clock (MHz)", Min: 0}),
+		charts.WithTooltipOpts(opts.Tooltip{Trigger: "axis"}),
+		charts.WithDataZoomOpts(opts.DataZoom{Type: "inside"}),
+	)
+	caption := "The SM clock at each GPU reading, averaged over the run's GPUs."
+	if maxMHz > 0 {
+		caption += fmt.Sprintf(" The GPUs can reach %.0f MHz.", maxMHz)
+	}
+	caption += " A GPU at its power or thermal limit lowers its clock, and every kernel slows with it: the configuration tables say which limit held it, and in what share of the readings."
+	return renderChart(line, "gpu-clock-over-time", "GPU clock over time", caption)
 }
 
 func histogramChart(runs []Run) (chart, error) {

@@ -89,10 +89,20 @@ func fixtureRun(t *testing.T, engine, dtype string, median time.Duration, rps fl
 		mean := sum / float64(len(series))
 		used, totalMem := uint64(20<<30), uint64(80<<30)
 		res.GPUUtilizationPercent = &mean
+		// A card at its power limit: the clock sags under load.
+		var clocks []stress.GPUSample
+		var clockSum float64
+		for i := range int(seconds) {
+			c := 1980 - 300*rng.Float64()
+			clockSum += c
+			clocks = append(clocks, stress.GPUSample{Seconds: float64(i + 1), Device: 0, SMClockMHz: &c})
+		}
+		clockMean, clockMax, watts, limit := clockSum/seconds, 1980.0, 690.0, 700.0
 		res.GPU = stress.GPUTelemetry{Source: stress.GPUSourceNVML, Note: "NVML utilisation counts time with any kernel running",
-			SampleIntervalSeconds: 0.1,
+			SampleIntervalSeconds: 0.1, Series: clocks,
 			Devices: []stress.GPUDeviceSummary{{Index: 0, Name: "NVIDIA H200", Samples: 300, MemoryTotalBytes: &totalMem,
-				UtilizationMeanPercent: &mean, MemoryUsedMaxBytes: &used}}}
+				UtilizationMeanPercent: &mean, MemoryUsedMaxBytes: &used, SMClockMeanMHz: &clockMean, SMClockMaxMHz: &clockMax,
+				PowerMeanWatts: &watts, PowerLimitWatts: &limit, ClockLimited: map[string]float64{"power_cap": 0.9, "thermal": 0}}}}
 	}
 	return res
 }

@@ -58,7 +58,7 @@ func TestHTMLIsSelfContained(t *testing.T) {
 	if !strings.Contains(page, `t.version="`+EChartsVersion+`"`) {
 		t.Error("the ECharts library is not inlined")
 	}
-	for _, id := range []string{"latency-spectrum", "throughput-over-time", "p99-over-time", "gpu-over-time", "latency-histogram"} {
+	for _, id := range []string{"latency-spectrum", "throughput-over-time", "p99-over-time", "gpu-over-time", "gpu-clock-over-time", "latency-histogram"} {
 		if !strings.Contains(page, `id="`+id+`"`) || !strings.Contains(page, `{id: "`+id+`", option: {`) {
 			t.Errorf("chart %s missing", id)
 		}
@@ -67,7 +67,7 @@ func TestHTMLIsSelfContained(t *testing.T) {
 		"Random weights", "sequential float32", "continuous bfloat16", "answerdotai/ModernBERT-base",
 		"min 0.999120", "Same embeddings within numerical noise", "CPU demo, tiny model", "Configuration of each run", "http_429: 2", "NVIDIA H200",
 		"GPU telemetry unavailable for sequential float32: no NVML driver on this machine",
-		"open loop 120/s poisson, cap 10 (rate NOT kept)", "0.999120 vs sequential float32", "0.999120 vs continuous bfloat16", "continuous bfloat16 (uncorrected)", "scheduled / sent / unsent",
+		"open loop 120/s poisson, cap 10 (rate NOT kept)", "of 1980 MHz, 690 of 700 W; held down by power_cap in 90% of readings", "The GPUs can reach 1980 MHz", "0.999120 vs sequential float32", "0.999120 vs continuous bfloat16", "continuous bfloat16 (uncorrected)", "scheduled / sent / unsent",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the report lacks %q", want)

@@ -387,11 +387,17 @@ func (m *Model) PackedStepSlots(lengths []int) int {
 		}
 		return sum
 	}
+	return m.packedStepSlots(m.clampedLengths(lengths))
+}
+
+// clampedLengths is lengths as a step will hold them: truncated to the longest sequence, and at
+// least one token.
+func (m *Model) clampedLengths(lengths []int) []int {
 	clamped := make([]int, len(lengths))
 	for i, n := range lengths {
 		clamped[i] = max(1, min(n, m.opts.MaxSequenceLength))
 	}
-	return m.packedStepSlots(clamped)
+	return clamped
 }
 
 // fitPacked is the most leading sequences that one packed step of at most maxSlots slots holds
@@ -412,10 +418,7 @@ func (m *Model) fitPacked(lengths []int, maxSlots int) int {
 	if len(m.packed) == 0 {
 		return len(lengths) // nothing to plan on: Embed refuses the layout
 	}
-	clamped := make([]int, len(lengths))
-	for i, n := range lengths {
-		clamped[i] = max(1, min(n, m.opts.MaxSequenceLength))
-	}
+	clamped := m.clampedLengths(lengths)
 	fits := func(k int) bool {
 		plan := m.planPacked(clamped[:k])
 		return len(plan) == 1 && plan[0].st.spec.rows*plan[0].st.spec.rowLen <= maxSlots

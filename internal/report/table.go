@@ -286,7 +286,7 @@ func describeLoad(r *stress.Result) string {
 
 // gpuClock is the SM clock over the run's GPUs (mean of their means, against the highest
 // maximum) and, for each reason that held a clock down, its largest share of readings on any
-// of them: "1766 / 1980 MHz, power_cap 92%". A GPU at its power limit runs every kernel slower,
+// of them, the most frequent first: "1766 / 1980 MHz, power_cap 92%". A GPU at its power limit runs every kernel slower,
 // so two runs compare fairly only at the same clock.
 func gpuClock(r *stress.Result) string {
 	var sum, maxMHz float64
@@ -313,14 +313,7 @@ func gpuClock(r *stress.Result) string {
 		s += fmt.Sprintf(" / %.0f", maxMHz)
 	}
 	s += " MHz"
-	reasons := make([]string, 0, len(held))
-	for reason, share := range held {
-		if share > 0 {
-			reasons = append(reasons, reason)
-		}
-	}
-	sort.Strings(reasons)
-	for _, reason := range reasons {
+	for _, reason := range stress.HeldReasons(held) {
 		s += fmt.Sprintf(", %s %.0f%%", reason, 100*held[reason])
 	}
 	return s

@@ -332,17 +332,7 @@ func (d GPUDeviceSummary) ClockNote() string {
 	if d.TemperatureMaxC != nil {
 		fmt.Fprintf(&b, ", %.0f °C at most", *d.TemperatureMaxC)
 	}
-	reasons := make([]string, 0, len(d.ClockLimited))
-	for r, share := range d.ClockLimited {
-		if share > 0 {
-			reasons = append(reasons, r)
-		}
-	}
-	sort.Slice(reasons, func(i, j int) bool {
-		a, b := d.ClockLimited[reasons[i]], d.ClockLimited[reasons[j]]
-		return a > b || a == b && reasons[i] < reasons[j]
-	})
-	for i, r := range reasons {
+	for i, r := range HeldReasons(d.ClockLimited) {
 		sep := ", "
 		if i == 0 {
 			sep = "; held down by "
@@ -350,6 +340,22 @@ func (d GPUDeviceSummary) ClockNote() string {
 		fmt.Fprintf(&b, "%s%s in %.0f%% of readings", sep, r, 100*d.ClockLimited[r])
 	}
 	return b.String()
+}
+
+// HeldReasons lists the reasons in shares (as GPUDeviceSummary.ClockLimited holds them) that
+// held a clock down in any reading, the most frequent first.
+func HeldReasons(shares map[string]float64) []string {
+	reasons := make([]string, 0, len(shares))
+	for r, share := range shares {
+		if share > 0 {
+			reasons = append(reasons, r)
+		}
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		a, b := shares[reasons[i]], shares[reasons[j]]
+		return a > b || a == b && reasons[i] < reasons[j]
+	})
+	return reasons
 }
 
 // GPUSample is one reading of one device.

@@ -111,7 +111,17 @@ func TestBusyReplicaRunsTheSpillWithTheNextBatch(t *testing.T) {
 	embed(60, 60, 5, 5) // idle: whole, held on the device
 	<-held.held
 	embed(60, 60, 5, 5) // busy: the two fives wait
-	for eng.Stats().QueuedSequences != 2 {
+	// The cut batch leaves its spill queued at once, but it must also come back before the held
+	// one is let go, or the order below is the scheduler's.
+	reported := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(batches)
+	}
+	for deadline := time.Now().Add(30 * time.Second); eng.Stats().QueuedSequences != 2 || reported() != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s, %d sequences queued and %d batches back: the busy batch was not cut", eng.Stats().QueuedSequences, reported())
+		}
 		time.Sleep(time.Millisecond)
 	}
 	release()

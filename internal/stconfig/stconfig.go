@@ -9,6 +9,7 @@
 package stconfig
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -276,7 +277,8 @@ func (p *Pipeline) readPooling(dir string) error {
 		return err
 	}
 	var modes []string
-	if msg, ok := raw["pooling_mode"]; ok {
+	meanByDefault := false
+	if msg, ok := raw["pooling_mode"]; ok && !bytes.Equal(bytes.TrimSpace(msg), []byte("null")) {
 		var one string
 		if err := json.Unmarshal(msg, &one); err == nil {
 			modes = []string{one}
@@ -284,23 +286,32 @@ func (p *Pipeline) readPooling(dir string) error {
 			return fmt.Errorf("pooling_mode %s: want a mode name or a list of them", msg)
 		}
 	} else {
+		// sentence-transformers builds Pooling(**config), whose pooling_mode_mean_tokens
+		// defaults to true and every other flag to false: a config that sets cls alone and
+		// omits the mean flag pools cls and mean concatenated.
 		for _, k := range classicPoolingKeys {
-			var on bool
-			if msg, ok := raw[k.key]; ok {
+			msg, ok := raw[k.key]
+			on := !ok && k.mode == "mean"
+			if ok {
 				if err := json.Unmarshal(msg, &on); err != nil {
 					return fmt.Errorf("%s %s: want true or false", k.key, msg)
 				}
 			}
 			if on {
 				modes = append(modes, k.mode)
+				meanByDefault = meanByDefault || !ok
 			}
 		}
-		if len(modes) == 0 {
-			modes = []string{"mean"} // what sentence-transformers makes of no mode at all
-		}
+	}
+	if len(modes) == 0 {
+		return errors.New("no pooling mode is on: set pooling_mode, or one pooling_mode_* flag to true")
 	}
 	if len(modes) != 1 {
-		return fmt.Errorf("pooling modes %s concatenated are not supported (one mode only)", strings.Join(modes, "+"))
+		why := ""
+		if meanByDefault {
+			why = "; pooling_mode_mean_tokens is absent, which sentence-transformers reads as true"
+		}
+		return fmt.Errorf("pooling modes %s concatenated are not supported (one mode only%s)", strings.Join(modes, "+"), why)
 	}
 	mode, err := modernbert.ParsePooling(modes[0])
 	if err != nil {

@@ -181,6 +181,18 @@ func TestRefusals(t *testing.T) {
 				return strings.Replace(s, `"pooling_mode_mean_tokens": false`, `"pooling_mode_mean_tokens": true`, 1)
 			})
 		}, []string{"1_Pooling", "cls+mean"}},
+		// sentence-transformers' Pooling defaults pooling_mode_mean_tokens to true, so cls
+		// without the mean flag is cls and mean concatenated, a vector twice as long.
+		{"cls without the mean flag", "cls_normalize/classic", func(t *testing.T, dir string) {
+			edit(t, filepath.Join(dir, "1_Pooling", "config.json"), func(s string) string {
+				return strings.Replace(s, `"pooling_mode_mean_tokens": false,`, ``, 1)
+			})
+		}, []string{"1_Pooling", "cls+mean", "absent"}},
+		{"no pooling mode on", "cls_normalize/classic", func(t *testing.T, dir string) {
+			edit(t, filepath.Join(dir, "1_Pooling", "config.json"), func(s string) string {
+				return strings.Replace(s, `"pooling_mode_cls_token": true`, `"pooling_mode_cls_token": false`, 1)
+			})
+		}, []string{"1_Pooling", "no pooling mode"}},
 		{"dense after normalize", "max_dense/current", func(t *testing.T, dir string) {
 			edit(t, filepath.Join(dir, ModulesFile), func(s string) string {
 				s = strings.Replace(s, `"idx": 2,`, `"idx": 9,`, 1)
@@ -207,5 +219,30 @@ func TestRefusals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A Pooling config reads as sentence-transformers' Pooling(**config) reads it: absent flags
+// take the constructor's defaults (mean on, the rest off), and a null pooling_mode defers to
+// the flags.
+func TestPoolingConfigDefaultsAsSentenceTransformers(t *testing.T) {
+	for _, c := range []struct{ config, want string }{
+		{`{"word_embedding_dimension": 16}`, "mean"},
+		{`{"word_embedding_dimension": 16, "pooling_mode_max_tokens": true, "pooling_mode_mean_tokens": false}`, "max"},
+		{`{"pooling_mode": null, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}`, "cls"},
+		{`{"pooling_mode": "lasttoken", "pooling_mode_mean_tokens": true}`, "lasttoken"},
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(c.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var p Pipeline
+		if err := p.readPooling(dir); err != nil {
+			t.Errorf("%s: %v", c.config, err)
+			continue
+		}
+		if got := p.Pooling.String(); got != c.want {
+			t.Errorf("%s: pooling %s, want %s", c.config, got, c.want)
+		}
 	}
 }

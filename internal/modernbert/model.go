@@ -186,10 +186,14 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	fused := 0
 	for _, st := range m.allSteps() {
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
+		if slots := st.spec.rows * st.spec.rowLen; !slices.Contains(m.info.StepSlots, slots) {
+			m.info.StepSlots = append(m.info.StepSlots, slots)
+		}
 		if st.spec.fusedAttention {
 			fused++
 		}
 	}
+	slices.Sort(m.info.StepSlots)
 	m.info.Attention = attentionSummary(opts.DType.gomlx(), fused, len(m.info.Shapes))
 	if m.cpu == nil {
 		m.info.Downloads = m.downloadsSummary()

@@ -380,6 +380,9 @@ func TestLadderShapes(t *testing.T) {
 	if got := m.Info().Shapes; !slices.Equal(got, want) {
 		t.Errorf("shapes %v, want %v", got, want)
 	}
+	if got, want := m.Info().StepSlots, []int{64, 128, 256, 512, 1024, 1536, 2048}; !slices.Equal(got, want) {
+		t.Errorf("step slots %v, want those of the shapes, once each: %v", got, want)
+	}
 	// Padded (the sequential engine): one row first, then rungs 4x apart, up to PaddedRows.
 	padded := newTiny(t, Options{MaxBatchTokens: 2048, MaxSequenceLength: 256, StepSlots: []int{1024, 2048},
 		PaddedRows: 32, Layouts: []Layout{Padded}})

@@ -264,17 +264,20 @@ func (s Stats) Waste() float64 {
 
 // Info describes a loaded model for logs, /health and reports.
 type Info struct {
-	Backend     string        `json:"backend"`
-	Device      string        `json:"device"`
-	DType       string        `json:"dtype"`
-	Pooling     string        `json:"pooling"`
-	Dense       []string      `json:"dense,omitempty"` // each layer as "IN->OUT activation"
-	Normalize   bool          `json:"normalize"`
-	Weights     string        `json:"weights"`
-	StoredDType string        `json:"stored_dtype"`
-	Params      int           `json:"params"`
-	Config      string        `json:"config"`
-	Shapes      []string      `json:"shapes"`
+	Backend     string   `json:"backend"`
+	Device      string   `json:"device"`
+	DType       string   `json:"dtype"`
+	Pooling     string   `json:"pooling"`
+	Dense       []string `json:"dense,omitempty"` // each layer as "IN->OUT activation"
+	Normalize   bool     `json:"normalize"`
+	Weights     string   `json:"weights"`
+	StoredDType string   `json:"stored_dtype"`
+	Params      int      `json:"params"`
+	Config      string   `json:"config"`
+	Shapes      []string `json:"shapes"`
+	// StepSlots are the distinct token slots of the compiled steps, ascending: the step
+	// ladder's rungs. Empty on the native CPU pass, whose steps are sized to what is queued.
+	StepSlots   []int         `json:"step_slots,omitempty"`
 	CompileTime time.Duration `json:"compile_time_ns"`
 	// Attention says how the compiled steps attend: "cudnn-fused BFloat16" or "cudnn-fused
 	// Float16" (a float32 model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native

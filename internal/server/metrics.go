@@ -3,6 +3,7 @@ package server
 import (
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,7 @@ type metrics struct {
 	inputTokens   prometheus.Counter
 	batchRequests prometheus.Histogram
 	batchSeqs     prometheus.Histogram
-	stepSlots     prometheus.Histogram
+	stepSlots     *stepSlotsHistogram
 	stepOccupancy prometheus.Histogram
 	batchTokens   prometheus.Histogram
 	batchSlots    prometheus.Histogram
@@ -72,10 +73,7 @@ func newMetrics(s *Server) *metrics {
 		Name: "embedbench_batch_slot_tokens", Help: "Token slots the device computed for one batch, padding included.",
 		Buckets: prometheus.ExponentialBuckets(16, 2, 14),
 	})
-	m.stepSlots = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "embedbench_step_slots", Help: "Token slots of one device step: the rung of the step ladder it ran on.",
-		Buckets: prometheus.ExponentialBuckets(64, 2, 10),
-	})
+	m.stepSlots = newStepSlotsHistogram()
 	m.stepOccupancy = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "embedbench_step_occupancy_ratio", Help: "Share of one device step's token slots that held real tokens.",
 		Buckets: prometheus.LinearBuckets(0.05, 0.05, 20),
@@ -117,6 +115,42 @@ func newMetrics(s *Server) *metrics {
 }
 
 func (m *metrics) connRefused(reason string) { m.connsRefused.WithLabelValues(reason).Inc() }
+
+// stepSlotsHistogram is embedbench_step_slots. Its buckets are the model's compiled step sizes
+// once it is ready, so that each rung of the ladder (3,072 and 4,096 slots, say) counts apart;
+// powers of two before that, and for a model whose steps are sized to what is queued.
+type stepSlotsHistogram struct {
+	h atomic.Pointer[prometheus.Histogram]
+}
+
+func newStepSlotsHistogram() *stepSlotsHistogram {
+	c := &stepSlotsHistogram{}
+	c.use(nil)
+	return c
+}
+
+// use starts the histogram afresh with a bucket for each of these step sizes (none: powers of
+// two from 64 to 32,768).
+func (c *stepSlotsHistogram) use(slots []int) {
+	buckets := prometheus.ExponentialBuckets(64, 2, 10)
+	if len(slots) > 0 {
+		buckets = buckets[:0]
+		for _, s := range slices.Sorted(slices.Values(slots)) {
+			if n := len(buckets); n == 0 || buckets[n-1] != float64(s) {
+				buckets = append(buckets, float64(s))
+			}
+		}
+	}
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "embedbench_step_slots", Help: "Token slots of one device step: the rung of the step ladder it ran on.",
+		Buckets: buckets,
+	})
+	c.h.Store(&h)
+}
+
+func (c *stepSlotsHistogram) Observe(v float64)                   { (*c.h.Load()).Observe(v) }
+func (c *stepSlotsHistogram) Describe(ch chan<- *prometheus.Desc) { (*c.h.Load()).Describe(ch) }
+func (c *stepSlotsHistogram) Collect(ch chan<- prometheus.Metric) { (*c.h.Load()).Collect(ch) }
 
 func (m *metrics) observeRequest(route string, code int, elapsed time.Duration) {
 	c := strconv.Itoa(code)

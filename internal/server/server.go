@@ -59,6 +59,9 @@ type Backend struct {
 	// and the length before truncation (maxLength 0 = none).
 	Tokenize func(text string, addSpecial, offsets bool, maxLength int) (ids []int32, spans [][2]int, total int)
 	Info     Info
+	// StepSlots are the step sizes the model compiled (none where steps are sized to what is
+	// queued): embedbench_step_slots gets a bucket for each.
+	StepSlots []int
 }
 
 // Info describes the running model in /health and /v1/models.
@@ -146,7 +149,10 @@ func New(cfg Config) (*Server, error) {
 }
 
 // SetReady makes the server answer work requests with b.
-func (s *Server) SetReady(b Backend) { s.backend.Store(&b) }
+func (s *Server) SetReady(b Backend) {
+	s.metrics.stepSlots.use(b.StepSlots)
+	s.backend.Store(&b)
+}
 
 // ObserveBatch records one device batch in the metrics; pass it as engine.Config.OnBatch.
 func (s *Server) ObserveBatch(b engine.BatchReport) { s.metrics.observeBatch(b) }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,14 +78,17 @@ type options struct {
 	maxHeader      int
 	maxConns       int
 	perClient      int
+	stepSlots      []int // the Backend's step sizes, in place of the model's
 }
 
 type fixture struct {
-	srv    *server.Server
-	url    string
-	eng    engine.Engine
-	stop   context.CancelFunc
-	served chan error
+	srv *server.Server
+	url string
+	eng engine.Engine
+	// stepSlots are the model's compiled step sizes, as its Backend says.
+	stepSlots []int
+	stop      context.CancelFunc
+	served    chan error
 }
 
 func newModel(t testing.TB, layout modernbert.Layout) *modernbert.Model {
@@ -136,13 +140,16 @@ func start(t testing.TB, o options) *fixture {
 		srv.ObserveBatch(b)
 	}}
 	var eng engine.Engine
+	var stepSlots []int
 	if o.engine == "sequential" {
 		m := newModel(t, modernbert.Padded)
+		stepSlots = m.Info().StepSlots
 		eng, err = engine.NewSequential(cfg, engine.ModelRunner(m, modernbert.Padded), 8)
 	} else {
 		runners := make([]engine.Runner, o.replicas)
 		for i := range runners {
 			m := newModel(t, modernbert.Packed)
+			stepSlots = m.Info().StepSlots
 			if o.closedModel {
 				m.Close()
 			}
@@ -153,20 +160,24 @@ func start(t testing.TB, o options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.stepSlots != nil {
+		stepSlots = o.stepSlots
+	}
 	srv.SetReady(server.Backend{
 		Engine: eng, Dim: testDim, VocabSize: tk.VocabSize(), MaxSequenceLength: testMaxSeq,
 		Tokenize: func(text string, addSpecial, offsets bool, maxLength int) ([]int32, [][2]int, int) {
 			enc := tk.Encode(text, tokenizer.EncodeOptions{AddSpecialTokens: addSpecial, MaxLength: maxLength})
 			return enc.IDs, enc.Offsets, enc.TotalTokens
 		},
-		Info: server.Info{Device: "cpu", DType: "float32", Pooling: "mean", Weights: "random (seed 1)", Replicas: o.replicas},
+		Info:      server.Info{Device: "cpu", DType: "float32", Pooling: "mean", Weights: "random (seed 1)", Replicas: o.replicas},
+		StepSlots: stepSlots,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	f := &fixture{srv: srv, url: "http://" + ln.Addr().String(), eng: eng, stop: stop, served: make(chan error, 1)}
+	f := &fixture{srv: srv, url: "http://" + ln.Addr().String(), eng: eng, stepSlots: stepSlots, stop: stop, served: make(chan error, 1)}
 	go func() { f.served <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		f.stop()
@@ -830,6 +841,9 @@ func TestOneTextRunsTheSmallestStep(t *testing.T) {
 			if big := metricValue(m, "embedbench_step_slots_count") - metricValue(m, `embedbench_step_slots_bucket{le="64"}`); big < 1 {
 				t.Errorf("60 passages ran no step larger than 64 slots:\n%s", grep(m, "step_slots"))
 			}
+			if len(f.stepSlots) > 0 { // a compiled ladder: a bucket for each rung
+				checkStepBuckets(t, m, f.stepSlots)
+			}
 			if m := f.metrics(t); !strings.Contains(m, "embedbench_step_occupancy_ratio_count") {
 				t.Errorf("no step occupancy histogram")
 			}
@@ -838,6 +852,36 @@ func TestOneTextRunsTheSmallestStep(t *testing.T) {
 				t.Errorf("%v steps timed in their execute phase, want all %v:\n%s", n, steps, grep(m, "step_phase"))
 			}
 		})
+	}
+}
+
+// /metrics buckets the step sizes by the rungs the model compiled (as its Backend says), so
+// that neighbouring rungs (3,072 and 4,096 slots on the GPU's ladder) count apart.
+func TestStepSizeBucketsAreTheRungs(t *testing.T) {
+	rungs := []int{48, 192, 3072, 4096}
+	f := start(t, options{stepSlots: rungs})
+	f.embed(t, map[string]any{"texts": []string{"a query"}})
+	m := f.metrics(t)
+	checkStepBuckets(t, m, rungs)
+	if n := metricValue(m, `embedbench_step_slots_bucket{le="48"}`); n != 1 {
+		t.Errorf("one short text's step in the smallest rung's bucket: %v, want 1:\n%s", n, grep(m, "step_slots"))
+	}
+}
+
+// checkStepBuckets fails unless embedbench_step_slots has exactly one bucket for each rung.
+func checkStepBuckets(t *testing.T, exposition string, rungs []int) {
+	t.Helper()
+	var les, want []string
+	for _, line := range strings.Split(exposition, "\n") {
+		if rest, ok := strings.CutPrefix(line, `embedbench_step_slots_bucket{le="`); ok {
+			les = append(les, rest[:strings.IndexByte(rest, '"')])
+		}
+	}
+	for _, r := range rungs {
+		want = append(want, strconv.Itoa(r))
+	}
+	if want = append(want, "+Inf"); !slices.Equal(les, want) {
+		t.Errorf("step size buckets %v, want one a rung: %v", les, want)
 	}
 }
 

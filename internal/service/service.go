@@ -165,6 +165,7 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 			Prompts: spec.Prompts.Texts, DefaultPrompt: spec.Prompts.Default, STLayout: spec.STLayout,
 			Weights: info.Weights, Replicas: replicas, GPUAvailable: spec.GPUAvailable,
 		},
+		StepSlots: info.StepSlots,
 	}
 	ok = true
 	return s, nil

@@ -90,6 +90,10 @@ func (c *Continuous) Embed(ctx context.Context, job Job) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
+	if len(seqs) == 0 { // nothing to queue, and nothing would ever finish it
+		res.Vectors = [][]float32{}
+		return res, nil
+	}
 
 	j := &contJob{vectors: make([][]float32, len(seqs)), left: len(seqs), queued: len(seqs), done: make(chan struct{})}
 	c.mu.Lock()

@@ -362,6 +362,35 @@ func TestInvalidTokenInput(t *testing.T) {
 	}
 }
 
+// A job of no inputs is answered at once with no vectors, by both engines: nothing queued for
+// it would ever finish it, and an engine that waited would also hold up its own Close.
+func TestEmptyJobIsAnsweredAtOnce(t *testing.T) {
+	m := newTinyModel(t)
+	seq, err := NewSequential(testConfig(), ModelRunner(m, modernbert.Padded), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont, err := NewContinuous(testConfig(), []Runner{ModelRunner(m, modernbert.Packed)}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, eng := range map[string]Engine{"sequential": seq, "continuous": cont} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := eng.Embed(ctx, Job{IDs: [][]int32{}})
+		cancel()
+		if err != nil || len(res.Vectors) != 0 {
+			t.Errorf("%s: %d vectors, err %v; want none, at once", name, len(res.Vectors), err)
+		}
+		closed := make(chan struct{})
+		go func() { eng.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: Close still waiting 10 s after the empty jobs", name)
+		}
+	}
+}
+
 // A stream of one-text jobs must not starve a big one: oldest first, the big job's sequences
 // go out ahead of the small jobs that came after it, in about as many steps as it needs alone.
 func TestSmallJobsDoNotStarveABigOne(t *testing.T) {

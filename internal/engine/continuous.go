@@ -134,14 +134,15 @@ func (c *Continuous) Embed(ctx context.Context, job Job) (Result, error) {
 func (c *Continuous) abandon(j *contJob, cause error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.failLocked(j, cause)
+	c.stats.DroppedSequences += uint64(c.failLocked(j, cause))
 }
 
-// failLocked finishes j with err and removes its queued sequences.
-func (c *Continuous) failLocked(j *contJob, err error) {
+// failLocked finishes j with err and removes its queued sequences, returning how many.
+func (c *Continuous) failLocked(j *contJob, err error) (removed int) {
 	if j.finished {
-		return
+		return 0
 	}
+	removed = j.queued
 	if j.queued > 0 {
 		kept := c.queue[:0]
 		for _, q := range c.queue {
@@ -153,11 +154,11 @@ func (c *Continuous) failLocked(j *contJob, err error) {
 		}
 		clear(c.queue[len(kept):]) // let the dropped ids be collected
 		c.queue = kept
-		c.stats.DroppedSequences += uint64(j.queued)
 		j.queued = 0
 	}
 	j.err = err
 	c.finishLocked(j)
+	return removed
 }
 
 func (c *Continuous) finishLocked(j *contJob) {

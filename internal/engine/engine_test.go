@@ -315,6 +315,15 @@ func TestDeviceErrorFailsTheBatchAndTheEngineLivesOn(t *testing.T) {
 	if st := eng.Stats(); st.DeviceErrors != 2 || st.LastError == "" || st.LastErrorAt.IsZero() {
 		t.Errorf("stats %+v, want 2 device errors with the last one described", st)
 	}
+	// A job larger than a step fails with its first batch; the rest of it leaves the queue,
+	// and is not counted as dropped for a client that went away.
+	long := randomSeqs(rng, slices.Repeat([]int{120}, 20)...)
+	if _, err := eng.Embed(context.Background(), Job{IDs: long}); err == nil {
+		t.Fatal("a job on a broken device succeeded")
+	}
+	if st := eng.Stats(); st.DroppedSequences != 0 || st.QueuedSequences != 0 {
+		t.Errorf("after a failed job: %d sequences counted dropped by departed clients, %d queued; want 0 and 0", st.DroppedSequences, st.QueuedSequences)
+	}
 }
 
 func TestQueueBoundAndClose(t *testing.T) {

@@ -124,6 +124,13 @@ func (s *Server) wrap(rt route) http.Handler {
 				}
 			}
 		}()
+		if r.ContentLength != 0 {
+			// A body this server may answer without reading (405, 401, 503, or any body sent
+			// to a GET route) is still drained by net/http before and after the answer, up to
+			// 256 KiB: without a deadline a client that announces a body and never sends it
+			// holds the connection for good. readBody sets the same deadline.
+			_ = http.NewResponseController(w).SetReadDeadline(x.start.Add(s.cfg.BodyReadTimeout))
+		}
 		if rt.methods != nil && !allowed(rt.methods, r.Method) {
 			w.Header().Set("Allow", strings.Join(rt.methods, ", "))
 			s.writeError(x, api.Errorf(http.StatusMethodNotAllowed, "", "method %s not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(rt.methods, " or ")))
@@ -237,6 +244,9 @@ func (s *Server) putBuffer(b *bytes.Buffer) {
 	}
 }
 
+// preallocatedBody is the most a body's buffer is given before its bytes arrive.
+const preallocatedBody = 64 << 10
+
 // maxDrainBytes bounds how much of an oversize body is read and dropped after its 413, so that
 // a client which sends its whole body before reading the answer still gets to read it.
 const maxDrainBytes = 64 << 20
@@ -257,8 +267,10 @@ func (s *Server) readBody(x *exchange) (*bytes.Buffer, bool) {
 	// ErrNotSupported (a ResponseWriter without a connection, as in tests) leaves it unbounded.
 	_ = rc.SetReadDeadline(x.start.Add(s.cfg.BodyReadTimeout))
 	buf := s.getBuffer()
+	// Room for what the header announces, up to preallocatedBody: past that the buffer grows
+	// as bytes arrive, so that a header alone cannot make the server allocate the body limit.
 	if x.r.ContentLength > 0 {
-		buf.Grow(int(x.r.ContentLength))
+		buf.Grow(int(min(x.r.ContentLength, preallocatedBody)))
 	}
 	n, err := buf.ReadFrom(io.LimitReader(x.r.Body, limit+1))
 	switch {

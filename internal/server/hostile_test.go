@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,6 +180,59 @@ func TestClientThatNeverReadsIsCut(t *testing.T) {
 	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("after %d answers the connection was left open, not cut: %v", answered, err)
+	}
+}
+
+// A request answered without its body being read (a GET route, a wrong method) is still
+// drained by net/http; a client that announces a body and never sends it is cut off at the
+// body deadline, after its answer, instead of holding the connection for good.
+func TestAnnouncedBodyNeverSentCannotHoldAConnection(t *testing.T) {
+	f := start(t, options{bodyTimeout: time.Second})
+	for _, c := range []struct {
+		head string
+		want int
+	}{
+		{"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", http.StatusOK},
+		{"GET /embed HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", http.StatusMethodNotAllowed},
+		{"GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", http.StatusOK},
+	} {
+		conn := f.rawConn(t, "")
+		if _, err := io.WriteString(conn, c.head+"{\"te"); err != nil {
+			t.Fatal(err)
+		}
+		r, err := readReply(t, conn, 10*time.Second)
+		if err != nil || r.status != c.want {
+			t.Fatalf("%q: %d, %v; want an answer %d", c.head, r.status, err, c.want)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("%q: connection still open 10 s after its answer, past the 1 s body deadline: %v", c.head, err)
+		}
+	}
+}
+
+// A Content-Length header alone does not make the server allocate the body: the buffer grows
+// as the bytes arrive.
+func TestAnnouncedBodySizeIsNotAllocatedUpFront(t *testing.T) {
+	const announced, conns = 30 << 20, 16
+	f := start(t, options{maxBody: 32 << 20, bodyTimeout: 20 * time.Second})
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range conns {
+		c := f.rawConn(t, "")
+		head := fmt.Sprintf("POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", announced)
+		if _, err := io.WriteString(c, head+`{"texts": [`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the uploads to be read", func() bool {
+		return strings.Contains(f.metrics(t), fmt.Sprintf("embedbench_http_bodies_reading %d", conns))
+	})
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 64<<20 {
+		t.Errorf("%d uploads that announced %d MiB and sent 11 bytes grew the heap by %d MiB", conns, announced>>20, grew>>20)
 	}
 }
 

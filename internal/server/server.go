@@ -183,6 +183,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(shutdownCtx); err != nil {
+		// Close what is left, so that its requests' contexts end (the engine drops their
+		// queued work) and shutdown takes the time it was given, not as long as they run.
+		_ = hs.Close()
 		return fmt.Errorf("shutting down with requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +80,7 @@ type options struct {
 	maxConns       int
 	perClient      int
 	stepSlots      []int // the Backend's step sizes, in place of the model's
+	shutdown       time.Duration
 }
 
 type fixture struct {
@@ -123,10 +125,13 @@ func start(t testing.TB, o options) *fixture {
 	if o.maxBody == 0 {
 		o.maxBody = 1 << 20
 	}
+	if o.shutdown == 0 {
+		o.shutdown = 30 * time.Second
+	}
 	srv, err := server.New(server.Config{
 		EngineName: o.engine, ModelID: "tiny-modernbert", MaxConcurrentRequests: o.maxConcurrent,
 		MaxClientBatchSize: o.maxClientBatch, MaxBodyBytes: o.maxBody, APIKey: o.apiKey,
-		ShutdownTimeout: 30 * time.Second, Logger: slog.New(slog.DiscardHandler),
+		ShutdownTimeout: o.shutdown, Logger: slog.New(slog.DiscardHandler),
 		BodyReadTimeout: o.bodyTimeout, IdleTimeout: o.idleTimeout, WriteTimeout: o.writeTimeout, MaxHeaderBytes: o.maxHeader,
 		MaxConnections: o.maxConns, MaxConnectionsPerClient: o.perClient,
 	})
@@ -694,6 +699,30 @@ func TestShutdownAnswersEveryRequestInFlight(t *testing.T) {
 				t.Error("the server still accepts connections after shutdown")
 			}
 		})
+	}
+}
+
+// Past --shutdown-timeout what is left is closed: Serve reports it, and a request still in
+// flight (here an upload that stalled) loses its connection then, not when it would have ended.
+func TestShutdownTimeoutClosesWhatIsLeft(t *testing.T) {
+	f := start(t, options{shutdown: 300 * time.Millisecond, bodyTimeout: time.Minute})
+	stalled := f.stalledUpload(t)
+	waitFor(t, "the upload to be read", func() bool {
+		return strings.Contains(f.metrics(t), "embedbench_http_bodies_reading 1")
+	})
+	f.stop()
+	select {
+	case err := <-f.served:
+		if err == nil || !strings.Contains(err.Error(), "still in flight") {
+			t.Errorf("Serve returned %v, want the requests left in flight", err)
+		}
+		f.served <- err // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running 10 s into a 300 ms shutdown")
+	}
+	_ = stalled.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(stalled); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the stalled upload's connection still open 5 s after shutdown gave up: %v", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -116,9 +117,26 @@ func TestDecodeOpenAIInputForms(t *testing.T) {
 	for _, body := range []string{
 		`{"input": [1.5]}`, `{"input": [-1]}`, `{"input": [100]}`, `{"input": [[]]}`, `{"input": [1,2,3,4,5,6,7,8,9]}`,
 		`{"input": ["a", ["b"]]}`, `{"input": {}}`, `{"input": "x", "dimensions": 1.5}`, `{"input": "x", "model": 3}`,
+		// null is no token id (encoding/json would read it as 0, a real one)
+		`{"input": [null]}`, `{"input": [1, null]}`, `{"input": [[1, null, 3]]}`, `{"input": [null, null]}`, `{"input": [1e2]}`,
 	} {
 		if _, err := DecodeOpenAIEmbeddingRequest([]byte(body), lim); err == nil || err.Status != 422 {
 			t.Errorf("%s: got %v, want 422", body, err)
+		}
+	}
+}
+
+// A token list that is not all integers names the first element that is not.
+func TestTokenIDErrorsNameTheElement(t *testing.T) {
+	lim := Limits{VocabSize: 100}
+	for body, want := range map[string]string{
+		`{"input": [1, null]}`:     "input[1] must be an integer token id, got null",
+		`{"input": [[2], [1.5]]}`:  "input[1][0] must be an integer token id, got 1.5",
+		`{"input": [[2, 3, "a"]]}`: "input[0][2] must be an integer token id, got a string",
+	} {
+		_, err := DecodeOpenAIEmbeddingRequest([]byte(body), lim)
+		if err == nil || err.Status != 422 || !strings.Contains(err.Message, want) {
+			t.Errorf("%s: got %v, want a 422 saying %q", body, err, want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 )
 
 // Error is a client-facing failure: an HTTP status and a readable message. Its JSON form
@@ -243,10 +244,36 @@ func decodeInput(raw json.RawMessage, lim Limits, req *OpenAIEmbeddingRequest) *
 	}
 }
 
+// tokenID is one token id as JSON gives it: an integer, and not null (which encoding/json
+// would leave as 0, a real token).
+type tokenID int64
+
+func (t *tokenID) UnmarshalJSON(b []byte) error {
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	*t = tokenID(v)
+	return err
+}
+
 func decodeTokenIDs(raw json.RawMessage, name string, lim Limits) ([]int32, *Error) {
-	var ids []int64
-	if firstByte(raw) != '[' || json.Unmarshal(raw, &ids) != nil {
+	var ids []tokenID
+	if firstByte(raw) != '[' {
 		return nil, Errorf(http.StatusUnprocessableEntity, "input", "%s must be a list of integer token ids, got %s", name, kindOf(raw))
+	}
+	if json.Unmarshal(raw, &ids) != nil {
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) == nil {
+			for i, item := range items {
+				var id tokenID
+				if id.UnmarshalJSON(item) != nil {
+					got := kindOf(item)
+					if got == "a number" {
+						got = string(item)
+					}
+					return nil, Errorf(http.StatusUnprocessableEntity, "input", "%s[%d] must be an integer token id, got %s", name, i, got)
+				}
+			}
+		}
+		return nil, Errorf(http.StatusBadRequest, "input", "malformed JSON in %s", name)
 	}
 	if len(ids) == 0 {
 		return nil, Errorf(http.StatusUnprocessableEntity, "input", "%s must hold at least one token id", name)
@@ -256,7 +283,7 @@ func decodeTokenIDs(raw json.RawMessage, name string, lim Limits) ([]int32, *Err
 	}
 	out := make([]int32, len(ids))
 	for i, id := range ids {
-		if id < 0 || (lim.VocabSize > 0 && id >= int64(lim.VocabSize)) {
+		if id < 0 || (lim.VocabSize > 0 && id >= tokenID(lim.VocabSize)) {
 			return nil, Errorf(http.StatusUnprocessableEntity, "input", "%s[%d] = %d is not a token id (vocabulary size %d)", name, i, id, lim.VocabSize)
 		}
 		out[i] = int32(id)

@@ -43,6 +43,9 @@ type OpenAIEmbeddingRequest struct {
 	Dimensions int
 	// PromptName is an extension: as EmbedRequest.PromptName.
 	PromptName string
+	// Truncate is an extension, as EmbedRequest.Truncate (default true): false refuses a text
+	// longer than the model's limit with a 422 instead of cutting it.
+	Truncate bool
 }
 
 // NumInputs is the number of embeddings the request asks for.

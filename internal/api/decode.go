@@ -100,7 +100,7 @@ func DecodeTokenizeRequest(body []byte, lim Limits) (TokenizeRequest, *Error) {
 
 // DecodeOpenAIEmbeddingRequest parses and validates a POST /v1/embeddings body.
 func DecodeOpenAIEmbeddingRequest(body []byte, lim Limits) (OpenAIEmbeddingRequest, *Error) {
-	req := OpenAIEmbeddingRequest{EncodingFormat: EncodingFloat}
+	req := OpenAIEmbeddingRequest{EncodingFormat: EncodingFloat, Truncate: true}
 	fields, apiErr := decodeObject(body)
 	if apiErr != nil {
 		return req, apiErr
@@ -133,6 +133,9 @@ func DecodeOpenAIEmbeddingRequest(body []byte, lim Limits) (OpenAIEmbeddingReque
 		}
 	}
 	if apiErr = decodeString(fields, "prompt_name", &req.PromptName); apiErr != nil {
+		return req, apiErr
+	}
+	if apiErr = decodeBool(fields, "truncate", &req.Truncate); apiErr != nil {
 		return req, apiErr
 	}
 	return req, nil

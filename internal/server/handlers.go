@@ -350,7 +350,7 @@ func (s *Server) handleOpenAI(x *exchange, b *Backend, body []byte) {
 	}
 	defer s.release(x)
 	x.inputs = req.NumInputs()
-	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, IDs: req.TokenIDs, Truncate: true, PromptName: req.PromptName})
+	res, ok := s.embed(x, b, engine.Job{Texts: req.Texts, IDs: req.TokenIDs, Truncate: req.Truncate, PromptName: req.PromptName})
 	if !ok {
 		return
 	}

@@ -356,6 +356,9 @@ func TestBadInputIsAJSONClientError(t *testing.T) {
 		{"openai bad encoding", "/v1/embeddings", `{"input": "a", "encoding_format": "int8"}`, 422, "encoding_format"},
 		{"openai dimensions zero", "/v1/embeddings", `{"input": "a", "dimensions": 0}`, 422, "dimensions"},
 		{"openai dimensions too many", "/v1/embeddings", `{"input": "a", "dimensions": 65}`, 422, "exceeds"},
+		{"openai over-long text, truncate false", "/v1/embeddings", `{"input": ["short", "` + long + `"], "truncate": false}`, 422, "text 1 has"},
+		{"openai truncate not a bool", "/v1/embeddings", `{"input": "a", "truncate": "no"}`, 422, "truncate"},
+		{"openai null token id", "/v1/embeddings", `{"input": [[5, null]]}`, 422, "input[0][1]"},
 		{"tokenize texts missing", "/tokenize", `{}`, 422, "texts"},
 	}
 	for _, c := range cases {

@@ -91,12 +91,12 @@ func (s *Server) routes() http.Handler {
 	metricsHandler := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
 	add := func(path string, rt route) { mux.Handle(path, s.wrap(rt)) }
 	add("/health", route{name: "health", methods: []string{http.MethodGet, http.MethodHead}, serve: s.handleHealth})
-	add("/metrics", route{name: "metrics", methods: []string{http.MethodGet}, serve: func(x *exchange, _ *Backend, _ []byte) {
+	add("/metrics", route{name: "metrics", methods: []string{http.MethodGet, http.MethodHead}, serve: func(x *exchange, _ *Backend, _ []byte) {
 		metricsHandler.ServeHTTP(x, x.r)
 	}})
 	add("/embed", route{name: "embed", methods: []string{http.MethodPost}, work: true, serve: s.handleEmbed})
 	add("/v1/embeddings", route{name: "openai_embeddings", methods: []string{http.MethodPost}, work: true, serve: s.handleOpenAI})
-	add("/v1/models", route{name: "openai_models", methods: []string{http.MethodGet}, serve: s.handleModels})
+	add("/v1/models", route{name: "openai_models", methods: []string{http.MethodGet, http.MethodHead}, serve: s.handleModels})
 	add("/tokenize", route{name: "tokenize", methods: []string{http.MethodPost}, work: true, serve: s.handleTokenize})
 	add("/", route{name: "unknown", serve: func(x *exchange, _ *Backend, _ []byte) {
 		s.writeError(x, api.Errorf(http.StatusNotFound, "", "no route %s %s; try POST /embed, POST /v1/embeddings, POST /tokenize, GET /health, GET /metrics or GET /v1/models", x.r.Method, x.r.URL.Path))

@@ -388,6 +388,13 @@ func TestBadInputIsAJSONClientError(t *testing.T) {
 			t.Fatal(err)
 		}
 		errorMessage(t, "DELETE /health", r, 405)
+		// HEAD is allowed wherever GET is (RFC 9110), with GET's status and no body.
+		for _, path := range []string{"/health", "/metrics", "/v1/models"} {
+			r, err := f.do(t, context.Background(), http.MethodHead, path, nil)
+			if err != nil || r.status != 200 || len(r.body) != 0 {
+				t.Errorf("HEAD %s: %d, %d bytes, %v; want 200 and no body", path, r.status, len(r.body), err)
+			}
+		}
 	})
 	t.Run("unknown route", func(t *testing.T) {
 		r, err := f.do(t, context.Background(), http.MethodGet, "/v2/embed", nil)

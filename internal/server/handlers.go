@@ -151,6 +151,11 @@ func (s *Server) wrap(rt route) http.Handler {
 			s.writeError(x, api.Errorf(http.StatusServiceUnavailable, "", "the model is loading; retry shortly"))
 			return
 		}
+		if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+			x.Header().Set("Accept-Encoding", "identity")
+			s.writeError(x, api.Errorf(http.StatusUnsupportedMediaType, "", "Content-Encoding %q is not supported: send the body uncompressed", enc))
+			return
+		}
 		body, ok := s.readBody(x)
 		if !ok {
 			return

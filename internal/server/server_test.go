@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -394,6 +395,16 @@ func TestBadInputIsAJSONClientError(t *testing.T) {
 			if err != nil || r.status != 200 || len(r.body) != 0 {
 				t.Errorf("HEAD %s: %d, %d bytes, %v; want 200 and no body", path, r.status, len(r.body), err)
 			}
+		}
+	})
+	t.Run("compressed body", func(t *testing.T) {
+		var gz bytes.Buffer
+		w := gzip.NewWriter(&gz)
+		_, _ = w.Write([]byte(`{"texts": ["a"]}`))
+		_ = w.Close()
+		msg := errorMessage(t, "gzip body", f.post(t, "/embed", gz.Bytes(), "Content-Encoding", "gzip"), 415)
+		if !strings.Contains(msg, "uncompressed") {
+			t.Errorf("415 does not say what to send: %q", msg)
 		}
 	})
 	t.Run("unknown route", func(t *testing.T) {

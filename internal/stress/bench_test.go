@@ -2,6 +2,8 @@ package stress
 
 import (
 	"context"
+	"encoding/json"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -46,4 +48,31 @@ func BenchmarkClosedLoop(b *testing.B) {
 	b.ReportMetric(res.RequestsPerSecond, "req/s")
 	b.ReportMetric(res.Client.CPUPerRequestSeconds*1e6, "cpu_us/req")
 	b.ReportMetric(res.LatencyMetrics.P99*1e6, "p99_us")
+}
+
+// BenchmarkCheckResponse validates one /embed response of 32 vectors of 768 floats, as the
+// generator does for every 200 it gets: the JSON, every row's numbers and their count.
+func BenchmarkCheckResponse(b *testing.B) {
+	p, err := newPayload(APIEmbed, "http://x", "", []string{"a"}, 32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	vectors := make([][]float32, 32)
+	for i := range vectors {
+		vectors[i] = make([]float32, 768)
+		for j := range vectors[i] {
+			vectors[i][j] = float32(rng.NormFloat64() * 0.05)
+		}
+	}
+	body, err := json.Marshal(map[string]any{"embeddings": vectors, "model": "m"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if got, bad := p.check(body, http.Header{}); bad != "" || got.dim != 768 {
+			b.Fatalf("%q, dim %d", bad, got.dim)
+		}
+	}
 }

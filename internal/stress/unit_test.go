@@ -97,6 +97,16 @@ func TestCheckResponses(t *testing.T) {
 		{"openai no embedding", openai, `{"data":[{"index":0},{"index":1}]}`, true, 0},
 		{"tei ok", tei, `[[1],[2]]`, false, 1},
 		{"tei three", tei, `[[1],[2],[3]]`, true, 0},
+		{"embed spaced numbers", embed, `{"embeddings": [ [ -1.5e-3 , 2 ], [3E+2,-0] ]}`, false, 2},
+		// A 200 that is not embeddings is a bad response, whatever its shape.
+		{"embed ragged", embed, `{"embeddings":[[0.1,0.2,0.3],[0.4]]}`, true, 0},
+		{"embed strings", embed, `{"embeddings":[["a","b"],["c","d"]]}`, true, 0},
+		{"embed nulls (NaN through orjson)", embed, `{"embeddings":[[null,null],[1,2]]}`, true, 0},
+		{"embed NaN (Python's json)", embed, `{"embeddings":[[NaN,0.1],[1,2]]}`, true, 0},
+		{"embed nested", embed, `{"embeddings":[[1,2],[[3],[4]]]}`, true, 0},
+		{"embed trailing garbage", embed, `{"embeddings":[[1,2],[3,4]]} garbage`, true, 0},
+		{"embed truncated", embed, `{"embeddings":[[1,2],[3,4]`, true, 0},
+		{"openai mixed kinds", openai, `{"data":[{"embedding":"AAAA"},{"embedding":[1]}]}`, true, 0},
 	} {
 		got, bad := c.p.check([]byte(c.body), h)
 		if (bad != "") != c.bad {

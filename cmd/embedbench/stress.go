@@ -50,6 +50,7 @@ func runStress(ctx context.Context, args []string) error {
 	slo := fs.String("slo", "", "service-level objective, e.g. 'p99<200ms,success>99.9%'; exit status 3 when breached")
 	maxRequests := fs.Int64("max-requests", 0, "stop after this many requests in the measured window (0 = no limit)")
 	gpuSource := fs.String("gpu", stress.GPUAuto, "GPU telemetry: auto (NVML for a local service, else the server's /metrics), nvml, metrics or none")
+	deadAfter := fs.Duration("dead-after", 3*time.Second, "end the run when no connection to the service could be made for this long (0 = never); connections it takes and drops are counted, not given up on")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
@@ -63,11 +64,21 @@ func runStress(ctx context.Context, args []string) error {
 		}
 		window = *duration
 	}
-	if *minutes < 0 || window < 0 || *warmup < 0 {
+	const longest = 1e6 * time.Hour // far past any run, well inside a time.Duration
+	switch {
+	case *minutes < 0 || window < 0 || *warmup < 0 || *deadAfter < 0:
 		return exitError{2, errors.New("durations must not be negative")}
-	}
-	if *timeout <= 0 {
+	case *minutes > longest.Minutes() || *warmup > longest.Seconds():
+		return exitError{2, fmt.Errorf("durations must be under %s", longest)}
+	case *timeout <= 0:
 		return exitError{2, fmt.Errorf("--timeout %s: must be positive", *timeout)}
+	case *batch < 1:
+		return exitError{2, fmt.Errorf("--batch-size %d: must be at least 1", *batch)}
+	case set["max-concurrent-requests"] && *concurrency < 1:
+		return exitError{2, fmt.Errorf("--max-concurrent-requests %d: must be at least 1", *concurrency)}
+	}
+	if *deadAfter == 0 {
+		*deadAfter = -1 // stress.Options: never
 	}
 	if *rate > 0 && !set["max-concurrent-requests"] {
 		*concurrency = openLoopDefaultCap
@@ -102,6 +113,7 @@ func runStress(ctx context.Context, args []string) error {
 		MaxRequests:   *maxRequests,
 		SLO:           sloSpec,
 		GPU:           *gpuSource,
+		DeadAfter:     *deadAfter,
 		ToolVersion:   version,
 		CommandLine:   os.Args,
 	}
@@ -119,6 +131,9 @@ func runStress(ctx context.Context, args []string) error {
 
 	res, runErr := stress.Run(ctx, opts)
 	bar.finish()
+	if errors.Is(runErr, stress.ErrBadOptions) {
+		return exitError{2, runErr}
+	}
 	if res == nil {
 		return runErr
 	}

@@ -79,10 +79,18 @@ func TestStressCommandRejectsBadFlags(t *testing.T) {
 		{"--data-file", data, "--slo", "p99<"},
 		{"--data-file", data, "--duration", "1s", "--duration-minutes", "1"},
 		{"--data-file", data, "--timeout", "0s"},
+		{"--data-file", data, "--batch-size", "0"},
+		{"--data-file", data, "--max-concurrent-requests", "0"},
+		{"--data-file", data, "--duration-minutes", "1e300"},
+		{"--data-file", data, "--dead-after", "-1s"},
 	} {
 		var stderr strings.Builder
 		if code := realMain(append([]string{"stress", "--service-url", "http://127.0.0.1:1"}, args...), &stderr); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr.String())
 		}
+	}
+	var stderr strings.Builder
+	if code := realMain([]string{"stress", "--service-url", "http://127.0.0.1:1/?x=1", "--data-file", data}, &stderr); code != 2 || !strings.Contains(stderr.String(), "query") {
+		t.Errorf("a service URL with a query: exit %d, want 2 saying why (%s)", code, stderr.String())
 	}
 }

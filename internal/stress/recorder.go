@@ -16,16 +16,18 @@ const (
 
 // outcome is what one request came to.
 type outcome struct {
-	intended  time.Time // when it was meant to go (open loop) or went (closed loop)
-	sent      time.Time
-	done      time.Time
-	class     string // "" for success
-	message   string
-	passages  int
-	checked   checked
-	timing    serverTimes
-	reqBytes  int
-	respBytes int
+	intended time.Time // when it was meant to go (open loop) or went (closed loop)
+	sent     time.Time
+	done     time.Time
+	class    string // "" for success
+	message  string
+	// unreachable says no connection could be made (a connection error, but not every one is).
+	unreachable bool
+	passages    int
+	checked     checked
+	timing      serverTimes
+	reqBytes    int
+	respBytes   int
 }
 
 // serverTimes holds the X-Embedbench-*-Ms headers of one response; negative when absent.
@@ -69,9 +71,9 @@ type recorder struct {
 	curTokens int64
 	series    []SecondPoint
 
-	// connErrSince is when the current streak of connection errors began (zero when the last
+	// connErrSince is when the current streak of failures to connect began (zero when the last
 	// outcome was anything else); the run gives up when the streak lasts too long. A slow
-	// server that has not answered yet is no streak.
+	// server that has not answered yet is no streak, nor one that drops connections it took.
 	connErrSince time.Time
 }
 
@@ -164,7 +166,7 @@ func (r *recorder) record(o *outcome) {
 	defer r.mu.Unlock()
 	r.inFlight--
 	switch {
-	case o.class != ErrClassConnection:
+	case !o.unreachable:
 		r.connErrSince = time.Time{}
 	case r.connErrSince.IsZero():
 		r.connErrSince = o.done

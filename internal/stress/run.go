@@ -49,7 +49,9 @@ type Options struct {
 	SLO *SLO
 	// GPU chooses telemetry: GPUAuto (default), GPUNVML, GPUMetrics or GPUNone.
 	GPU string
-	// DeadAfter ends the run when only connection errors were seen for this long (default 3s).
+	// DeadAfter ends the run when every request for this long failed to connect (refused or
+	// unreachable; default 3s; negative: never). A server that accepts connections and drops
+	// them under load is measured, its errors counted, not given up on.
 	DeadAfter time.Duration
 	// Progress, when set, is called about twice a second from another goroutine.
 	Progress func(Progress)
@@ -62,6 +64,9 @@ type Options struct {
 // in-flight cap may leave before it counts as late. Scheduler jitter alone never makes a
 // request late: only the cap does.
 const lateThreshold = time.Millisecond
+
+// ErrBadOptions is the error of a run refused for its options, before it touched the network.
+var ErrBadOptions = errors.New("bad options")
 
 // ErrServiceDown ends a run whose service stopped accepting connections.
 var ErrServiceDown = errors.New("service unreachable")
@@ -93,6 +98,8 @@ func (o *Options) defaults() error {
 		return errors.New("no service URL")
 	case !strings.HasPrefix(o.ServiceURL, "http://") && !strings.HasPrefix(o.ServiceURL, "https://"):
 		return fmt.Errorf("service URL %q: want http:// or https://", o.ServiceURL)
+	case strings.ContainsAny(o.ServiceURL, "?#"):
+		return fmt.Errorf("service URL %q: give the server's base URL, without a query or fragment (the API's paths are added to it)", o.ServiceURL)
 	case o.BatchSize < 1:
 		return fmt.Errorf("batch size %d: must be at least 1", o.BatchSize)
 	case o.MaxConcurrent < 1:
@@ -116,11 +123,11 @@ func (o *Options) defaults() error {
 // says why. An error with a nil result means the run could not start.
 func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := opts.defaults(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	// Check the payload before touching the network, so bad options fail at once.
 	if _, err := newPayload(opts.API, opts.ServiceURL, opts.Model, opts.Passages, opts.BatchSize); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	var connections atomic.Int64
 	client := newClient(opts.MaxConcurrent, opts.Timeout, &connections)
@@ -272,8 +279,8 @@ func (r *runner) watch(bgCtx, runCtx context.Context, start, windowStart time.Ti
 			r.halt(nil)
 			deadline = nil
 		case now := <-tick.C:
-			if d := r.rec.deadFor(now); d >= r.opts.DeadAfter {
-				r.halt(fmt.Errorf("%w: %s answered nothing but connection errors for %s (%s)",
+			if d := r.rec.deadFor(now); r.opts.DeadAfter > 0 && d >= r.opts.DeadAfter {
+				r.halt(fmt.Errorf("%w: no connection to %s could be made for %s (%s)",
 					ErrServiceDown, r.opts.ServiceURL, d.Round(100*time.Millisecond), r.rec.example(ErrClassConnection)))
 			}
 			if r.opts.Progress != nil {
@@ -458,6 +465,7 @@ func (r *runner) do(ctx context.Context, n int64, intended time.Time, capped boo
 		}
 		o.done = time.Now()
 		o.class, o.message = classify(err), err.Error()
+		o.unreachable = dialFailed(err)
 		if o.class == ErrClassTimeout {
 			o.message = fmt.Sprintf("no answer within --timeout %s: %v", r.opts.Timeout, err)
 		}
@@ -528,8 +536,7 @@ func truncate(b []byte, n int) string {
 // classify names the error class of a failed round trip. Failing to connect is a connection
 // error even when the dial timed out; a timeout is a request that got no answer in time.
 func classify(err error) string {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
+	if dialFailed(err) {
 		return ErrClassConnection
 	}
 	var ne net.Error
@@ -537,6 +544,13 @@ func classify(err error) string {
 		return ErrClassTimeout
 	}
 	return ErrClassConnection
+}
+
+// dialFailed says no connection could be made (refused, unreachable, or the dial timed out),
+// as against one that was made and then reset or closed.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func parseTiming(h http.Header) serverTimes {

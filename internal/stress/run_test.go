@@ -440,11 +440,35 @@ func TestServiceDyingEndsRun(t *testing.T) {
 	if took := time.Since(began); took > 5*time.Second {
 		t.Errorf("dead service noticed after %s", took)
 	}
-	if !res.Partial || !strings.Contains(res.PartialReason, "connection errors") {
+	if !res.Partial || !strings.Contains(res.PartialReason, "no connection") {
 		t.Errorf("partial %v reason %q", res.Partial, res.PartialReason)
 	}
 	if res.SuccessfulRequests == 0 || res.Errors[ErrClassConnection] == 0 {
 		t.Errorf("want successes before and connection errors after: %d, %v", res.SuccessfulRequests, res.Errors)
+	}
+}
+
+// A server that takes connections and drops them (shedding load) is measured, not given up on:
+// its dropped requests count as connection errors and the run goes on to its end.
+func TestServerDroppingConnectionsIsNotDead(t *testing.T) {
+	f := &fakeEmbedder{delay: func(int64) time.Duration { return time.Millisecond }}
+	dropUntil := time.Now().Add(time.Second)
+	srv := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/embed" && time.Now().Before(dropUntil) {
+			panic(http.ErrAbortHandler) // net/http closes the connection without an answer
+		}
+		f.ServeHTTP(w, r)
+	}))
+	opts := baseOptions(srv.URL)
+	opts.MaxConcurrent = 2
+	opts.Duration = 2 * time.Second
+	opts.DeadAfter = 300 * time.Millisecond
+	res, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("a server dropping connections for 1 s ended the run: %v", err)
+	}
+	if res.Partial || res.SuccessfulRequests == 0 || res.Errors[ErrClassConnection] == 0 {
+		t.Errorf("partial %v (%s), %d successes, errors %v; want the whole run, with dropped requests counted", res.Partial, res.PartialReason, res.SuccessfulRequests, res.Errors)
 	}
 }
 

@@ -204,7 +204,9 @@ type OpenLoopStats struct {
 	// ScheduledRequests were due in the measured window; SentRequests actually went out.
 	ScheduledRequests int64 `json:"scheduled_requests"`
 	SentRequests      int64 `json:"sent_requests"`
-	// AchievedSendRate is SentRequests / test duration.
+	// AchievedSendRate is SentRequests a second over the time they were being sent (the
+	// planned window, or less when the run was cut short), as vegeta's Rate; the result's
+	// requests_per_second, as vegeta's Throughput, also waits for the last answers.
 	AchievedSendRate float64 `json:"achieved_send_rate"`
 	// LateRequests found all --max-concurrent-requests in flight when they were due and so left
 	// more than LateThresholdSeconds after their intended time (scheduler jitter alone never

@@ -370,6 +370,13 @@ func (r *runner) openLoop(ctx context.Context, workers *sync.WaitGroup, start, w
 	intended := start
 	for {
 		if !end.IsZero() && !intended.Before(end) {
+			// The next request is due after the end: the window still lasts its planned
+			// length, so that rates at low loads are counted over it, not over a window cut
+			// short at the last request.
+			select {
+			case <-deadline:
+			case <-r.stop:
+			}
 			r.halt(nil)
 			return
 		}
@@ -435,7 +442,27 @@ func (r *runner) countUnsent(intended, windowStart time.Time, gap func() time.Du
 			n++
 		}
 	}
+	if limit := r.opts.MaxRequests; limit > 0 { // the requests past the last one asked for are no backlog
+		n = min(n, limit-min(r.claimed.Load(), limit))
+	}
 	r.unsent.Store(n)
+}
+
+// sendRate is sent requests a second over the time they were being sent: from the window's
+// start to when sending stopped (the planned end, or earlier when the run was cut short),
+// not to the last answer, so that one slow answer does not read as a schedule not kept.
+func (r *runner) sendRate(sent int64, windowStart, end time.Time) float64 {
+	if stopped := r.stoppedAt.Load(); stopped != 0 {
+		end = minTime(end, time.Unix(0, stopped))
+	}
+	if r.opts.Duration > 0 {
+		end = minTime(end, windowStart.Add(r.opts.Duration))
+	}
+	secs := end.Sub(windowStart).Seconds()
+	if secs <= 0 {
+		return 0
+	}
+	return float64(sent) / secs
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -662,7 +689,7 @@ func (r *runner) result(windowStart, end time.Time, cpu time.Duration, telemetry
 			Arrival:              opts.Arrival,
 			SentRequests:         rec.sentInWindow,
 			ScheduledRequests:    rec.sentInWindow + unsent,
-			AchievedSendRate:     per(rec.sentInWindow),
+			AchievedSendRate:     r.sendRate(rec.sentInWindow, windowStart, end),
 			LateRequests:         rec.late,
 			LateThresholdSeconds: lateThreshold.Seconds(),
 			UnsentRequests:       unsent,

@@ -277,6 +277,56 @@ func TestOpenLoopFixedDelayKeepsRate(t *testing.T) {
 	}
 }
 
+// Rates are counted over the window as planned: at a low rate the window does not end at the
+// last answer (which would overstate them), and one slow answer does not lower the send rate.
+func TestOpenLoopRatesOverThePlannedWindow(t *testing.T) {
+	t.Run("low rate", func(t *testing.T) {
+		srv := start(t, &fakeEmbedder{delay: func(int64) time.Duration { return time.Millisecond }})
+		opts := baseOptions(srv.URL)
+		opts.Rate, opts.Duration = 2, 2*time.Second
+		res, err := Run(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.TestDurationSeconds < 2 || !within(res.RequestsPerSecond, 2, 0.05) || !within(res.OpenLoop.AchievedSendRate, 2, 0.05) {
+			t.Errorf("2/s for 2 s: window %.2f s, %.2f requests/s, sent at %.2f/s; want 2 s, 2 and 2",
+				res.TestDurationSeconds, res.RequestsPerSecond, res.OpenLoop.AchievedSendRate)
+		}
+	})
+	t.Run("one slow answer", func(t *testing.T) {
+		srv := start(t, &fakeEmbedder{delay: func(n int64) time.Duration {
+			if n == 3 {
+				return 2 * time.Second
+			}
+			return time.Millisecond
+		}})
+		opts := baseOptions(srv.URL)
+		opts.Rate, opts.Duration, opts.MaxConcurrent = 20, time.Second, 50
+		res, err := Run(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ol := res.OpenLoop; !within(ol.AchievedSendRate, 20, 0.05) || ol.SentRequests != 20 {
+			t.Errorf("20/s for 1 s with one 2 s answer: %d sent at %.2f/s, want 20 at 20/s", ol.SentRequests, ol.AchievedSendRate)
+		}
+		if res.TestDurationSeconds < 2 { // throughput, as vegeta's, waits for the last answer
+			t.Errorf("window %.2f s ended before the slow answer", res.TestDurationSeconds)
+		}
+	})
+	t.Run("max requests", func(t *testing.T) {
+		srv := start(t, &fakeEmbedder{delay: func(int64) time.Duration { return 20 * time.Millisecond }})
+		opts := baseOptions(srv.URL)
+		opts.Rate, opts.Duration, opts.MaxConcurrent, opts.MaxRequests = 5000, time.Minute, 4, 10
+		res, err := Run(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ol := res.OpenLoop; ol.SentRequests != 10 || ol.ScheduledRequests != 10 || ol.UnsentRequests != 0 {
+			t.Errorf("--max-requests 10: scheduled %d, sent %d, unsent %d; want 10, 10, 0", ol.ScheduledRequests, ol.SentRequests, ol.UnsentRequests)
+		}
+	})
+}
+
 // A server that stops for 300 ms of every second. Closed loop waits with it and hardly
 // notices; open loop keeps sending on schedule and its corrected latency shows the stalls.
 func TestFreezesExposedByOpenLoopHiddenByClosedLoop(t *testing.T) {

@@ -200,7 +200,7 @@ func parseMergeable(in MergeInput) (*mergeable, error) {
 	m := &mergeable{name: in.Name, r: r, hists: map[string]*hdrhistogram.Histogram{}}
 	h := r.Histograms
 	for _, f := range []struct{ name, enc string }{
-		{"latency", h.Latency}, {"latency_uncorrected", h.LatencyUncorrected}, {"send_lag", h.SendLag},
+		{"latency", h.Latency}, {"latency_uncorrected", h.LatencyUncorrected}, {"send_lag", h.SendLag}, {"latency_failed", h.LatencyFailed},
 		{"server_queue", h.ServerQueue}, {"server_tokenize", h.ServerTokenize},
 		{"server_inference", h.ServerInference}, {"server_total", h.ServerTotal},
 	} {
@@ -338,12 +338,14 @@ func pointTime(r *Result, p SecondPoint) time.Time {
 // mergeLatency merges every histogram and reads the summaries from the merged ones.
 func mergeLatency(out *Result, in []*mergeable) error {
 	merged := map[string]*hdrhistogram.Histogram{}
-	for _, name := range []string{"latency", "latency_uncorrected", "send_lag", "server_queue", "server_tokenize", "server_inference", "server_total"} {
+	for _, name := range []string{"latency", "latency_uncorrected", "send_lag", "latency_failed", "server_queue", "server_tokenize", "server_inference", "server_total"} {
 		merged[name] = newHist()
 	}
-	anyOpen := false
+	anyOpen, failedKept := false, true
 	for _, m := range in {
 		anyOpen = anyOpen || m.r.OpenLoop != nil
+		// Files from before failed requests' latencies were kept cannot add to them.
+		failedKept = failedKept && (m.r.FailedRequests == 0 || m.r.Histograms.LatencyFailed != "")
 	}
 	for _, m := range in {
 		for name, h := range m.hists {
@@ -363,6 +365,10 @@ func mergeLatency(out *Result, in []*mergeable) error {
 	out.LatencySpectrum = spectrum(lat)
 	out.LatencyHistogram = histogramBuckets(lat)
 	out.Histograms = &Histograms{Unit: HistogramUnit, Latency: encodeHist(lat)}
+	if failed := merged["latency_failed"]; failedKept && failed.TotalCount() > 0 {
+		out.LatencyMetricsAll = allLatency(lat, failed)
+		out.Histograms.LatencyFailed = encodeHist(failed)
+	}
 	if anyOpen {
 		out.LatencyMetricsUncorrected = ptr(summarize(merged["latency_uncorrected"]))
 		out.LatencySpectrumUncorrected = spectrum(merged["latency_uncorrected"])

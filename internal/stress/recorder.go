@@ -46,6 +46,7 @@ type recorder struct {
 	windowStart time.Time
 
 	corrected, uncorrected, sendLag    *hdrhistogram.Histogram
+	failed                             *hdrhistogram.Histogram // latency of failed requests
 	queue, tokenize, inference, total  *hdrhistogram.Histogram
 	timedResponses                     int64
 	overheadSum                        time.Duration
@@ -83,6 +84,7 @@ func newRecorder(openLoop bool, windowStart time.Time, lateThreshold time.Durati
 		windowStart:   windowStart,
 		corrected:     newHist(),
 		uncorrected:   newHist(),
+		failed:        newHist(),
 		sendLag:       newHist(),
 		queue:         newHist(),
 		tokenize:      newHist(),
@@ -182,6 +184,7 @@ func (r *recorder) record(o *outcome) {
 	r.respBytes += int64(o.respBytes)
 	if o.class != "" {
 		r.fails++
+		recordDuration(r.failed, o.done.Sub(o.intended))
 		r.curPoint.Errors++
 		r.errors[o.class]++
 		if _, ok := r.examples[o.class]; !ok {

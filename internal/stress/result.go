@@ -83,6 +83,10 @@ type Result struct {
 	// LatencyMetricsUncorrected is measured from the actual send time. Present in open loop
 	// only, beside the corrected LatencyMetrics; in closed loop the two are the same thing.
 	LatencyMetricsUncorrected *LatencyMetrics `json:"latency_metrics_uncorrected,omitempty"`
+	// LatencyMetricsAll covers every request of the window that ended, failed ones at the
+	// time they failed (a timeout at --timeout), as vegeta's and k6's latencies do. Present
+	// when any request failed; otherwise it is LatencyMetrics. --slo's latency clauses use it.
+	LatencyMetricsAll *LatencyMetrics `json:"latency_metrics_all,omitempty"`
 	// LatencySpectrum is the HDR percentile distribution of LatencyMetrics, enough points to
 	// draw a percentile curve (log-spaced towards the tail, as HdrHistogram prints it).
 	LatencySpectrum []PercentilePoint `json:"latency_spectrum"`
@@ -174,6 +178,8 @@ type Histograms struct {
 	Latency            string `json:"latency"`
 	LatencyUncorrected string `json:"latency_uncorrected,omitempty"`
 	SendLag            string `json:"send_lag,omitempty"`
+	// LatencyFailed holds the failed requests' latencies: with Latency, LatencyMetricsAll.
+	LatencyFailed string `json:"latency_failed,omitempty"`
 	// Server* are the histograms of ServerTiming's stages.
 	ServerQueue     string `json:"server_queue,omitempty"`
 	ServerTokenize  string `json:"server_tokenize,omitempty"`

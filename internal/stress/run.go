@@ -668,6 +668,10 @@ func (r *runner) result(windowStart, end time.Time, cpu time.Duration, telemetry
 	if rec.finished > 0 {
 		res.SuccessRate = float64(rec.successes) / float64(rec.finished)
 	}
+	if rec.fails > 0 {
+		res.LatencyMetricsAll = allLatency(rec.corrected, rec.failed)
+		res.Histograms.LatencyFailed = encodeHist(rec.failed)
+	}
 	if len(rec.examples) > 0 {
 		res.ErrorExamples = rec.examples
 	}

@@ -448,6 +448,27 @@ func TestTimeoutsCounted(t *testing.T) {
 	if res.Errors[ErrClassTimeout] != 10 || res.SuccessfulRequests != 30 {
 		t.Errorf("want 10 timeouts and 30 successes, got %v and %d", res.Errors, res.SuccessfulRequests)
 	}
+	// The successes' latency leaves the timeouts out; the latency of all requests holds them
+	// at the timeout, as vegeta's and k6's do, and a latency objective is judged on it.
+	all := res.LatencyMetricsAll
+	if all == nil || all.Count != 40 || all.P90 < opts.Timeout.Seconds() || res.LatencyMetrics.P99 >= opts.Timeout.Seconds() {
+		t.Errorf("latency of all requests %+v, of the successes p99 %.3f s; want 40 requests, p90 at the %s timeout or above", all, res.LatencyMetrics.P99, opts.Timeout)
+	}
+	slo, _ := ParseSLO("p99<50ms")
+	if slo.Evaluate(res).Passed {
+		t.Error("p99<50ms passed with a quarter of the requests timed out at 100 ms")
+	}
+	again, err := Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged, err := Merge([]MergeInput{{"a.json", res}, {"b.json", again}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := merged.LatencyMetricsAll; m == nil || m.Count != 80 || m.P90 < opts.Timeout.Seconds() {
+		t.Errorf("two runs merged: latency of all requests %+v, want 80 with p90 at the timeout or above", m)
+	}
 }
 
 func TestServiceUnreachableAtStart(t *testing.T) {

@@ -27,7 +27,8 @@ var sloLatency = map[string]func(LatencyMetrics) float64{
 var latencyUnits = map[string]float64{"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1}
 
 // ParseSLO parses comma-separated clauses "<metric><op><value>". Metrics: latency (mean, p50,
-// p90, p95, p99, p99.9, max) with a unit (us, ms, s), always the corrected latency;
+// p90, p95, p99, p99.9, max) with a unit (us, ms, s), always the corrected latency of every
+// request that ended, failed ones at the time they failed;
 // "success" and "errors" as a percentage of finished requests (with %); "rps", "passages_per_s"
 // and "tokens_per_s" as plain numbers. Operators: <, <=, >, >=.
 func ParseSLO(spec string) (*SLO, error) {
@@ -113,6 +114,9 @@ func (s *SLO) Evaluate(r *Result) *SLOResult {
 
 func (s *SLO) actual(metric string, r *Result) (float64, bool) {
 	if f := sloLatency[metric]; f != nil {
+		if r.LatencyMetricsAll != nil { // a timeout breaches a latency objective too
+			return f(*r.LatencyMetricsAll), true
+		}
 		return f(r.LatencyMetrics), r.SuccessfulRequests > 0
 	}
 	switch metric {

@@ -69,6 +69,14 @@ func decodeHist(s string) (*hdrhistogram.Histogram, error) {
 func micros(v int64) float64 { return float64(v) / 1e6 }
 
 // summarize turns a histogram into the result's LatencyMetrics, in seconds.
+// allLatency summarises the successful and the failed requests' latencies together.
+func allLatency(succeeded, failed *hdrhistogram.Histogram) *LatencyMetrics {
+	all := newHist()
+	all.Merge(succeeded)
+	all.Merge(failed)
+	return ptr(summarize(all))
+}
+
 func summarize(h *hdrhistogram.Histogram) LatencyMetrics {
 	n := h.TotalCount()
 	if n == 0 {

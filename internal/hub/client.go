@@ -3,7 +3,7 @@
 // used as is and the files we fetch are usable by Python.
 //
 // Configuration follows huggingface_hub's environment variables: HF_ENDPOINT, HF_TOKEN (or the
-// token file under HF_HOME), HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE.
+// token file under HF_HOME), HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_HUB_DOWNLOAD_TIMEOUT.
 package hub
 
 import (
@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,7 +57,13 @@ type Client struct {
 	MaxAttempts int
 	// RetryDelay is the pause before the first resume; it doubles on each further one.
 	RetryDelay time.Duration
+	// ReadTimeout is how long a request may wait for its answer, or a download for its next
+	// bytes, before it is dropped (and a download resumed); 0 means DefaultReadTimeout.
+	ReadTimeout time.Duration
 }
+
+// DefaultReadTimeout is huggingface_hub's default download timeout (HF_HUB_DOWNLOAD_TIMEOUT).
+const DefaultReadTimeout = 10 * time.Second
 
 // NewClientFromEnv builds a client from huggingface_hub's environment variables. The progress
 // bar is drawn on standard error only when it is a terminal.
@@ -67,6 +74,9 @@ func NewClientFromEnv() *Client {
 		Offline:     envTrue("HF_HUB_OFFLINE"),
 		MaxAttempts: 5,
 		RetryDelay:  time.Second,
+	}
+	if s, err := strconv.ParseFloat(os.Getenv("HF_HUB_DOWNLOAD_TIMEOUT"), 64); err == nil && s > 0 && s < 1e6 {
+		c.ReadTimeout = time.Duration(s * float64(time.Second))
 	}
 	c.Token = tokenFromEnv()
 	if term.IsTerminal(int(os.Stderr.Fd())) {
@@ -140,9 +150,16 @@ func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	// No overall timeout: a multi-gigabyte shard may take long. The transport's own
-	// timeouts catch a dead server; ctx cancels the rest.
+	// No overall timeout: a multi-gigabyte shard may take long. readTimeout catches a server
+	// that stops sending; ctx cancels the rest.
 	return http.DefaultClient
+}
+
+func (c *Client) readTimeout() time.Duration {
+	if c.ReadTimeout > 0 {
+		return c.ReadTimeout
+	}
+	return DefaultReadTimeout
 }
 
 // HTTPError is an error answer from the hub, with what was being fetched.

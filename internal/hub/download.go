@@ -145,13 +145,16 @@ func (c *Client) fileMetadata(ctx context.Context, repoID, revision, filename, t
 	noFollow := *c.httpClient()
 	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	for hops := 0; ; hops++ {
-		req, err := c.newRequest(ctx, http.MethodHead, target)
+		hctx, cancel := context.WithTimeoutCause(ctx, c.readTimeout(), errStalled)
+		req, err := c.newRequest(hctx, http.MethodHead, target)
 		if err != nil {
+			cancel()
 			return fileMeta{}, fmt.Errorf("asking the hub about %s in %s: %w", filename, repoID, err)
 		}
 		resp, err := noFollow.Do(req)
+		cancel()
 		if err != nil {
-			return fileMeta{}, fmt.Errorf("asking the hub about %s in %s: %w", filename, repoID, err)
+			return fileMeta{}, fmt.Errorf("asking the hub about %s in %s: %w", filename, repoID, stallCause(hctx, err))
 		}
 		resp.Body.Close()
 		if resp.StatusCode >= 400 {
@@ -323,6 +326,13 @@ func (c *Client) getFrom(ctx context.Context, repoID, filename, target string, f
 	if size >= 0 && offset == size {
 		return offset, false, nil
 	}
+	// A server that stops sending, before its answer or mid-body, is dropped after
+	// readTimeout without a byte, and the download resumed: the transport alone would wait
+	// on it for good.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stalled := time.AfterFunc(c.readTimeout(), func() { cancel(errStalled) })
+	defer stalled.Stop()
 	req, err := c.newRequest(ctx, http.MethodGet, target)
 	if err != nil {
 		return offset, false, err
@@ -332,7 +342,7 @@ func (c *Client) getFrom(ctx context.Context, repoID, filename, target string, f
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return offset, true, err
+		return offset, true, stallCause(ctx, err)
 	}
 	defer resp.Body.Close()
 	switch {
@@ -361,15 +371,41 @@ func (c *Client) getFrom(ctx context.Context, repoID, filename, target string, f
 	if bar != nil {
 		dst = io.MultiWriter(dst, bar)
 	}
-	n, err := io.Copy(dst, resp.Body)
+	n, err := io.Copy(dst, &resettingReader{r: resp.Body, timer: stalled, d: c.readTimeout()})
 	offset += n
 	if err != nil {
-		return offset, true, err
+		return offset, true, stallCause(ctx, err)
 	}
 	if size >= 0 && offset < size {
 		return offset, true, fmt.Errorf("connection closed after %d of %d bytes: %w", offset, size, io.ErrUnexpectedEOF)
 	}
 	return offset, false, nil
+}
+
+// errStalled is why a request that stopped receiving was dropped.
+var errStalled = errors.New("no data from the server within the read timeout (HF_HUB_DOWNLOAD_TIMEOUT)")
+
+// stallCause names the stall when that is why err happened.
+func stallCause(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return fmt.Errorf("%w: %w", errStalled, err)
+	}
+	return err
+}
+
+// resettingReader restarts timer to d on every read that brings bytes.
+type resettingReader struct {
+	r     io.Reader
+	timer *time.Timer
+	d     time.Duration
+}
+
+func (rr *resettingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if n > 0 {
+		rr.timer.Reset(rr.d)
+	}
+	return n, err
 }
 
 // contentRangeStart reads the first byte position of "bytes 100-199/200".

@@ -270,6 +270,36 @@ func TestCancelStopsStalledDownloadAndKeepsPartial(t *testing.T) {
 	}
 }
 
+// A server that stops sending mid-file, with no deadline on the caller's side, is dropped
+// after the read timeout and the download resumed from where it stopped (huggingface_hub's
+// HF_HUB_DOWNLOAD_TIMEOUT), not waited on for good.
+func TestStalledDownloadIsResumed(t *testing.T) {
+	srv := newServer(t)
+	weights := randomBytes(100_000)
+	srv.AddFile(RepoModel, repo, "model.safetensors", weights, true)
+	srv.Stall(weights, 40_000) // every GET sends 40,000 bytes from its offset, then hangs
+	c := newTestClient(t, srv)
+	c.ReadTimeout = 200 * time.Millisecond
+	done := make(chan struct{})
+	var path string
+	var err error
+	go func() {
+		defer close(done)
+		path, err = c.Download(context.Background(), RepoModel, repo, "main", "model.safetensors")
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the download still waits on a stalled server after 30 s")
+	}
+	if err != nil {
+		t.Fatalf("a download that stalled twice and resumed: %v", err)
+	}
+	if got, rerr := os.ReadFile(path); rerr != nil || !bytes.Equal(got, weights) {
+		t.Errorf("the resumed file differs from the hub's (%v)", rerr)
+	}
+}
+
 func TestOfflineNeverTouchesTheNetwork(t *testing.T) {
 	srv := newServer(t)
 	srv.AddFile(RepoModel, repo, "config.json", []byte(`{"a":1}`), false)

@@ -246,9 +246,16 @@ func (r *runner) run(ctx context.Context, telemetry *telemetry) (*Result, error)
 	markWindow()
 	cpu := cpuTime() - cpuAtWindow
 
+	duringWarmup := end.Before(windowStart)
+	if duringWarmup { // the window never opened: an empty one, where the run stopped
+		windowStart = end
+	}
 	res := r.result(windowStart, end, cpu, telemetry)
 	if ctx.Err() != nil {
 		res.Partial, res.PartialReason = true, "interrupted"
+		if duringWarmup {
+			res.PartialReason = "interrupted during the warm-up: nothing was measured"
+		}
 		return res, fmt.Errorf("run interrupted after %s: %w", end.Sub(start).Round(time.Millisecond), ctx.Err())
 	}
 	if errors.Is(r.stopWhy, ErrServiceDown) {

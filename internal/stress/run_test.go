@@ -580,6 +580,25 @@ func TestCancelGivesPartialResult(t *testing.T) {
 	}
 }
 
+// Interrupted before the measured window opened: an empty window where the run stopped, and
+// a reason that says so, not a window that ends before it starts.
+func TestCancelDuringWarmup(t *testing.T) {
+	srv := start(t, &fakeEmbedder{delay: func(int64) time.Duration { return time.Millisecond }})
+	opts := baseOptions(srv.URL)
+	opts.Warmup, opts.Duration = 3*time.Second, time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	res, err := Run(ctx, opts)
+	if !errors.Is(err, context.DeadlineExceeded) || res == nil {
+		t.Fatalf("err %v, result %v; want the context's error and a result", err, res)
+	}
+	if !res.Partial || !strings.Contains(res.PartialReason, "warm-up") || !res.EndedAt.Equal(res.StartedAt) ||
+		res.TestDurationSeconds != 0 || res.TotalRequests != 0 || res.WarmupRequests == 0 {
+		t.Errorf("partial %v %q, window %v to %v (%.2f s), %d measured and %d warm-up requests; want an empty window after the warm-up's requests",
+			res.Partial, res.PartialReason, res.StartedAt, res.EndedAt, res.TestDurationSeconds, res.TotalRequests, res.WarmupRequests)
+	}
+}
+
 func TestOpenAIAndTEIFlavours(t *testing.T) {
 	for _, api := range []string{APIOpenAI, APITEI} {
 		t.Run(api, func(t *testing.T) {

@@ -43,10 +43,12 @@ type text struct {
 	value         func(run Run) string
 }
 
-func latencyRow(name string, pick func(m stress.LatencyMetrics) float64) metric {
+// latencyRow reads one latency figure; seedToo says the seed's stress_test.py (schema 0)
+// reports it (mean, p50, p90, p99), so that its files show "n/a", not 0, for the others.
+func latencyRow(name string, seedToo bool, pick func(m stress.LatencyMetrics) float64) metric {
 	return metric{section: "latency", name: name, format: formatSeconds, missing: "n/a",
 		value: func(r *stress.Result) (float64, bool) {
-			if r.LatencyMetrics.Count == 0 && r.SuccessfulRequests == 0 {
+			if r.LatencyMetrics.Count == 0 && r.SuccessfulRequests == 0 || (r.SchemaVersion == 0 && !seedToo) {
 				return 0, false
 			}
 			return pick(r.LatencyMetrics), true
@@ -65,11 +67,11 @@ var metrics = []metric{
 			}
 			return *r.TokensPerSecond, true
 		}},
-	latencyRow("mean", func(m stress.LatencyMetrics) float64 { return m.Mean }),
-	latencyRow("p50", func(m stress.LatencyMetrics) float64 { return m.P50 }),
-	latencyRow("p90", func(m stress.LatencyMetrics) float64 { return m.P90 }),
-	latencyRow("p99", func(m stress.LatencyMetrics) float64 { return m.P99 }),
-	latencyRow("p99.9", func(m stress.LatencyMetrics) float64 { return m.P999 }),
+	latencyRow("mean", true, func(m stress.LatencyMetrics) float64 { return m.Mean }),
+	latencyRow("p50", true, func(m stress.LatencyMetrics) float64 { return m.P50 }),
+	latencyRow("p90", true, func(m stress.LatencyMetrics) float64 { return m.P90 }),
+	latencyRow("p99", true, func(m stress.LatencyMetrics) float64 { return m.P99 }),
+	latencyRow("p99.9", false, func(m stress.LatencyMetrics) float64 { return m.P999 }),
 	{section: "gpu", name: "utilisation", format: func(v float64) string { return fmt.Sprintf("%.1f%%", v) }, missing: "unavailable",
 		value: func(r *stress.Result) (float64, bool) {
 			if r.GPUUtilizationPercent == nil {
@@ -105,7 +107,12 @@ var texts = []text{
 		return "real: " + s.Weights
 	}},
 	{"setup", "device", func(run Run) string { return orUnknown(run.Setup().Device) }},
-	{"setup", "batch size", func(run Run) string { return fmt.Sprint(run.Result.Config.BatchSize) }},
+	{"setup", "batch size", func(run Run) string {
+		if run.Result.Config.BatchSize == 0 { // the seed's files do not record it
+			return "unknown"
+		}
+		return fmt.Sprint(run.Result.Config.BatchSize)
+	}},
 	{"setup", "load", func(run Run) string { return describeLoad(run.Result) }},
 	{"setup", "load generators", func(run Run) string { return loadGenerators(run.Result) }},
 	{"setup", "duration", func(run Run) string { return fmt.Sprintf("%.0f s", run.Result.TestDurationSeconds) }},

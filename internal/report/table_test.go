@@ -140,6 +140,13 @@ func TestSeedResultFile(t *testing.T) {
 	if c := row(t, tab, "setup", "weights").Cells[0]; c != "unknown" {
 		t.Errorf("weights %q", c)
 	}
+	// What the seed's file does not hold reads as missing, not as zero.
+	if c := row(t, tab, "latency", "p99.9").Cells[0]; c != "n/a" {
+		t.Errorf("p99.9 %q for a seed file; want n/a", c)
+	}
+	if c := row(t, tab, "setup", "batch size").Cells[0]; c != "unknown" {
+		t.Errorf("batch size %q for a seed file; want unknown", c)
+	}
 	if c := row(t, tab, "requests", "success rate").Cells[0]; c != "99.666%" {
 		t.Errorf("success rate %q", c)
 	}

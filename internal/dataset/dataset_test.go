@@ -93,6 +93,15 @@ func TestReadsCollectionTSV(t *testing.T) {
 	}
 }
 
+// A header line naming the columns, as pandas and datasets write one, is no passage.
+func TestTSVHeaderIsNoPassage(t *testing.T) {
+	path := writeFile(t, filepath.Join(t.TempDir(), "collection.tsv"),
+		[]byte("pid\tpassage\n0\tThe first passage.\n1\tpid is a word here\n"))
+	if got, want := readAll(t, path), []string{"The first passage.", "pid is a word here"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestMalformedSourcesNameFileAndLine(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]struct {

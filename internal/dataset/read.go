@@ -121,8 +121,14 @@ func eachInFile(ctx context.Context, path string, fn func(string) error) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	first := true
 	return eachLine(ctx, r, path, func(line []byte) (string, error) {
 		if format == "tsv" {
+			header := first && isTSVHeader(line)
+			first = false
+			if header {
+				return "", errSkipLine
+			}
 			return parseTSVLine(line)
 		}
 		return parseJSONLine(line)
@@ -161,6 +167,9 @@ func eachLine(ctx context.Context, r io.Reader, path string, parse func([]byte) 
 			continue
 		}
 		passage, err := parse(raw)
+		if errors.Is(err, errSkipLine) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", path, line, err)
 		}
@@ -175,6 +184,20 @@ func eachLine(ctx context.Context, r io.Reader, path string, parse func([]byte) 
 		return fmt.Errorf("%s:%d: %w", path, line+1, err)
 	}
 	return nil
+}
+
+// errSkipLine is a parser's word that a line holds no passage.
+var errSkipLine = errors.New("not a passage")
+
+// isTSVHeader says a TSV's first line names its columns ("pid<TAB>passage", as pandas and
+// datasets write them) rather than holding a passage: MS MARCO's own file has no header.
+func isTSVHeader(line []byte) bool {
+	id, _, _ := bytes.Cut(line, []byte{'\t'})
+	switch strings.ToLower(string(bytes.TrimSpace(id))) {
+	case "pid", "id", "_id", "docid", "doc_id", "passage_id", "corpus-id":
+		return true
+	}
+	return false
 }
 
 // parseTSVLine reads MS MARCO's collection.tsv: "pid<TAB>passage".

@@ -130,6 +130,13 @@ func TestWriteThenLoad(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
 		t.Errorf("folder holds %d entries, want only the output", len(entries))
 	}
+	// A byte-order mark, as Windows editors write one, is not part of the JSON.
+	if err := os.WriteFile(path, []byte("\ufeff[\"one\", \"two\"]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Load(path); err != nil || !slices.Equal(got, []string{"one", "two"}) {
+		t.Errorf("with a byte-order mark: %q, %v", got, err)
+	}
 	if err := Write(filepath.Join(t.TempDir(), "no", "such", "dir.json"), passages); err == nil {
 		t.Error("writing into a missing folder must fail")
 	}

@@ -69,6 +69,7 @@ func Load(path string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading sentences: %w", err)
 	}
+	data = bytes.TrimPrefix(data, []byte("\ufeff")) // a byte-order mark from Windows tools
 	var raw []json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		var syntax *json.SyntaxError

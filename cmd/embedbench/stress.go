@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +53,8 @@ func runStress(ctx context.Context, args []string) error {
 	slo := fs.String("slo", "", "service-level objective, e.g. 'p99<200ms,success>99.9%'; exit status 3 when breached")
 	maxRequests := fs.Int64("max-requests", 0, "stop after this many requests in the measured window (0 = no limit)")
 	gpuSource := fs.String("gpu", stress.GPUAuto, "GPU telemetry: auto (NVML for a local service, else the server's /metrics), nvml, metrics or none")
+	apiKey := fs.String("api-key", os.Getenv("EMBEDBENCH_API_KEY"), "sent as \"Authorization: Bearer\" with every request (serve --api-key, vLLM, OpenAI); default $EMBEDBENCH_API_KEY")
+	waitReachable := fs.Duration("wait-reachable", 0, "wait this long for a service that refuses connections at the start, e.g. a Kubernetes Service whose pods are not ready yet (0 = fail at once)")
 	deadAfter := fs.Duration("dead-after", 3*time.Second, "end the run when no connection to the service could be made for this long (0 = never); connections it takes and drops are counted, not given up on")
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
@@ -66,7 +71,7 @@ func runStress(ctx context.Context, args []string) error {
 	}
 	const longest = 1e6 * time.Hour // far past any run, well inside a time.Duration
 	switch {
-	case *minutes < 0 || window < 0 || *warmup < 0 || *deadAfter < 0:
+	case *minutes < 0 || window < 0 || *warmup < 0 || *deadAfter < 0 || *waitReachable < 0:
 		return exitError{2, errors.New("durations must not be negative")}
 	case *minutes > longest.Minutes() || *warmup > longest.Seconds():
 		return exitError{2, fmt.Errorf("durations must be under %s", longest)}
@@ -114,6 +119,8 @@ func runStress(ctx context.Context, args []string) error {
 		SLO:           sloSpec,
 		GPU:           *gpuSource,
 		DeadAfter:     *deadAfter,
+		APIKey:        *apiKey,
+		WaitReachable: *waitReachable,
 		ToolVersion:   version,
 		CommandLine:   os.Args,
 	}
@@ -147,10 +154,23 @@ func runStress(ctx context.Context, args []string) error {
 		return exitError{exitInterrupted, fmt.Errorf("interrupted; partial results in %s", path)}
 	case runErr != nil:
 		return fmt.Errorf("%w; partial results in %s", runErr, path)
+	case res.TotalRequests > 0 && res.SuccessfulRequests == 0:
+		return fmt.Errorf("every request failed (%s), so nothing was measured; results in %s", describeErrors(res.Errors), path)
 	case res.SLO != nil && !res.SLO.Passed:
 		return exitError{exitSLOBreach, fmt.Errorf("SLO breached: %s", strings.Join(res.SLO.Failed(), ", "))}
 	}
 	return nil
+}
+
+// describeErrors lists error classes by count, most frequent first: "http_401: 177325".
+func describeErrors(errs map[string]int64) string {
+	classes := slices.Collect(maps.Keys(errs))
+	slices.SortFunc(classes, func(a, b string) int { return cmp.Or(cmp.Compare(errs[b], errs[a]), cmp.Compare(a, b)) })
+	parts := make([]string, len(classes))
+	for i, c := range classes {
+		parts[i] = fmt.Sprintf("%s: %d", c, errs[c])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func logStressSummary(r *stress.Result, path string) {

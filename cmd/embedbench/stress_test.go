@@ -94,3 +94,41 @@ func TestStressCommandRejectsBadFlags(t *testing.T) {
 		t.Errorf("a service URL with a query: exit %d, want 2 saying why (%s)", code, stderr.String())
 	}
 }
+
+// A server behind an API key: the key goes with every request, from --api-key or
+// $EMBEDBENCH_API_KEY; without it every request fails, and a run that measured nothing but
+// failures exits non-zero instead of reporting success.
+func TestStressSendsTheAPIKey(t *testing.T) {
+	inner := stressServer(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" && r.Header.Get("Authorization") != "Bearer s3cret" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":{"message":"missing or wrong API key"}}`)
+			return
+		}
+		inner.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "sentences.json")
+	if err := os.WriteFile(data, []byte(`["one","two"]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(extra ...string) (int, string) {
+		args := append([]string{"stress", "--service-url", srv.URL, "--max-requests", "10", "--batch-size", "2",
+			"--data-file", data, "--output-dir", t.TempDir(), "--gpu", "none"}, extra...)
+		var stderr strings.Builder
+		return realMain(args, &stderr), stderr.String()
+	}
+	if code, msg := run(); code == 0 || !strings.Contains(msg, "every request failed") || !strings.Contains(msg, "http_401: 10") {
+		t.Errorf("no key: exit %d, %q; want a failure that says every request was a 401", code, msg)
+	}
+	if code, msg := run("--api-key", "s3cret"); code != 0 {
+		t.Errorf("--api-key: exit %d: %s", code, msg)
+	}
+	t.Setenv("EMBEDBENCH_API_KEY", "s3cret")
+	if code, msg := run(); code != 0 {
+		t.Errorf("$EMBEDBENCH_API_KEY: exit %d: %s", code, msg)
+	}
+}

@@ -17,27 +17,37 @@ import (
 // compiling a model's shapes can take a minute) before measuring anyway.
 const loadingWait = 3 * time.Minute
 
-// fetchHealth asks the service's /health what it is. A service that cannot be reached at all
-// is an error (the run would only measure connection errors); one that answers 503 is waited
-// for; any other answer, even an error status, is recorded and the run goes on, since not
-// every server has /health.
-func fetchHealth(ctx context.Context, client *http.Client, serviceURL string) (ServerInfo, error) {
+// fetchHealth asks the service's /health what it is. A service that cannot be reached is an
+// error (the run would only measure connection errors), at once or, with waitReachable, once
+// it has stayed unreachable that long (a Kubernetes Service refuses connections until a pod
+// is ready); one that answers 503 is waited for; any other answer, even an error status, is
+// recorded and the run goes on, since not every server has /health.
+func fetchHealth(ctx context.Context, client *http.Client, serviceURL, apiKey string, waitReachable time.Duration) (ServerInfo, error) {
 	info := ServerInfo{HealthURL: strings.TrimRight(serviceURL, "/") + "/health"}
-	giveUp := time.Now().Add(loadingWait)
+	start := time.Now()
+	giveUp := start.Add(max(loadingWait, waitReachable))
 	var body []byte
+	toldUnreachable := false
+wait:
 	for {
-		status, b, err := getHealth(ctx, client, info.HealthURL)
-		if err != nil {
-			if ctx.Err() != nil {
-				return info, ctx.Err()
-			}
+		status, b, err := getHealth(ctx, client, info.HealthURL, apiKey)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return info, ctx.Err()
+		case err != nil && time.Since(start) >= waitReachable:
 			return info, fmt.Errorf("service at %s is unreachable: %w", serviceURL, err)
+		case err != nil:
+			if !toldUnreachable {
+				slog.Info("service is unreachable; waiting for it", "url", info.HealthURL, "err", err, "for_at_most", waitReachable)
+				toldUnreachable = true
+			}
+		default:
+			info.HealthStatusCode, body = status, b
+			if status != http.StatusServiceUnavailable || time.Now().After(giveUp) {
+				break wait
+			}
+			slog.Info("service is not ready yet (/health answered 503); waiting", "url", info.HealthURL, "body", truncate(b, 200))
 		}
-		info.HealthStatusCode, body = status, b
-		if status != http.StatusServiceUnavailable || time.Now().After(giveUp) {
-			break
-		}
-		slog.Info("service is not ready yet (/health answered 503); waiting", "url", info.HealthURL, "body", truncate(b, 200))
 		select {
 		case <-time.After(500 * time.Millisecond):
 		case <-ctx.Done():
@@ -79,12 +89,15 @@ func fetchHealth(ctx context.Context, client *http.Client, serviceURL string) (S
 }
 
 // getHealth fetches a small JSON endpoint once: its status and body (up to 1 MiB).
-func getHealth(ctx context.Context, client *http.Client, healthURL string) (int, []byte, error) {
+func getHealth(ctx context.Context, client *http.Client, healthURL, apiKey string) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthURL, nil)
 	if err != nil {
 		return 0, nil, err
+	}
+	if apiKey != "" { // vLLM asks for the key on /v1/models too
+		req.Header.Set("Authorization", "Bearer "+apiKey)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -101,15 +114,15 @@ func getHealth(ctx context.Context, client *http.Client, healthURL string) (int,
 // describeModel fills what /health did not say from the API flavour's own model endpoint:
 // /v1/models for OpenAI-style servers (vLLM), /info for TEI. Failures are ignored: these
 // endpoints are optional.
-func describeModel(ctx context.Context, client *http.Client, api, serviceURL string, info *ServerInfo) {
+func describeModel(ctx context.Context, client *http.Client, api, serviceURL, apiKey string, info *ServerInfo) {
 	base := strings.TrimRight(serviceURL, "/")
 	switch {
 	case api == APIOpenAI && info.Model == "":
-		if status, body, err := getHealth(ctx, client, base+"/v1/models"); err == nil && status == http.StatusOK {
+		if status, body, err := getHealth(ctx, client, base+"/v1/models", apiKey); err == nil && status == http.StatusOK {
 			info.Model = gjson.GetBytes(body, "data.0.id").String()
 		}
 	case api == APITEI && (info.Model == "" || info.DType == ""):
-		if status, body, err := getHealth(ctx, client, base+"/info"); err == nil && status == http.StatusOK {
+		if status, body, err := getHealth(ctx, client, base+"/info", apiKey); err == nil && status == http.StatusOK {
 			doc := gjson.ParseBytes(body)
 			if info.Model == "" {
 				info.Model = doc.Get("model_id").String()

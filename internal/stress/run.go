@@ -53,6 +53,12 @@ type Options struct {
 	// unreachable; default 3s; negative: never). A server that accepts connections and drops
 	// them under load is measured, its errors counted, not given up on.
 	DeadAfter time.Duration
+	// APIKey, when set, goes with every request as "Authorization: Bearer" (embedbench serve
+	// --api-key, vLLM's --api-key, OpenAI).
+	APIKey string
+	// WaitReachable is how long a service that refuses connections at the start is waited
+	// for (0: not at all, the run fails at once).
+	WaitReachable time.Duration
 	// Progress, when set, is called about twice a second from another goroutine.
 	Progress func(Progress)
 
@@ -132,11 +138,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	var connections atomic.Int64
 	client := newClient(opts.MaxConcurrent, opts.Timeout, &connections)
 
-	server, err := fetchHealth(ctx, client, opts.ServiceURL)
+	server, err := fetchHealth(ctx, client, opts.ServiceURL, opts.APIKey, opts.WaitReachable)
 	if err != nil {
 		return nil, err
 	}
-	describeModel(ctx, client, opts.API, opts.ServiceURL, &server)
+	describeModel(ctx, client, opts.API, opts.ServiceURL, opts.APIKey, &server)
 	if opts.API == APIOpenAI && opts.Model == "" {
 		// OpenAI-style servers may insist on a model name; use the one the server serves.
 		opts.Model = server.Model
@@ -144,6 +150,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	pl, err := newPayload(opts.API, opts.ServiceURL, opts.Model, opts.Passages, opts.BatchSize)
 	if err != nil {
 		return nil, err
+	}
+	if opts.APIKey != "" {
+		pl.header.Set("Authorization", "Bearer "+opts.APIKey)
 	}
 	telemetry := openTelemetry(ctx, client, opts)
 	defer telemetry.close()

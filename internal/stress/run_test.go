@@ -490,6 +490,31 @@ func TestServiceUnreachableAtStart(t *testing.T) {
 	}
 }
 
+// With WaitReachable a service that refuses connections at first (a Kubernetes Service whose
+// pods are still loading) is waited for, and the run measures it once it listens.
+func TestWaitReachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srv := &http.Server{Handler: &fakeEmbedder{delay: func(int64) time.Duration { return time.Millisecond }}}
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		if l, err := net.Listen("tcp", addr); err == nil {
+			srv.Serve(l)
+		}
+	}()
+	t.Cleanup(func() { srv.Close() })
+	opts := baseOptions("http://" + addr)
+	opts.MaxRequests, opts.WaitReachable = 8, 10*time.Second
+	res, err := Run(context.Background(), opts)
+	if err != nil || res.SuccessfulRequests != 8 {
+		t.Fatalf("a service that listens after 0.7 s: %v, %+v", err, res)
+	}
+}
+
 func TestServiceDyingEndsRun(t *testing.T) {
 	f := &fakeEmbedder{delay: func(int64) time.Duration { return time.Millisecond }}
 	srv := httptest.NewServer(f)

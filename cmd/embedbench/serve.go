@@ -39,6 +39,7 @@ type serveFlags struct {
 	pprofAddr       string
 	host            string
 	port            int
+	metricsPort     int
 	model           string
 	servedName      string
 	weights         string
@@ -75,6 +76,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&f.engine, "engine", engineContinuous, "sequential (one request at a time, fixed padded batches: what an HF/LangChain service does) or continuous (token-budget batches across requests: what vLLM does)")
 	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on")
 	fs.IntVar(&f.port, "port", 0, "port (default 8000 for sequential, 8001 for continuous, as in the seed)")
+	fs.IntVar(&f.metricsPort, "metrics-port", 0, "also answer GET /health and /metrics on this port, outside the connection limits, for Kubernetes probes and Prometheus (as TEI's --prometheus-port); 0: off")
 	fs.StringVar(&f.model, "model", demo.DefaultModelID, "model directory, hub cache snapshot or hub id (downloaded on demand) with config.json and tokenizer.json")
 	fs.StringVar(&f.servedName, "served-model-name", "", "model name in responses and /health (default: --model, with the size when scaled)")
 	fs.StringVar(&f.weights, "weights", "auto", "auto (the checkpoint's weights when the model has them and --model-size is base, else random), random, or real")
@@ -141,6 +143,8 @@ func (f *serveFlags) check() error {
 		return fmt.Errorf("--weights %q: want auto, random or real", f.weights)
 	case f.port < 0 || f.port > 65535:
 		return fmt.Errorf("--port %d: want 0..65535", f.port)
+	case f.metricsPort < 0 || f.metricsPort > 65535 || (f.metricsPort != 0 && f.metricsPort == f.port):
+		return fmt.Errorf("--metrics-port %d: want 1..65535, not --port's, or 0 for none", f.metricsPort)
 	case f.maxConcurrent < 1, f.maxClientBatch < 1, f.batchSize < 1, f.maxBodyBytes < 1:
 		return errors.New("--max-concurrent-requests, --max-client-batch-size, --batch-size and --max-body-bytes must be positive")
 	case f.maxBatchTokens < 0 || f.maxSeqLen < 0 || f.replicas < 0:
@@ -214,6 +218,23 @@ func serve(ctx context.Context, f serveFlags) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	// The probes answer until serve returns, after the engine has closed: /health says
+	// "shutting_down" through the whole drain.
+	probesCtx, stopProbes := context.WithCancel(context.Background())
+	defer stopProbes()
+	if f.metricsPort != 0 {
+		paddr := net.JoinHostPort(f.host, strconv.Itoa(f.metricsPort))
+		pln, err := net.Listen("tcp", paddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on %s (--metrics-port): %w", paddr, err)
+		}
+		go func() {
+			if err := srv.ServeProbes(probesCtx, pln); err != nil {
+				slog.Error("probe port stopped", "err", err)
+			}
+		}()
 	}
 	serveCtx, stopServing := context.WithCancel(ctx)
 	defer stopServing()

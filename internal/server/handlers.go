@@ -88,12 +88,8 @@ type route struct {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	metricsHandler := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
+	s.addProbeRoutes(mux)
 	add := func(path string, rt route) { mux.Handle(path, s.wrap(rt)) }
-	add("/health", route{name: "health", methods: []string{http.MethodGet, http.MethodHead}, serve: s.handleHealth})
-	add("/metrics", route{name: "metrics", methods: []string{http.MethodGet, http.MethodHead}, serve: func(x *exchange, _ *Backend, _ []byte) {
-		metricsHandler.ServeHTTP(x, x.r)
-	}})
 	add("/embed", route{name: "embed", methods: []string{http.MethodPost}, work: true, serve: s.handleEmbed})
 	add("/v1/embeddings", route{name: "openai_embeddings", methods: []string{http.MethodPost}, work: true, serve: s.handleOpenAI})
 	add("/v1/models", route{name: "openai_models", methods: []string{http.MethodGet, http.MethodHead}, serve: s.handleModels})
@@ -102,6 +98,26 @@ func (s *Server) routes() http.Handler {
 		s.writeError(x, api.Errorf(http.StatusNotFound, "", "no route %s %s; try POST /embed, POST /v1/embeddings, POST /tokenize, GET /health, GET /metrics or GET /v1/models", x.r.Method, x.r.URL.Path))
 	}})
 	return mux
+}
+
+// probeRoutes are /health and /metrics alone, for ServeProbes.
+func (s *Server) probeRoutes() http.Handler {
+	mux := http.NewServeMux()
+	s.addProbeRoutes(mux)
+	mux.Handle("/", s.wrap(route{name: "unknown", serve: func(x *exchange, _ *Backend, _ []byte) {
+		s.writeError(x, api.Errorf(http.StatusNotFound, "", "no route %s %s: this port answers GET /health and GET /metrics only", x.r.Method, x.r.URL.Path))
+	}}))
+	return mux
+}
+
+// addProbeRoutes adds /health and /metrics.
+func (s *Server) addProbeRoutes(mux *http.ServeMux) {
+	metricsHandler := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
+	add := func(path string, rt route) { mux.Handle(path, s.wrap(rt)) }
+	add("/health", route{name: "health", methods: []string{http.MethodGet, http.MethodHead}, serve: s.handleHealth})
+	add("/metrics", route{name: "metrics", methods: []string{http.MethodGet, http.MethodHead}, serve: func(x *exchange, _ *Backend, _ []byte) {
+		metricsHandler.ServeHTTP(x, x.r)
+	}})
 }
 
 // wrap applies, in order: method check, auth, readiness and the body read; work handlers then

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -282,6 +283,49 @@ func TestOversizeHeadersGet431(t *testing.T) {
 	}
 	if r := f.post(t, "/embed", `{"texts": ["a"]}`, "X-Padding", strings.Repeat("p", 1<<10)); r.status != 200 {
 		t.Errorf("1 KiB of headers: %d %s", r.status, r.body)
+	}
+}
+
+// With every connection the limit allows held by clients, the probe port still answers
+// /health and /metrics (a kubelet opens a new connection for every probe, and failing them
+// would restart a server for being busy), and nothing else.
+func TestProbePortAnswersWhenConnectionsAreFull(t *testing.T) {
+	f := start(t, options{maxConns: 2})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	probes := make(chan error, 1)
+	go func() { probes <- f.srv.ServeProbes(ctx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-probes; err != nil {
+			t.Errorf("ServeProbes: %v", err)
+		}
+	})
+	for range 2 {
+		f.rawConn(t, "")
+	}
+	c := f.rawConn(t, "")
+	io.WriteString(c, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+	if r, err := readReply(t, c, 5*time.Second); err != nil || r.status != http.StatusServiceUnavailable {
+		t.Fatalf("the main port past its connection limit: %d, %v; want 503", r.status, err)
+	}
+	probeURL := "http://" + ln.Addr().String()
+	for path, want := range map[string]int{"/health": 200, "/metrics": 200, "/embed": 404} {
+		resp, err := http.Get(probeURL + path)
+		if err != nil {
+			t.Fatalf("probe port %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("probe port %s: %d %s, want %d", path, resp.StatusCode, body, want)
+		}
+		if path == "/embed" {
+			errorMessage(t, "probe port /embed", reply{resp.StatusCode, resp.Header, body}, 404)
+		}
 	}
 }
 

@@ -97,7 +97,9 @@ type Server struct {
 	stopping atomic.Bool
 	metrics  *metrics
 	handler  http.Handler
-	bufs     sync.Pool
+	// probeHandler serves /health and /metrics alone (ServeProbes).
+	probeHandler http.Handler
+	bufs         sync.Pool
 }
 
 // Defaults for the connection-level limits left zero in Config.
@@ -145,7 +147,35 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.conns = newConnLimits(cfg.MaxConnections, cfg.MaxConnectionsPerClient, s.metrics.connRefused)
 	s.handler = s.routes()
+	s.probeHandler = s.probeRoutes()
 	return s, nil
+}
+
+// ServeProbes answers GET /health and /metrics on ln, outside the connection limits that
+// Serve's clients may fill: a kubelet opens a new connection for every probe, and a server
+// holding --max-connections would otherwise fail its probes and be restarted for being busy
+// (TEI serves its metrics on a port of their own too). Other paths get 404. It stops when
+// ctx ends: start it before Serve and end it after Serve returns, so that /health says
+// "shutting_down" throughout the drain.
+func (s *Server) ServeProbes(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.probeHandler,
+		ReadHeaderTimeout: s.cfg.HeaderReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("answering /health and /metrics", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving probes on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	_ = hs.Close() // probes are short and idempotent: nothing to drain
+	<-errc
+	return nil
 }
 
 // SetReady makes the server answer work requests with b.

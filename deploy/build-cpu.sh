@@ -23,6 +23,7 @@ if [ -z "$roots" ]; then
   exit 1
 fi
 cp "$roots" "$ctx/ca-certificates.crt"
+mkdir -p "$ctx/writable/cache/huggingface" "$ctx/writable/tmp"
 
 "$builder" build --file deploy/Containerfile --tag "$tag" "$ctx"
 echo "built $tag"

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"debug/elf"
@@ -74,6 +75,22 @@ func TestCPUImage(t *testing.T) {
 		t.Errorf("cmd %v: want serve listening on 0.0.0.0", img.Config.Cmd)
 	}
 
+	// What the user writes, it can write: HF_HOME and /tmp exist and are the image user's, so
+	// that a plain `podman run` downloads a model (scratch's / is root's).
+	files := imageFiles(t, tag)
+	hfHome := ""
+	for _, e := range img.Config.Env {
+		if v, ok := strings.CutPrefix(e, "HF_HOME="); ok {
+			hfHome = v
+		}
+	}
+	for _, dir := range []string{hfHome, "/tmp"} {
+		h := files[strings.Trim(dir, "/")]
+		if dir == "" || h == nil || h.Typeflag != tar.TypeDir || strconv.Itoa(h.Uid) != uid {
+			t.Errorf("%q in the image: %+v; want a folder owned by the image's user %s", dir, h, uid)
+		}
+	}
+
 	bin := copyOut(t, tag, "/embedbench")
 	f, err := elf.Open(bin)
 	if err != nil {
@@ -95,6 +112,33 @@ func TestCPUImage(t *testing.T) {
 		}
 	}
 	serveFromImageBinary(t, bin, img.Config.Cmd)
+}
+
+// imageFiles lists the image's file system by path (no leading slash), without running it.
+func imageFiles(t *testing.T, image string) map[string]*tar.Header {
+	t.Helper()
+	id, err := exec.Command("podman", "create", image).Output()
+	if err != nil {
+		t.Fatalf("podman create: %v", err)
+	}
+	ctr := strings.TrimSpace(string(id))
+	defer exec.Command("podman", "rm", "--force", ctr).Run()
+	out, err := exec.Command("podman", "export", ctr).Output()
+	if err != nil {
+		t.Fatalf("podman export: %v", err)
+	}
+	files := map[string]*tar.Header{}
+	tr := tar.NewReader(bytes.NewReader(out))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatalf("reading the exported image: %v", err)
+		}
+		files[strings.Trim(h.Name, "/")] = h
+	}
 }
 
 // copyOut copies path out of the image without running it.

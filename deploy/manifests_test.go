@@ -10,6 +10,7 @@ import (
 	"go/token"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -164,14 +165,21 @@ func TestDeploymentDrainsAndProbes(t *testing.T) {
 	if flagValue(c.Args, "host") != "0.0.0.0" {
 		t.Errorf("--host %q: the server would listen on 127.0.0.1 only", flagValue(c.Args, "host"))
 	}
-	var port corev1.ContainerPort
+	var port, metricsPort corev1.ContainerPort
 	for _, p := range c.Ports {
-		if p.Name == "http" {
+		switch p.Name {
+		case "http":
 			port = p
+		case "metrics":
+			metricsPort = p
 		}
 	}
 	if port.ContainerPort == 0 || strconv.Itoa(int(port.ContainerPort)) != flagValue(c.Args, "port") {
 		t.Errorf("container port %d, --port %q", port.ContainerPort, flagValue(c.Args, "port"))
+	}
+	// Probes and scrapes go to the port outside the connection limits, which clients can fill.
+	if metricsPort.ContainerPort == 0 || strconv.Itoa(int(metricsPort.ContainerPort)) != flagValue(c.Args, "metrics-port") {
+		t.Errorf("metrics container port %d, --metrics-port %q", metricsPort.ContainerPort, flagValue(c.Args, "metrics-port"))
 	}
 
 	// SIGTERM comes after preStop; the server then drains for up to --shutdown-timeout. Both
@@ -197,8 +205,8 @@ func TestDeploymentDrainsAndProbes(t *testing.T) {
 			t.Errorf("%s probe: none, or not an HTTP GET", name)
 			return
 		}
-		if p.HTTPGet.Path != "/health" || p.HTTPGet.Port != intstr.FromString("http") {
-			t.Errorf("%s probe: GET %s on %v, want /health on the http port", name, p.HTTPGet.Path, p.HTTPGet.Port.String())
+		if p.HTTPGet.Path != "/health" || p.HTTPGet.Port != intstr.FromString("metrics") {
+			t.Errorf("%s probe: GET %s on %v, want /health on the metrics port", name, p.HTTPGet.Path, p.HTTPGet.Port.String())
 		}
 	}
 	probe("readiness", c.ReadinessProbe)
@@ -215,7 +223,7 @@ func TestDeploymentDrainsAndProbes(t *testing.T) {
 		}
 	}
 	ann := d.Spec.Template.Annotations
-	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/path"] != "/metrics" || ann["prometheus.io/port"] != strconv.Itoa(int(port.ContainerPort)) {
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/path"] != "/metrics" || ann["prometheus.io/port"] != strconv.Itoa(int(metricsPort.ContainerPort)) {
 		t.Errorf("scrape annotations %v", ann)
 	}
 	if sc := spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
@@ -261,8 +269,47 @@ func TestServiceAndHPAReachTheDeployment(t *testing.T) {
 		if !adapted[name] {
 			t.Errorf("HPA scales on %s, which the Prometheus adapter values do not serve", name)
 		}
-		if !strings.Contains(name, "queue") {
-			t.Errorf("HPA scales on %s: want a queue metric", name)
+		// Admission caps what a pod can hold: a target past --max-concurrent-requests is one
+		// no pod reaches.
+		if name == "embedbench_http_in_flight_requests" {
+			limit, _ := strconv.Atoi(flagValue(m.deployment.Spec.Template.Spec.Containers[0].Args, "max-concurrent-requests"))
+			if target := mt.Pods.Target.AverageValue; target == nil || limit == 0 || target.Value() >= int64(limit) {
+				t.Errorf("in-flight target %v against --max-concurrent-requests %d: want a target below the limit", target, limit)
+			}
+		}
+	}
+}
+
+// Every container with a read-only root file system has a volume where it writes: /tmp, and
+// the hub cache under HF_HOME (a model or MS MARCO downloaded on start).
+func TestWritablePathsAreMounted(t *testing.T) {
+	m := load(t)
+	for kind, spec := range map[string]corev1.PodSpec{"deployment": m.deployment.Spec.Template.Spec, "stress": m.stressJob.Spec.Template.Spec, "merge": m.mergeJob.Spec.Template.Spec} {
+		for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+			if c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
+				continue
+			}
+			mounted := func(path string) bool {
+				for _, vm := range c.VolumeMounts {
+					if path == vm.MountPath || strings.HasPrefix(path, strings.TrimRight(vm.MountPath, "/")+"/") {
+						return !vm.ReadOnly
+					}
+				}
+				return false
+			}
+			if c.Name != "merge" && !mounted("/tmp") {
+				t.Errorf("%s/%s: read-only root and no writable /tmp", kind, c.Name)
+			}
+			for _, e := range c.Env {
+				if e.Name == "HF_HOME" && !mounted(e.Value) {
+					t.Errorf("%s/%s: HF_HOME %s is on the read-only root", kind, c.Name, e.Value)
+				}
+			}
+			for _, flag := range []string{"output", "output-dir", "data-file"} {
+				if v := flagValue(c.Args, flag); v != "" && !mounted(path.Dir(v)) && !mounted(v) {
+					t.Errorf("%s/%s: --%s %s is not on a writable volume", kind, c.Name, flag, v)
+				}
+			}
 		}
 	}
 }
@@ -293,15 +340,27 @@ func TestStressJobAndMerge(t *testing.T) {
 		t.Errorf("merge reads %s, the stress pods write %s", inputs, out)
 	}
 	// Both see one volume, mounted where the paths say.
-	for name, spec := range map[string]corev1.PodSpec{"stress": j.Template.Spec, "merge": m.mergeJob.Spec.Template.Spec} {
-		claim := ""
-		for _, v := range spec.Volumes {
+	for name, use := range map[string]struct {
+		spec corev1.PodSpec
+		path string
+	}{"stress": {j.Template.Spec, out}, "merge": {m.mergeJob.Spec.Template.Spec, inputs}} {
+		claim, volume := "", ""
+		for _, v := range use.spec.Volumes {
 			if v.PersistentVolumeClaim != nil {
-				claim = v.PersistentVolumeClaim.ClaimName
+				claim, volume = v.PersistentVolumeClaim.ClaimName, v.Name
 			}
 		}
 		if claim != m.pvc.Name {
 			t.Errorf("%s Job mounts claim %q, want %s", name, claim, m.pvc.Name)
+		}
+		at := ""
+		for _, vm := range use.spec.Containers[0].VolumeMounts {
+			if vm.Name == volume {
+				at = vm.MountPath
+			}
+		}
+		if at == "" || !strings.HasPrefix(use.path, strings.TrimRight(at, "/")+"/") {
+			t.Errorf("%s Job uses %s, but mounts the results volume at %q", name, use.path, at)
 		}
 	}
 	if len(m.pvc.Spec.AccessModes) != 1 || m.pvc.Spec.AccessModes[0] != corev1.ReadWriteMany {

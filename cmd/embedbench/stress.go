@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	iofs "io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -79,6 +80,8 @@ func runStress(ctx context.Context, args []string) error {
 		return exitError{2, fmt.Errorf("--timeout %s: must be positive", *timeout)}
 	case *batch < 1:
 		return exitError{2, fmt.Errorf("--batch-size %d: must be at least 1", *batch)}
+	case *rate == 0 && (set["arrival"] || set["seed"]):
+		return exitError{2, errors.New("--arrival and --seed shape an open loop's arrivals: give --rate too (without it the run is a closed loop)")}
 	case set["max-concurrent-requests"] && *concurrency < 1:
 		return exitError{2, fmt.Errorf("--max-concurrent-requests %d: must be at least 1", *concurrency)}
 	}
@@ -97,8 +100,11 @@ func runStress(ctx context.Context, args []string) error {
 		sloSpec = s
 	}
 	passages, err := dataset.Load(*dataFile)
-	if err != nil {
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
 		return exitError{2, fmt.Errorf("%w (create it with: embedbench data --output %s)", err, *dataFile)}
+	case err != nil: // a file of another kind, e.g. the collection itself: not to be overwritten
+		return exitError{2, fmt.Errorf("%w (--data-file takes the JSON list embedbench data writes: embedbench data --source FILE --output test_sentences.json)", err)}
 	}
 
 	opts := stress.Options{
@@ -155,22 +161,26 @@ func runStress(ctx context.Context, args []string) error {
 	case runErr != nil:
 		return fmt.Errorf("%w; partial results in %s", runErr, path)
 	case res.TotalRequests > 0 && res.SuccessfulRequests == 0:
-		return fmt.Errorf("every request failed (%s), so nothing was measured; results in %s", describeErrors(res.Errors), path)
+		return fmt.Errorf("every request failed (%s), so nothing was measured; results in %s", describeErrors(res.Errors, res.ErrorExamples), path)
 	case res.SLO != nil && !res.SLO.Passed:
 		return exitError{exitSLOBreach, fmt.Errorf("SLO breached: %s", strings.Join(res.SLO.Failed(), ", "))}
 	}
 	return nil
 }
 
-// describeErrors lists error classes by count, most frequent first: "http_401: 177325".
-func describeErrors(errs map[string]int64) string {
+// describeErrors lists error classes by count, most frequent first, the first with an
+// example: "http_401: 177325, e.g. 401 Unauthorized: {...}".
+func describeErrors(errs map[string]int64, examples map[string]string) string {
 	classes := slices.Collect(maps.Keys(errs))
 	slices.SortFunc(classes, func(a, b string) int { return cmp.Or(cmp.Compare(errs[b], errs[a]), cmp.Compare(a, b)) })
 	parts := make([]string, len(classes))
 	for i, c := range classes {
 		parts[i] = fmt.Sprintf("%s: %d", c, errs[c])
+		if ex := examples[c]; i == 0 && ex != "" {
+			parts[i] += ", e.g. " + ex
+		}
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, "; ")
 }
 
 func logStressSummary(r *stress.Result, path string) {

@@ -83,6 +83,8 @@ func TestStressCommandRejectsBadFlags(t *testing.T) {
 		{"--data-file", data, "--max-concurrent-requests", "0"},
 		{"--data-file", data, "--duration-minutes", "1e300"},
 		{"--data-file", data, "--dead-after", "-1s"},
+		{"--data-file", data, "--arrival", "poisson"}, // no --rate: a closed loop would ignore it
+		{"--data-file", data, "--gpu", "nvidia"},
 	} {
 		var stderr strings.Builder
 		if code := realMain(append([]string{"stress", "--service-url", "http://127.0.0.1:1"}, args...), &stderr); code != 2 {
@@ -92,6 +94,14 @@ func TestStressCommandRejectsBadFlags(t *testing.T) {
 	var stderr strings.Builder
 	if code := realMain([]string{"stress", "--service-url", "http://127.0.0.1:1/?x=1", "--data-file", data}, &stderr); code != 2 || !strings.Contains(stderr.String(), "query") {
 		t.Errorf("a service URL with a query: exit %d, want 2 saying why (%s)", code, stderr.String())
+	}
+	// A data file of another kind (the collection itself) is not one to overwrite.
+	tsv := filepath.Join(dir, "collection.tsv")
+	os.WriteFile(tsv, []byte("0\tA passage.\n"), 0o644)
+	stderr.Reset()
+	if code := realMain([]string{"stress", "--service-url", "http://127.0.0.1:1", "--data-file", tsv}, &stderr); code != 2 ||
+		strings.Contains(stderr.String(), "--output "+tsv) || !strings.Contains(stderr.String(), "--source") {
+		t.Errorf("a TSV as --data-file: exit %d, %q; want 2, pointing at embedbench data --source and not at overwriting it", code, stderr.String())
 	}
 }
 

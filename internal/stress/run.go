@@ -104,6 +104,8 @@ func (o *Options) defaults() error {
 		return errors.New("no service URL")
 	case !strings.HasPrefix(o.ServiceURL, "http://") && !strings.HasPrefix(o.ServiceURL, "https://"):
 		return fmt.Errorf("service URL %q: want http:// or https://", o.ServiceURL)
+	case o.GPU != GPUAuto && o.GPU != GPUNVML && o.GPU != GPUMetrics && o.GPU != GPUNone:
+		return fmt.Errorf("GPU telemetry %q: want %s, %s, %s or %s", o.GPU, GPUAuto, GPUNVML, GPUMetrics, GPUNone)
 	case strings.ContainsAny(o.ServiceURL, "?#"):
 		return fmt.Errorf("service URL %q: give the server's base URL, without a query or fragment (the API's paths are added to it)", o.ServiceURL)
 	case o.BatchSize < 1:

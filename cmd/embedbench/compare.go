@@ -45,6 +45,7 @@ func runCompare(ctx context.Context, args []string) error {
 	labels := fs.String("labels", "", "comma-separated names for the runs, in order (default: engine and dtype, else the file name)")
 	series := fs.String("series", "", "comma-separated series names for the latency-against-throughput chart, one per result file in order; files with the same name form one line (default: one series per service and client batch size)")
 	check := fs.Bool("check-embeddings", false, "the first two arguments are service URLs: check that they compute the same embeddings")
+	apiKey := fs.String("api-key", os.Getenv("EMBEDBENCH_API_KEY"), "with --check-embeddings: sent to both services as \"Authorization: Bearer\" (default $EMBEDBENCH_API_KEY)")
 	dataFile := fs.String("data-file", "", "passages for the check: a JSON list of strings (default: a sample of the shared MS MARCO passages)")
 	passages := fs.Int("passages", 64, "how many passages the check sends")
 	api := fs.String("api", "", "the check's endpoint: embed (the seed's /embed), openai (/v1/embeddings), tei (TEI's /embed), or empty to detect")
@@ -81,7 +82,7 @@ func runCompare(ctx context.Context, args []string) error {
 			return err
 		}
 		slog.Info("checking embeddings", "a", rest[0], "b", rest[1], "passages", len(texts), "source", source)
-		res, err := fairness.Check(ctx, rest[0], rest[1], texts, fairness.Options{API: *api, MinCosine: *minCosine})
+		res, err := fairness.Check(ctx, rest[0], rest[1], texts, fairness.Options{API: *api, MinCosine: *minCosine, APIKey: *apiKey})
 		if err != nil {
 			return err
 		}

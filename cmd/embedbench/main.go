@@ -46,9 +46,17 @@ func realMain(args []string, stderr io.Writer) int {
 	global.SetOutput(stderr)
 	logFormat := global.String("log-format", "text", "log format: text or json")
 	logLevel := global.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := global.Bool("version", false, "print the version and exit")
 	global.Usage = func() { usage(stderr) }
 	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // asked for: the usage is the answer
+			return 0
+		}
 		return 2
+	}
+	if *showVersion {
+		fmt.Println(version)
+		return 0
 	}
 	if err := setupLogging(stderr, *logFormat, *logLevel); err != nil {
 		fmt.Fprintln(stderr, "embedbench:", err)

@@ -84,8 +84,11 @@ func expandResultDirs(args []string) ([]string, error) {
 	var out []string
 	for _, arg := range args {
 		st, err := os.Stat(arg)
-		if err != nil || !st.IsDir() {
-			out = append(out, arg) // ReadResult reports a missing file with its name
+		if err != nil {
+			return nil, err // a path that is not there says so, before any count of files does
+		}
+		if !st.IsDir() {
+			out = append(out, arg)
 			continue
 		}
 		var found []string

@@ -146,6 +146,7 @@ func TestMergeCommandRefusesBadInput(t *testing.T) {
 		{[]string{"--output", out, parts[0], filepath.Join(dir, "missing.json")}, "missing.json"},
 		{[]string{"--output", parts[0], parts[0], parts[1]}, "also an input"},
 		{[]string{"--output", out, parts[0]}, "at least two"},
+		{[]string{"--output", out, filepath.Join(dir, "nope_dir")}, "nope_dir: no such file"},
 		{[]string{"--output", out, parts[0], t.TempDir()}, "holds no stress_test_results_"},
 		{[]string{parts[0], parts[1]}, "--output is required"},
 	} {

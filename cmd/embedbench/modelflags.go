@@ -45,7 +45,7 @@ func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
 	fs.StringVar(&f.weights, "weights", "model", "model: the model's safetensors; random: random weights of the config's shapes")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of --weights random")
 	fs.StringVar(&f.scale, "scale", "", "with --weights random, a smaller model of the same architecture: LAYERS,HIDDEN,HEADS,INTERMEDIATE (e.g. 4,256,4,384)")
-	fs.StringVar(&f.device, "device", "auto", "cpu (pure Go), cuda (XLA with the CUDA PJRT plugin) or auto")
+	fs.StringVar(&f.device, "device", "auto", "cpu (a native forward pass over oneDNN or OpenBLAS when one loads, else pure Go), cuda (XLA with the CUDA PJRT plugin) or auto")
 	fs.IntVar(&f.deviceIndex, "device-index", 0, "which GPU (cuda)")
 	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
 	fs.StringVar(&f.dtype, "dtype", "float32", "float32 or bfloat16")

@@ -82,7 +82,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs.StringVar(&f.weights, "weights", "auto", "auto (the checkpoint's weights when the model has them and --model-size is base, else random), random, or real")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of random weights")
 	fs.StringVar(&f.modelSize, "model-size", "base", "base (the checkpoint's configuration) or a scaled random model for CPUs: "+sizeNames())
-	fs.StringVar(&f.device, "device", "auto", "auto (cuda when a GPU and the XLA PJRT plugin are found, else cpu), cpu (pure Go) or cuda")
+	fs.StringVar(&f.device, "device", "auto", "auto (cuda when a GPU and the XLA PJRT plugin are found, else cpu), cpu (a native forward pass over oneDNN or OpenBLAS when one loads, else pure Go) or cuda")
 	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
 	fs.IntVar(&f.replicas, "replicas", 0, "model replicas, one per GPU (continuous engine; default: every GPU on cuda, 1 on cpu)")
 	fs.StringVar(&f.dtype, "dtype", "auto", "auto (bfloat16 for continuous on cuda, else float32), float32 or bfloat16")
@@ -165,6 +165,17 @@ func (f *serveFlags) check() error {
 	}
 	if f.modelSize != "base" && f.weights == "real" {
 		return errors.New("--weights real needs --model-size base: a checkpoint's weights only fit its own size")
+	}
+	// Checked again where they are applied; here so that a typo fails before a download.
+	if f.dtype != "auto" {
+		if _, err := modernbert.ParseDType(f.dtype); err != nil {
+			return fmt.Errorf("--dtype: %w", err)
+		}
+	}
+	if f.pooling != "" {
+		if _, err := modernbert.ParsePooling(f.pooling); err != nil {
+			return fmt.Errorf("--pooling: %w", err)
+		}
 	}
 	return nil
 }
@@ -350,9 +361,7 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 			limit = cfg.MaxPositionEmbeddings
 		}
 		if limit > 512 {
-			if stm.pipeline != nil {
-				slog.Warn("on cpu texts are cut at 512 tokens, below the model's limit: pass --max-sequence-length to serve it whole", "model_max_sequence_length", limit)
-			}
+			slog.Warn("on cpu texts are cut at 512 tokens, below the model's limit: pass --max-sequence-length to serve it whole", "model_max_sequence_length", limit)
 			limit = 512
 		}
 		opts.MaxSequenceLength = limit

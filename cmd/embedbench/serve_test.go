@@ -7,20 +7,25 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/embedbench/embedbench/internal/localdata"
 )
 
-// A batch cut outside 0..1, or asked of the engine that has no batch in flight to cut beside,
-// is refused before anything loads.
-func TestServeRefusesABadBusyBatchCut(t *testing.T) {
+// Bad flags are refused before anything loads: a batch cut outside 0..1, or asked of the
+// engine that has no batch in flight to cut beside, and typos in --dtype and --pooling, which
+// were found only after the model had been fetched.
+func TestServeRefusesBadFlagsBeforeLoading(t *testing.T) {
 	for _, args := range [][]string{
 		{"--busy-batch-cut", "-0.1"},
 		{"--busy-batch-cut", "1.5"},
 		{"--busy-batch-cut", "NaN"},
 		{"--engine", "sequential", "--busy-batch-cut", "0.15"},
+		// typos caught before the model is fetched
+		{"--dtype", "fp16"},
+		{"--pooling", "avg"},
 	} {
 		if err := runServe(context.Background(), args); !errors.Is(err, errUsage) {
 			t.Errorf("serve %v: %v, want a usage error", args, err)
@@ -73,4 +78,17 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Help asked for is an answer (exit 0), as --version is; no command is a usage error (2).
+func TestGlobalHelpAndVersion(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want int
+	}{{[]string{"--help"}, 0}, {[]string{"--version"}, 0}, {[]string{"version"}, 0}, {nil, 2}, {[]string{"--nope"}, 2}} {
+		var stderr strings.Builder
+		if code := realMain(c.args, &stderr); code != c.want {
+			t.Errorf("embedbench %v: exit %d, want %d", c.args, code, c.want)
+		}
+	}
 }

@@ -8,6 +8,7 @@
 package fairness
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,8 @@ type Options struct {
 	MinCosine float64
 	// Client is the HTTP client (default: one with a 2-minute timeout per request).
 	Client *http.Client
+	// APIKey, when set, goes with every request to both services as "Authorization: Bearer".
+	APIKey string
 }
 
 // Service is what one side reported and how it was reached.
@@ -104,6 +107,11 @@ func Check(ctx context.Context, urlA, urlB string, texts []string, opts Options)
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: 2 * time.Minute}
 	}
+	if opts.APIKey != "" {
+		c := *opts.Client
+		c.Transport = bearer{key: opts.APIKey, next: cmp.Or[http.RoundTripper](c.Transport, http.DefaultTransport)}
+		opts.Client = &c
+	}
 	switch opts.API {
 	case "", apiEmbed, apiOpenAI, apiTEI:
 	default:
@@ -125,6 +133,18 @@ func Check(ctx context.Context, urlA, urlB string, texts []string, opts Options)
 	res.Warnings = append(res.Warnings, compareHealth(a.Health, b.Health)...)
 	compareVectors(&res, vecA, vecB, texts)
 	return res, nil
+}
+
+// bearer adds the API key to every request it carries.
+type bearer struct {
+	key  string
+	next http.RoundTripper
+}
+
+func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context()) // a RoundTripper must not change the request it is given
+	req.Header.Set("Authorization", "Bearer "+b.key)
+	return b.next.RoundTrip(req)
 }
 
 // threshold picks the noise level the two dtypes allow.

@@ -20,6 +20,7 @@ type service struct {
 	reverse bool                           // answer OpenAI data in reverse order
 	status  int                            // non-zero: answer every embed request with it
 	raw     string                         // non-empty: answer every embed request with it
+	apiKey  string                         // non-empty: embed requests need it as a bearer token
 }
 
 func vectorOf(text string, dim int) []float32 {
@@ -57,6 +58,10 @@ func (s *service) start(t *testing.T) string {
 		return out, true
 	}
 	handler := func(w http.ResponseWriter, r *http.Request, texts []string, write func([][]float32)) {
+		if s.apiKey != "" && r.Header.Get("Authorization") != "Bearer "+s.apiKey {
+			http.Error(w, `{"error":{"message":"missing or wrong API key"}}`, http.StatusUnauthorized)
+			return
+		}
 		if s.raw != "" {
 			w.Write([]byte(s.raw))
 			return
@@ -151,6 +156,19 @@ func TestIdenticalServicesAgree(t *testing.T) {
 	}
 	if res.Threshold != ThresholdSameFullPrecision {
 		t.Errorf("threshold %v for fp32 vs fp32; want %v", res.Threshold, ThresholdSameFullPrecision)
+	}
+}
+
+// Services behind an API key are reached with Options.APIKey, and refuse the check without it.
+func TestAPIKeyReachesBothServices(t *testing.T) {
+	a := (&service{health: healthy(nil), apiKey: "k"}).start(t)
+	b := (&service{health: healthy(nil), apiKey: "k", openAI: true}).start(t)
+	if _, err := Check(context.Background(), a, b, passages, Options{API: "embed"}); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("no key: %v, want the 401", err)
+	}
+	res, err := Check(context.Background(), a, b, passages, Options{APIKey: "k"})
+	if err != nil || !res.OK() {
+		t.Fatalf("with the key: %v, %v", err, res.Warnings)
 	}
 }
 

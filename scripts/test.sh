@@ -36,10 +36,11 @@ go vet ./...
 echo "== go test"
 go test -timeout 45m -count=1 "$@" ./...
 
-# The engines run replicas, pipelined steps and simplego's parallel graph execution on many
-# goroutines at once: their tests again under the race detector (about 10 s).
-echo "== go test -race (engine)"
-go test -race -timeout 10m -count=1 ./internal/engine
+# The engines (replicas, pipelined steps, simplego's parallel graph execution), the server and
+# the load generator run on many goroutines at once: their tests again under the race
+# detector (about 2 minutes here).
+echo "== go test -race"
+go test -race -timeout 20m -count=1 ./internal/engine ./internal/server ./internal/stress ./internal/hub
 
 # A short fuzz run of each request decoder, through the whole handler (longer: FUZZTIME=2000000x).
 # The budget is a count of inputs, not a duration: Go 1.26's coordinator can report its own

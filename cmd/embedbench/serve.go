@@ -66,8 +66,8 @@ type serveFlags struct {
 
 // connFlags bound what one connection, and one client, may hold.
 type connFlags struct {
-	bodyReadTimeout, headerReadTimeout, idleTimeout, writeTimeout time.Duration
-	maxHeaderBytes, maxConns, maxConnsPerClient                   int
+	bodyReadTimeout, headerReadTimeout, idleTimeout, writeTimeout, maxAge time.Duration
+	maxHeaderBytes, maxConns, maxConnsPerClient                           int
 }
 
 func runServe(ctx context.Context, args []string) error {
@@ -99,6 +99,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs.DurationVar(&f.conn.bodyReadTimeout, "body-read-timeout", server.DefaultBodyReadTimeout, "time from a request's arrival to the last byte of its body; a slower upload gets 408 and its connection is closed")
 	fs.DurationVar(&f.conn.headerReadTimeout, "header-read-timeout", server.DefaultHeaderReadTimeout, "time to receive a request's headers")
 	fs.DurationVar(&f.conn.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection is kept open")
+	fs.DurationVar(&f.conn.maxAge, "max-connection-age", 0, "close a kept-alive connection after its first answer past this age, so that clients reconnect and a load balancer spreads them over replicas added since (0: never)")
 	fs.DurationVar(&f.conn.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "how long writing one answer may take, from its first byte (a client that does not read is cut)")
 	fs.IntVar(&f.conn.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "request header limit; more is refused with 431")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060, apart from the API (default: off)")
@@ -151,8 +152,8 @@ func (f *serveFlags) check() error {
 		return errors.New("--max-batch-tokens, --max-sequence-length and --replicas must not be negative")
 	case f.conn.bodyReadTimeout <= 0, f.conn.headerReadTimeout <= 0, f.conn.idleTimeout <= 0, f.conn.writeTimeout <= 0, f.conn.maxHeaderBytes < 1:
 		return errors.New("--body-read-timeout, --header-read-timeout, --idle-timeout, --write-timeout and --max-header-bytes must be positive")
-	case f.conn.maxConns < 0, f.conn.maxConnsPerClient < 0:
-		return errors.New("--max-connections and --max-connections-per-client must not be negative")
+	case f.conn.maxConns < 0, f.conn.maxConnsPerClient < 0, f.conn.maxAge < 0:
+		return errors.New("--max-connections, --max-connections-per-client and --max-connection-age must not be negative")
 	case f.engine == engineSequential && f.replicas > 1:
 		return errors.New("--replicas: the sequential engine runs one model, as an HF service does")
 	case f.busyBatchCut < 0 || f.busyBatchCut > 1 || math.IsNaN(f.busyBatchCut):
@@ -220,7 +221,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		ShutdownTimeout: f.shutdownTimeout, GPU: mon, Logger: slog.Default(),
 		BodyReadTimeout: f.conn.bodyReadTimeout, HeaderReadTimeout: f.conn.headerReadTimeout,
 		IdleTimeout: f.conn.idleTimeout, WriteTimeout: f.conn.writeTimeout, MaxHeaderBytes: f.conn.maxHeaderBytes,
-		MaxConnections: f.conn.maxConns, MaxConnectionsPerClient: f.conn.maxConnsPerClient,
+		MaxConnections: f.conn.maxConns, MaxConnectionsPerClient: f.conn.maxConnsPerClient, MaxConnectionAge: f.conn.maxAge,
 	})
 	if err != nil {
 		return err

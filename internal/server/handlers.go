@@ -147,6 +147,9 @@ func (s *Server) wrap(rt route) http.Handler {
 			// holds the connection for good. readBody sets the same deadline.
 			_ = http.NewResponseController(w).SetReadDeadline(x.start.Add(s.cfg.BodyReadTimeout))
 		}
+		if s.agedOut(r) {
+			w.Header().Set("Connection", "close") // answer, then make the client reconnect
+		}
 		if rt.methods != nil && !allowed(rt.methods, r.Method) {
 			w.Header().Set("Allow", strings.Join(rt.methods, ", "))
 			s.writeError(x, api.Errorf(http.StatusMethodNotAllowed, "", "method %s not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(rt.methods, " or ")))

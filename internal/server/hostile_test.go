@@ -329,6 +329,28 @@ func TestProbePortAnswersWhenConnectionsAreFull(t *testing.T) {
 	}
 }
 
+// Past --max-connection-age a kept-alive connection gets its answer and is then closed, so
+// that the client reconnects (and a load balancer can send it to a replica added since).
+func TestOldConnectionsAreClosedAfterTheirAnswer(t *testing.T) {
+	f := start(t, options{maxConnAge: 300 * time.Millisecond})
+	c := f.rawConn(t, "")
+	ask := func() {
+		t.Helper()
+		io.WriteString(c, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+		r, err := readReply(t, c, 5*time.Second)
+		if err != nil || r.status != http.StatusOK {
+			t.Fatalf("/health on a kept-alive connection: %d, %v", r.status, err)
+		}
+	}
+	ask() // young: kept open, as the second question on it shows
+	time.Sleep(400 * time.Millisecond)
+	ask() // old: answered ("Connection: close"), then closed
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the old connection is still open after its answer: %v", err)
+	}
+}
+
 func TestConnectionLimits(t *testing.T) {
 	t.Run("in all", func(t *testing.T) {
 		f := start(t, options{maxConns: 3})

@@ -43,6 +43,10 @@ type Config struct {
 	// address (0: unbounded). A connection beyond either is answered 503 or 429 and closed.
 	MaxConnections          int
 	MaxConnectionsPerClient int
+	// MaxConnectionAge, when set, closes a kept-alive connection after the first answer past
+	// this age ("Connection: close"), so that clients reconnect and a load balancer can send
+	// them to replicas added since (gRPC's MaxConnectionAge, Envoy's max_connection_duration).
+	MaxConnectionAge time.Duration
 	// ShutdownTimeout bounds how long Serve waits for requests in flight after ctx ends.
 	ShutdownTimeout time.Duration
 	GPU             *gpu.Monitor // optional: NVML series on /metrics
@@ -125,8 +129,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes < 1 {
 		return nil, fmt.Errorf("max body bytes %d must be positive", cfg.MaxBodyBytes)
 	}
-	if cfg.MaxConnections < 0 || cfg.MaxConnectionsPerClient < 0 {
-		return nil, fmt.Errorf("connection limits %d and %d must not be negative", cfg.MaxConnections, cfg.MaxConnectionsPerClient)
+	if cfg.MaxConnections < 0 || cfg.MaxConnectionsPerClient < 0 || cfg.MaxConnectionAge < 0 {
+		return nil, fmt.Errorf("connection limits %d, %d and %s must not be negative", cfg.MaxConnections, cfg.MaxConnectionsPerClient, cfg.MaxConnectionAge)
 	}
 	defaults := []struct {
 		d   *time.Duration
@@ -178,6 +182,15 @@ func (s *Server) ServeProbes(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// connOpenedKey keys a request's context to when its connection was accepted.
+type connOpenedKey struct{}
+
+// agedOut says r's connection is older than MaxConnectionAge.
+func (s *Server) agedOut(r *http.Request) bool {
+	opened, ok := r.Context().Value(connOpenedKey{}).(time.Time)
+	return s.cfg.MaxConnectionAge > 0 && ok && time.Since(opened) > s.cfg.MaxConnectionAge
+}
+
 // SetReady makes the server answer work requests with b.
 func (s *Server) SetReady(b Backend) {
 	s.metrics.stepSlots.use(b.StepSlots)
@@ -199,6 +212,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, connOpenedKey{}, time.Now())
+		},
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(&listener{Listener: ln, limits: s.conns}) }()

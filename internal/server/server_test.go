@@ -81,6 +81,7 @@ type options struct {
 	maxConns       int
 	perClient      int
 	stepSlots      []int // the Backend's step sizes, in place of the model's
+	maxConnAge     time.Duration
 	shutdown       time.Duration
 }
 
@@ -134,7 +135,7 @@ func start(t testing.TB, o options) *fixture {
 		MaxClientBatchSize: o.maxClientBatch, MaxBodyBytes: o.maxBody, APIKey: o.apiKey,
 		ShutdownTimeout: o.shutdown, Logger: slog.New(slog.DiscardHandler),
 		BodyReadTimeout: o.bodyTimeout, IdleTimeout: o.idleTimeout, WriteTimeout: o.writeTimeout, MaxHeaderBytes: o.maxHeader,
-		MaxConnections: o.maxConns, MaxConnectionsPerClient: o.perClient,
+		MaxConnections: o.maxConns, MaxConnectionsPerClient: o.perClient, MaxConnectionAge: o.maxConnAge,
 	})
 	if err != nil {
 		t.Fatal(err)

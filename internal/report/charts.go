@@ -29,7 +29,8 @@ const (
 	percentileLabel = `function (v) { var p = 100 - 100 / v; return (Math.round(p * 1000) / 1000) + '%'; }`
 	// msValue labels a latency given in milliseconds, switching to seconds from 1000 ms.
 	msValue         = `function (v) { if (typeof v !== 'number') { return v; } if (v === 0) { return '0'; } if (v >= 1000) { var s = v / 1000; return (s < 10 ? s.toFixed(2) : s < 100 ? s.toFixed(1) : s.toFixed(0)) + ' s'; } return (v < 1 ? v.toFixed(3) : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + ' ms'; }`
-	spectrumTooltip = `function (ps) { if (!Array.isArray(ps)) { ps = [ps]; } var p = 100 - 100 / ps[0].value[0]; var s = 'percentile ' + (Math.round(p * 10000) / 10000) + '%'; ps.forEach(function (x) { s += '<br/>' + x.marker + x.seriesName + ': ' + (` + msValue + `)(x.value[1]); }); return s; }`
+	// spectrumTooltip's series names are escaped: ECharts inserts a formatter's result as HTML.
+	spectrumTooltip = `function (ps) { if (!Array.isArray(ps)) { ps = [ps]; } var p = 100 - 100 / ps[0].value[0]; var s = 'percentile ' + (Math.round(p * 10000) / 10000) + '%'; ps.forEach(function (x) { s += '<br/>' + x.marker + echarts.format.encodeHTML(x.seriesName) + ': ' + (` + msValue + `)(x.value[1]); }); return s; }`
 )
 
 // buildCharts makes the report's figures from the runs.
@@ -132,8 +133,9 @@ func throughputChart(runs []Run) (chart, error) {
 	}
 	window := throughputWindow(runs)
 	for _, run := range runs {
-		values := make([]float64, len(run.Result.TimeSeries))
-		for i, s := range run.Result.TimeSeries {
+		series := wholeSeconds(run.Result.TimeSeries)
+		values := make([]float64, len(series))
+		for i, s := range series {
 			values[i] = s.RequestsPerSecond
 			if passages {
 				values[i] = s.PassagesPerSecond
@@ -141,7 +143,7 @@ func throughputChart(runs []Run) (chart, error) {
 		}
 		pts := make([][2]float64, 0, len(values))
 		for i, v := range movingAverage(values, window) {
-			pts = append(pts, [2]float64{float64(run.Result.TimeSeries[i].Second), v})
+			pts = append(pts, [2]float64{float64(series[i].Second), v})
 		}
 		lineSeries(line, run.Label, pts, false, "")
 	}
@@ -156,6 +158,16 @@ func throughputChart(runs []Run) (chart, error) {
 		caption += fmt.Sprintf(" The slowest run finishes fewer than %d requests a second, so each point is the mean of the last %d seconds: per second, the line would only show which seconds a request happened to end in.", minPerSecond, window)
 	}
 	return renderChart(line, "throughput-over-time", "Throughput over time", caption)
+}
+
+// wholeSeconds leaves out a last point cut short by the end of the run (under half a second):
+// its rate is a few requests over a few milliseconds, a spike or a drop to 0 at every run's
+// end, and its p99 that of one or two requests.
+func wholeSeconds(series []stress.SecondPoint) []stress.SecondPoint {
+	if n := len(series); n > 0 && series[n-1].IntervalSeconds > 0 && series[n-1].IntervalSeconds < 0.5 {
+		return series[:n-1]
+	}
+	return series
 }
 
 // minPerSecond is the completion rate below which per-second throughput is too grainy to read.
@@ -191,7 +203,7 @@ func p99Chart(runs []Run) (chart, error) {
 	line := newLine("p99-over-time")
 	for _, run := range runs {
 		pts := make([][2]float64, 0, len(run.Result.TimeSeries))
-		for _, s := range run.Result.TimeSeries {
+		for _, s := range wholeSeconds(run.Result.TimeSeries) {
 			if s.Latency.Count > 0 {
 				pts = append(pts, [2]float64{float64(s.Second), s.Latency.P99 * 1e3})
 			}
@@ -327,6 +339,11 @@ func histogramChart(runs []Run) (chart, error) {
 // __f__ markers.
 var funcMarked = regexp.MustCompile(`"__f__(?:[^"\\]|\\.)*?__f__"`)
 
+// formatters are the functions renderChart may put into a page as code: this package's own.
+// Any other marked string (a run label, a server's self-description) stays a string, or a
+// result file could run its own JavaScript in whoever opens the report.
+var formatters = map[string]bool{percentileLabel: true, msValue: true, spectrumTooltip: true, curveTooltip: true}
+
 // renderChart turns a go-echarts chart into a JavaScript option literal that is safe inside a
 // <script> element. (go-echarts' own snippet renderer HTML-escapes the option and then fails
 // to unquote the functions; its page renderer links the library from a CDN.)
@@ -340,7 +357,10 @@ func renderChart(line *charts.Line, id, title, caption string) (chart, error) {
 			bad = fmt.Errorf("chart %s: a formatter function is not a valid JSON string: %w", id, err)
 			return quoted
 		}
-		return strings.TrimSuffix(strings.TrimPrefix(fn, "__f__"), "__f__")
+		if code := strings.TrimSuffix(strings.TrimPrefix(fn, "__f__"), "__f__"); formatters[code] {
+			return code
+		}
+		return quoted
 	})
 	if bad != nil {
 		return chart{}, bad

@@ -98,6 +98,28 @@ func TestHTMLEscapesHostileLabels(t *testing.T) {
 	}
 }
 
+// A label shaped like go-echarts' marker for code ("__f__...__f__", from --labels, a file name or
+// a server's /health) stays a string: only the report's own formatters become code. And the
+// tooltips escape the names they show, since ECharts inserts a formatter's result as HTML.
+func TestLabelsNeverBecomeCode(t *testing.T) {
+	runs := twoRuns(t)
+	runs[1].Label = `__f__(document.title="pwned")__f__`
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, runs, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	if strings.Contains(page, `:(document.title="pwned")`) || strings.Contains(page, `"name":(document.title`) {
+		t.Error("a label was inlined into the chart option as code")
+	}
+	if !strings.Contains(page, `"__f__(document.title=\"pwned\")__f__"`) {
+		t.Error("the label is not in the option as a JSON string")
+	}
+	if strings.Contains(page, "+ x.seriesName +") || strings.Contains(page, "+ p.seriesName +") || !strings.Contains(page, "encodeHTML(p.seriesName)") {
+		t.Error("a tooltip shows a series name unescaped")
+	}
+}
+
 func TestWriteHTMLFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "report.html")

@@ -98,7 +98,17 @@ func latencyCurves(runs []Run) ([]latencyCurve, []string) {
 // share a colour.
 var curveColours = []string{"#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272", "#fc8452", "#9a60b4", "#ea7ccc"}
 
-const curveTooltip = `function (p) { var r = p.value[0]; var rate = r < 10 ? r.toFixed(2) : r < 100 ? r.toFixed(1) : Math.round(r); return p.marker + p.seriesName + '<br/>' + p.name + ': ' + rate + ' requests/s, ' + (` + msValue + `)(p.value[1]); }`
+// curveColour is the palette's i-th colour, and past it hues a golden angle apart, so that no
+// two curves of a large comparison share one.
+func curveColour(i int) string {
+	if i < len(curveColours) {
+		return curveColours[i]
+	}
+	return fmt.Sprintf("hsl(%d, 65%%, 45%%)", (i*137)%360)
+}
+
+// curveTooltip escapes the series and point names: ECharts inserts a formatter's result as HTML.
+const curveTooltip = `function (p) { var r = p.value[0]; var rate = r < 10 ? r.toFixed(2) : r < 100 ? r.toFixed(1) : Math.round(r); return p.marker + echarts.format.encodeHTML(p.seriesName) + '<br/>' + echarts.format.encodeHTML(p.name) + ': ' + rate + ' requests/s, ' + (` + msValue + `)(p.value[1]); }`
 
 func latencyThroughputChart(runs []Run) (chart, error) {
 	const id = "latency-throughput"
@@ -106,7 +116,7 @@ func latencyThroughputChart(runs []Run) (chart, error) {
 	curves, without := latencyCurves(runs)
 	minX, maxX, minY, maxY := math.Inf(1), 0.0, math.Inf(1), 0.0
 	for i, c := range curves {
-		colour := curveColours[i%len(curveColours)]
+		colour := curveColour(i)
 		for _, q := range []struct {
 			suffix string
 			dashed bool
@@ -145,6 +155,7 @@ func latencyThroughputChart(runs []Run) (chart, error) {
 	// Two lines a series: a scrolling legend would hide most of them, so it wraps, and the plot
 	// starts below it (about four entries fit a line).
 	legendLines := max(1, (2*len(curves)+3)/4)
+	line.GridList = nil // WithGridOpts adds a grid, and the axes keep to the first: replace newLine's
 	line.SetGlobalOptions(
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "0", Type: "plain"}),
 		charts.WithGridOpts(opts.Grid{Left: "70", Right: "40", Top: fmt.Sprint(36 + 24*legendLines), Bottom: "60"}),

@@ -53,15 +53,22 @@ func Load(paths []string, labels []string) ([]Run, error) {
 // NameRuns gives every run without a label one, and makes labels unique so that chart legends
 // and table columns can be told apart.
 func NameRuns(runs []Run) {
-	seen := map[string]int{}
+	given := map[string]bool{}
 	for i := range runs {
 		if runs[i].Label == "" {
 			runs[i].Label = defaultLabel(runs[i])
 		}
-		seen[runs[i].Label]++
-		if n := seen[runs[i].Label]; n > 1 {
-			runs[i].Label = fmt.Sprintf("%s (%d)", runs[i].Label, n)
+		given[runs[i].Label] = true
+	}
+	used := map[string]bool{}
+	for i := range runs {
+		label := runs[i].Label
+		// A number is not one another run's own label already holds ("x", "x", "x (2)").
+		for n := 2; used[label] || (label != runs[i].Label && given[label]); n++ {
+			label = fmt.Sprintf("%s (%d)", runs[i].Label, n)
 		}
+		used[label] = true
+		runs[i].Label = label
 	}
 }
 

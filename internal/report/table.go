@@ -394,8 +394,9 @@ func formatPercent(fraction float64) string {
 	if fraction == 1 {
 		return "100%"
 	}
-	// Enough digits that 99.99% and 99.9% are told apart, never rounded up to 100%.
-	p := math.Floor(fraction*1e5) / 1e3
+	// Enough digits that 99.99% and 99.9% are told apart, never rounded up to 100%. The
+	// nudge keeps a fraction like 29/100, a hair under 0.29 in binary, from reading 28.999%.
+	p := math.Floor(fraction*1e5+1e-6) / 1e3
 	return fmt.Sprintf("%.3f%%", p)
 }
 

@@ -124,6 +124,14 @@ func TestSeedResultFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	again := []Run{{Label: "x"}, {Label: "x"}, {Label: "x (2)"}}
+	NameRuns(again)
+	if again[0].Label != "x" || again[1].Label != "x (3)" || again[2].Label != "x (2)" {
+		t.Errorf("labels x, x, x (2) numbered %q, %q, %q; want them all different, x (2) kept", again[0].Label, again[1].Label, again[2].Label)
+	}
+	if got := formatPercent(29.0 / 100); got != "29.000%" {
+		t.Errorf("29 of 100: %s", got)
+	}
 	if runs[1].Label != "hf (2)" {
 		t.Errorf("duplicate label not made unique: %q", runs[1].Label)
 	}

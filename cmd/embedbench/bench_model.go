@@ -67,8 +67,8 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	if err := parseFlags(fs, args, false); err != nil {
 		return err
 	}
-	if *data == "" || *passages < 1 || *seconds <= 0 {
-		fmt.Fprintln(fs.Output(), "--data is required; --passages and --seconds must be positive")
+	if *data == "" || *passages < 1 || !(*seconds >= 1e-3 && *seconds <= 1e6) { // NaN fails too
+		fmt.Fprintln(fs.Output(), "--data is required; --passages must be positive and --seconds from 0.001 to 1e6")
 		return errUsage
 	}
 	layout, err := modernbert.ParseLayout(*layoutName)

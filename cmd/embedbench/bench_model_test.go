@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -118,5 +119,16 @@ func TestBenchModelPerRung(t *testing.T) {
 			t.Errorf("rung %v: phases %v against a step of %.3f ms", want[i], r.MeanPhaseMillis, r.MeanStepMillis)
 		}
 		t.Logf("rung %v: %.1f ms a step, %.0f tokens/s, occupancy %.2f", want[i], r.MeanStepMillis, r.TokensPerSecond, r.Occupancy)
+	}
+}
+
+// A duration that measures nothing (NaN, infinite, negative, a picosecond) is a usage error,
+// not a report of zero calls.
+func TestBenchModelRefusesDurationsThatMeasureNothing(t *testing.T) {
+	for _, s := range []string{"NaN", "Inf", "-1", "1e-12", "0"} {
+		args := append(tinyEmbedArgs(t), "--data", "unused.tsv", "--seconds", s)
+		if err := benchModelCommand(context.Background(), args, &bytes.Buffer{}); !errors.Is(err, errUsage) {
+			t.Errorf("--seconds %s: %v, want a usage error", s, err)
+		}
 	}
 }

@@ -28,7 +28,7 @@ const (
 	// percentileLabel turns an HDR spectrum x value, 1/(1-p), back into "p%".
 	percentileLabel = `function (v) { var p = 100 - 100 / v; return (Math.round(p * 1000) / 1000) + '%'; }`
 	// msValue labels a latency given in milliseconds, switching to seconds from 1000 ms.
-	msValue         = `function (v) { if (typeof v !== 'number') { return v; } if (v === 0) { return '0'; } if (v >= 1000) { var s = v / 1000; return (s < 10 ? s.toFixed(2) : s < 100 ? s.toFixed(1) : s.toFixed(0)) + ' s'; } return (v < 1 ? v.toFixed(3) : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + ' ms'; }`
+	msValue = `function (v) { if (typeof v !== 'number') { return v; } if (v === 0) { return '0'; } if (v >= 1000) { var s = v / 1000; return (s < 10 ? s.toFixed(2) : s < 100 ? s.toFixed(1) : s.toFixed(0)) + ' s'; } return (v < 1 ? v.toFixed(3) : v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + ' ms'; }`
 	// spectrumTooltip's series names are escaped: ECharts inserts a formatter's result as HTML.
 	spectrumTooltip = `function (ps) { if (!Array.isArray(ps)) { ps = [ps]; } var p = 100 - 100 / ps[0].value[0]; var s = 'percentile ' + (Math.round(p * 10000) / 10000) + '%'; ps.forEach(function (x) { s += '<br/>' + x.marker + echarts.format.encodeHTML(x.seriesName) + ': ' + (` + msValue + `)(x.value[1]); }); return s; }`
 )

@@ -163,3 +163,36 @@ func colouredShare(img image.Image) float64 {
 	}
 	return float64(coloured) / float64(total)
 }
+
+// In the browser, a label with markup shows in the latency curve's tooltip as text: the
+// tooltip (HTML that ECharts builds from the formatter) holds no element the label made.
+func TestTooltipShowsHostileLabelsAsText(t *testing.T) {
+	bin := chromium(t)
+	runs := []Run{{Label: `<img src=x onerror="document.body.dataset.pwned=1">`,
+		Result: fixtureRun(t, "continuous", "bfloat16", 5*time.Millisecond, 50, false)}}
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, runs, HTMLOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// After the page has drawn, show the curve's first tooltip and record what it holds.
+	probe := `<script>setTimeout(function () {
+  var chart = echarts.getInstanceByDom(document.getElementById("latency-throughput"));
+  chart.dispatchAction({type: "showTip", seriesIndex: 0, dataIndex: 0});
+  setTimeout(function () {
+    var tip = document.querySelector("#latency-throughput div[style*='z-index']") || document.querySelector("#latency-throughput > div:last-child");
+    document.body.setAttribute("data-tip-imgs", String(tip ? tip.getElementsByTagName("img").length : -1));
+    document.body.setAttribute("data-tip-text", tip ? tip.textContent : "");
+  }, 500);
+}, 1000);</script></body>`
+	page := filepath.Join(t.TempDir(), "tip.html")
+	html := buf.String()
+	end := strings.LastIndex(html, "</body>") // the first is inside ECharts' own code
+	if err := os.WriteFile(page, []byte(html[:end]+probe+html[end+len("</body>"):]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dom := string(runChromium(t, bin, "--dump-dom", "file://"+page))
+	body := firstTag(dom[strings.Index(dom, "</head>")+1:], "<body") // past the scripts inlined in <head>
+	if !strings.Contains(body, `data-tip-imgs="0"`) || !strings.Contains(body, "onerror=") || strings.Contains(body, "data-pwned") {
+		t.Errorf("the tooltip of a label with markup: %s", body)
+	}
+}

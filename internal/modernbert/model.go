@@ -455,6 +455,12 @@ func (m *Model) allSteps() []*step {
 }
 
 func fillDefaults(cfg Config, spec string, opts *Options) error {
+	switch {
+	case opts.MaxBatchTokens < 0:
+		return fmt.Errorf("max batch tokens %d: must not be negative (0: the device's default)", opts.MaxBatchTokens)
+	case !(opts.MemoryFraction >= 0 && opts.MemoryFraction <= 1): // NaN fails too
+		return fmt.Errorf("memory fraction %g: want 0..1 (0: no cap)", opts.MemoryFraction)
+	}
 	if opts.MaxBatchTokens == 0 {
 		opts.MaxBatchTokens = 16384
 		if spec == "simplego" {

@@ -319,6 +319,20 @@ func TestUnknownVariantIsRefused(t *testing.T) {
 	}
 }
 
+// Options no device could run are refused by New, whichever command passed them.
+func TestOptionsOutOfRangeAreRefused(t *testing.T) {
+	cfg := tinyConfig()
+	for _, o := range []Options{
+		{MaxBatchTokens: -1}, {MemoryFraction: -0.5}, {MemoryFraction: 1.5}, {MemoryFraction: math.NaN()},
+	} {
+		o.Backend, o.MaxSequenceLength = "simplego", 64
+		if m, err := New(context.Background(), cfg, RandomWeights(cfg, 7), o); err == nil {
+			m.Close()
+			t.Errorf("New accepted %+v", o)
+		}
+	}
+}
+
 // TestMixedLengthsShareOneStep: short sequences join a long one's step (its spare row and the
 // gap after it) instead of running a mostly empty step of their own, and keep their vectors.
 func TestMixedLengthsShareOneStep(t *testing.T) {

@@ -114,15 +114,22 @@ func TestCPUImage(t *testing.T) {
 	serveFromImageBinary(t, bin, img.Config.Cmd)
 }
 
-// imageFiles lists the image's file system by path (no leading slash), without running it.
-func imageFiles(t *testing.T, image string) map[string]*tar.Header {
+// createContainer creates (not runs) a container of image, removed when the test ends.
+func createContainer(t *testing.T, image string) string {
 	t.Helper()
 	id, err := exec.Command("podman", "create", image).Output()
 	if err != nil {
 		t.Fatalf("podman create: %v", err)
 	}
 	ctr := strings.TrimSpace(string(id))
-	defer exec.Command("podman", "rm", "--force", ctr).Run()
+	t.Cleanup(func() { exec.Command("podman", "rm", "--force", ctr).Run() })
+	return ctr
+}
+
+// imageFiles lists the image's file system by path (no leading slash), without running it.
+func imageFiles(t *testing.T, image string) map[string]*tar.Header {
+	t.Helper()
+	ctr := createContainer(t, image)
 	out, err := exec.Command("podman", "export", ctr).Output()
 	if err != nil {
 		t.Fatalf("podman export: %v", err)
@@ -144,12 +151,7 @@ func imageFiles(t *testing.T, image string) map[string]*tar.Header {
 // copyOut copies path out of the image without running it.
 func copyOut(t *testing.T, image, path string) string {
 	t.Helper()
-	id, err := exec.Command("podman", "create", image).Output()
-	if err != nil {
-		t.Fatalf("podman create: %v", err)
-	}
-	ctr := strings.TrimSpace(string(id))
-	defer exec.Command("podman", "rm", "--force", ctr).Run()
+	ctr := createContainer(t, image)
 	dst := filepath.Join(t.TempDir(), filepath.Base(path))
 	if out, err := exec.Command("podman", "cp", ctr+":"+path, dst).CombinedOutput(); err != nil {
 		t.Fatalf("podman cp: %v\n%s", err, out)

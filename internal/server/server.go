@@ -162,13 +162,7 @@ func New(cfg Config) (*Server, error) {
 // ctx ends: start it before Serve and end it after Serve returns, so that /health says
 // "shutting_down" throughout the drain.
 func (s *Server) ServeProbes(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.probeHandler,
-		ReadHeaderTimeout: s.cfg.HeaderReadTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	hs := s.httpServer(s.probeHandler)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	s.log.Info("answering /health and /metrics", "addr", ln.Addr().String())
@@ -180,6 +174,17 @@ func (s *Server) ServeProbes(ctx context.Context, ln net.Listener) error {
 	_ = hs.Close() // probes are short and idempotent: nothing to drain
 	<-errc
 	return nil
+}
+
+// httpServer is net/http's server for handler, with the configured header, idle and size bounds.
+func (s *Server) httpServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: s.cfg.HeaderReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
 }
 
 // connOpenedKey keys a request's context to when its connection was accepted.
@@ -206,15 +211,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Serve answers on ln, under the connection limits, until ctx ends, then stops accepting, answers every request already
 // received (up to ShutdownTimeout) and returns nil. The engine is the caller's to close after.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.HeaderReadTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, connOpenedKey{}, time.Now())
-		},
+	hs := s.httpServer(s.handler)
+	hs.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connOpenedKey{}, time.Now())
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(&listener{Listener: ln, limits: s.conns}) }()

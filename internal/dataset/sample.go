@@ -25,8 +25,8 @@ type Sample struct {
 // random among its distinct non-empty ones (reservoir sampling, so memory stays at count
 // passages plus one 8-byte hash per distinct passage). The same source and seed give the same
 // sample. Passages are trimmed of surrounding whitespace. A source with fewer than count
-// distinct passages is an error wrapping ErrTooFewPassages that says how many it has; the
-// sample is never padded with repeats.
+// distinct passages is an error wrapping ErrTooFewPassages that says how many it has, returned
+// with all of them (shuffled); the sample is never padded with repeats.
 func SampleSource(ctx context.Context, path string, count int, seed uint64) (Sample, error) {
 	if count <= 0 {
 		return Sample{}, fmt.Errorf("count %d: want at least 1", count)
@@ -82,13 +82,13 @@ func (s *sampler) add(passage string) error {
 }
 
 func (s *sampler) finish(source string) (Sample, error) {
-	if s.out.Distinct < s.count {
-		return Sample{}, fmt.Errorf("%s has %d distinct non-empty passages (after dropping %d empty and %d duplicates); asked for %d: %w",
-			source, s.out.Distinct, s.out.Empty, s.out.Duplicates, s.count, ErrTooFewPassages)
-	}
 	// The reservoir keeps early passages in source order: shuffle so batches mix lengths.
 	s.rng.Shuffle(len(s.out.Passages), func(i, j int) {
 		s.out.Passages[i], s.out.Passages[j] = s.out.Passages[j], s.out.Passages[i]
 	})
+	if s.out.Distinct < s.count { // every distinct passage comes back too, for callers that can use fewer
+		return s.out, fmt.Errorf("%s has %d distinct non-empty passages (after dropping %d empty and %d duplicates); asked for %d: %w",
+			source, s.out.Distinct, s.out.Empty, s.out.Duplicates, s.count, ErrTooFewPassages)
+	}
 	return s.out, nil
 }

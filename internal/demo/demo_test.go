@@ -115,6 +115,15 @@ func TestPreparePassages(t *testing.T) {
 		t.Error("no error for a missing data file")
 	}
 
+	// A shared sample with fewer passages than asked is used whole, not swapped for made-up
+	// text (the GPU demo asks for 10,000; the shared sample holds about 5,900).
+	if dir, err := localdata.MSMARCODir(); err == nil {
+		p, err := preparePassages(ctx, "", 1_000_000, true, log)
+		if err != nil || p.Synthetic || len(p.Texts) == 0 || len(p.Texts) >= 1_000_000 || !strings.Contains(p.Source, dir) || !strings.Contains(p.Source, "of 1000000 asked") {
+			t.Errorf("a sample smaller than asked: %v, %d passages from %q; want all of %s's", err, len(p.Texts), p.Source, dir)
+		}
+	}
+
 	// Without shared data and offline, the demo makes its own passages and says so.
 	t.Setenv(localdata.EnvShared, t.TempDir())
 	p, err = preparePassages(ctx, "", 500, true, log)

@@ -32,6 +32,14 @@ func runData(ctx context.Context, args []string) error {
 	if *count < 1 {
 		return exitError{2, fmt.Errorf("--count %d: want at least 1", *count)}
 	}
+	// The output's place is checked before the source is read: on the full collection a typo
+	// would otherwise cost a whole pass.
+	if st, err := os.Stat(*output); err == nil && st.IsDir() {
+		return exitError{2, fmt.Errorf("--output %s is a folder: give the file to write, e.g. %s", *output, filepath.Join(*output, "test_sentences.json"))}
+	}
+	if st, err := os.Stat(filepath.Dir(*output)); err != nil || !st.IsDir() {
+		return exitError{2, fmt.Errorf("--output %s: its folder %s does not exist", *output, filepath.Dir(*output))}
+	}
 
 	start := time.Now()
 	client := hub.NewClientFromEnv()

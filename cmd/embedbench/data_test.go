@@ -64,4 +64,10 @@ func TestDataCommand(t *testing.T) {
 	if err := runData(context.Background(), []string{"--source", filepath.Join(dir, "missing.tsv"), "--output", tooMany}); err == nil || !strings.Contains(err.Error(), "missing.tsv") {
 		t.Fatalf("missing source: err = %v, want it named", err)
 	}
+	// An output that cannot be written is refused before the source is read.
+	for _, out := range []string{dir, filepath.Join(dir, "no", "such", "dir.json")} {
+		if err := runData(context.Background(), []string{"--source", filepath.Join(dir, "missing.tsv"), "--output", out}); err == nil || !strings.Contains(err.Error(), "--output") {
+			t.Errorf("--output %s: err = %v, want it refused before the (missing) source is read", out, err)
+		}
+	}
 }

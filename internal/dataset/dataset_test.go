@@ -141,6 +141,17 @@ func TestReadsBEIRJSONLPlainAndGzipped(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", path, got, want)
 		}
 	}
+	// A gzip cut short is reported as cut short, not as a malformed JSON line.
+	var many bytes.Buffer
+	for i := range 2000 {
+		fmt.Fprintf(&many, `{"_id": "%d", "text": "passage number %d, long enough to fill the stream"}`+"\n", i, i)
+	}
+	full := gz(t, many.Bytes())
+	cut := writeFile(t, filepath.Join(dir, "cut.jsonl.gz"), full[:len(full)/2])
+	err := Each(context.Background(), cut, func(string) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "truncated or corrupt") || strings.Contains(err.Error(), "not a JSON object") {
+		t.Errorf("a gzip cut in half: %v", err)
+	}
 }
 
 func TestReadsMSMARCOParquetLayout(t *testing.T) {
@@ -186,6 +197,14 @@ func TestDirectorySourceSkipsQueriesAndQrels(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "README.md"), []byte("# hi\n"))
 	if got := readAll(t, dir); !slices.Equal(got, []string{"from tsv", "from jsonl"}) {
 		t.Errorf("got %q", got)
+	}
+	// A link to the folder reads as the folder (WalkDir alone does not follow it).
+	link := filepath.Join(t.TempDir(), "msmarco")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, link); !slices.Equal(got, []string{"from tsv", "from jsonl"}) {
+		t.Errorf("through a link to the folder: got %q", got)
 	}
 	empty := t.TempDir()
 	writeFile(t, filepath.Join(empty, "README.md"), []byte("# hi\n"))

@@ -51,6 +51,11 @@ func Each(ctx context.Context, path string, fn func(passage string) error) error
 // for the text ones), skipping queries and qrels that sit beside a corpus in MS MARCO and BEIR
 // downloads, hidden files and partial downloads.
 func sourceFiles(dir string) ([]string, error) {
+	// WalkDir does not follow a link at its root (a source given as a link to a folder, as
+	// shared data folders often are): resolve it first.
+	if resolved, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = resolved
+	}
 	var files []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -151,7 +156,8 @@ func maybeGunzip(f *os.File) (io.Reader, error) {
 
 // eachLine reads lines, skipping blank ones, and reports errors as file:line.
 func eachLine(ctx context.Context, r io.Reader, path string, parse func([]byte) (string, error), fn func(string) error) error {
-	sc := bufio.NewScanner(r)
+	rd := &readErr{r: r}
+	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
 	line := 0
 	for sc.Scan() {
@@ -170,6 +176,9 @@ func eachLine(ctx context.Context, r io.Reader, path string, parse func([]byte) 
 		if errors.Is(err, errSkipLine) {
 			continue
 		}
+		if err != nil && rd.err != nil { // the line was cut short by the read failing, not malformed
+			return fmt.Errorf("%s:%d: reading: %w (a truncated or corrupt file?)", path, line, rd.err)
+		}
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", path, line, err)
 		}
@@ -181,9 +190,24 @@ func eachLine(ctx context.Context, r io.Reader, path string, parse func([]byte) 
 		if errors.Is(err, bufio.ErrTooLong) {
 			return fmt.Errorf("%s:%d: line longer than %d bytes", path, line+1, maxLineBytes)
 		}
-		return fmt.Errorf("%s:%d: %w", path, line+1, err)
+		return fmt.Errorf("%s:%d: reading: %w (a truncated or corrupt file?)", path, line+1, err)
 	}
 	return nil
+}
+
+// readErr remembers the first error its reader gave other than EOF: the scanner hands over
+// the partial last line before it reports that error.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // errSkipLine is a parser's word that a line holds no passage.

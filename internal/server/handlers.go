@@ -35,6 +35,11 @@ type exchange struct {
 	status int
 	inputs int
 	tokens int
+	// failure is the message of a 5xx answer, for the request's log line.
+	failure string
+	// writeErr is the first error writing the answer (a client that stopped reading past
+	// --write-timeout, or left): the answer was not delivered.
+	writeErr error
 	// admitted is true while the exchange holds an admission slot.
 	admitted bool
 	// writeTimeout bounds the writing of the answer, counted from its first byte, so that a
@@ -75,7 +80,11 @@ func (x *exchange) Write(p []byte) (int, error) {
 		x.status = http.StatusOK
 		x.startWriting()
 	}
-	return x.ResponseWriter.Write(p)
+	n, err := x.ResponseWriter.Write(p)
+	if err != nil && x.writeErr == nil {
+		x.writeErr = err
+	}
+	return n, err
 }
 
 // endpoint options.
@@ -215,6 +224,12 @@ func (s *Server) finish(x *exchange, route string) {
 	if status == 0 {
 		status = http.StatusOK
 	}
+	if x.writeErr != nil {
+		// The answer was not delivered: counted as the client's going, as nginx counts it, and
+		// said at Warn, since a client that stops reading holds a connection until the timeout.
+		s.log.Warn("answer not delivered", "path", x.r.URL.Path, "status", status, "remote", x.r.RemoteAddr, "err", x.writeErr)
+		status = statusClientGone
+	}
 	elapsed := time.Since(x.start)
 	s.metrics.observeRequest(route, status, elapsed)
 	if route == "metrics" || route == "health" {
@@ -224,16 +239,23 @@ func (s *Server) finish(x *exchange, route string) {
 	// than the request's JSON and serialised every answer on the log's lock, so it is Debug
 	// (--log-level debug); server errors stay visible at Error. /metrics counts every request.
 	level := slog.LevelDebug
-	if status >= 500 && status != statusClientGone {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		// Loading or shutting down: expected, counted in /metrics, and a flood at any louder
+		// level while a GPU warms up for a minute.
+	case status >= 500 && status != statusClientGone:
 		level = slog.LevelError
 	}
 	if !s.log.Enabled(x.r.Context(), level) {
 		return
 	}
-	s.log.LogAttrs(x.r.Context(), level, "request",
-		slog.String("method", x.r.Method), slog.String("path", x.r.URL.Path), slog.Int("status", status),
+	attrs := []slog.Attr{slog.String("method", x.r.Method), slog.String("path", x.r.URL.Path), slog.Int("status", status),
 		slog.Float64("ms", float64(elapsed.Microseconds())/1000), slog.Int("inputs", x.inputs), slog.Int("tokens", x.tokens),
-		slog.String("remote", x.r.RemoteAddr))
+		slog.String("remote", x.r.RemoteAddr)}
+	if x.failure != "" {
+		attrs = append(attrs, slog.String("err", x.failure))
+	}
+	s.log.LogAttrs(x.r.Context(), level, "request", attrs...)
 }
 
 func allowed(methods []string, m string) bool {
@@ -311,6 +333,8 @@ func (s *Server) readBody(x *exchange) (*bytes.Buffer, bool) {
 		s.metrics.bodyTimeouts.Inc()
 		x.Header().Set("Connection", "close")
 		s.writeError(x, api.Errorf(http.StatusRequestTimeout, "", "request body not received within %s (--body-read-timeout): %d bytes arrived", s.cfg.BodyReadTimeout, n))
+	case errors.Is(err, io.ErrUnexpectedEOF) || x.r.Context().Err() != nil:
+		x.status = statusClientGone // it closed the connection mid-body: nobody to answer
 	default:
 		x.Header().Set("Connection", "close")
 		s.writeError(x, api.Errorf(http.StatusBadRequest, "", "reading the request body: %v", err))
@@ -563,9 +587,7 @@ func (s *Server) writeJSON(x *exchange, res engine.Result, body []byte) {
 	s.metrics.stageSeconds.WithLabelValues("queue").Observe(res.Timing.Queue.Seconds())
 	s.metrics.stageSeconds.WithLabelValues("inference").Observe(res.Timing.Inference.Seconds())
 	s.release(x)
-	if _, err := x.Write(body); err != nil {
-		s.log.Debug("writing response", "path", x.r.URL.Path, "err", err)
-	}
+	_, _ = x.Write(body) // a failure is x.writeErr, which finish counts and logs
 }
 
 func millis(d time.Duration) string {
@@ -573,6 +595,9 @@ func millis(d time.Duration) string {
 }
 
 func (s *Server) writeError(x *exchange, e *api.Error) {
+	if e.Status >= 500 {
+		x.failure = e.Message
+	}
 	body := api.AppendError(nil, e)
 	h := x.Header()
 	h.Set("Content-Type", "application/json")

@@ -182,6 +182,26 @@ func TestClientThatNeverReadsIsCut(t *testing.T) {
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("after %d answers the connection was left open, not cut: %v", answered, err)
 	}
+	// The answer cut off is not counted as delivered: 499, the client's going, not a 200.
+	waitFor(t, "the undelivered answer to be counted", func() bool {
+		return metricValue(f.metrics(t), `embedbench_http_requests_total{code="499",route="embed"}`) >= 1
+	})
+}
+
+// A client that closes the connection mid-body is gone (499), not a client error (400).
+func TestClientLeavingMidBodyIs499(t *testing.T) {
+	f := start(t, options{})
+	c := f.stalledUpload(t)
+	waitFor(t, "the upload to be read", func() bool {
+		return strings.Contains(f.metrics(t), "embedbench_http_bodies_reading 1")
+	})
+	c.Close()
+	waitFor(t, "the request to be counted", func() bool {
+		return metricValue(f.metrics(t), `embedbench_http_requests_total{code="499",route="embed"}`) == 1
+	})
+	if n := metricValue(f.metrics(t), `embedbench_http_requests_total{code="400",route="embed"}`); n > 0 {
+		t.Errorf("%v requests counted 400 for a client that left", n)
+	}
 }
 
 // A request answered without its body being read (a GET route, a wrong method) is still

@@ -82,6 +82,7 @@ type options struct {
 	perClient      int
 	stepSlots      []int // the Backend's step sizes, in place of the model's
 	maxConnAge     time.Duration
+	logs           io.Writer // the server's log, as JSON at info (default: discarded)
 	shutdown       time.Duration
 }
 
@@ -133,7 +134,7 @@ func start(t testing.TB, o options) *fixture {
 	srv, err := server.New(server.Config{
 		EngineName: o.engine, ModelID: "tiny-modernbert", MaxConcurrentRequests: o.maxConcurrent,
 		MaxClientBatchSize: o.maxClientBatch, MaxBodyBytes: o.maxBody, APIKey: o.apiKey,
-		ShutdownTimeout: o.shutdown, Logger: slog.New(slog.DiscardHandler),
+		ShutdownTimeout: o.shutdown, Logger: logger(o.logs),
 		BodyReadTimeout: o.bodyTimeout, IdleTimeout: o.idleTimeout, WriteTimeout: o.writeTimeout, MaxHeaderBytes: o.maxHeader,
 		MaxConnections: o.maxConns, MaxConnectionsPerClient: o.perClient, MaxConnectionAge: o.maxConnAge,
 	})
@@ -801,6 +802,52 @@ func TestDeviceErrorAnswers5xxAndHealthTells(t *testing.T) {
 		t.Errorf("/health after a device error: %v", h)
 	}
 	errorMessage(t, "bad input still a 4xx", f.post(t, "/embed", `{"texts": []}`), 422)
+}
+
+// logger is the server's logger for a test: JSON at info into w, or nothing.
+func logger(w io.Writer) *slog.Logger {
+	if w == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// A 5xx is logged at error level with its cause, which the answer's body holds too.
+func TestServerErrorsAreLoggedWithTheirCause(t *testing.T) {
+	var logs syncBuffer
+	f := start(t, options{closedModel: true, logs: &logs})
+	errorMessage(t, "embed on a broken device", f.post(t, "/embed", `{"texts": ["a"]}`), 500)
+	var line struct {
+		Level, Msg, Err string
+		Status          int
+	}
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if json.Unmarshal([]byte(l), &line) == nil && line.Msg == "request" && line.Status == 500 {
+			break
+		}
+		line.Msg = ""
+	}
+	if line.Msg == "" || line.Level != "ERROR" || !strings.Contains(line.Err, "device error") {
+		t.Errorf("the 500's log line %+v, want level ERROR with the device error; log:\n%s", line, logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer that the server's goroutines and the test may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestAPIKey(t *testing.T) {

@@ -127,7 +127,7 @@ type Engine interface {
 type Stats struct {
 	QueuedRequests   int // accepted and not yet answered, the ones on a device included
 	QueuedSequences  int
-	QueuedTokens     int
+	QueuedTokens     int // -1 when the engine cannot know (the sequential one tokenizes on its worker)
 	BusyReplicas     int
 	Replicas         int
 	Batches          uint64

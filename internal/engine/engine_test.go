@@ -286,6 +286,11 @@ func TestSequentialDropsCancelledJobBeforeTheDevice(t *testing.T) {
 	if err := <-smallDone; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled job returned %v, want context.Canceled", err)
 	}
+	// It leaves the queue's figures when its caller goes, not when the worker reaches it.
+	if st := eng.Stats(); st.QueuedRequests > 1 || st.QueuedSequences != 0 || st.DroppedSequences != uint64(len(small)) || st.QueuedTokens != -1 {
+		t.Errorf("after the waiting job's caller left: %d requests and %d sequences queued, %d dropped, tokens %d; want at most the big one (on the device), 0, %d and -1 (not known before the worker tokenizes)",
+			st.QueuedRequests, st.QueuedSequences, st.DroppedSequences, st.QueuedTokens, len(small))
+	}
 	if err := <-bigDone; err != nil {
 		t.Fatalf("big job: %v", err)
 	}

@@ -21,9 +21,12 @@ type Sequential struct {
 
 	mu      sync.Mutex
 	closing bool
-	queuedS int // sequences of jobs waiting for the worker
-	stats   Stats
-	busy    bool
+	queuedS int // sequences of jobs waiting for the worker, abandoned ones left out
+	// abandoned counts jobs still in the channel whose callers have gone: out of the queue's
+	// figures at once, skipped when the worker reaches them.
+	abandoned int
+	stats     Stats
+	busy      bool
 
 	worker sync.WaitGroup
 }
@@ -39,6 +42,9 @@ type seqJob struct {
 	res      Result
 	err      error
 	done     chan struct{}
+	// started and gone are guarded by Sequential.mu: the worker took the job, or its caller
+	// left before that.
+	started, gone bool
 }
 
 // NewSequential starts the single worker. runner should pad (one sequence per row).
@@ -86,7 +92,16 @@ func (s *Sequential) Embed(ctx context.Context, job Job) (Result, error) {
 	case <-sj.done:
 		return sj.res, sj.err
 	case <-ctx.Done():
-		// The worker drops the job when it reaches it, or stops it at the next batch.
+		// Still waiting: it leaves the queue's figures now, and the worker skips it. Taken
+		// already: the worker stops it at its next batch.
+		s.mu.Lock()
+		if !sj.started {
+			sj.gone = true
+			s.abandoned++
+			s.queuedS -= n
+			s.stats.DroppedSequences += uint64(n)
+		}
+		s.mu.Unlock()
 		return Result{}, ctx.Err()
 	}
 }
@@ -95,6 +110,13 @@ func (s *Sequential) work() {
 	defer s.worker.Done()
 	for sj := range s.jobs {
 		s.mu.Lock()
+		if sj.gone {
+			s.abandoned--
+			s.mu.Unlock()
+			close(sj.done)
+			continue
+		}
+		sj.started = true
 		s.queuedS -= sj.job.size()
 		s.busy = true
 		s.mu.Unlock()
@@ -194,8 +216,9 @@ func (s *Sequential) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.QueuedRequests = len(s.jobs)
+	st.QueuedRequests = len(s.jobs) - s.abandoned
 	st.QueuedSequences = s.queuedS
+	st.QueuedTokens = -1 // texts are tokenized on the worker, as an HF service does: not known yet
 	if s.busy {
 		st.BusyReplicas = 1
 		st.QueuedRequests++ // the one on the device is not answered yet either

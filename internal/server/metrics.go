@@ -215,7 +215,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	gauge(descQueueSeqs, float64(st.QueuedSequences))
-	gauge(descQueueTokens, float64(st.QueuedTokens))
+	if st.QueuedTokens >= 0 { // absent rather than a 0 that would read as an empty queue
+		gauge(descQueueTokens, float64(st.QueuedTokens))
+	}
 	gauge(descQueueReqs, float64(st.QueuedRequests))
 	gauge(descBusy, float64(st.BusyReplicas))
 	gauge(descReplicas, float64(st.Replicas))

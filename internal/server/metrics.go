@@ -176,7 +176,9 @@ func (m *metrics) observeBatch(b engine.BatchReport) {
 			m.stepOccupancy.Observe(float64(st.RealTokens) / float64(st.Slots))
 		}
 		for _, p := range st.Phases {
-			m.stepPhase.WithLabelValues(p.Name).Observe(p.Took.Seconds())
+			if p.Took > 0 { // a phase the path does not have (the native CPU pass packs inside its execute)
+				m.stepPhase.WithLabelValues(p.Name).Observe(p.Took.Seconds())
+			}
 		}
 	}
 }

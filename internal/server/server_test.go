@@ -949,6 +949,14 @@ func TestOneTextRunsTheSmallestStep(t *testing.T) {
 			if n := metricValue(m, `embedbench_step_phase_seconds_count{phase="execute"}`); n != steps {
 				t.Errorf("%v steps timed in their execute phase, want all %v:\n%s", n, steps, grep(m, "step_phase"))
 			}
+			// A phase a step does not have is not recorded as taking 0 s (the native CPU pass
+			// packs and unpacks inside its execute phase).
+			for _, line := range strings.Split(grep(m, "step_phase_seconds_sum"), "\n") {
+				series, value, _ := strings.Cut(line, " ")
+				if count := strings.Replace(series, "_sum", "_count", 1); value == "0" && metricValue(m, count) > 0 {
+					t.Errorf("%s with %v steps: phases timed at 0 s", line, metricValue(m, count))
+				}
+			}
 		})
 	}
 }

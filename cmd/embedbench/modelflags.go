@@ -163,6 +163,9 @@ func (f *modelFlags) loadST(ctx context.Context, layouts ...modernbert.Layout) (
 	// normalises when it has a Normalize module. --normalize decides either way.
 	opts.Normalize = opts.Normalize || stm.pipeline == nil
 	if f.normalize.set {
+		if stm.pipeline != nil && stm.pipeline.Normalize && !f.normalize.value {
+			slog.Warn("--normalize=false leaves out the model's Normalize module: sentence-transformers' encode() always applies it, so these vectors are not what it gives")
+		}
 		opts.Normalize = f.normalize.value
 	}
 	if opts.MaxSequenceLength == 0 || opts.MaxSequenceLength > cfg.MaxPositionEmbeddings {

@@ -10,17 +10,19 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // EnvShared overrides where the shared folder is looked for.
 const EnvShared = "EMBEDBENCH_SHARED"
 
 // ErrNotFound is returned when no shared folder can be located.
-var ErrNotFound = errors.New("shared data folder not found (set " + EnvShared + " or place it beside the checkout as ../shared)")
+var ErrNotFound = errors.New("shared data folder not found (set " + EnvShared + ", or run from inside a checkout with ../shared beside it)")
 
 // SharedDir returns the shared data folder: $EMBEDBENCH_SHARED if set, otherwise the first
 // "shared" folder holding models/ or data/ found beside the working directory or one of its
-// parents.
+// parents, or else beside the running binary's folder or one of its parents (a binary built
+// into the checkout and run from elsewhere).
 func SharedDir() (string, error) {
 	if dir := os.Getenv(EnvShared); dir != "" {
 		if !isDir(dir) {
@@ -28,18 +30,31 @@ func SharedDir() (string, error) {
 		}
 		return dir, nil
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("locating shared data: %w", err)
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, start := range starts {
+		if dir, ok := sharedAbove(start); ok {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("%w; looked above %s", ErrNotFound, strings.Join(starts, " and "))
+}
+
+// sharedAbove looks for shared/ or ../shared beside start and each of its parents.
+func sharedAbove(start string) (string, bool) {
+	for dir := start; ; dir = filepath.Dir(dir) {
 		for _, candidate := range []string{filepath.Join(dir, "shared"), filepath.Join(dir, "..", "shared")} {
 			if isDir(filepath.Join(candidate, "models")) || isDir(filepath.Join(candidate, "data")) {
-				return filepath.Clean(candidate), nil
+				return filepath.Clean(candidate), true
 			}
 		}
 		if parent := filepath.Dir(dir); parent == dir {
-			return "", ErrNotFound
+			return "", false
 		}
 	}
 }

@@ -126,6 +126,11 @@ func Run(ctx context.Context, o Options) (*Outcome, error) {
 	if err := os.MkdirAll(o.OutputDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating the output directory: %w", err)
 	}
+	if moved, err := setAsideEarlierRun(o.OutputDir); err != nil {
+		return nil, err
+	} else if moved != "" {
+		o.Log.Info("an earlier run's results were set aside", "to", moved)
+	}
 	out := &Outcome{Description: ms.describe()}
 	fmt.Fprintln(o.Out, out.Description)
 
@@ -249,4 +254,36 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.min}
+}
+
+// setAsideEarlierRun moves an earlier run's report and result files out of dir into a
+// subfolder named for the time, and says where (or "" when there were none): a run that then
+// fails or is interrupted must not leave a report of the one before looking current, and
+// compare on dir/*.json must not mix runs. Nothing is deleted.
+func setAsideEarlierRun(dir string) (string, error) {
+	old, err := filepath.Glob(filepath.Join(dir, stress.ResultFilePrefix+"*.json"))
+	if err != nil {
+		return "", err
+	}
+	if report := filepath.Join(dir, "report.html"); fileExists(report) {
+		old = append(old, report)
+	}
+	if len(old) == 0 {
+		return "", nil
+	}
+	aside := filepath.Join(dir, "earlier-"+time.Now().Format("20060102_150405"))
+	if err := os.MkdirAll(aside, 0o755); err != nil {
+		return "", fmt.Errorf("setting an earlier run's results aside: %w", err)
+	}
+	for _, f := range old {
+		if err := os.Rename(f, filepath.Join(aside, filepath.Base(f))); err != nil {
+			return "", fmt.Errorf("setting an earlier run's results aside: %w", err)
+		}
+	}
+	return aside, nil
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }

@@ -240,3 +240,26 @@ func TestCPUSizeFollowsTheMachine(t *testing.T) {
 		}
 	}
 }
+
+// A run into a folder that holds an earlier run's results sets them aside, whole: the new
+// run's report and files are the only ones left at the top, and nothing is deleted.
+func TestEarlierRunIsSetAside(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"stress_test_results_20260101_000000.json", "stress_test_results_20260101_000100.json", "report.html", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aside, err := setAsideEarlierRun(dir)
+	if err != nil || aside == "" {
+		t.Fatalf("set aside: %q, %v", aside, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*"))
+	moved, _ := filepath.Glob(filepath.Join(aside, "*"))
+	if len(moved) != 3 || len(left) != 2 { // notes.txt and the earlier-* folder
+		t.Errorf("moved %v, left %v; want the two results and the report moved, notes.txt left", moved, left)
+	}
+	if again, err := setAsideEarlierRun(dir); err != nil || again != "" {
+		t.Errorf("nothing to set aside: %q, %v", again, err)
+	}
+}

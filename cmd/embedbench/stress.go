@@ -1,16 +1,13 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	iofs "io/fs"
 	"log/slog"
-	"maps"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/embedbench/embedbench/internal/dataset"
+	"github.com/embedbench/embedbench/internal/report"
 	"github.com/embedbench/embedbench/internal/stress"
 )
 
@@ -161,26 +159,11 @@ func runStress(ctx context.Context, args []string) error {
 	case runErr != nil:
 		return fmt.Errorf("%w; partial results in %s", runErr, path)
 	case res.TotalRequests > 0 && res.SuccessfulRequests == 0:
-		return fmt.Errorf("every request failed (%s), so nothing was measured; results in %s", describeErrors(res.Errors, res.ErrorExamples), path)
+		return fmt.Errorf("every request failed (%s), so nothing was measured; results in %s", report.ErrorClasses(res), path)
 	case res.SLO != nil && !res.SLO.Passed:
 		return exitError{exitSLOBreach, fmt.Errorf("SLO breached: %s", strings.Join(res.SLO.Failed(), ", "))}
 	}
 	return nil
-}
-
-// describeErrors lists error classes by count, most frequent first, the first with an
-// example: "http_401: 177325, e.g. 401 Unauthorized: {...}".
-func describeErrors(errs map[string]int64, examples map[string]string) string {
-	classes := slices.Collect(maps.Keys(errs))
-	slices.SortFunc(classes, func(a, b string) int { return cmp.Or(cmp.Compare(errs[b], errs[a]), cmp.Compare(a, b)) })
-	parts := make([]string, len(classes))
-	for i, c := range classes {
-		parts[i] = fmt.Sprintf("%s: %d", c, errs[c])
-		if ex := examples[c]; i == 0 && ex != "" {
-			parts[i] += ", e.g. " + ex
-		}
-	}
-	return strings.Join(parts, "; ")
 }
 
 func logStressSummary(r *stress.Result, path string) {

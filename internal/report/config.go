@@ -68,7 +68,7 @@ func runDetails(run Run) []detailGroup {
 		detail{"finished / ok / failed", fmt.Sprintf("%d / %d / %d", r.TotalRequests, r.SuccessfulRequests, r.FailedRequests)},
 		detail{"unfinished at the end", nonZero64(r.UnfinishedRequests)},
 		detail{"warm-up requests (excluded)", nonZero64(r.WarmupRequests)},
-		detail{"errors by class", errorClasses(r)},
+		detail{"errors by class", ErrorClasses(r)},
 		detail{"passages / tokens", fmt.Sprintf("%d / %d%s", r.Passages, r.Tokens, tokenSource(r))},
 		detail{"latency min / max / stddev", fmt.Sprintf("%s / %s / %s", formatSeconds(r.LatencyMetrics.Min), formatSeconds(r.LatencyMetrics.Max), formatSeconds(r.LatencyMetrics.Stddev))},
 	)
@@ -161,7 +161,9 @@ func tokenSource(r *stress.Result) string {
 	return " (tokens from " + r.TokensSource + ")"
 }
 
-func errorClasses(r *stress.Result) string {
+// ErrorClasses lists a run's failed requests by class, each with an example of its message:
+// "http_401: 10 (e.g. "401 Unauthorized: ...")"; "" when none failed.
+func ErrorClasses(r *stress.Result) string {
 	if len(r.Errors) == 0 {
 		return ""
 	}

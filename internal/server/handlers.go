@@ -150,10 +150,12 @@ func (s *Server) wrap(rt route) http.Handler {
 			}
 		}()
 		if r.ContentLength != 0 {
-			// A body this server may answer without reading (405, 401, 503, or any body sent
-			// to a GET route) is still drained by net/http before and after the answer, up to
-			// 256 KiB: without a deadline a client that announces a body and never sends it
-			// holds the connection for good. readBody sets the same deadline.
+			// The body's deadline, counted from the request's arrival so that trickling bytes
+			// do not extend it: readBody reads under it, and a body this server answers
+			// without reading (405, 401, 503, or one sent to a GET route) is still drained by
+			// net/http before and after the answer, up to 256 KiB, which without it a client
+			// that announces a body and never sends it would hold for good. ErrNotSupported (a
+			// ResponseWriter without a connection, as in tests) leaves it unbounded.
 			_ = http.NewResponseController(w).SetReadDeadline(x.start.Add(s.cfg.BodyReadTimeout))
 		}
 		if s.agedOut(r) {
@@ -308,10 +310,7 @@ func (s *Server) readBody(x *exchange) (*bytes.Buffer, bool) {
 	}
 	s.metrics.bodiesReading.Inc()
 	defer s.metrics.bodiesReading.Dec()
-	rc := http.NewResponseController(x)
-	// The deadline counts from the request's arrival: trickling bytes does not extend it.
-	// ErrNotSupported (a ResponseWriter without a connection, as in tests) leaves it unbounded.
-	_ = rc.SetReadDeadline(x.start.Add(s.cfg.BodyReadTimeout))
+	rc := http.NewResponseController(x) // the read deadline is wrap's, from the request's arrival
 	buf := s.getBuffer()
 	// Room for what the header announces, up to preallocatedBody: past that the buffer grows
 	// as bytes arrive, so that a header alone cannot make the server allocate the body limit.

@@ -821,13 +821,17 @@ func TestServerErrorsAreLoggedWithTheirCause(t *testing.T) {
 		Level, Msg, Err string
 		Status          int
 	}
-	for _, l := range strings.Split(logs.String(), "\n") {
-		if json.Unmarshal([]byte(l), &line) == nil && line.Msg == "request" && line.Status == 500 {
-			break
+	// The line is written as the handler returns, which can be after the client has its answer.
+	waitFor(t, "the 500's log line", func() bool {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if json.Unmarshal([]byte(l), &line) == nil && line.Msg == "request" && line.Status == 500 {
+				return true
+			}
 		}
 		line.Msg = ""
-	}
-	if line.Msg == "" || line.Level != "ERROR" || !strings.Contains(line.Err, "device error") {
+		return false
+	})
+	if line.Level != "ERROR" || !strings.Contains(line.Err, "device error") {
 		t.Errorf("the 500's log line %+v, want level ERROR with the device error; log:\n%s", line, logs.String())
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math"
@@ -33,6 +34,11 @@ const (
 	engineContinuous = service.Continuous
 )
 
+// defaultBusyBatchCut is --busy-batch-cut's default: on an H200 (run 48, ABBA) it took 256
+// one-text clients from 15.5 k to 17.0 k requests/s at the same p99, with the open loop's tails
+// at 50% and 70% of peak no longer (docs/notes/modernbert.md, session 16).
+const defaultBusyBatchCut = 0.15
+
 // serveFlags are `embedbench serve`'s flags.
 type serveFlags struct {
 	engine          string
@@ -61,6 +67,7 @@ type serveFlags struct {
 	shutdownTimeout time.Duration
 	memoryFraction  float64
 	busyBatchCut    float64
+	busyBatchCutSet bool // given on the command line, not the default
 	conn            connFlags
 }
 
@@ -71,6 +78,29 @@ type connFlags struct {
 }
 
 func runServe(ctx context.Context, args []string) error {
+	f, err := parseServeFlags(args)
+	if err != nil {
+		return err
+	}
+	if f.port == 0 {
+		f.port = 8000
+		if f.engine == engineContinuous {
+			f.port = 8001
+		}
+	}
+	return serve(ctx, f)
+}
+
+func sizeNames() string {
+	names := make([]string, len(demo.Sizes))
+	for i, s := range demo.Sizes {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// parseServeFlags reads serve's flags and refuses bad ones (errUsage) before anything loads.
+func parseServeFlags(args []string) (serveFlags, error) {
 	fs := newFlagSet("serve")
 	var f serveFlags
 	fs.StringVar(&f.engine, "engine", engineContinuous, "sequential (one request at a time, fixed padded batches: what an HF/LangChain service does) or continuous (token-budget batches across requests: what vLLM does)")
@@ -90,7 +120,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs.IntVar(&f.maxConcurrent, "max-concurrent-requests", 512, "requests admitted at once; beyond it the answer is 429 at once")
 	fs.IntVar(&f.maxBatchTokens, "max-batch-tokens", 0, "token slots of the largest device step (0: 16384 on cuda, 2048 on cpu)")
 	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --max-batch-tokens: work runs on the smallest that holds it (default on cuda: 1024,2048,3072,4096, then every eighth of the largest; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
-	fs.Float64Var(&f.busyBatchCut, "busy-batch-cut", 0, "continuous engine: a busy replica's batch that spills a little over a step size runs on the size below when that is fuller, leaving at most this share of its tokens to the next batch (0: never; 0.15 gave 3% more requests/s from 256 one-text clients on an H200, with a longer tail)")
+	fs.Float64Var(&f.busyBatchCut, "busy-batch-cut", defaultBusyBatchCut, "continuous engine: a busy replica's batch that spills a little over a step size runs on the size below when that is fuller, leaving at most this share of its tokens to the next batch (0: never; 0.15 gave 9% more requests/s from 256 one-text clients on an H200, the open loop's tail no longer)")
 	fs.IntVar(&f.maxClientBatch, "max-client-batch-size", 1024, "inputs in one request; more is refused with 413")
 	fs.IntVar(&f.batchSize, "batch-size", 32, "sequential engine: texts per padded batch (sentence-transformers' default)")
 	fs.IntVar(&f.maxSeqLen, "max-sequence-length", 0, "longest sequence in tokens, [CLS]/[SEP] and any prompt included (0: the model's maximum, its sentence-transformers max_seq_length when it has one; on cpu at most 512, where compiling 8192-token shapes takes minutes); longer texts are truncated, or refused when the request says \"truncate\": false")
@@ -113,27 +143,14 @@ func runServe(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, false); err != nil {
-		return err
+		return f, err
 	}
+	fs.Visit(func(fl *flag.Flag) { f.busyBatchCutSet = f.busyBatchCutSet || fl.Name == "busy-batch-cut" })
 	if err := f.check(); err != nil {
 		fmt.Fprintln(fs.Output(), err)
-		return errUsage
+		return f, errUsage
 	}
-	if f.port == 0 {
-		f.port = 8000
-		if f.engine == engineContinuous {
-			f.port = 8001
-		}
-	}
-	return serve(ctx, f)
-}
-
-func sizeNames() string {
-	names := make([]string, len(demo.Sizes))
-	for i, s := range demo.Sizes {
-		names[i] = s.Name
-	}
-	return strings.Join(names, ", ")
+	return f, nil
 }
 
 func (f *serveFlags) check() error {
@@ -158,7 +175,7 @@ func (f *serveFlags) check() error {
 		return errors.New("--replicas: the sequential engine runs one model, as an HF service does")
 	case f.busyBatchCut < 0 || f.busyBatchCut > 1 || math.IsNaN(f.busyBatchCut):
 		return fmt.Errorf("--busy-batch-cut %g: want 0..1", f.busyBatchCut)
-	case f.engine == engineSequential && f.busyBatchCut > 0:
+	case f.engine == engineSequential && f.busyBatchCutSet && f.busyBatchCut > 0:
 		return errors.New("--busy-batch-cut: the sequential engine runs one request at a time, with no batch in flight to cut beside")
 	}
 	if _, err := f.size(); err != nil {

@@ -33,6 +33,21 @@ func TestServeRefusesBadFlagsBeforeLoading(t *testing.T) {
 	}
 }
 
+// The busy batch's cut is on by default for the continuous engine, and the sequential engine,
+// which has no batch in flight to cut beside, starts without it unless it is asked for.
+func TestServeBusyBatchCutDefault(t *testing.T) {
+	f, err := parseServeFlags(nil)
+	if err != nil || f.busyBatchCut != 0.15 {
+		t.Errorf("serve with no flags: cut %g, %v; want 0.15", f.busyBatchCut, err)
+	}
+	if _, err := parseServeFlags([]string{"--engine", "sequential"}); err != nil {
+		t.Errorf("serve --engine sequential: %v", err)
+	}
+	if f, err := parseServeFlags([]string{"--engine", "sequential", "--busy-batch-cut", "0"}); err != nil || f.busyBatchCut != 0 {
+		t.Errorf("serve --engine sequential --busy-batch-cut 0: cut %g, %v", f.busyBatchCut, err)
+	}
+}
+
 // --metrics-port answers /health from the moment serve listens, through loading, and is
 // refused when it is --port's own.
 func TestServeMetricsPort(t *testing.T) {

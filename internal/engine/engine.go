@@ -186,9 +186,10 @@ type Config struct {
 	MinPipelineTokens int
 	// BusyBatchCut, between 0 and 1, lets a busy replica's batch that spills a little over a
 	// step size run on the size below when that step is fuller, leaving at most this share of
-	// the batch's tokens to the next batch (0: never; run 32 measured 0.15). It trades the
-	// tail latency of the sequences left over for throughput under a closed loop of many
-	// small requests. Only runners that can price and fit smaller steps (StepCutter) are cut.
+	// the batch's tokens to the next batch (0: never; serve's default is 0.15, which took 256
+	// one-text clients on an H200 from 15.5 k to 17.0 k requests/s, the open loop's tails no
+	// longer, in run 48). It delays the sequences left over by one batch for a fuller step.
+	// Only runners that can price and fit smaller steps (StepCutter) are cut.
 	BusyBatchCut float64
 }
 

@@ -231,16 +231,22 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCut, st.CutBatches)
 }
 
-// gpuCollector samples NVML at scrape time; on a machine without a GPU it exports nothing.
-type gpuCollector struct{ mon *gpu.Monitor }
+// gpuCollector exports the newest of NVML's readings, taken every gpuReadInterval whoever
+// scrapes (gpu.Poller says why); on a machine without a GPU it exports nothing.
+type gpuCollector struct{ poll *gpu.Poller }
+
+// gpuReadInterval is how often the GPUs are read once /metrics has been scraped, and so the
+// window of the GPM activity gauges: the stress tester's own cadence, and NVML's longest
+// utilisation period.
+const gpuReadInterval = time.Second
 
 var (
 	descGPUUtil     = prometheus.NewDesc("embedbench_gpu_utilization_percent", "NVML GPU utilisation: share of time a kernel was running.", []string{"gpu"}, nil)
 	descGPUMemUsed  = prometheus.NewDesc("embedbench_gpu_memory_used_bytes", "GPU memory in use.", []string{"gpu"}, nil)
 	descGPUMemTotal = prometheus.NewDesc("embedbench_gpu_memory_total_bytes", "GPU memory in all.", []string{"gpu"}, nil)
 	descGPUPower    = prometheus.NewDesc("embedbench_gpu_power_watts", "GPU power draw.", []string{"gpu"}, nil)
-	descGPUSMActive = prometheus.NewDesc("embedbench_gpu_sm_activity_percent", "GPM SM activity since the previous scrape.", []string{"gpu"}, nil)
-	descGPUTensor   = prometheus.NewDesc("embedbench_gpu_tensor_activity_percent", "GPM tensor-core activity since the previous scrape.", []string{"gpu"}, nil)
+	descGPUSMActive = prometheus.NewDesc("embedbench_gpu_sm_activity_percent", "GPM SM activity over the last second.", []string{"gpu"}, nil)
+	descGPUTensor   = prometheus.NewDesc("embedbench_gpu_tensor_activity_percent", "GPM tensor-core activity over the last second.", []string{"gpu"}, nil)
 	descGPUClock    = prometheus.NewDesc("embedbench_gpu_sm_clock_mhz", "GPU SM clock.", []string{"gpu"}, nil)
 	descGPUClockMax = prometheus.NewDesc("embedbench_gpu_sm_clock_max_mhz", "The SM clock the GPU can reach.", []string{"gpu"}, nil)
 	descGPUPowerCap = prometheus.NewDesc("embedbench_gpu_power_limit_watts", "The power limit the driver enforces.", []string{"gpu"}, nil)
@@ -250,7 +256,12 @@ var (
 		descGPUClock, descGPUClockMax, descGPUPowerCap, descGPUTemp, descGPULimited}
 )
 
-func newGPUCollector(mon *gpu.Monitor) *gpuCollector { return &gpuCollector{mon: mon} }
+func newGPUCollector(mon *gpu.Monitor) *gpuCollector {
+	if mon == nil || !mon.Available() {
+		return &gpuCollector{}
+	}
+	return &gpuCollector{poll: gpu.NewPoller(mon, gpuReadInterval)}
+}
 
 func (c *gpuCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range gpuDescs {
@@ -259,10 +270,10 @@ func (c *gpuCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *gpuCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.mon == nil || !c.mon.Available() {
+	if c.poll == nil {
 		return
 	}
-	samples, err := c.mon.Sample()
+	samples, err := c.poll.Latest()
 	if err != nil {
 		return // a failed reading leaves gaps in the series; the scrape itself still succeeds
 	}

@@ -20,6 +20,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Weights, "weights", "auto", "auto (real when --size base and the model has them), random or real")
 	fs.StringVar(&o.Device, "device", "auto", "auto, cpu or gpu (the GPU needs the XLA PJRT plugin)")
 	fs.StringVar(&o.Size, "size", "", "model size: tiny, small or base (default: base on GPU; on CPU the largest whose window holds 40 requests per engine at the speed this machine's BLAS predicts, said at start)")
+	fs.StringVar(&o.Size, "model-size", "", "the same as --size, by serve's name for it")
 	fs.BoolVar(&o.Offline, "offline", false, "never touch the network")
 	fs.DurationVar(&o.Duration, "duration", 0, "measured stress time per engine (default 40s on CPU, 60s on GPU)")
 	fs.DurationVar(&o.Warmup, "warmup", 0, "warm-up before each measurement (default 5s on CPU, 10s on GPU)")

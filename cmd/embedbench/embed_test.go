@@ -68,8 +68,39 @@ func TestEmbedRefusesBadFlags(t *testing.T) {
 		t.Fatalf("error %v, want a --dtype error", err)
 	}
 	args = []string{"--model", tinyEmbedArgs(t)[1], "--scale", "2,64,4,128", "--device", "cpu"}
-	if err := embedCommand(context.Background(), args, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--scale needs --weights random") {
+	if err := embedCommand(context.Background(), args, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "need --weights random") {
 		t.Fatalf("error %v, want a --scale error", err)
+	}
+}
+
+// The model commands take serve's and demo's names too: --model-size for the small random
+// models, and --weights real for the checkpoint's weights.
+func TestEmbedTakesServesModelSizeAndWeightsNames(t *testing.T) {
+	dir := tinyEmbedArgs(t)[1]
+	vecs := embedVectors(t, []string{"--model", dir, "--weights", "random", "--model-size", "tiny", "--device", "cpu", "--max-length", "64"}, "{\"text\": \"Hello world\"}\n")
+	if len(vecs) != 1 || len(vecs[0]) != 128 {
+		t.Fatalf("--model-size tiny: %d vectors of %d values, want one of the tiny model's 128", len(vecs), len(vecs[0]))
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--model-size", "tiny"}, "need --weights random"},
+		{[]string{"--model-size", "tiny", "--weights", "random", "--scale", "2,64,4,128"}, "not both"},
+		{[]string{"--model-size", "huge", "--weights", "random"}, "want one of tiny, small, base"},
+	} {
+		args := append([]string{"--model", dir, "--device", "cpu"}, c.args...)
+		if err := embedCommand(context.Background(), args, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("embed %v: %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+	// The shared folder has no weights: "real" is "model", and both say so.
+	var errs [2]error
+	for i, w := range []string{"model", "real"} {
+		errs[i] = embedCommand(context.Background(), []string{"--model", dir, "--device", "cpu", "--weights", w}, strings.NewReader(""), &bytes.Buffer{})
+	}
+	if errs[0] == nil || errs[1] == nil || errs[0].Error() != errs[1].Error() {
+		t.Errorf("--weights model: %v; --weights real: %v; want the same error", errs[0], errs[1])
 	}
 }
 

@@ -25,6 +25,7 @@ type modelFlags struct {
 	weights        string
 	seed           int64
 	scale          string
+	modelSize      string
 	device         string
 	deviceIndex    int
 	xlaPlugin      string
@@ -42,9 +43,10 @@ func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
 	fs.StringVar(&f.model, "model", "", "model directory, hub cache snapshot or hub id (org/name) with config.json and (for texts) tokenizer.json")
 	fs.StringVar(&f.tokenizer, "tokenizer", "", "tokenizer.json, or a folder holding one, to use instead of the model's")
 	fs.StringVar(&f.config, "config", "", "config.json to use instead of the model's (e.g. a different size with --weights random)")
-	fs.StringVar(&f.weights, "weights", "model", "model: the model's safetensors; random: random weights of the config's shapes")
+	fs.StringVar(&f.weights, "weights", "model", "model (or real, serve's name): the model's safetensors; random: random weights of the config's shapes")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of --weights random")
 	fs.StringVar(&f.scale, "scale", "", "with --weights random, a smaller model of the same architecture: LAYERS,HIDDEN,HEADS,INTERMEDIATE (e.g. 4,256,4,384)")
+	fs.StringVar(&f.modelSize, "model-size", "base", "base (the config's shapes) or, with --weights random, one of serve's and demo's smaller sizes: "+sizeNames())
 	fs.StringVar(&f.device, "device", "auto", "cpu (a native forward pass over oneDNN or OpenBLAS when one loads, else pure Go), cuda (XLA with the CUDA PJRT plugin) or auto")
 	fs.IntVar(&f.deviceIndex, "device-index", 0, "which GPU (cuda)")
 	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
@@ -112,18 +114,21 @@ func (f *modelFlags) loadST(ctx context.Context, layouts ...modernbert.Layout) (
 	}
 	random := false
 	switch f.weights {
-	case "model":
+	case "model", "real":
 	case "random":
 		random = true
 	default:
-		return nil, nil, none, fmt.Errorf("--weights %q: want model or random", f.weights)
+		return nil, nil, none, fmt.Errorf("--weights %q: want model, real or random", f.weights)
 	}
-	if f.scale != "" && !random {
-		return nil, nil, none, fmt.Errorf("--scale needs --weights random")
+	scale, err := f.scaleSpec()
+	if err != nil {
+		return nil, nil, none, err
+	}
+	if scale != "" && !random {
+		return nil, nil, none, fmt.Errorf("--scale and --model-size %s need --weights random: a checkpoint's weights only fit its own shapes", f.modelSize)
 	}
 	opts := modernbert.Options{DeviceIndex: f.deviceIndex, MaxSequenceLength: f.maxLength,
 		MaxBatchTokens: f.batchTokens, StepSlots: f.stepSlots, PackedRowLength: f.packedRow, MemoryFraction: f.memoryFraction, Layouts: layouts}
-	var err error
 	if opts.Backend, err = f.backend(); err != nil {
 		return nil, nil, none, err
 	}
@@ -147,8 +152,8 @@ func (f *modelFlags) loadST(ctx context.Context, layouts ...modernbert.Layout) (
 	if err != nil {
 		return nil, nil, none, err
 	}
-	if f.scale != "" {
-		if cfg, err = scaleConfig(cfg, f.scale); err != nil {
+	if scale != "" {
+		if cfg, err = scaleConfig(cfg, scale); err != nil {
 			return nil, nil, none, err
 		}
 		if p := stm.pipeline; p != nil && (len(p.Dense) > 0 || p.PoolingDim != 0) {
@@ -212,6 +217,20 @@ func (f *modelFlags) loadTokenizer(modelDir string) (*tokenizer.Tokenizer, error
 }
 
 // scaleConfig applies --scale LAYERS,HIDDEN,HEADS,INTERMEDIATE.
+// scaleSpec is --scale, or the shapes of the --model-size it names ("" for base).
+func (f *modelFlags) scaleSpec() (string, error) {
+	size, err := sizeByName(f.modelSize)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("--model-size: %w", err)
+	case size.Layers == 0:
+		return f.scale, nil
+	case f.scale != "":
+		return "", errors.New("give --scale or --model-size, not both")
+	}
+	return fmt.Sprintf("%d,%d,%d,%d", size.Layers, size.Hidden, size.Heads, size.Intermediate), nil
+}
+
 func scaleConfig(cfg modernbert.Config, spec string) (modernbert.Config, error) {
 	parts := strings.Split(spec, ",")
 	if len(parts) != 4 {

@@ -4,7 +4,7 @@
 # several servers in one lease: each entry of SERVERS is LABEL=BINARY, with serve flags after
 # it each behind an @, e.g.
 #   SERVERS="old=.devcarry/embedbench-old new=.devcarry/embedbench"
-#   SERVERS="base=.devcarry/embedbench cut=.devcarry/embedbench@--busy-batch-cut=0.15"
+#   SERVERS="base=.devcarry/embedbench nocut=.devcarry/embedbench@--busy-batch-cut=0"
 # LOADS picks among c1, b32c1, c8, c64, c256, sat (32 passages from 32 clients), rate50 and
 # rate70 (default: c256 rate50 rate70). ABBA=1 runs the servers twice, in both orders.
 # Each load's step phases are printed after it. Packs $W into $OUT/pipeline_ab.tgz.

@@ -68,7 +68,7 @@ func TestEmbedRefusesBadFlags(t *testing.T) {
 		t.Fatalf("error %v, want a --dtype error", err)
 	}
 	args = []string{"--model", tinyEmbedArgs(t)[1], "--scale", "2,64,4,128", "--device", "cpu"}
-	if err := embedCommand(context.Background(), args, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "need --weights random") {
+	if err := embedCommand(context.Background(), args, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--scale needs --weights random") {
 		t.Fatalf("error %v, want a --scale error", err)
 	}
 }
@@ -85,8 +85,9 @@ func TestEmbedTakesServesModelSizeAndWeightsNames(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--model-size", "tiny"}, "need --weights random"},
+		{[]string{"--model-size", "tiny"}, "--model-size tiny needs --weights random"},
 		{[]string{"--model-size", "tiny", "--weights", "random", "--scale", "2,64,4,128"}, "not both"},
+		{[]string{"--model-size", "base", "--weights", "random", "--scale", "2,64,4,128"}, "not both"},
 		{[]string{"--model-size", "huge", "--weights", "random"}, "want one of tiny, small, base"},
 	} {
 		args := append([]string{"--model", dir, "--device", "cpu"}, c.args...)

@@ -46,7 +46,7 @@ func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
 	fs.StringVar(&f.weights, "weights", "model", "model (or real, serve's name): the model's safetensors; random: random weights of the config's shapes")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of --weights random")
 	fs.StringVar(&f.scale, "scale", "", "with --weights random, a smaller model of the same architecture: LAYERS,HIDDEN,HEADS,INTERMEDIATE (e.g. 4,256,4,384)")
-	fs.StringVar(&f.modelSize, "model-size", "base", "base (the config's shapes) or, with --weights random, one of serve's and demo's smaller sizes: "+sizeNames())
+	fs.StringVar(&f.modelSize, "model-size", "", "one of serve's and demo's sizes, "+sizeNames()+": the smaller ones need --weights random, base is the config's shapes (default: the config's shapes, or --scale)")
 	fs.StringVar(&f.device, "device", "auto", "cpu (a native forward pass over oneDNN or OpenBLAS when one loads, else pure Go), cuda (XLA with the CUDA PJRT plugin) or auto")
 	fs.IntVar(&f.deviceIndex, "device-index", 0, "which GPU (cuda)")
 	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
@@ -120,12 +120,12 @@ func (f *modelFlags) loadST(ctx context.Context, layouts ...modernbert.Layout) (
 	default:
 		return nil, nil, none, fmt.Errorf("--weights %q: want model, real or random", f.weights)
 	}
-	scale, err := f.scaleSpec()
+	scaledBy, scale, err := f.scaleSpec()
 	if err != nil {
 		return nil, nil, none, err
 	}
 	if scale != "" && !random {
-		return nil, nil, none, fmt.Errorf("--scale and --model-size %s need --weights random: a checkpoint's weights only fit its own shapes", f.modelSize)
+		return nil, nil, none, fmt.Errorf("%s needs --weights random: a checkpoint's weights only fit its own shapes", scaledBy)
 	}
 	opts := modernbert.Options{DeviceIndex: f.deviceIndex, MaxSequenceLength: f.maxLength,
 		MaxBatchTokens: f.batchTokens, StepSlots: f.stepSlots, PackedRowLength: f.packedRow, MemoryFraction: f.memoryFraction, Layouts: layouts}
@@ -216,21 +216,25 @@ func (f *modelFlags) loadTokenizer(modelDir string) (*tokenizer.Tokenizer, error
 	return tok, err
 }
 
-// scaleConfig applies --scale LAYERS,HIDDEN,HEADS,INTERMEDIATE.
-// scaleSpec is --scale, or the shapes of the --model-size it names ("" for base).
-func (f *modelFlags) scaleSpec() (string, error) {
+// scaleSpec is the shapes to scale the config to ("" for its own) and the flag that asked for
+// them: --scale, or the smaller --model-size it names.
+func (f *modelFlags) scaleSpec() (flagName, spec string, err error) {
+	if f.modelSize == "" {
+		return "--scale", f.scale, nil
+	}
 	size, err := sizeByName(f.modelSize)
 	switch {
 	case err != nil:
-		return "", fmt.Errorf("--model-size: %w", err)
-	case size.Layers == 0:
-		return f.scale, nil
+		return "", "", fmt.Errorf("--model-size: %w", err)
 	case f.scale != "":
-		return "", errors.New("give --scale or --model-size, not both")
+		return "", "", errors.New("give --scale or --model-size, not both")
+	case size.Layers == 0: // base: the config's own shapes
+		return "", "", nil
 	}
-	return fmt.Sprintf("%d,%d,%d,%d", size.Layers, size.Hidden, size.Heads, size.Intermediate), nil
+	return "--model-size " + size.Name, fmt.Sprintf("%d,%d,%d,%d", size.Layers, size.Hidden, size.Heads, size.Intermediate), nil
 }
 
+// scaleConfig applies --scale LAYERS,HIDDEN,HEADS,INTERMEDIATE.
 func scaleConfig(cfg modernbert.Config, spec string) (modernbert.Config, error) {
 	parts := strings.Split(spec, ",")
 	if len(parts) != 4 {

@@ -34,11 +34,6 @@ const (
 	engineContinuous = service.Continuous
 )
 
-// defaultBusyBatchCut is --busy-batch-cut's default: on an H200 (run 48, ABBA) it took 256
-// one-text clients from 15.5 k to 17.0 k requests/s at the same p99, with the open loop's tails
-// at 50% and 70% of peak no longer (docs/notes/modernbert.md, session 16).
-const defaultBusyBatchCut = 0.15
-
 // serveFlags are `embedbench serve`'s flags.
 type serveFlags struct {
 	engine          string
@@ -120,7 +115,7 @@ func parseServeFlags(args []string) (serveFlags, error) {
 	fs.IntVar(&f.maxConcurrent, "max-concurrent-requests", 512, "requests admitted at once; beyond it the answer is 429 at once")
 	fs.IntVar(&f.maxBatchTokens, "max-batch-tokens", 0, "token slots of the largest device step (0: 16384 on cuda, 2048 on cpu)")
 	fs.Func("step-slots", "the ladder of device step sizes in token slots, comma-separated, up to --max-batch-tokens: work runs on the smallest that holds it (default on cuda: 1024,2048,3072,4096, then every eighth of the largest; powers of two from 64 on cpu)", intListFlag(&f.stepSlots))
-	fs.Float64Var(&f.busyBatchCut, "busy-batch-cut", defaultBusyBatchCut, "continuous engine: a busy replica's batch that spills a little over a step size runs on the size below when that is fuller, leaving at most this share of its tokens to the next batch (0: never; 0.15 gave 9% more requests/s from 256 one-text clients on an H200, the open loop's tail no longer)")
+	fs.Float64Var(&f.busyBatchCut, "busy-batch-cut", service.DefaultBusyBatchCut, "continuous engine: a busy replica's batch that spills a little over a step size runs on the size below when that is fuller, leaving at most this share of its tokens to the next batch (0: never; 0.15 gave 9% more requests/s from 256 one-text clients on an H200, the open loop's tail no longer)")
 	fs.IntVar(&f.maxClientBatch, "max-client-batch-size", 1024, "inputs in one request; more is refused with 413")
 	fs.IntVar(&f.batchSize, "batch-size", 32, "sequential engine: texts per padded batch (sentence-transformers' default)")
 	fs.IntVar(&f.maxSeqLen, "max-sequence-length", 0, "longest sequence in tokens, [CLS]/[SEP] and any prompt included (0: the model's maximum, its sentence-transformers max_seq_length when it has one; on cpu at most 512, where compiling 8192-token shapes takes minutes); longer texts are truncated, or refused when the request says \"truncate\": false")
@@ -149,6 +144,9 @@ func parseServeFlags(args []string) (serveFlags, error) {
 	if err := f.check(); err != nil {
 		fmt.Fprintln(fs.Output(), err)
 		return f, errUsage
+	}
+	if f.engine == engineSequential {
+		f.busyBatchCut = 0 // the default's; no batch in flight to cut beside
 	}
 	return f, nil
 }

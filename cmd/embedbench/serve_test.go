@@ -40,8 +40,8 @@ func TestServeBusyBatchCutDefault(t *testing.T) {
 	if err != nil || f.busyBatchCut != 0.15 {
 		t.Errorf("serve with no flags: cut %g, %v; want 0.15", f.busyBatchCut, err)
 	}
-	if _, err := parseServeFlags([]string{"--engine", "sequential"}); err != nil {
-		t.Errorf("serve --engine sequential: %v", err)
+	if f, err := parseServeFlags([]string{"--engine", "sequential"}); err != nil || f.busyBatchCut != 0 {
+		t.Errorf("serve --engine sequential: cut %g, %v; want 0", f.busyBatchCut, err)
 	}
 	if f, err := parseServeFlags([]string{"--engine", "sequential", "--busy-batch-cut", "0"}); err != nil || f.busyBatchCut != 0 {
 		t.Errorf("serve --engine sequential --busy-batch-cut 0: cut %g, %v", f.busyBatchCut, err)

@@ -65,7 +65,8 @@ func startService(ctx context.Context, spec serviceSpec) (*demoService, error) {
 	built, err := service.Build(ctx, service.Spec{
 		Engine: spec.name, Config: spec.cfg, Weights: spec.weights, Tokenizer: spec.tok,
 		Model: spec.modelOpts, BatchSize: spec.batchSize, MaxQueuedSequences: 1 << 16,
-		OnBatch: srv.ObserveBatch, GPUAvailable: spec.gpu != nil && spec.gpu.Available(), Log: spec.log,
+		BusyBatchCut: busyBatchCut(spec.name),
+		OnBatch:      srv.ObserveBatch, GPUAvailable: spec.gpu != nil && spec.gpu.Available(), Log: spec.log,
 	})
 	if err != nil {
 		return nil, err
@@ -116,4 +117,13 @@ func waitHealthy(ctx context.Context, url string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// busyBatchCut is serve's default cut for the continuous engine; the sequential one has no
+// batch in flight to cut beside.
+func busyBatchCut(engine string) float64 {
+	if engine == service.Continuous {
+		return service.DefaultBusyBatchCut
+	}
+	return 0
 }

@@ -36,10 +36,17 @@ func newPoller(sample func() ([]DeviceSample, error), interval time.Duration) *P
 }
 
 // Latest returns the newest reading, at most one interval old. The first call reads at once
-// and starts the cadence, so a process nobody scrapes makes no NVML calls.
+// and starts the cadence, so a process nobody scrapes makes no NVML calls. That first reading
+// carries no GPM figures: they would cover everything since the monitor's previous reading
+// (start-up and compilation, say), not an interval.
 func (p *Poller) Latest() ([]DeviceSample, error) {
 	p.start.Do(func() {
 		p.read()
+		p.mu.Lock()
+		for i := range p.last {
+			p.last[i].SMActivityPercent, p.last[i].TensorActivityPercent = nil, nil
+		}
+		p.mu.Unlock()
 		go p.loop()
 	})
 	p.mu.Lock()
@@ -74,14 +81,15 @@ func (p *Poller) loop() {
 	}
 }
 
-// Close stops the cadence and waits for it. Safe to call more than once, and before Latest.
+// Close stops the cadence and waits for it; Latest then reports ErrUnavailable, since no
+// reading would be current. Safe to call more than once, and before Latest.
 func (p *Poller) Close() {
 	p.closeOnce.Do(func() {
-		p.start.Do(func() { // never started: no cadence to wait for, and no reading to give
-			p.err = fmt.Errorf("%w: poller closed", ErrUnavailable)
-			close(p.done)
-		})
+		p.start.Do(func() { close(p.done) }) // never started: no cadence to wait for
 		close(p.stop)
 	})
 	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last, p.err = nil, fmt.Errorf("%w: poller closed", ErrUnavailable)
 }

@@ -21,7 +21,7 @@ func (c *countingSampler) sample() ([]DeviceSample, error) {
 		return nil, fmt.Errorf("%w: monitor closed", ErrUnavailable)
 	}
 	n := float64(c.calls.Add(1))
-	return []DeviceSample{{Index: 0, PowerWatts: &n}}, nil
+	return []DeviceSample{{Index: 0, PowerWatts: &n, SMActivityPercent: &n}}, nil
 }
 
 // Readers as many and as frequent as they like cause no reading of their own: the device is
@@ -29,14 +29,14 @@ func (c *countingSampler) sample() ([]DeviceSample, error) {
 // cadence's whoever scrapes.
 func TestPollerReadsOnItsOwnCadenceWhoeverAsks(t *testing.T) {
 	c := &countingSampler{}
-	const interval = 50 * time.Millisecond
+	const interval = 100 * time.Millisecond
 	p := newPoller(c.sample, interval)
 	defer p.Close()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			for time.Since(start) < 400*time.Millisecond {
+			for time.Since(start) < 600*time.Millisecond {
 				s, err := p.Latest()
 				if err != nil || len(s) != 1 {
 					t.Errorf("Latest: %v, %d devices", err, len(s))
@@ -62,8 +62,28 @@ func TestPollerReadsOnItsOwnCadenceWhoeverAsks(t *testing.T) {
 	}
 }
 
+// The first reading's GPM figures would cover everything since the monitor's previous reading
+// (start-up, compilation), so they are left out; the cadence's readings carry them.
+func TestPollerFirstReadingHasNoGPMWindow(t *testing.T) {
+	c := &countingSampler{}
+	p := newPoller(c.sample, 20*time.Millisecond)
+	defer p.Close()
+	s, err := p.Latest()
+	if err != nil || s[0].SMActivityPercent != nil || s[0].PowerWatts == nil {
+		t.Fatalf("first reading: %v, SM activity %v, power %v; want power and no SM activity", err, s[0].SMActivityPercent, s[0].PowerWatts)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if s, _ := p.Latest(); s[0].SMActivityPercent != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reading of the cadence carried SM activity")
+		}
+	}
+}
+
 // A monitor that closes ends the cadence; Close after that, twice, or before any reading is
-// fine, and a poller closed unread says it has nothing.
+// fine, and a closed poller gives no reading, since none would be current.
 func TestPollerStopsWithItsMonitorAndCloses(t *testing.T) {
 	c := &countingSampler{}
 	p := newPoller(c.sample, 10*time.Millisecond)
@@ -76,18 +96,29 @@ func TestPollerStopsWithItsMonitorAndCloses(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the cadence ran on after its monitor closed")
 	}
+	after := c.calls.Load()
 	if _, err := p.Latest(); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Latest after the monitor closed: %v, want ErrUnavailable", err)
 	}
 	p.Close()
 	p.Close()
+	time.Sleep(30 * time.Millisecond)
+	if c.calls.Load() != after {
+		t.Errorf("%d readings after the cadence ended", c.calls.Load()-after)
+	}
 
 	unread := newPoller(c.sample, time.Millisecond)
 	unread.Close()
 	if _, err := unread.Latest(); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Latest on a poller closed unread: %v, want ErrUnavailable", err)
 	}
-	if c.calls.Load() != 1 {
-		t.Errorf("%d readings, want the one before the monitor closed", c.calls.Load())
+
+	read := newPoller((&countingSampler{}).sample, time.Hour)
+	if _, err := read.Latest(); err != nil {
+		t.Fatal(err)
+	}
+	read.Close()
+	if s, err := read.Latest(); !errors.Is(err, ErrUnavailable) || s != nil {
+		t.Errorf("Latest after Close: %d devices, %v; want none and ErrUnavailable", len(s), err)
 	}
 }

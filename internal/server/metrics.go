@@ -17,6 +17,7 @@ import (
 // several servers in one process do not collide.
 type metrics struct {
 	registry *prometheus.Registry
+	gpu      *gpuCollector
 
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
@@ -39,7 +40,7 @@ type metrics struct {
 }
 
 func newMetrics(s *Server) *metrics {
-	m := &metrics{registry: prometheus.NewRegistry()}
+	m := &metrics{registry: prometheus.NewRegistry(), gpu: newGPUCollector(s.cfg.GPU)}
 	reg := m.registry
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "embedbench_http_requests_total", Help: "HTTP requests answered, by route and status code (499: the client went away).",
@@ -110,7 +111,7 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.inputs, m.inputTokens,
 		m.batchRequests, m.batchSeqs, m.batchTokens, m.batchSlots, m.stepSlots, m.stepOccupancy, m.batchWaste, m.batchDevice, m.stepPhase, m.stageSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&engineCollector{s: s}, newGPUCollector(s.cfg.GPU))
+		&engineCollector{s: s}, m.gpu)
 	return m
 }
 
@@ -261,6 +262,13 @@ func newGPUCollector(mon *gpu.Monitor) *gpuCollector {
 		return &gpuCollector{}
 	}
 	return &gpuCollector{poll: gpu.NewPoller(mon, gpuReadInterval)}
+}
+
+// close stops the GPU readings; a scrape after it exports no GPU series.
+func (c *gpuCollector) close() {
+	if c.poll != nil {
+		c.poll.Close()
+	}
 }
 
 func (c *gpuCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -214,6 +214,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Serve answers on ln, under the connection limits, until ctx ends, then stops accepting, answers every request already
 // received (up to ShutdownTimeout) and returns nil. The engine is the caller's to close after.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.metrics.gpu.close()
 	hs := s.httpServer(s.handler)
 	hs.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
 		return context.WithValue(ctx, connOpenedKey{}, time.Now())

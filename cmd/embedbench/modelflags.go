@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/embedbench/embedbench/internal/demo"
 	"github.com/embedbench/embedbench/internal/hub"
 	"github.com/embedbench/embedbench/internal/modernbert"
 	"github.com/embedbench/embedbench/internal/tokenizer"
@@ -222,7 +223,7 @@ func (f *modelFlags) scaleSpec() (flagName, spec string, err error) {
 	if f.modelSize == "" {
 		return "--scale", f.scale, nil
 	}
-	size, err := sizeByName(f.modelSize)
+	size, err := demo.SizeByName(f.modelSize)
 	switch {
 	case err != nil:
 		return "", "", fmt.Errorf("--model-size: %w", err)

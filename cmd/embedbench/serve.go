@@ -196,17 +196,7 @@ func (f *serveFlags) check() error {
 	return nil
 }
 
-func (f *serveFlags) size() (demo.Size, error) { return sizeByName(f.modelSize) }
-
-// sizeByName is the model size of serve's, demo's and the model commands' --model-size.
-func sizeByName(name string) (demo.Size, error) {
-	for _, s := range demo.Sizes {
-		if s.Name == name {
-			return s, nil
-		}
-	}
-	return demo.Size{}, fmt.Errorf("%q: want one of %s", name, sizeNames())
-}
+func (f *serveFlags) size() (demo.Size, error) { return demo.SizeByName(f.modelSize) }
 
 // serve listens at once (so /health answers "loading" while the model compiles), loads the
 // model replicas and the engine, and serves until ctx ends; then it answers what it has

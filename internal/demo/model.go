@@ -35,7 +35,8 @@ var Sizes = []Size{
 	{Name: "base"},
 }
 
-func sizeByName(name string) (Size, error) {
+// SizeByName is one of Sizes, by name: the demo's --size and every command's --model-size.
+func SizeByName(name string) (Size, error) {
 	var names []string
 	for _, s := range Sizes {
 		if s.Name == name {
@@ -131,7 +132,7 @@ func setupModel(ctx context.Context, o Options) (modelSetup, error) {
 			sizeName, sizeWhy = chooseCPUSize(o)
 		}
 	}
-	size, err := sizeByName(sizeName)
+	size, err := SizeByName(sizeName)
 	if err != nil {
 		return modelSetup{}, err
 	}

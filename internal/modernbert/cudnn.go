@@ -2,6 +2,7 @@ package modernbert
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
@@ -47,7 +48,7 @@ func cudnnAttention(q, k, v, bias *Node, scale float64) *Node {
 	rows, rowLen, heads, headDim := dims[0], dims[1], dims[2], dims[3]
 	// The result is [rows, heads, L, D] laid out as [rows, L, heads, D] (minor-to-major 3,1,2,0),
 	// so the transpose below is free; the second result is cuDNN's (empty) workspace.
-	outs := CustomCall(cudnnAttentionTarget, []*Node{q, k, v, bias},
+	outs := CustomCall(cudnnAttentionTarget, 2, []*Node{q, k, v, bias},
 		[]shapes.Shape{shapes.Make(q.DType(), rows, heads, rowLen, headDim), shapes.Make(dtypes.Uint8, 0)},
 		cudnnAttentionConfig(q.DType(), rows, heads, rowLen, scale),
 		[][]int{{3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}}, [][]int{{3, 1, 2, 0}, {0}})
@@ -75,18 +76,29 @@ func cudnnAttentionConfig(dtype dtypes.DType, rows, heads, rowLen int, scale flo
 		scale, element, rows, heads, rowLen, rowLen)
 }
 
-// attentionSummary says how the compiled steps attend (Info.Attention): fused of them through
-// cuDNN's kernel, the rest as separate graph ops (XLA's or simplego's).
-func attentionSummary(dtype dtypes.DType, fused, steps int) string {
-	switch {
-	case steps == 0:
+// attentionSummary says how the compiled steps attend (Info.Attention): triton of them through
+// our Triton kernel, fused through cuDNN's, the rest as separate graph ops (XLA's or simplego's).
+func attentionSummary(dtype dtypes.DType, triton, fused, steps int) string {
+	if steps == 0 {
 		return ""
-	case fused == 0:
+	}
+	if triton == 0 && fused == 0 {
 		return "unfused"
 	}
-	s := "cudnn-fused " + fusedAttentionDType(dtype).String()
-	if fused < steps {
-		s += fmt.Sprintf(" on %d of %d shapes, unfused on the rest", fused, steps)
+	var parts []string
+	add := func(name string, n int) {
+		if n == 0 {
+			return
+		}
+		if n < steps {
+			name += fmt.Sprintf(" on %d of %d shapes", n, steps)
+		}
+		parts = append(parts, name)
 	}
-	return s
+	add("triton "+dtype.String(), triton)
+	add("cudnn-fused "+fusedAttentionDType(dtype).String(), fused)
+	if triton+fused < steps {
+		parts = append(parts, "unfused on the rest")
+	}
+	return strings.Join(parts, ", ")
 }

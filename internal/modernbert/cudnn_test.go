@@ -88,14 +88,14 @@ func TestCustomCallProgramText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outs, err := stablehlo.CustomCall(cudnnAttentionTarget, []*stablehlo.Value{qkv, qkv, qkv, bias},
+	outs, err := stablehlo.CustomCall(cudnnAttentionTarget, 2, []*stablehlo.Value{qkv, qkv, qkv, bias},
 		[]xlashapes.Shape{xlashapes.Make(xladtypes.BFloat16, 2, 3, 64, 16), xlashapes.Make(xladtypes.Uint8, 0)},
 		cudnnAttentionConfig(dtypes.BFloat16, 2, 3, 64, 0.25), [][]int{{3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}, {3, 2, 1, 0}},
 		[][]int{{3, 1, 2, 0}, {0}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stablehlo.CustomCall(cudnnAttentionTarget, []*stablehlo.Value{qkv}, nil, "{}", [][]int{{0}, {1}}, nil); err == nil {
+	if _, err := stablehlo.CustomCall(cudnnAttentionTarget, 2, []*stablehlo.Value{qkv}, nil, "{}", [][]int{{0}, {1}}, nil); err == nil {
 		t.Error("CustomCall with 2 operand layouts for 1 input: no error")
 	}
 	if err := fn.Return(outs[0]); err != nil {
@@ -144,17 +144,19 @@ func TestFusedAttentionFallsBackWhereUnavailable(t *testing.T) {
 
 func TestAttentionSummary(t *testing.T) {
 	for _, c := range []struct {
-		dtype        dtypes.DType
-		fused, steps int
-		want         string
+		dtype                dtypes.DType
+		triton, fused, steps int
+		want                 string
 	}{
-		{dtypes.Float32, 0, 0, ""},
-		{dtypes.Float32, 0, 5, "unfused"},
-		{dtypes.Float32, 5, 5, "cudnn-fused Float16"},
-		{dtypes.BFloat16, 3, 5, "cudnn-fused BFloat16 on 3 of 5 shapes, unfused on the rest"},
+		{dtypes.Float32, 0, 0, 0, ""},
+		{dtypes.Float32, 0, 0, 5, "unfused"},
+		{dtypes.Float32, 0, 5, 5, "cudnn-fused Float16"},
+		{dtypes.BFloat16, 0, 3, 5, "cudnn-fused BFloat16 on 3 of 5 shapes, unfused on the rest"},
+		{dtypes.BFloat16, 5, 0, 5, "triton BFloat16"},
+		{dtypes.BFloat16, 4, 1, 5, "triton BFloat16 on 4 of 5 shapes, cudnn-fused BFloat16 on 1 of 5 shapes"},
 	} {
-		if got := attentionSummary(c.dtype, c.fused, c.steps); got != c.want {
-			t.Errorf("attentionSummary(%s, %d, %d) = %q, want %q", c.dtype, c.fused, c.steps, got, c.want)
+		if got := attentionSummary(c.dtype, c.triton, c.fused, c.steps); got != c.want {
+			t.Errorf("attentionSummary(%s, %d, %d, %d) = %q, want %q", c.dtype, c.triton, c.fused, c.steps, got, c.want)
 		}
 	}
 }

@@ -28,6 +28,8 @@ type graphSpec struct {
 	variant   graphVariant
 	// fusedAttention runs attention as cuDNN's fused kernel (XLA on a GPU, bf16; see cudnn.go).
 	fusedAttention bool
+	// tritonAttention runs attention as our Triton kernel (XLA on a GPU, bf16; see triton.go).
+	tritonAttention bool
 }
 
 // denseSpec is the shape of one Dense layer; its weights are graph parameters.
@@ -77,10 +79,17 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 		h, firstAttention = ConvertDType(h, r), ConvertDType(firstAttention, r)
 	}
 
-	globalMask, localMask := attentionMasks(cfg, in.pos, in.seg)
-	if spec.fusedAttention {
+	var globalMask, localMask *Node
+	var spans seqSpans
+	switch {
+	case spec.tritonAttention:
+		spans = sequenceSpans(in.seg, rowLen) // the kernel computes its masks from these
+	case spec.fusedAttention:
+		globalMask, localMask = attentionMasks(cfg, in.pos, in.seg)
 		dt := fusedAttentionDType(spec.dtype)
 		globalMask, localMask = fusedAttentionBias(globalMask, dt), fusedAttentionBias(localMask, dt)
+	default:
+		globalMask, localMask = attentionMasks(cfg, in.pos, in.seg)
 	}
 	globalRope := rope.lookup(in.pos, true)
 	localRope := rope.lookup(in.pos, false)
@@ -96,7 +105,7 @@ func encoder(spec graphSpec, params map[string]*Node, rope ropeTables, in stepIn
 			mask, rp, window = globalMask, globalRope, 0
 		}
 		if !spec.variant.skipAttention {
-			h = Add(h, ConvertDType(attention(spec, params, p+"attn.", x, mask, rp, window), h.DType()))
+			h = Add(h, ConvertDType(attention(spec, params, p+"attn.", x, mask, spans, rp, window), h.DType()))
 		}
 		if !spec.variant.skipMLP {
 			h = Add(h, ConvertDType(mlp(spec, params, p+"mlp.", normed{h: h, norm: p + "mlp_norm"}), h.DType()))
@@ -147,28 +156,46 @@ type normed struct {
 // LN(h)·Wᵀ = rstd·(h·W'ᵀ - mean·s) with s = W'·1, or with a centred stream (the centered
 // variant) rstd·h·W'ᵀ. No normalised copy of h is written.
 func (x normed) project(spec graphSpec, params map[string]*Node, prefix string) *Node {
-	if x.norm == "" {
+	var y *Node
+	switch {
+	case x.norm == "":
 		return linear(spec, params, prefix, x.h)
-	}
-	if !spec.variant.lnFold {
+	case !spec.variant.lnFold:
 		return linear(spec, params, prefix, layerNorm(spec, params, x.norm, x.h))
-	}
-	dt := foldedDType(spec.variant, spec.dtype) // the folded weight's dtype: fp16 reads the fp16 stream itself
-	y := DotGeneral(ConvertDType(x.h, dt), []int{1}, nil, ConvertDType(params[prefix+".weight"], dt), []int{1}, nil)
-	y = ConvertDType(y, dtypes.Float32)
-	if spec.variant.centered {
-		// The stream's rows have mean zero: LN(h) = γ·h·rstd, with rstd from the squares alone.
-		meanSquare := ReduceAndKeep(Square(ConvertDType(x.h, dtypes.Float32)), ReduceMean, -1)
-		rstd := Rsqrt(AddScalar(meanSquare, spec.cfg.NormEps))
-		y = Mul(y, rstd)
-	} else {
+	case spec.variant.centered:
+		product, rstd := x.projectProduct(spec, params, prefix)
+		y = Mul(ConvertDType(product, dtypes.Float32), rstd)
+	default:
 		mean, rstd := normStats(spec, ConvertDType(x.h, dtypes.Float32))
+		y = ConvertDType(foldedProduct(spec, params, prefix, x.h), dtypes.Float32)
 		y = Mul(Sub(y, Mul(mean, InsertAxes(params[prefix+foldSumSuffix], 0))), rstd)
 	}
 	if b, ok := params[prefix+".bias"]; ok {
 		y = Add(y, InsertAxes(ConvertDType(b, dtypes.Float32), 0))
 	}
 	return y
+}
+
+// projectProduct returns the matrix product the projection at prefix starts from, in the
+// product's own dtype, and the per-token factor [n, 1] fp32 that completes it (nil: none),
+// leaving out any bias: the plain product where the input has no norm, and with a folded norm
+// over a centred stream h·W'ᵀ and 1/rms(h). Those are the only cases it serves (the Triton
+// attention's, see tritonAttentionOK, and project's centred one).
+func (x normed) projectProduct(spec graphSpec, params map[string]*Node, prefix string) (product, rowScale *Node) {
+	if x.norm == "" {
+		w := ConvertDType(params[prefix+".weight"], spec.dtype)
+		return DotGeneral(ConvertDType(x.h, spec.dtype), []int{1}, nil, w, []int{1}, nil), nil
+	}
+	// The stream's rows have mean zero: LN(h) = γ·h·rstd, with rstd from the squares alone.
+	meanSquare := ReduceAndKeep(Square(ConvertDType(x.h, dtypes.Float32)), ReduceMean, -1)
+	return foldedProduct(spec, params, prefix, x.h), Rsqrt(AddScalar(meanSquare, spec.cfg.NormEps))
+}
+
+// foldedProduct is h·W'ᵀ for the folded weight at prefix, in the folded weight's dtype (fp16
+// under fold-f16, which reads the fp16 stream itself).
+func foldedProduct(spec graphSpec, params map[string]*Node, prefix string, h *Node) *Node {
+	dt := foldedDType(spec.variant, spec.dtype)
+	return DotGeneral(ConvertDType(h, dt), []int{1}, nil, ConvertDType(params[prefix+".weight"], dt), []int{1}, nil)
 }
 
 // normStats returns LayerNorm's mean and 1/sqrt(variance + eps) of fp32 x [n, hidden], each
@@ -207,10 +234,15 @@ func linearIn(dtype dtypes.DType, params map[string]*Node, prefix string, x *Nod
 // attention is one multi-head self-attention block on x (fp32 [n, hidden] under its norm); mask [rows, 1,
 // rowLen, rowLen] says which keys each query sees (with fusedAttention, as an additive bias),
 // rp holds the rotary tables for this layer's kind, and window is how far a query sees on each
-// side in a sliding-window layer (0: global).
-func attention(spec graphSpec, params map[string]*Node, prefix string, x normed, mask *Node, rp rotary, window int) *Node {
+// side in a sliding-window layer (0: global). With tritonAttention the kernel takes the
+// sequences' spans instead of a mask.
+func attention(spec graphSpec, params map[string]*Node, prefix string, x normed, mask *Node, spans seqSpans, rp rotary, window int) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
+	if spec.tritonAttention {
+		product, rowScale := x.projectProduct(spec, params, prefix+"Wqkv")
+		return linear(spec, params, prefix+"Wo", tritonAttention(spec, product, rowScale, rp, spans, window))
+	}
 	qkv := x.project(spec, params, prefix+"Wqkv") // [n, 3*hidden] fp32
 	qkv = Reshape(qkv, rows, rowLen, 3, heads, headDim)
 	part := func(i int) *Node {

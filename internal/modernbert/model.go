@@ -183,18 +183,21 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if m.cpu != nil {
 		m.info.Device = "cpu (native forward pass, " + m.cpu.products.String() + " products through " + m.cpu.lib.Path + ")"
 	}
-	fused := 0
+	fused, triton := 0, 0
 	for _, st := range m.allSteps() {
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
 		if slots := st.spec.rows * st.spec.rowLen; !slices.Contains(m.info.StepSlots, slots) {
 			m.info.StepSlots = append(m.info.StepSlots, slots)
 		}
-		if st.spec.fusedAttention {
+		switch {
+		case st.spec.tritonAttention:
+			triton++
+		case st.spec.fusedAttention:
 			fused++
 		}
 	}
 	slices.Sort(m.info.StepSlots)
-	m.info.Attention = attentionSummary(opts.DType.gomlx(), fused, len(m.info.Shapes))
+	m.info.Attention = attentionSummary(opts.DType.gomlx(), triton, fused, len(m.info.Shapes))
 	if m.cpu == nil {
 		m.info.Downloads = m.downloadsSummary()
 		m.info.Residual = residualSummary(m.variant)
@@ -244,49 +247,68 @@ func (m *Model) compileAll(ctx context.Context) error {
 		}
 	}
 
-	var fusedFailed atomic.Bool // once cuDNN's fused attention fails, later shapes do not try it
+	var fusedFailed, tritonFailed atomic.Bool // once a kernel fails, later shapes do not try it
 	fused := (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention
+	triton := m.variant.tritonAttention && m.backendSpec != "simplego" && m.variant.lnFold && m.variant.centered && !m.cfg.AttentionBias
 	specOf := func(k key) graphSpec {
-		return graphSpec{cfg: m.cfg, dtype: m.opts.DType.gomlx(), rows: k.rows, rowLen: k.rowLen, segments: k.segments,
+		dt := m.opts.DType.gomlx()
+		return graphSpec{cfg: m.cfg, dtype: dt, rows: k.rows, rowLen: k.rowLen, segments: k.segments,
 			pooling: m.opts.Pooling, poolMask: m.opts.ExcludePrompt, dense: m.denseSpecs(), normalize: m.opts.Normalize, variant: m.variant,
-			fusedAttention: fused && !fusedFailed.Load() && fusedAttentionOK(m.opts.DType.gomlx(), m.cfg.HeadDim(), k.rowLen)}
+			fusedAttention:  fused && !fusedFailed.Load() && fusedAttentionOK(dt, m.cfg.HeadDim(), k.rowLen),
+			tritonAttention: triton && !tritonFailed.Load() && tritonAttentionOK(dt, m.cfg.HeadDim(), k.rows, k.rowLen, m.cfg.HiddenSize)}
 	}
-	// withoutFused gives up cuDNN's fused attention after err: it needs a recent GPU and cuDNN;
-	// without them, XLA's own attention computes the same vectors, more slowly.
-	withoutFused := func(k key, err error) {
-		if !fusedFailed.Swap(true) {
-			slog.Warn("modernbert: cuDNN fused attention unavailable, using XLA attention", "rows", k.rows, "row_len", k.rowLen, "err", err)
+	// fallBack gives up the attention kernel gs used after err, for this shape and the ones
+	// after it: our Triton kernel first, then cuDNN's fused attention (which needs a recent GPU
+	// and cuDNN); XLA's own attention computes the same vectors, more slowly. It says false
+	// where gs used neither.
+	fallBack := func(k key, gs *graphSpec, err error) bool {
+		switch {
+		case gs.tritonAttention:
+			if !tritonFailed.Swap(true) {
+				slog.Warn("modernbert: Triton attention unavailable, using cuDNN's or XLA's", "rows", k.rows, "row_len", k.rowLen, "err", err)
+			}
+			gs.tritonAttention = false
+		case gs.fusedAttention:
+			if !fusedFailed.Swap(true) {
+				slog.Warn("modernbert: cuDNN fused attention unavailable, using XLA attention", "rows", k.rows, "row_len", k.rowLen, "err", err)
+			}
+			gs.fusedAttention = false
+		default:
+			return false
 		}
+		return true
 	}
-	// compile builds k's step; a compile that fails with cuDNN's attention is retried with XLA's.
+	// compile builds k's step, falling back to the next attention while the build fails.
 	compile := func(k key) (*step, error) {
 		gs := specOf(k)
 		st, err := m.compileShared(gs)
-		if err != nil && gs.fusedAttention {
-			withoutFused(k, err)
-			gs.fusedAttention = false
+		for err != nil && fallBack(k, &gs, err) {
 			st, err = m.compileShared(gs)
 		}
 		return st, err
 	}
 	// warm runs k's compiled step once, and once more if that fails (the device is quiet); a
-	// step whose warm-up still fails with cuDNN's attention is rebuilt with XLA's.
+	// step whose warm-up still fails with a kernel of its attention is rebuilt without it.
 	warm := func(k key, st *step) (*step, error) {
-		err := m.warmUp(st)
-		if err != nil {
-			err = m.warmUp(st)
+		for {
+			err := m.warmUp(st)
+			if err != nil {
+				err = m.warmUp(st)
+			}
+			if err == nil {
+				return st, nil
+			}
+			m.releaseStep(st)
+			gs := st.spec
+			for fallBack(k, &gs, err) {
+				if st, err = m.compileShared(gs); err == nil {
+					break
+				}
+			}
+			if err != nil {
+				return nil, err
+			}
 		}
-		if err == nil {
-			return st, nil
-		}
-		m.releaseStep(st)
-		if !st.spec.fusedAttention {
-			return nil, err
-		}
-		withoutFused(k, err)
-		gs := st.spec
-		gs.fusedAttention = false
-		return m.compileAndWarm(gs)
 	}
 	steps := make(map[key]*step, len(keys))
 	// The first shape compiles and warms up alone, so that a GPU without cuDNN's fused

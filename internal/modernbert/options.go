@@ -312,7 +312,8 @@ type Info struct {
 // "centered" (the stream's rows kept at mean zero, output projections centred at upload: with
 // fold-f16 the default for bf16 on XLA, see streamDefaults),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
-// attention is used) and
+// attention is used), "triton-attention" (attention through our Triton kernel on XLA, bf16
+// with the default stream; where it fails to build, cuDNN's) and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
 // parts only) and "cpu-graph" (on CPU, the simplego graph rather than the native forward
 // pass). Unset: the defaults.
@@ -327,6 +328,7 @@ type graphVariant struct {
 	woFloat32              bool // after a float32 model's fp16 fused attention, Wo as a float32 (TF32) product
 	attentionWhole         bool // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
+	tritonAttention        bool // attention through our Triton kernel where it applies (triton.go), else as without
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool // on CPU, run the simplego graph even where the native forward pass could
 	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
@@ -360,6 +362,8 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.attentionWhole = true
 		case "fused-attention":
 			v.fusedAttention = true
+		case "triton-attention":
+			v.tritonAttention = true
 		case "skip-attention":
 			v.skipAttention = true
 		case "skip-mlp":

@@ -12,11 +12,12 @@ import (
 	"github.com/pkg/errors"
 )
 
-// CustomCall adds a stablehlo.custom_call of target (api_version 2) taking inputs and
-// returning one value per outputShapes entry. backendConfig is handed to the target verbatim.
-// operandLayouts and resultLayouts, if not nil, give each operand's and result's
-// minor-to-major layout, as XLA's GPU custom calls require.
-func CustomCall(target string, inputs []*Value, outputShapes []shapes.Shape, backendConfig string,
+// CustomCall adds a stablehlo.custom_call of target taking inputs and returning one value per
+// outputShapes entry. With apiVersion 2, backendConfig is handed to the target verbatim, as a
+// string; with apiVersion 4 (XLA's typed FFI, which its Triton calls use) it is the text of an
+// MLIR dictionary attribute, written as is. operandLayouts and resultLayouts, if not nil, give
+// each operand's and result's minor-to-major layout, as XLA's GPU custom calls require.
+func CustomCall(target string, apiVersion int, inputs []*Value, outputShapes []shapes.Shape, backendConfig string,
 	operandLayouts, resultLayouts [][]int) ([]*Value, error) {
 	op := optypes.CustomCall
 	if len(inputs) == 0 {
@@ -37,11 +38,22 @@ func CustomCall(target string, inputs []*Value, outputShapes []shapes.Shape, bac
 	if resultLayouts != nil && len(resultLayouts) != len(outputShapes) {
 		return nil, errors.Errorf("%s %q: %d result layouts for %d outputs", op, target, len(resultLayouts), len(outputShapes))
 	}
+	config := literalStr(mlirString(backendConfig))
+	switch apiVersion {
+	case 2:
+	case 4:
+		if !strings.HasPrefix(backendConfig, "{") || !strings.HasSuffix(backendConfig, "}") {
+			return nil, errors.Errorf("%s %q: api_version 4 takes a dictionary attribute, not %.40q", op, target, backendConfig)
+		}
+		config = literalStr(backendConfig)
+	default:
+		return nil, errors.Errorf("%s %q: api_version %d is not supported (2 or 4)", op, target, apiVersion)
+	}
 	stmt := fn.addMultiOp(op, outputShapes, inputs)
 	stmt.Attributes = map[string]any{
 		"call_target_name": literalStr(mlirString(target)),
-		"api_version":      literalStr("2 : i32"),
-		"backend_config":   literalStr(mlirString(backendConfig)),
+		"api_version":      literalStr(fmt.Sprintf("%d : i32", apiVersion)),
+		"backend_config":   config,
 	}
 	if operandLayouts != nil {
 		stmt.Attributes["operand_layouts"] = layoutsLiteral(operandLayouts)
@@ -51,6 +63,9 @@ func CustomCall(target string, inputs []*Value, outputShapes []shapes.Shape, bac
 	}
 	return stmt.Outputs, nil
 }
+
+// MLIRString quotes s as an MLIR string literal, for a dictionary backend config's values.
+func MLIRString(s string) string { return mlirString(s) }
 
 // mlirString quotes s as an MLIR string literal: quotes, backslashes and control characters
 // as two-digit hex escapes.

@@ -13,8 +13,9 @@ import (
 )
 
 // CustomCall emits a stablehlo.custom_call of target on operands, with one result per
-// outputShapes entry; backendConfig and the minor-to-major layouts are passed to XLA as given.
-func (b *Builder) CustomCall(target string, operands []backends.Op, outputShapes []shapes.Shape, backendConfig string,
+// outputShapes entry; backendConfig and the minor-to-major layouts are passed to XLA as given,
+// the config as a string (apiVersion 2) or as an MLIR dictionary attribute's text (apiVersion 4).
+func (b *Builder) CustomCall(target string, apiVersion int, operands []backends.Op, outputShapes []shapes.Shape, backendConfig string,
 	operandLayouts, resultLayouts [][]int) ([]backends.Op, error) {
 	nodes, err := b.verifyAndCastValues("CustomCall", operands...)
 	if err != nil {
@@ -31,7 +32,7 @@ func (b *Builder) CustomCall(target string, operands []backends.Op, outputShapes
 			return nil, errors.Errorf("CustomCall %q: invalid output shape #%d: %s", target, i, s)
 		}
 	}
-	outputs, err := stablehlo.CustomCall(target, values, xlaShapes, backendConfig, operandLayouts, resultLayouts)
+	outputs, err := stablehlo.CustomCall(target, apiVersion, values, xlaShapes, backendConfig, operandLayouts, resultLayouts)
 	if err != nil {
 		return nil, err
 	}

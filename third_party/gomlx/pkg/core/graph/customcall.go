@@ -18,7 +18,7 @@ const NodeTypeCustomCall NodeType = 10_000
 
 // customCaller is implemented by backend builders that can emit custom calls.
 type customCaller interface {
-	CustomCall(target string, operands []backends.Op, outputShapes []shapes.Shape, backendConfig string,
+	CustomCall(target string, apiVersion int, operands []backends.Op, outputShapes []shapes.Shape, backendConfig string,
 		operandLayouts, resultLayouts [][]int) ([]backends.Op, error)
 }
 
@@ -30,6 +30,7 @@ func SupportsCustomCall(g *Graph) bool {
 
 type nodeInputsCustomCall struct {
 	target         string
+	apiVersion     int
 	operands       []*Node
 	outputShapes   []shapes.Shape
 	backendConfig  string
@@ -51,9 +52,10 @@ func (ni *nodeInputsCustomCall) String() string {
 
 // CustomCall emits a call of target on operands that returns one node per outputShapes
 // entry. backendConfig and the minor-to-major layouts (nil: the backend's defaults) are
-// passed to the backend as given. It panics, as graph building does, if the backend has no
+// passed to the backend as given: the config as a string with apiVersion 2, as the text of an
+// MLIR dictionary attribute with apiVersion 4 (XLA's typed FFI). It panics, as graph building does, if the backend has no
 // custom calls: check SupportsCustomCall first. It has no gradient.
-func CustomCall(target string, operands []*Node, outputShapes []shapes.Shape, backendConfig string,
+func CustomCall(target string, apiVersion int, operands []*Node, outputShapes []shapes.Shape, backendConfig string,
 	operandLayouts, resultLayouts [][]int) []*Node {
 	g := validateBuildingGraphFromInputs(operands...)
 	caller, ok := g.builder.(customCaller)
@@ -64,7 +66,7 @@ func CustomCall(target string, operands []*Node, outputShapes []shapes.Shape, ba
 	for i, n := range operands {
 		ops[i] = n.outputOps[0]
 	}
-	outs, err := caller.CustomCall(target, ops, outputShapes, backendConfig, operandLayouts, resultLayouts)
+	outs, err := caller.CustomCall(target, apiVersion, ops, outputShapes, backendConfig, operandLayouts, resultLayouts)
 	if err != nil {
 		panic(errors.WithMessagef(err, "CustomCall(%q)", target))
 	}
@@ -72,7 +74,7 @@ func CustomCall(target string, operands []*Node, outputShapes []shapes.Shape, ba
 		outputOps:    outs,
 		outputShapes: outputShapes,
 		graph:        g,
-		inputs: &nodeInputsCustomCall{target: target, operands: operands, outputShapes: outputShapes,
+		inputs: &nodeInputsCustomCall{target: target, apiVersion: apiVersion, operands: operands, outputShapes: outputShapes,
 			backendConfig: backendConfig, operandLayouts: operandLayouts, resultLayouts: resultLayouts},
 		inputNodes: operands,
 	}

@@ -1,0 +1,244 @@
+package modernbert
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/gomlx/go-xla/pkg/stablehlo"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+)
+
+// Attention through a Triton kernel of our own (variant "triton-attention"). XLA compiles a
+// custom call to `__gpu$xla.gpu.triton` from the Triton IR in its backend config, as JAX's
+// Pallas emits it, so the kernel needs nothing at run time beyond the PJRT plugin.
+//
+// Why a kernel of our own: cuDNN's fused attention over packed rows scores every query of a
+// 256-token row against every key and takes the mask as a bias read from memory, and the RoPE
+// rotation with the folded LayerNorm's scale runs before it as a pass of its own that writes q,
+// k and v out (session 14's kernel table: 1.95 ms of attention and 0.83 ms of that pass in a
+// 10 ms step). This kernel reads Wqkv's raw product, scales and rotates q and k as it loads
+// them, computes which keys a query sees from the span of its sequence (and a local layer's
+// window), and visits only the key blocks those spans reach.
+const tritonTarget = "__gpu$xla.gpu.triton"
+
+// tritonKernel is one attention kernel's shape: it is generated for it (Triton's tensors have
+// static shapes).
+type tritonKernel struct {
+	rows, rowLen, heads, headDim int
+	window                       int          // a sliding-window layer's reach on each side; 0: global
+	in                           dtypes.DType // the dtype of Wqkv's product, which the kernel reads
+	out                          dtypes.DType // q, k, v, the probabilities and the result (bf16)
+	scale                        float64      // of the scores, 1/√headDim
+	blockM, blockN               int          // queries and keys a program holds at once
+	warps, stages                int
+}
+
+// tritonAttentionOK says whether the kernel takes a model of this shape computing in dtype:
+// bf16 (Triton's products take bf16 here; float32 keeps cuDNN in fp16), a head dimension that is
+// a power of two from 16 to 128 (tensor dimensions must be powers of two, products at least 16
+// deep), rows a whole number of 64-token blocks, and offsets that fit int32.
+func tritonAttentionOK(dtype dtypes.DType, headDim, rows, rowLen, hidden int) bool {
+	pow2 := headDim&(headDim-1) == 0
+	return dtype == dtypes.BFloat16 && pow2 && headDim >= 16 && headDim <= 128 && rowLen%64 == 0 &&
+		int64(rows)*int64(rowLen)*int64(3*hidden) < math.MaxInt32
+}
+
+func newTritonKernel(rows, rowLen, heads, headDim, window int, in, out dtypes.DType) tritonKernel {
+	return tritonKernel{rows: rows, rowLen: rowLen, heads: heads, headDim: headDim, window: window, in: in, out: out,
+		scale: 1 / math.Sqrt(float64(headDim)), blockM: 64, blockN: 64, warps: 4, stages: 3}
+}
+
+// mlirElem is the MLIR element type of a kernel dtype.
+func mlirElem(dt dtypes.DType) string {
+	switch dt {
+	case dtypes.BFloat16:
+		return "bf16"
+	case dtypes.Float16:
+		return "f16"
+	case dtypes.Float32:
+		return "f32"
+	case dtypes.Int32:
+		return "i32"
+	}
+	panic(fmt.Sprintf("modernbert: no Triton element type for %s", dt))
+}
+
+// grid is the kernel's launch grid: a program per block of queries, head and row.
+func (k tritonKernel) grid() (x, y, z int) { return k.rowLen / k.blockM, k.heads, k.rows }
+
+// name is the kernel function's name.
+func (k tritonKernel) name() string {
+	kind := "global"
+	if k.window > 0 {
+		kind = fmt.Sprintf("local%d", k.window)
+	}
+	return fmt.Sprintf("embedbench_attention_%s_%s", kind, mlirElem(k.in))
+}
+
+// backendConfig is the dictionary XLA's Triton call reads: the kernel's name and IR, its
+// launch grid, warps and pipeline stages.
+func (k tritonKernel) backendConfig() string {
+	x, y, z := k.grid()
+	return fmt.Sprintf("{name = %s, ir = %s, num_stages = %d : i32, num_warps = %d : i32, grid_x = %d : i32, grid_y = %d : i32, grid_z = %d : i32, debug = false}",
+		stablehlo.MLIRString(k.name()), stablehlo.MLIRString(k.ttir()), k.stages, k.warps, x, y, z)
+}
+
+// ttir writes the kernel. Its arguments are XLA's buffers, operands then result:
+//
+//	qkv   [n, 3·hidden] in: Wqkv's product, q, k and v side by side, heads within each
+//	scale [n] f32: each token's factor completing the product (the folded norm's 1/rms)
+//	cos, sin [n, headDim/2] f32: RoPE's tables at each token's position
+//	start, end [n] i32: the span of the token's sequence within its row, [start, end); a
+//	  padding token has start = rowLen and end = 0, so it sees nothing and is seen by none
+//	out   [n, hidden] out: the attention's result, heads side by side
+//
+// A program takes blockM queries of one head of one row, rotates them, and runs the online
+// softmax over the key blocks that the queries' spans reach, rotating each block's keys as
+// it loads them. Scores are scaled by log2(e) so that the softmax runs on exp2.
+func (k tritonKernel) ttir() string {
+	var b ttBuilder
+	in, out := mlirElem(k.in), mlirElem(k.out)
+	bm, bn, d, half := k.blockM, k.blockN, k.headDim, k.headDim/2
+	hidden := k.heads * k.headDim
+	args := []struct{ name, elem string }{
+		{"%qkv", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}, {"%start", "i32"}, {"%end", "i32"}, {"%out", out},
+	}
+	params := make([]string, len(args))
+	ptr := map[string]ttVal{}
+	for i, a := range args {
+		params[i] = fmt.Sprintf("%s: %s {tt.divisibility = 16 : i32}", a.name, ttPtr(a.elem))
+		ptr[a.name] = ttVal{a.name, ttType{elem: ttPtr(a.elem)}}
+	}
+	b.line("module {")
+	b.depth++
+	b.line("tt.func public @%s(%s) attributes {noinline = false} {", k.name(), strings.Join(params, ", "))
+	b.depth++
+
+	qBlock, head, row := b.programID("x"), b.programID("y"), b.programID("z")
+	q0 := b.op("arith.muli", qBlock, b.i32(bm))           // the block's first query, within the row
+	rowStart := b.op("arith.muli", row, b.i32(k.rowLen))  // the row's first token
+	headCol := b.op("arith.muli", head, b.i32(d))         // the head's first column within q, k or v
+	rm, rn, rd := b.arange(bm), b.arange(bn), b.arange(d) // query, key and head-dimension lanes
+	qi := b.op("arith.addi", b.splat(q0, []int{bm}), rm)  // queries' positions in the row
+	qTok := b.op("arith.addi", b.splat(rowStart, []int{bm}), qi)
+
+	// rotate-half RoPE as x·cos + sign·x[(d+half) mod D]·sin, cos and sin indexed by d mod half.
+	halfD := b.splat(b.i32(half), []int{d})
+	rotCol := b.op("arith.remsi", b.op("arith.addi", rd, halfD), b.splat(b.i32(d), []int{d}))
+	tableCol := b.op("arith.remsi", rd, halfD)
+	sign := b.sel(b.cmpi("slt", rd, halfD), b.fillF32([]int{d}, -1), b.fillF32([]int{d}, 1))
+
+	// loadRotated loads the q or k part (column offset part·hidden) of tokens tok, scaled and
+	// rotated, as [len(tok), D] (rowsMajor) or transposed to [D, len(tok)], in the attention dtype.
+	loadRotated := func(tok ttVal, part int, rowsMajor bool) ttVal {
+		n := tok.t.shape[0]
+		lanes, tokens := func(v ttVal) ttVal { return b.column(v, n) }, func(v ttVal) ttVal { return b.row(v, d) }
+		if rowsMajor {
+			lanes, tokens = func(v ttVal) ttVal { return b.row(v, n) }, func(v ttVal) ttVal { return b.column(v, d) }
+		}
+		base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
+			b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
+		x := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rd))), "f32")
+		xr := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rotCol))), "f32")
+		tableOff := b.op("arith.addi", tokens(b.op("arith.muli", tok, b.splat(b.i32(half), []int{n}))), lanes(tableCol))
+		cos, sin := b.gather(ptr["%cos"], tableOff), b.gather(ptr["%sin"], tableOff)
+		s := tokens(b.gather(ptr["%scale"], tok))
+		rot := b.op("arith.addf", b.op("arith.mulf", x, cos), b.op("arith.mulf", b.op("arith.mulf", xr, lanes(sign)), sin))
+		return b.convert("arith.truncf", b.op("arith.mulf", rot, s), out)
+	}
+	q := loadRotated(qTok, 0, true)
+
+	// The keys the block's queries see: their sequences' spans, and a local layer's window.
+	starts, ends := b.gather(ptr["%start"], qTok), b.gather(ptr["%end"], qTok)
+	lo, hi := b.reduce(starts, 0, "arith.minsi"), b.reduce(ends, 0, "arith.maxsi")
+	if k.window > 0 {
+		lo = b.op("arith.maxsi", lo, b.op("arith.subi", q0, b.i32(k.window)))
+		hi = b.op("arith.minsi", hi, b.op("arith.addi", q0, b.i32(bm+k.window)))
+	}
+	bnC := b.i32(bn)
+	lo = b.op("arith.muli", b.op("arith.divsi", lo, bnC), bnC)
+	startCol, endCol := b.column(starts, bn), b.column(ends, bn)
+	qiCol := b.column(qi, bn)
+	scoreScale := b.fillF32([]int{bm, bn}, k.scale*math.Log2E)
+	masked := b.fillF32([]int{bm, bn}, -1e30)
+
+	init := []ttVal{b.fillF32([]int{bm, d}, 0), b.fillF32([]int{bm}, -1e30), b.fillF32([]int{bm}, 0)}
+	final := b.loop(lo, hi, bnC, init, func(kb ttVal, carried []ttVal) []ttVal {
+		acc, mPrev, lPrev := carried[0], carried[1], carried[2]
+		ki := b.op("arith.addi", b.splat(kb, []int{bn}), rn)
+		kTok := b.op("arith.addi", b.splat(rowStart, []int{bn}), ki)
+		kT := loadRotated(kTok, 1, false)
+		s := b.op("arith.mulf", b.dot(q, kT, b.fillF32([]int{bm, bn}, 0)), scoreScale)
+		kiRow := b.row(ki, bm)
+		sees := b.op("arith.andi", b.cmpi("sge", kiRow, startCol), b.cmpi("slt", kiRow, endCol))
+		if k.window > 0 {
+			dist := b.op("arith.subi", qiCol, kiRow)
+			sees = b.op("arith.andi", sees, b.cmpi("sle", dist, b.splat(b.i32(k.window), []int{bm, bn})))
+			sees = b.op("arith.andi", sees, b.cmpi("sge", dist, b.splat(b.i32(-k.window), []int{bm, bn})))
+		}
+		s = b.sel(sees, s, masked)
+		mNew := b.op("arith.maxnumf", mPrev, b.reduce(s, 1, "arith.maxnumf"))
+		alpha := b.exp2(b.op("arith.subf", mPrev, mNew))
+		p := b.exp2(b.op("arith.subf", s, b.column(mNew, bn)))
+		lNew := b.op("arith.addf", b.op("arith.mulf", lPrev, alpha), b.reduce(p, 1, "arith.addf"))
+
+		vBase := b.op("arith.addi", b.op("arith.muli", kTok, b.splat(b.i32(3*hidden), []int{bn})),
+			b.splat(b.op("arith.addi", headCol, b.i32(2*hidden)), []int{bn}))
+		v := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", b.column(vBase, d), b.row(rd, bn))), "f32")
+		v = b.convert("arith.truncf", b.op("arith.mulf", v, b.column(b.gather(ptr["%scale"], kTok), d)), out)
+		acc = b.dot(b.convert("arith.truncf", p, out), v, b.op("arith.mulf", acc, b.column(alpha, d)))
+		return []ttVal{acc, mNew, lNew}
+	})
+	// A query whose loop ran no block (a padding block) has l = 0 and acc = 0: it writes zeros.
+	l := b.op("arith.maxnumf", final[2], b.fillF32([]int{bm}, 1e-30))
+	o := b.convert("arith.truncf", b.op("arith.divf", final[0], b.column(l, d)), out)
+	outOff := b.op("arith.addi", b.column(b.op("arith.addi", b.op("arith.muli", qTok, b.splat(b.i32(hidden), []int{bm})),
+		b.splat(headCol, []int{bm})), d), b.row(rd, bm))
+	b.scatter(ptr["%out"], outOff, o)
+	b.line("tt.return")
+	b.depth--
+	b.line("}")
+	b.depth--
+	b.line("}")
+	return b.sb.String()
+}
+
+// tritonAttention runs the kernel on Wqkv's product qkv [n, 3·hidden] (its own dtype) with
+// rowScale [n, 1] fp32 (nil: none), the layer's RoPE tables and the step's sequence spans,
+// returning [n, hidden] in the compute dtype (bf16).
+func tritonAttention(spec graphSpec, qkv, rowScale *Node, rp rotary, sp seqSpans, window int) *Node {
+	cfg := spec.cfg
+	rows, rowLen, hidden := spec.rows, spec.rowLen, cfg.HiddenSize
+	n, half := rows*rowLen, cfg.HeadDim()/2
+	g := qkv.Graph()
+	if rowScale == nil {
+		rowScale = Ones(g, shapes.Make(dtypes.Float32, n))
+	}
+	k := newTritonKernel(rows, rowLen, cfg.NumAttentionHeads, cfg.HeadDim(), window, qkv.DType(), spec.dtype)
+	operands := []*Node{qkv, Reshape(rowScale, n), Reshape(rp.cos, n, half), Reshape(rp.sin, n, half), sp.start, sp.end}
+	layouts := [][]int{{1, 0}, {0}, {1, 0}, {1, 0}, {0}, {0}}
+	return CustomCall(tritonTarget, 4, operands, []shapes.Shape{shapes.Make(spec.dtype, n, hidden)}, k.backendConfig(),
+		layouts, [][]int{{1, 0}})[0]
+}
+
+// seqSpans holds, for each token of a step, the span [start, end) of its sequence within its
+// row, [n] int32; padding has start = rowLen and end = 0.
+type seqSpans struct{ start, end *Node }
+
+// sequenceSpans computes the spans from seg [rows, rowLen] (sequence numbers from 1, 0 for
+// padding), once a step for every layer.
+func sequenceSpans(seg *Node, rowLen int) seqSpans {
+	g := seg.Graph()
+	rows := seg.Shape().Dimensions[0]
+	zero := ScalarZero(g, dtypes.Int32)
+	same := LogicalAnd(Equal(InsertAxes(seg, 2), InsertAxes(seg, 1)), NotEqual(InsertAxes(seg, 1), zero)) // [rows, L, L]
+	keys := Iota(g, shapes.Make(dtypes.Int32, rows, rowLen, rowLen), 2)
+	start := ReduceMin(Where(same, keys, Scalar(g, dtypes.Int32, rowLen)), -1)
+	count := ReduceSum(ConvertDType(same, dtypes.Int32), -1)
+	end := Where(NotEqual(seg, zero), Add(start, count), zero)
+	n := rows * rowLen
+	return seqSpans{start: Reshape(start, n), end: Reshape(end, n)}
+}

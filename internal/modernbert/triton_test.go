@@ -1,0 +1,174 @@
+package modernbert
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+)
+
+// The Triton kernel, run program by program on the CPU (ttInterp), computes what attention
+// over packed rows computes, written out here the plain way: each query's keys are those of its
+// own sequence (and, in a local layer, within the window), q and k are the product scaled by the
+// token's factor and rotated as HF's rotate_half does, v is scaled the same way.
+func TestTritonAttentionKernelComputesAttention(t *testing.T) {
+	for _, c := range []struct {
+		name                                 string
+		rows, rowLen, heads, headDim, window int
+		seqs                                 [][]int // each row's sequence lengths; the rest is padding
+	}{
+		{"global, head 16", 2, 128, 2, 16, 0, [][]int{{50, 70}, {10, 30, 20, 68}}},
+		{"local, head 16", 2, 128, 2, 16, 8, [][]int{{100}, {3, 90}}},
+		{"local as ModernBERT-base, head 64", 1, 256, 1, 64, 64, [][]int{{200, 40}}},
+		{"a row of padding only", 2, 64, 1, 32, 0, [][]int{{64}, {}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, uint64(c.headDim+c.window)))
+			n, hidden, half := c.rows*c.rowLen, c.heads*c.headDim, c.headDim/2
+			qkv := make([]float64, n*3*hidden)
+			for i := range qkv {
+				qkv[i] = rng.NormFloat64()
+			}
+			scale, cos, sin := make([]float64, n), make([]float64, n*half), make([]float64, n*half)
+			start, end := make([]float64, n), make([]float64, n)
+			cosT, sinT := ropeTableData(c.rowLen, c.headDim, 10000)
+			for r, lengths := range c.seqs {
+				i := r * c.rowLen
+				for tok := i; tok < i+c.rowLen; tok++ {
+					start[tok], end[tok], scale[tok] = float64(c.rowLen), 0, 0.5+rng.Float64()
+				}
+				for _, l := range lengths {
+					for p := range l {
+						tok := i + p
+						start[tok], end[tok] = float64(i-r*c.rowLen), float64(i-r*c.rowLen+l)
+						for d := range half {
+							cos[tok*half+d], sin[tok*half+d] = float64(cosT[p*half+d]), float64(sinT[p*half+d])
+						}
+					}
+					i += l
+				}
+			}
+			out := make([]float64, n*hidden)
+			for i := range out {
+				out[i] = math.NaN()
+			}
+			k := newTritonKernel(c.rows, c.rowLen, c.heads, c.headDim, c.window, dtypes.Float16, dtypes.BFloat16)
+			it, err := parseTTIR(k.ttir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			it.bufs = [][]float64{qkv, scale, cos, sin, start, end, out}
+			gx, gy, gz := k.grid()
+			for z := range gz {
+				for y := range gy {
+					for x := range gx {
+						if err := it.run([3]int{x, y, z}); err != nil {
+							t.Fatalf("program (%d, %d, %d): %v", x, y, z, err)
+						}
+					}
+				}
+			}
+
+			// rotated is part (0: q, 1: k) of token tok for head h, scaled and rotated.
+			rotated := func(tok, part, h int) []float64 {
+				x := qkv[tok*3*hidden+part*hidden+h*c.headDim:][:c.headDim]
+				r := make([]float64, c.headDim)
+				for d := range c.headDim {
+					rot := -x[(d+half)%c.headDim] // rotate_half: (-x2, x1)
+					if d >= half {
+						rot = x[d-half]
+					}
+					r[d] = scale[tok] * (x[d]*cos[tok*half+d%half] + rot*sin[tok*half+d%half])
+				}
+				return r
+			}
+			var worst float64
+			for tok := range n {
+				row := tok / c.rowLen
+				for h := range c.heads {
+					got := out[tok*hidden+h*c.headDim:][:c.headDim]
+					if end[tok] == 0 { // padding: anything finite
+						for _, g := range got {
+							if math.IsNaN(g) || math.IsInf(g, 0) {
+								t.Fatalf("padding token %d, head %d: %v", tok, h, got)
+							}
+						}
+						continue
+					}
+					q := rotated(tok, 0, h)
+					var keys []int
+					for j := int(start[tok]); j < int(end[tok]); j++ {
+						if c.window == 0 || math.Abs(float64(tok-row*c.rowLen-j)) <= float64(c.window) {
+							keys = append(keys, row*c.rowLen+j)
+						}
+					}
+					scores := make([]float64, len(keys))
+					top := math.Inf(-1)
+					for i, kt := range keys {
+						kv := rotated(kt, 1, h)
+						for d := range c.headDim {
+							scores[i] += q[d] * kv[d]
+						}
+						scores[i] /= math.Sqrt(float64(c.headDim))
+						top = math.Max(top, scores[i])
+					}
+					want := make([]float64, c.headDim)
+					var sum float64
+					for i, kt := range keys {
+						p := math.Exp(scores[i] - top)
+						sum += p
+						for d := range c.headDim {
+							want[d] += p * scale[kt] * qkv[kt*3*hidden+2*hidden+h*c.headDim+d]
+						}
+					}
+					for d := range c.headDim {
+						worst = math.Max(worst, math.Abs(got[d]-want[d]/sum))
+					}
+				}
+			}
+			if worst > 1e-6 || math.IsNaN(worst) { // the scores' factor 1/√D·log2(e) is an f32 constant
+				t.Errorf("max abs difference from attention written out: %g", worst)
+			}
+		})
+	}
+}
+
+// The kernel's config is the dictionary XLA's Triton call parses: its IR quoted the MLIR way,
+// and a grid of one program per block of queries, head and row.
+func TestTritonBackendConfig(t *testing.T) {
+	k := newTritonKernel(64, 256, 12, 64, 64, dtypes.Float16, dtypes.BFloat16)
+	cfg := k.backendConfig()
+	for _, want := range []string{
+		`{name = "embedbench_attention_local64_f16", ir = "module {\0A`,
+		`num_warps = 4 : i32`, `grid_x = 4 : i32, grid_y = 12 : i32, grid_z = 64 : i32`,
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %s", want)
+		}
+	}
+	if !strings.HasSuffix(cfg, "debug = false}") {
+		t.Errorf("config ends %q", cfg[len(cfg)-40:])
+	}
+}
+
+func TestTritonAttentionOK(t *testing.T) {
+	for _, c := range []struct {
+		dtype                         dtypes.DType
+		headDim, rows, rowLen, hidden int
+		want                          bool
+	}{
+		{dtypes.BFloat16, 64, 64, 256, 768, true},
+		{dtypes.BFloat16, 16, 1, 128, 48, true},
+		{dtypes.Float32, 64, 64, 256, 768, false}, // float32 keeps cuDNN's kernel in fp16
+		{dtypes.BFloat16, 48, 64, 256, 768, false},
+		{dtypes.BFloat16, 8, 64, 256, 768, false},
+		{dtypes.BFloat16, 64, 64, 96, 768, false},
+		{dtypes.BFloat16, 64, 4096, 1024, 768, false}, // offsets past int32
+	} {
+		if got := tritonAttentionOK(c.dtype, c.headDim, c.rows, c.rowLen, c.hidden); got != c.want {
+			t.Errorf("tritonAttentionOK(%s, head %d, %dx%d, hidden %d) = %v", c.dtype, c.headDim, c.rows, c.rowLen, c.hidden, got)
+		}
+	}
+}

@@ -239,9 +239,9 @@ func linearIn(dtype dtypes.DType, params map[string]*Node, prefix string, x *Nod
 func attention(spec graphSpec, params map[string]*Node, prefix string, x normed, mask *Node, spans seqSpans, rp rotary, window int) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
-	if spec.tritonAttention {
+	if spec.tritonAttention && !spec.variant.tritonPlain {
 		product, rowScale := x.projectProduct(spec, params, prefix+"Wqkv")
-		return linear(spec, params, prefix+"Wo", tritonAttention(spec, product, rowScale, rp, spans, window))
+		return linear(spec, params, prefix+"Wo", tritonAttentionRoPE(spec, product, rowScale, rp, spans, window))
 	}
 	qkv := x.project(spec, params, prefix+"Wqkv") // [n, 3*hidden] fp32
 	qkv = Reshape(qkv, rows, rowLen, 3, heads, headDim)
@@ -249,6 +249,10 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x normed,
 		return Reshape(SliceAxis(qkv, 2, AxisRange(i, i+1)), rows, rowLen, heads, headDim)
 	}
 	q, k, v := rp.apply(part(0)), rp.apply(part(1)), part(2)
+	if spec.tritonAttention {
+		flat := func(x *Node) *Node { return Reshape(ConvertDType(x, spec.dtype), rows*rowLen, cfg.HiddenSize) }
+		return linear(spec, params, prefix+"Wo", tritonAttentionPlain(spec, flat(q), flat(k), flat(v), spans, window))
+	}
 	var out *Node
 	if spec.fusedAttention {
 		dt := fusedAttentionDType(spec.dtype)

@@ -255,7 +255,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 		return graphSpec{cfg: m.cfg, dtype: dt, rows: k.rows, rowLen: k.rowLen, segments: k.segments,
 			pooling: m.opts.Pooling, poolMask: m.opts.ExcludePrompt, dense: m.denseSpecs(), normalize: m.opts.Normalize, variant: m.variant,
 			fusedAttention:  fused && !fusedFailed.Load() && fusedAttentionOK(dt, m.cfg.HeadDim(), k.rowLen),
-			tritonAttention: triton && !tritonFailed.Load() && tritonAttentionOK(dt, m.cfg.HeadDim(), k.rows, k.rowLen, m.cfg.HiddenSize)}
+			tritonAttention: triton && !tritonFailed.Load() && tritonAttentionOK(dt, m.cfg.HeadDim(), k.rows, k.rowLen, m.cfg.HiddenSize, m.variant.tritonBlocks)}
 	}
 	// fallBack gives up the attention kernel gs used after err, for this shape and the ones
 	// after it: our Triton kernel first, then cuDNN's fused attention (which needs a recent GPU

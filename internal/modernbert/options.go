@@ -329,6 +329,8 @@ type graphVariant struct {
 	attentionWhole         bool // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
 	tritonAttention        bool // attention through our Triton kernel where it applies (triton.go), else as without
+	tritonPlain            bool // the Triton kernel reads q, k, v from XLA's RoPE fusion, not Wqkv's raw product
+	tritonBlocks           tritonBlocks
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool // on CPU, run the simplego graph even where the native forward pass could
 	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
@@ -346,8 +348,16 @@ type graphVariant struct {
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
-	var v graphVariant
+	v := graphVariant{tritonBlocks: defaultTritonBlocks}
 	for _, f := range strings.Split(s, ",") {
+		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-blocks="); ok {
+			var b tritonBlocks
+			if _, err := fmt.Sscanf(spec, "%dx%dx%dx%d", &b.m, &b.n, &b.warps, &b.stages); err != nil || !b.valid() {
+				return v, fmt.Errorf("%s: triton-blocks=%q: want MxNxWARPSxSTAGES, M and N powers of two from 16 to 128 dividing 64-token rows", EnvVariant, spec)
+			}
+			v.tritonBlocks = b
+			continue
+		}
 		switch strings.TrimSpace(f) {
 		case "":
 		case "scores-f32":
@@ -364,6 +374,8 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.fusedAttention = true
 		case "triton-attention":
 			v.tritonAttention = true
+		case "triton-plain":
+			v.tritonPlain = true
 		case "skip-attention":
 			v.skipAttention = true
 		case "skip-mlp":

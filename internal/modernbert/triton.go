@@ -28,27 +28,44 @@ const tritonTarget = "__gpu$xla.gpu.triton"
 // static shapes).
 type tritonKernel struct {
 	rows, rowLen, heads, headDim int
-	window                       int          // a sliding-window layer's reach on each side; 0: global
-	in                           dtypes.DType // the dtype of Wqkv's product, which the kernel reads
-	out                          dtypes.DType // q, k, v, the probabilities and the result (bf16)
-	scale                        float64      // of the scores, 1/√headDim
-	blockM, blockN               int          // queries and keys a program holds at once
-	warps, stages                int
+	window                       int // a sliding-window layer's reach on each side; 0: global
+	// rope: the kernel reads Wqkv's raw product and scales and rotates q and k itself; else
+	// it reads q, k and v as XLA's fusion writes them, scaled and rotated.
+	rope           bool
+	in             dtypes.DType // the dtype of what the kernel reads
+	out            dtypes.DType // q, k, v, the probabilities and the result (bf16)
+	scale          float64      // of the scores, 1/√headDim
+	blockM, blockN int          // queries and keys a program holds at once
+	warps, stages  int
 }
 
 // tritonAttentionOK says whether the kernel takes a model of this shape computing in dtype:
 // bf16 (Triton's products take bf16 here; float32 keeps cuDNN in fp16), a head dimension that is
 // a power of two from 16 to 128 (tensor dimensions must be powers of two, products at least 16
-// deep), rows a whole number of 64-token blocks, and offsets that fit int32.
-func tritonAttentionOK(dtype dtypes.DType, headDim, rows, rowLen, hidden int) bool {
+// deep), rows a whole number of the kernel's blocks, and offsets that fit int32.
+func tritonAttentionOK(dtype dtypes.DType, headDim, rows, rowLen, hidden int, blocks tritonBlocks) bool {
 	pow2 := headDim&(headDim-1) == 0
-	return dtype == dtypes.BFloat16 && pow2 && headDim >= 16 && headDim <= 128 && rowLen%64 == 0 &&
+	return dtype == dtypes.BFloat16 && pow2 && headDim >= 16 && headDim <= 128 && rowLen%blocks.m == 0 && rowLen%blocks.n == 0 &&
 		int64(rows)*int64(rowLen)*int64(3*hidden) < math.MaxInt32
 }
 
-func newTritonKernel(rows, rowLen, heads, headDim, window int, in, out dtypes.DType) tritonKernel {
-	return tritonKernel{rows: rows, rowLen: rowLen, heads: heads, headDim: headDim, window: window, in: in, out: out,
-		scale: 1 / math.Sqrt(float64(headDim)), blockM: 64, blockN: 64, warps: 4, stages: 3}
+// tritonBlocks are a kernel's tile sizes and launch parameters.
+type tritonBlocks struct{ m, n, warps, stages int }
+
+// defaultTritonBlocks: 64 queries by 64 keys, four warps (one warpgroup, as Hopper's wgmma
+// takes 64 rows), three pipeline stages (Pallas's default).
+var defaultTritonBlocks = tritonBlocks{m: 64, n: 64, warps: 4, stages: 3}
+
+// valid says whether Triton can build these: tiles of powers of two from 16 (the products'
+// least) to 256, a power of two of warps up to 16, and 1 to 8 stages.
+func (b tritonBlocks) valid() bool {
+	pow2 := func(x, lo, hi int) bool { return x >= lo && x <= hi && x&(x-1) == 0 }
+	return pow2(b.m, 16, 256) && pow2(b.n, 16, 256) && pow2(b.warps, 1, 16) && b.stages >= 1 && b.stages <= 8
+}
+
+func newTritonKernel(rows, rowLen, heads, headDim, window int, rope bool, in, out dtypes.DType, blocks tritonBlocks) tritonKernel {
+	return tritonKernel{rows: rows, rowLen: rowLen, heads: heads, headDim: headDim, window: window, rope: rope, in: in, out: out,
+		scale: 1 / math.Sqrt(float64(headDim)), blockM: blocks.m, blockN: blocks.n, warps: blocks.warps, stages: blocks.stages}
 }
 
 // mlirElem is the MLIR element type of a kernel dtype.
@@ -75,6 +92,9 @@ func (k tritonKernel) name() string {
 	if k.window > 0 {
 		kind = fmt.Sprintf("local%d", k.window)
 	}
+	if k.rope {
+		kind += "_rope"
+	}
 	return fmt.Sprintf("embedbench_attention_%s_%s", kind, mlirElem(k.in))
 }
 
@@ -86,11 +106,14 @@ func (k tritonKernel) backendConfig() string {
 		stablehlo.MLIRString(k.name()), stablehlo.MLIRString(k.ttir()), k.stages, k.warps, x, y, z)
 }
 
-// ttir writes the kernel. Its arguments are XLA's buffers, operands then result:
+// ttir writes the kernel. Its arguments are XLA's buffers, operands then result. With rope:
 //
 //	qkv   [n, 3·hidden] in: Wqkv's product, q, k and v side by side, heads within each
 //	scale [n] f32: each token's factor completing the product (the folded norm's 1/rms)
 //	cos, sin [n, headDim/2] f32: RoPE's tables at each token's position
+//
+// else q, k, v [n, hidden] in, scaled and rotated; then
+//
 //	start, end [n] i32: the span of the token's sequence within its row, [start, end); a
 //	  padding token has start = rowLen and end = 0, so it sees nothing and is seen by none
 //	out   [n, hidden] out: the attention's result, heads side by side
@@ -103,8 +126,10 @@ func (k tritonKernel) ttir() string {
 	in, out := mlirElem(k.in), mlirElem(k.out)
 	bm, bn, d, half := k.blockM, k.blockN, k.headDim, k.headDim/2
 	hidden := k.heads * k.headDim
-	args := []struct{ name, elem string }{
-		{"%qkv", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}, {"%start", "i32"}, {"%end", "i32"}, {"%out", out},
+	type arg struct{ name, elem string }
+	args := []arg{{"%q", in}, {"%k", in}, {"%v", in}, {"%start", "i32"}, {"%end", "i32"}, {"%out", out}}
+	if k.rope {
+		args = append([]arg{{"%qkv", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}}, args[3:]...)
 	}
 	params := make([]string, len(args))
 	ptr := map[string]ttVal{}
@@ -126,30 +151,45 @@ func (k tritonKernel) ttir() string {
 	qTok := b.op("arith.addi", b.splat(rowStart, []int{bm}), qi)
 
 	// rotate-half RoPE as x·cos + sign·x[(d+half) mod D]·sin, cos and sin indexed by d mod half.
-	halfD := b.splat(b.i32(half), []int{d})
-	rotCol := b.op("arith.remsi", b.op("arith.addi", rd, halfD), b.splat(b.i32(d), []int{d}))
-	tableCol := b.op("arith.remsi", rd, halfD)
-	sign := b.sel(b.cmpi("slt", rd, halfD), b.fillF32([]int{d}, -1), b.fillF32([]int{d}, 1))
+	var rotCol, tableCol, sign ttVal
+	if k.rope {
+		halfD := b.splat(b.i32(half), []int{d})
+		rotCol = b.op("arith.remsi", b.op("arith.addi", rd, halfD), b.splat(b.i32(d), []int{d}))
+		tableCol = b.op("arith.remsi", rd, halfD)
+		sign = b.sel(b.cmpi("slt", rd, halfD), b.fillF32([]int{d}, -1), b.fillF32([]int{d}, 1))
+	}
 
-	// loadRotated loads the q or k part (column offset part·hidden) of tokens tok, scaled and
-	// rotated, as [len(tok), D] (rowsMajor) or transposed to [D, len(tok)], in the attention dtype.
-	loadRotated := func(tok ttVal, part int, rowsMajor bool) ttVal {
+	// load loads part 0, 1 or 2 (q, k or v) of tokens tok as [len(tok), D] (rowsMajor) or
+	// transposed to [D, len(tok)], in the attention dtype: scaled, and rotated for q and k,
+	// when the kernel reads Wqkv's product.
+	load := func(tok ttVal, part int, rowsMajor bool) ttVal {
 		n := tok.t.shape[0]
 		lanes, tokens := func(v ttVal) ttVal { return b.column(v, n) }, func(v ttVal) ttVal { return b.row(v, d) }
 		if rowsMajor {
 			lanes, tokens = func(v ttVal) ttVal { return b.row(v, n) }, func(v ttVal) ttVal { return b.column(v, d) }
 		}
+		if !k.rope {
+			base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(hidden), []int{n})), b.splat(headCol, []int{n}))
+			x := b.gather(ptr[[]string{"%q", "%k", "%v"}[part]], b.op("arith.addi", tokens(base), lanes(rd)))
+			if k.in != k.out {
+				x = b.convert("arith.truncf", b.convert("arith.extf", x, "f32"), out)
+			}
+			return x
+		}
 		base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
 			b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
 		x := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rd))), "f32")
+		s := tokens(b.gather(ptr["%scale"], tok))
+		if part == 2 {
+			return b.convert("arith.truncf", b.op("arith.mulf", x, s), out)
+		}
 		xr := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rotCol))), "f32")
 		tableOff := b.op("arith.addi", tokens(b.op("arith.muli", tok, b.splat(b.i32(half), []int{n}))), lanes(tableCol))
 		cos, sin := b.gather(ptr["%cos"], tableOff), b.gather(ptr["%sin"], tableOff)
-		s := tokens(b.gather(ptr["%scale"], tok))
 		rot := b.op("arith.addf", b.op("arith.mulf", x, cos), b.op("arith.mulf", b.op("arith.mulf", xr, lanes(sign)), sin))
 		return b.convert("arith.truncf", b.op("arith.mulf", rot, s), out)
 	}
-	q := loadRotated(qTok, 0, true)
+	q := load(qTok, 0, true)
 
 	// The keys the block's queries see: their sequences' spans, and a local layer's window.
 	starts, ends := b.gather(ptr["%start"], qTok), b.gather(ptr["%end"], qTok)
@@ -170,7 +210,7 @@ func (k tritonKernel) ttir() string {
 		acc, mPrev, lPrev := carried[0], carried[1], carried[2]
 		ki := b.op("arith.addi", b.splat(kb, []int{bn}), rn)
 		kTok := b.op("arith.addi", b.splat(rowStart, []int{bn}), ki)
-		kT := loadRotated(kTok, 1, false)
+		kT := load(kTok, 1, false)
 		s := b.op("arith.mulf", b.dot(q, kT, b.fillF32([]int{bm, bn}, 0)), scoreScale)
 		kiRow := b.row(ki, bm)
 		sees := b.op("arith.andi", b.cmpi("sge", kiRow, startCol), b.cmpi("slt", kiRow, endCol))
@@ -185,10 +225,7 @@ func (k tritonKernel) ttir() string {
 		p := b.exp2(b.op("arith.subf", s, b.column(mNew, bn)))
 		lNew := b.op("arith.addf", b.op("arith.mulf", lPrev, alpha), b.reduce(p, 1, "arith.addf"))
 
-		vBase := b.op("arith.addi", b.op("arith.muli", kTok, b.splat(b.i32(3*hidden), []int{bn})),
-			b.splat(b.op("arith.addi", headCol, b.i32(2*hidden)), []int{bn}))
-		v := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", b.column(vBase, d), b.row(rd, bn))), "f32")
-		v = b.convert("arith.truncf", b.op("arith.mulf", v, b.column(b.gather(ptr["%scale"], kTok), d)), out)
+		v := load(kTok, 2, true)
 		acc = b.dot(b.convert("arith.truncf", p, out), v, b.op("arith.mulf", acc, b.column(alpha, d)))
 		return []ttVal{acc, mNew, lNew}
 	})
@@ -206,22 +243,39 @@ func (k tritonKernel) ttir() string {
 	return b.sb.String()
 }
 
-// tritonAttention runs the kernel on Wqkv's product qkv [n, 3·hidden] (its own dtype) with
+// tritonAttentionRoPE runs the kernel on Wqkv's product qkv [n, 3·hidden] (its own dtype) with
 // rowScale [n, 1] fp32 (nil: none), the layer's RoPE tables and the step's sequence spans,
 // returning [n, hidden] in the compute dtype (bf16).
-func tritonAttention(spec graphSpec, qkv, rowScale *Node, rp rotary, sp seqSpans, window int) *Node {
-	cfg := spec.cfg
-	rows, rowLen, hidden := spec.rows, spec.rowLen, cfg.HiddenSize
-	n, half := rows*rowLen, cfg.HeadDim()/2
-	g := qkv.Graph()
+func tritonAttentionRoPE(spec graphSpec, qkv, rowScale *Node, rp rotary, sp seqSpans, window int) *Node {
+	n, half := spec.rows*spec.rowLen, spec.cfg.HeadDim()/2
 	if rowScale == nil {
-		rowScale = Ones(g, shapes.Make(dtypes.Float32, n))
+		rowScale = Ones(qkv.Graph(), shapes.Make(dtypes.Float32, n))
 	}
-	k := newTritonKernel(rows, rowLen, cfg.NumAttentionHeads, cfg.HeadDim(), window, qkv.DType(), spec.dtype)
-	operands := []*Node{qkv, Reshape(rowScale, n), Reshape(rp.cos, n, half), Reshape(rp.sin, n, half), sp.start, sp.end}
-	layouts := [][]int{{1, 0}, {0}, {1, 0}, {1, 0}, {0}, {0}}
-	return CustomCall(tritonTarget, 4, operands, []shapes.Shape{shapes.Make(spec.dtype, n, hidden)}, k.backendConfig(),
-		layouts, [][]int{{1, 0}})[0]
+	return callTriton(spec, true, qkv.DType(), window, sp,
+		qkv, Reshape(rowScale, n), Reshape(rp.cos, n, half), Reshape(rp.sin, n, half))
+}
+
+// tritonAttentionPlain runs the kernel on q, k and v [n, hidden] in the compute dtype, as
+// XLA's fusion writes them (scaled and rotated).
+func tritonAttentionPlain(spec graphSpec, q, k, v *Node, sp seqSpans, window int) *Node {
+	return callTriton(spec, false, q.DType(), window, sp, q, k, v)
+}
+
+// callTriton emits the custom call of the kernel for spec's shape on operands and the spans.
+func callTriton(spec graphSpec, rope bool, in dtypes.DType, window int, sp seqSpans, operands ...*Node) *Node {
+	cfg := spec.cfg
+	k := newTritonKernel(spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim(), window, rope, in, spec.dtype,
+		spec.variant.tritonBlocks)
+	operands = append(operands, sp.start, sp.end)
+	layouts := make([][]int, len(operands))
+	for i, o := range operands {
+		layouts[i] = []int{0}
+		if o.Rank() == 2 {
+			layouts[i] = []int{1, 0}
+		}
+	}
+	out := shapes.Make(spec.dtype, spec.rows*spec.rowLen, cfg.HiddenSize)
+	return CustomCall(tritonTarget, 4, operands, []shapes.Shape{out}, k.backendConfig(), layouts, [][]int{{1, 0}})[0]
 }
 
 // seqSpans holds, for each token of a step, the span [start, end) of its sequence within its

@@ -18,11 +18,13 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 		name                                 string
 		rows, rowLen, heads, headDim, window int
 		seqs                                 [][]int // each row's sequence lengths; the rest is padding
+		blocks                               tritonBlocks
 	}{
-		{"global, head 16", 2, 128, 2, 16, 0, [][]int{{50, 70}, {10, 30, 20, 68}}},
-		{"local, head 16", 2, 128, 2, 16, 8, [][]int{{100}, {3, 90}}},
-		{"local as ModernBERT-base, head 64", 1, 256, 1, 64, 64, [][]int{{200, 40}}},
-		{"a row of padding only", 2, 64, 1, 32, 0, [][]int{{64}, {}}},
+		{"global, head 16", 2, 128, 2, 16, 0, [][]int{{50, 70}, {10, 30, 20, 68}}, defaultTritonBlocks},
+		{"local, head 16", 2, 128, 2, 16, 8, [][]int{{100}, {3, 90}}, defaultTritonBlocks},
+		{"local as ModernBERT-base, head 64", 1, 256, 1, 64, 64, [][]int{{200, 40}}, defaultTritonBlocks},
+		{"a row of padding only", 2, 64, 1, 32, 0, [][]int{{64}, {}}, defaultTritonBlocks},
+		{"tiles of 128 queries and 32 keys", 1, 256, 2, 32, 64, [][]int{{5, 100, 120}}, tritonBlocks{128, 32, 8, 2}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(c.headDim+c.window)))
@@ -50,27 +52,6 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 					i += l
 				}
 			}
-			out := make([]float64, n*hidden)
-			for i := range out {
-				out[i] = math.NaN()
-			}
-			k := newTritonKernel(c.rows, c.rowLen, c.heads, c.headDim, c.window, dtypes.Float16, dtypes.BFloat16)
-			it, err := parseTTIR(k.ttir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			it.bufs = [][]float64{qkv, scale, cos, sin, start, end, out}
-			gx, gy, gz := k.grid()
-			for z := range gz {
-				for y := range gy {
-					for x := range gx {
-						if err := it.run([3]int{x, y, z}); err != nil {
-							t.Fatalf("program (%d, %d, %d): %v", x, y, z, err)
-						}
-					}
-				}
-			}
-
 			// rotated is part (0: q, 1: k) of token tok for head h, scaled and rotated.
 			rotated := func(tok, part, h int) []float64 {
 				x := qkv[tok*3*hidden+part*hidden+h*c.headDim:][:c.headDim]
@@ -84,52 +65,93 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 				}
 				return r
 			}
-			var worst float64
-			for tok := range n {
-				row := tok / c.rowLen
-				for h := range c.heads {
-					got := out[tok*hidden+h*c.headDim:][:c.headDim]
-					if end[tok] == 0 { // padding: anything finite
-						for _, g := range got {
-							if math.IsNaN(g) || math.IsInf(g, 0) {
-								t.Fatalf("padding token %d, head %d: %v", tok, h, got)
+			// compare returns the largest difference of out from attention written out, and
+			// fails the test on a padding token whose result is not finite (or was not written).
+			compare := func(out []float64) float64 {
+				var worst float64
+				for tok := range n {
+					row := tok / c.rowLen
+					for h := range c.heads {
+						got := out[tok*hidden+h*c.headDim:][:c.headDim]
+						if end[tok] == 0 { // padding: anything finite
+							for _, g := range got {
+								if math.IsNaN(g) || math.IsInf(g, 0) {
+									t.Errorf("padding token %d, head %d: %v", tok, h, got)
+								}
+							}
+							continue
+						}
+						q := rotated(tok, 0, h)
+						var keys []int
+						for j := int(start[tok]); j < int(end[tok]); j++ {
+							if c.window == 0 || math.Abs(float64(tok-row*c.rowLen-j)) <= float64(c.window) {
+								keys = append(keys, row*c.rowLen+j)
 							}
 						}
-						continue
-					}
-					q := rotated(tok, 0, h)
-					var keys []int
-					for j := int(start[tok]); j < int(end[tok]); j++ {
-						if c.window == 0 || math.Abs(float64(tok-row*c.rowLen-j)) <= float64(c.window) {
-							keys = append(keys, row*c.rowLen+j)
+						scores := make([]float64, len(keys))
+						top := math.Inf(-1)
+						for i, kt := range keys {
+							kv := rotated(kt, 1, h)
+							for d := range c.headDim {
+								scores[i] += q[d] * kv[d]
+							}
+							scores[i] /= math.Sqrt(float64(c.headDim))
+							top = math.Max(top, scores[i])
 						}
-					}
-					scores := make([]float64, len(keys))
-					top := math.Inf(-1)
-					for i, kt := range keys {
-						kv := rotated(kt, 1, h)
+						want := make([]float64, c.headDim)
+						var sum float64
+						for i, kt := range keys {
+							p := math.Exp(scores[i] - top)
+							sum += p
+							for d := range c.headDim {
+								want[d] += p * scale[kt] * qkv[kt*3*hidden+2*hidden+h*c.headDim+d]
+							}
+						}
 						for d := range c.headDim {
-							scores[i] += q[d] * kv[d]
-						}
-						scores[i] /= math.Sqrt(float64(c.headDim))
-						top = math.Max(top, scores[i])
-					}
-					want := make([]float64, c.headDim)
-					var sum float64
-					for i, kt := range keys {
-						p := math.Exp(scores[i] - top)
-						sum += p
-						for d := range c.headDim {
-							want[d] += p * scale[kt] * qkv[kt*3*hidden+2*hidden+h*c.headDim+d]
+							worst = math.Max(worst, math.Abs(got[d]-want[d]/sum))
 						}
 					}
+				}
+				return worst
+			}
+			// The plain kernel reads q, k and v scaled and rotated (v only scaled), as XLA writes them.
+			plain := [3][]float64{make([]float64, n*hidden), make([]float64, n*hidden), make([]float64, n*hidden)}
+			for tok := range n {
+				for h := range c.heads {
+					copy(plain[0][tok*hidden+h*c.headDim:], rotated(tok, 0, h))
+					copy(plain[1][tok*hidden+h*c.headDim:], rotated(tok, 1, h))
 					for d := range c.headDim {
-						worst = math.Max(worst, math.Abs(got[d]-want[d]/sum))
+						plain[2][tok*hidden+h*c.headDim+d] = scale[tok] * qkv[tok*3*hidden+2*hidden+h*c.headDim+d]
 					}
 				}
 			}
-			if worst > 1e-6 || math.IsNaN(worst) { // the scores' factor 1/√D·log2(e) is an f32 constant
-				t.Errorf("max abs difference from attention written out: %g", worst)
+			for _, rope := range []bool{true, false} {
+				out := make([]float64, n*hidden)
+				for i := range out {
+					out[i] = math.NaN()
+				}
+				k := newTritonKernel(c.rows, c.rowLen, c.heads, c.headDim, c.window, rope, dtypes.Float16, dtypes.BFloat16, c.blocks)
+				it, err := parseTTIR(k.ttir())
+				if err != nil {
+					t.Fatal(err)
+				}
+				it.bufs = [][]float64{plain[0], plain[1], plain[2], start, end, out}
+				if rope {
+					it.bufs = [][]float64{qkv, scale, cos, sin, start, end, out}
+				}
+				gx, gy, gz := k.grid()
+				for z := range gz {
+					for y := range gy {
+						for x := range gx {
+							if err := it.run([3]int{x, y, z}); err != nil {
+								t.Fatalf("rope %v, program (%d, %d, %d): %v", rope, x, y, z, err)
+							}
+						}
+					}
+				}
+				if worst := compare(out); worst > 1e-6 || math.IsNaN(worst) { // the scores' factor 1/√D·log2(e) is an f32 constant
+					t.Errorf("rope %v: max abs difference from attention written out: %g", rope, worst)
+				}
 			}
 		})
 	}
@@ -138,10 +160,10 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 // The kernel's config is the dictionary XLA's Triton call parses: its IR quoted the MLIR way,
 // and a grid of one program per block of queries, head and row.
 func TestTritonBackendConfig(t *testing.T) {
-	k := newTritonKernel(64, 256, 12, 64, 64, dtypes.Float16, dtypes.BFloat16)
+	k := newTritonKernel(64, 256, 12, 64, 64, true, dtypes.Float16, dtypes.BFloat16, defaultTritonBlocks)
 	cfg := k.backendConfig()
 	for _, want := range []string{
-		`{name = "embedbench_attention_local64_f16", ir = "module {\0A`,
+		`{name = "embedbench_attention_local64_rope_f16", ir = "module {\0A`,
 		`num_warps = 4 : i32`, `grid_x = 4 : i32, grid_y = 12 : i32, grid_z = 64 : i32`,
 	} {
 		if !strings.Contains(cfg, want) {
@@ -167,7 +189,7 @@ func TestTritonAttentionOK(t *testing.T) {
 		{dtypes.BFloat16, 64, 64, 96, 768, false},
 		{dtypes.BFloat16, 64, 4096, 1024, 768, false}, // offsets past int32
 	} {
-		if got := tritonAttentionOK(c.dtype, c.headDim, c.rows, c.rowLen, c.hidden); got != c.want {
+		if got := tritonAttentionOK(c.dtype, c.headDim, c.rows, c.rowLen, c.hidden, defaultTritonBlocks); got != c.want {
 			t.Errorf("tritonAttentionOK(%s, head %d, %dx%d, hidden %d) = %v", c.dtype, c.headDim, c.rows, c.rowLen, c.hidden, got)
 		}
 	}

@@ -28,7 +28,8 @@ type graphSpec struct {
 	variant   graphVariant
 	// fusedAttention runs attention as cuDNN's fused kernel (XLA on a GPU, bf16; see cudnn.go).
 	fusedAttention bool
-	// tritonAttention runs attention as our Triton kernel (XLA on a GPU, bf16; see triton.go).
+	// tritonAttention runs attention as our Triton kernel (XLA on a GPU, bf16; see triton.go),
+	// taking precedence over fusedAttention.
 	tritonAttention bool
 }
 
@@ -239,7 +240,7 @@ func linearIn(dtype dtypes.DType, params map[string]*Node, prefix string, x *Nod
 func attention(spec graphSpec, params map[string]*Node, prefix string, x normed, mask *Node, spans seqSpans, rp rotary, window int) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
-	if spec.tritonAttention && !spec.variant.tritonPlain {
+	if spec.tritonAttention && spec.variant.tritonRoPE {
 		product, rowScale := x.projectProduct(spec, params, prefix+"Wqkv")
 		return linear(spec, params, prefix+"Wo", tritonAttentionRoPE(spec, product, rowScale, rp, spans, window))
 	}

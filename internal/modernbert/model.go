@@ -249,13 +249,16 @@ func (m *Model) compileAll(ctx context.Context) error {
 
 	var fusedFailed, tritonFailed atomic.Bool // once a kernel fails, later shapes do not try it
 	fused := (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention
-	triton := m.variant.tritonAttention && m.backendSpec != "simplego" && m.variant.lnFold && m.variant.centered && !m.cfg.AttentionBias
+	// Our Triton kernel where it applies (bf16), then cuDNN's: "fused-attention" tries both
+	// on any backend, falling back where they fail to build.
+	triton := fused && !m.variant.cudnnAttention &&
+		(!m.variant.tritonRoPE || tritonRoPEOK(m.cfg, m.variant))
 	specOf := func(k key) graphSpec {
 		dt := m.opts.DType.gomlx()
 		return graphSpec{cfg: m.cfg, dtype: dt, rows: k.rows, rowLen: k.rowLen, segments: k.segments,
 			pooling: m.opts.Pooling, poolMask: m.opts.ExcludePrompt, dense: m.denseSpecs(), normalize: m.opts.Normalize, variant: m.variant,
 			fusedAttention:  fused && !fusedFailed.Load() && fusedAttentionOK(dt, m.cfg.HeadDim(), k.rowLen),
-			tritonAttention: triton && !tritonFailed.Load() && tritonAttentionOK(dt, m.cfg.HeadDim(), k.rows, k.rowLen, m.cfg.HiddenSize, m.variant.tritonBlocks)}
+			tritonAttention: triton && !tritonFailed.Load() && tritonAttentionOK(dt, m.cfg.HeadDim(), k.rows, k.rowLen, m.cfg.HiddenSize, m.variant.blocks())}
 	}
 	// fallBack gives up the attention kernel gs used after err, for this shape and the ones
 	// after it: our Triton kernel first, then cuDNN's fused attention (which needs a recent GPU

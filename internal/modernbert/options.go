@@ -279,9 +279,10 @@ type Info struct {
 	// ladder's rungs. Empty on the native CPU pass, whose steps are sized to what is queued.
 	StepSlots   []int         `json:"step_slots,omitempty"`
 	CompileTime time.Duration `json:"compile_time_ns"`
-	// Attention says how the compiled steps attend: "cudnn-fused BFloat16" or "cudnn-fused
-	// Float16" (a float32 model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native
-	// CPU pass.
+	// Attention says how the compiled steps attend: "triton BFloat16" (our Triton kernel,
+	// bf16's default on the GPU), "cudnn-fused BFloat16" or "cudnn-fused Float16" (a float32
+	// model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native CPU
+	// pass.
 	Attention string `json:"attention,omitempty"`
 	// Residual says how the compiled steps carry the residual stream between layers: its dtype,
 	// "norms folded" when the LayerNorms before Wqkv and Wi are folded into them, and "rows
@@ -312,8 +313,11 @@ type Info struct {
 // "centered" (the stream's rows kept at mean zero, output projections centred at upload: with
 // fold-f16 the default for bf16 on XLA, see streamDefaults),
 // "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
-// attention is used), "triton-attention" (attention through our Triton kernel on XLA, bf16
-// with the default stream; where it fails to build, cuDNN's) and
+// attention is used), "cudnn-attention" (cuDNN's fused kernel where our Triton kernel, bf16's
+// default on XLA, would run), "triton-rope" (our kernel reads Wqkv's raw product and scales and
+// rotates q and k itself, instead of reading them from XLA's RoPE fusion),
+// "triton-blocks=MxNxWxS" (its query and key tiles, warps and pipeline stages; default 64x64x4x3)
+// and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
 // parts only) and "cpu-graph" (on CPU, the simplego graph rather than the native forward
 // pass). Unset: the defaults.
@@ -328,9 +332,9 @@ type graphVariant struct {
 	woFloat32              bool // after a float32 model's fp16 fused attention, Wo as a float32 (TF32) product
 	attentionWhole         bool // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
 	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
-	tritonAttention        bool // attention through our Triton kernel where it applies (triton.go), else as without
-	tritonPlain            bool // the Triton kernel reads q, k, v from XLA's RoPE fusion, not Wqkv's raw product
-	tritonBlocks           tritonBlocks
+	cudnnAttention         bool // cuDNN's fused kernel even where our Triton kernel applies (the default before session 17)
+	tritonRoPE             bool // our Triton kernel reads Wqkv's raw product and rotates q and k itself
+	tritonBlocks           tritonBlocks // zero: defaultTritonBlocks (see blocks)
 	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool // on CPU, run the simplego graph even where the native forward pass could
 	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
@@ -348,12 +352,12 @@ type graphVariant struct {
 }
 
 func parseGraphVariant(s string) (graphVariant, error) {
-	v := graphVariant{tritonBlocks: defaultTritonBlocks}
+	var v graphVariant
 	for _, f := range strings.Split(s, ",") {
 		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-blocks="); ok {
 			var b tritonBlocks
 			if _, err := fmt.Sscanf(spec, "%dx%dx%dx%d", &b.m, &b.n, &b.warps, &b.stages); err != nil || !b.valid() {
-				return v, fmt.Errorf("%s: triton-blocks=%q: want MxNxWARPSxSTAGES, M and N powers of two from 16 to 128 dividing 64-token rows", EnvVariant, spec)
+				return v, fmt.Errorf("%s: triton-blocks=%q: want MxNxWARPSxSTAGES: tiles of powers of two from 16 to 256, warps a power of two up to 16, 1 to 8 stages", EnvVariant, spec)
 			}
 			v.tritonBlocks = b
 			continue
@@ -372,10 +376,10 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.attentionWhole = true
 		case "fused-attention":
 			v.fusedAttention = true
-		case "triton-attention":
-			v.tritonAttention = true
-		case "triton-plain":
-			v.tritonPlain = true
+		case "cudnn-attention":
+			v.cudnnAttention = true
+		case "triton-rope":
+			v.tritonRoPE = true
 		case "skip-attention":
 			v.skipAttention = true
 		case "skip-mlp":

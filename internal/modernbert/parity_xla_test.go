@@ -138,8 +138,8 @@ func TestTritonAttentionXLA(t *testing.T) {
 				}
 				return out, m.Info().Attention
 			}
-			want, how := embed("")
-			variants := []string{"triton-attention", "triton-attention,triton-plain"}
+			want, how := embed("cudnn-attention")
+			variants := []string{"", "triton-rope"}
 			if v := os.Getenv("EMBEDBENCH_TRITON_TEST_VARIANTS"); v != "" {
 				variants = strings.Split(v, ";")
 			}

@@ -63,6 +63,21 @@ func (b tritonBlocks) valid() bool {
 	return pow2(b.m, 16, 256) && pow2(b.n, 16, 256) && pow2(b.warps, 1, 16) && b.stages >= 1 && b.stages <= 8
 }
 
+// blocks are the Triton kernel's tiles for v: triton-blocks's, else the default.
+func (v graphVariant) blocks() tritonBlocks {
+	if v.tritonBlocks == (tritonBlocks{}) {
+		return defaultTritonBlocks
+	}
+	return v.tritonBlocks
+}
+
+// tritonRoPEOK says whether the kernel can read Wqkv's raw product itself (triton-rope): the
+// product must be completed by a per-token factor alone (a folded norm over a centred stream,
+// no bias), and each half of a head must be 16 deep for its products.
+func tritonRoPEOK(cfg Config, v graphVariant) bool {
+	return v.lnFold && v.centered && !cfg.AttentionBias && cfg.HeadDim() >= 32
+}
+
 func newTritonKernel(rows, rowLen, heads, headDim, window int, rope bool, in, out dtypes.DType, blocks tritonBlocks) tritonKernel {
 	return tritonKernel{rows: rows, rowLen: rowLen, heads: heads, headDim: headDim, window: window, rope: rope, in: in, out: out,
 		scale: 1 / math.Sqrt(float64(headDim)), blockM: blocks.m, blockN: blocks.n, warps: blocks.warps, stages: blocks.stages}
@@ -150,24 +165,20 @@ func (k tritonKernel) ttir() string {
 	qi := b.op("arith.addi", b.splat(q0, []int{bm}), rm)  // queries' positions in the row
 	qTok := b.op("arith.addi", b.splat(rowStart, []int{bm}), qi)
 
-	// rotate-half RoPE as x·cos + sign·x[(d+half) mod D]·sin, cos and sin indexed by d mod half.
-	var rotCol, tableCol, sign ttVal
-	if k.rope {
-		halfD := b.splat(b.i32(half), []int{d})
-		rotCol = b.op("arith.remsi", b.op("arith.addi", rd, halfD), b.splat(b.i32(d), []int{d}))
-		tableCol = b.op("arith.remsi", rd, halfD)
-		sign = b.sel(b.cmpi("slt", rd, halfD), b.fillF32([]int{d}, -1), b.fillF32([]int{d}, 1))
+	// tile broadcasts a [width] vector of lanes and a [n] vector of tokens to a tile of n tokens
+	// by width lanes: [n, width] (rowsMajor) or [width, n].
+	tile := func(n, width int, rowsMajor bool) (lanes, tokens func(ttVal) ttVal) {
+		if rowsMajor {
+			return func(v ttVal) ttVal { return b.row(v, n) }, func(v ttVal) ttVal { return b.column(v, width) }
+		}
+		return func(v ttVal) ttVal { return b.column(v, n) }, func(v ttVal) ttVal { return b.row(v, width) }
 	}
-
 	// load loads part 0, 1 or 2 (q, k or v) of tokens tok as [len(tok), D] (rowsMajor) or
-	// transposed to [D, len(tok)], in the attention dtype: scaled, and rotated for q and k,
-	// when the kernel reads Wqkv's product.
+	// transposed to [D, len(tok)], in the attention dtype; v scaled by the token's factor when
+	// the kernel reads Wqkv's product (rotated reads q and k then).
 	load := func(tok ttVal, part int, rowsMajor bool) ttVal {
 		n := tok.t.shape[0]
-		lanes, tokens := func(v ttVal) ttVal { return b.column(v, n) }, func(v ttVal) ttVal { return b.row(v, d) }
-		if rowsMajor {
-			lanes, tokens = func(v ttVal) ttVal { return b.row(v, n) }, func(v ttVal) ttVal { return b.column(v, d) }
-		}
+		lanes, tokens := tile(n, d, rowsMajor)
 		if !k.rope {
 			base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(hidden), []int{n})), b.splat(headCol, []int{n}))
 			x := b.gather(ptr[[]string{"%q", "%k", "%v"}[part]], b.op("arith.addi", tokens(base), lanes(rd)))
@@ -179,17 +190,40 @@ func (k tritonKernel) ttir() string {
 		base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
 			b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
 		x := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rd))), "f32")
-		s := tokens(b.gather(ptr["%scale"], tok))
-		if part == 2 {
-			return b.convert("arith.truncf", b.op("arith.mulf", x, s), out)
-		}
-		xr := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rotCol))), "f32")
-		tableOff := b.op("arith.addi", tokens(b.op("arith.muli", tok, b.splat(b.i32(half), []int{n}))), lanes(tableCol))
-		cos, sin := b.gather(ptr["%cos"], tableOff), b.gather(ptr["%sin"], tableOff)
-		rot := b.op("arith.addf", b.op("arith.mulf", x, cos), b.op("arith.mulf", b.op("arith.mulf", xr, lanes(sign)), sin))
-		return b.convert("arith.truncf", b.op("arith.mulf", rot, s), out)
+		return b.convert("arith.truncf", b.op("arith.mulf", x, tokens(b.gather(ptr["%scale"], tok))), out)
 	}
-	q := load(qTok, 0, true)
+	// rotated loads q or k (part 0 or 1) of tokens tok from Wqkv's product, scaled and rotated
+	// the rotate-half way, as its two halves: [len(tok), D/2] each (rowsMajor) or transposed.
+	// Halves keep every load contiguous, and a score is then the sum of two products.
+	rotated := func(tok ttVal, part int, rowsMajor bool) (first, second ttVal) {
+		n := tok.t.shape[0]
+		rh := b.arange(half)
+		lanes, tokens := tile(n, half, rowsMajor)
+		base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
+			b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
+		off1 := b.op("arith.addi", tokens(base), lanes(rh))
+		off2 := b.op("arith.addi", off1, b.splat(b.i32(half), off1.t.shape))
+		x1 := b.convert("arith.extf", b.gather(ptr["%qkv"], off1), "f32")
+		x2 := b.convert("arith.extf", b.gather(ptr["%qkv"], off2), "f32")
+		table := b.op("arith.addi", tokens(b.op("arith.muli", tok, b.splat(b.i32(half), []int{n}))), lanes(rh))
+		cos, sin := b.gather(ptr["%cos"], table), b.gather(ptr["%sin"], table)
+		sc := tokens(b.gather(ptr["%scale"], tok))
+		r1 := b.op("arith.subf", b.op("arith.mulf", x1, cos), b.op("arith.mulf", x2, sin))
+		r2 := b.op("arith.addf", b.op("arith.mulf", x2, cos), b.op("arith.mulf", x1, sin))
+		return b.convert("arith.truncf", b.op("arith.mulf", r1, sc), out), b.convert("arith.truncf", b.op("arith.mulf", r2, sc), out)
+	}
+	// scores is q·kᵀ for the block's queries and the keys of tokens kTok, in f32.
+	var scores func(kTok ttVal) ttVal
+	if k.rope {
+		q1, q2 := rotated(qTok, 0, true)
+		scores = func(kTok ttVal) ttVal {
+			k1, k2 := rotated(kTok, 1, false)
+			return b.dot(q2, k2, b.dot(q1, k1, b.fillF32([]int{bm, bn}, 0)))
+		}
+	} else {
+		q := load(qTok, 0, true)
+		scores = func(kTok ttVal) ttVal { return b.dot(q, load(kTok, 1, false), b.fillF32([]int{bm, bn}, 0)) }
+	}
 
 	// The keys the block's queries see: their sequences' spans, and a local layer's window.
 	starts, ends := b.gather(ptr["%start"], qTok), b.gather(ptr["%end"], qTok)
@@ -210,8 +244,7 @@ func (k tritonKernel) ttir() string {
 		acc, mPrev, lPrev := carried[0], carried[1], carried[2]
 		ki := b.op("arith.addi", b.splat(kb, []int{bn}), rn)
 		kTok := b.op("arith.addi", b.splat(rowStart, []int{bn}), ki)
-		kT := load(kTok, 1, false)
-		s := b.op("arith.mulf", b.dot(q, kT, b.fillF32([]int{bm, bn}, 0)), scoreScale)
+		s := b.op("arith.mulf", scores(kTok), scoreScale)
 		kiRow := b.row(ki, bm)
 		sees := b.op("arith.andi", b.cmpi("sge", kiRow, startCol), b.cmpi("slt", kiRow, endCol))
 		if k.window > 0 {
@@ -265,7 +298,7 @@ func tritonAttentionPlain(spec graphSpec, q, k, v *Node, sp seqSpans, window int
 func callTriton(spec graphSpec, rope bool, in dtypes.DType, window int, sp seqSpans, operands ...*Node) *Node {
 	cfg := spec.cfg
 	k := newTritonKernel(spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim(), window, rope, in, spec.dtype,
-		spec.variant.tritonBlocks)
+		spec.variant.blocks())
 	operands = append(operands, sp.start, sp.end)
 	layouts := make([][]int, len(operands))
 	for i, o := range operands {

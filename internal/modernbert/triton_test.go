@@ -22,6 +22,8 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 	}{
 		{"global, head 16", 2, 128, 2, 16, 0, [][]int{{50, 70}, {10, 30, 20, 68}}, defaultTritonBlocks},
 		{"local, head 16", 2, 128, 2, 16, 8, [][]int{{100}, {3, 90}}, defaultTritonBlocks},
+		{"global, head 32", 2, 128, 2, 32, 0, [][]int{{50, 70}, {10, 30, 20, 68}}, defaultTritonBlocks},
+		{"local, head 32", 2, 128, 2, 32, 8, [][]int{{100}, {3, 90}}, defaultTritonBlocks},
 		{"local as ModernBERT-base, head 64", 1, 256, 1, 64, 64, [][]int{{200, 40}}, defaultTritonBlocks},
 		{"a row of padding only", 2, 64, 1, 32, 0, [][]int{{64}, {}}, defaultTritonBlocks},
 		{"tiles of 128 queries and 32 keys", 1, 256, 2, 32, 64, [][]int{{5, 100, 120}}, tritonBlocks{128, 32, 8, 2}},
@@ -126,6 +128,9 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 				}
 			}
 			for _, rope := range []bool{true, false} {
+				if rope && c.headDim < 32 {
+					continue // the rotated halves' products need 16 lanes each
+				}
 				out := make([]float64, n*hidden)
 				for i := range out {
 					out[i] = math.NaN()
@@ -191,6 +196,21 @@ func TestTritonAttentionOK(t *testing.T) {
 	} {
 		if got := tritonAttentionOK(c.dtype, c.headDim, c.rows, c.rowLen, c.hidden, defaultTritonBlocks); got != c.want {
 			t.Errorf("tritonAttentionOK(%s, head %d, %dx%d, hidden %d) = %v", c.dtype, c.headDim, c.rows, c.rowLen, c.hidden, got)
+		}
+	}
+}
+
+func TestTritonVariants(t *testing.T) {
+	v, err := parseGraphVariant("triton-rope, triton-blocks=128x32x8x2")
+	if err != nil || !v.tritonRoPE || v.tritonBlocks != (tritonBlocks{128, 32, 8, 2}) {
+		t.Errorf("parse: %+v, %v", v, err)
+	}
+	if v, _ := parseGraphVariant(""); v.blocks() != defaultTritonBlocks || v.cudnnAttention {
+		t.Errorf("defaults: %+v", v)
+	}
+	for _, bad := range []string{"triton-blocks=64x48x4x3", "triton-blocks=8x64x4x3", "triton-blocks=64x64x3x3", "triton-blocks=64x64x4x0", "triton-blocks=64x64"} {
+		if _, err := parseGraphVariant(bad); err == nil {
+			t.Errorf("%s: no error", bad)
 		}
 	}
 }

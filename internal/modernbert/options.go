@@ -326,17 +326,17 @@ const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
 // graphVariant is how the graph is laid out for an experiment; scoresF32 computes the same
 // function up to rounding, the skips do not.
 type graphVariant struct {
-	scoresF32              bool // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
-	lnTwoPass              bool // LayerNorm variance from the centred values (else E[x²]-E[x]²)
-	xlaAttention           bool // attention as XLA ops even where cuDNN's fused kernel applies
-	woFloat32              bool // after a float32 model's fp16 fused attention, Wo as a float32 (TF32) product
-	attentionWhole         bool // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
-	fusedAttention         bool // try cuDNN's fused kernel on any backend (falling back where it fails)
-	cudnnAttention         bool // cuDNN's fused kernel even where our Triton kernel applies (the default before session 17)
-	tritonRoPE             bool // our Triton kernel reads Wqkv's raw product and rotates q and k itself
+	scoresF32              bool         // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
+	lnTwoPass              bool         // LayerNorm variance from the centred values (else E[x²]-E[x]²)
+	xlaAttention           bool         // attention as XLA ops even where cuDNN's fused kernel applies
+	woFloat32              bool         // after a float32 model's fp16 fused attention, Wo as a float32 (TF32) product
+	attentionWhole         bool         // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
+	fusedAttention         bool         // try cuDNN's fused kernel on any backend (falling back where it fails)
+	cudnnAttention         bool         // cuDNN's fused kernel even where our Triton kernel applies (the default before session 17)
+	tritonRoPE             bool         // our Triton kernel reads Wqkv's raw product and rotates q and k itself
 	tritonBlocks           tritonBlocks // zero: defaultTritonBlocks (see blocks)
-	skipAttention, skipMLP bool // leave the blocks out (timing only: the vectors are wrong)
-	cpuGraph               bool // on CPU, run the simplego graph even where the native forward pass could
+	skipAttention, skipMLP bool         // leave the blocks out (timing only: the vectors are wrong)
+	cpuGraph               bool         // on CPU, run the simplego graph even where the native forward pass could
 	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
 	// of fp32, halving the bytes its adds and LayerNorms move; the adds and LayerNorm still
 	// compute in fp32.

@@ -12,7 +12,10 @@
 #   ladder      TestStepLadderXLA: a text's vector does not depend on the rung that carries it;
 #   parity      TestParityXLA: the tiny fixtures against HF;
 #   rungs       a step's own time rung by rung, for each entry of RUNGS (variants.sh rungs);
-#   profile     profile_go.sh for PROFILE_VARIANTS: the step kernel by kernel.
+#   profile     profile_go.sh for PROFILE_VARIANTS: the step kernel by kernel;
+#   e2e         our server with the defaults: one text from 1 and 256 clients, 32 passages at
+#               saturation, then bench-model on full steps in the same lease (issue 16's end
+#               to end against model only).
 # Needs .devcarry/{embedbench,modernbert.test,shared}. Results in $OUT.
 set -uo pipefail
 source scripts/gpu/env.sh
@@ -50,6 +53,25 @@ rungs() {
 
 profile() {
   VARIANTS="${PROFILE_VARIANTS:-default}" timeout 300 bash scripts/gpu/profile_go.sh 2>&1 | grep -vE "^(WARNING|I0000|E0000)" | tail -60
+}
+
+e2e() {
+  "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
+  "$BIN" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous --dtype bfloat16 \
+    --max-concurrent-requests 4096 > "$W/server_e2e.log" 2>&1 &
+  local spid=$!
+  wait_healthy http://127.0.0.1:8001 240
+  grep -h '"replica ready"' "$W/server_e2e.log" | head -1 | cut -c1-600
+  for load in "b1_c1 1 1" "b1_c256 1 256" "b32_c32 32 32"; do
+    set -- $load
+    mkdir -p "$W/e2e/$1"
+    timeout 40 "$BIN" stress --service-url http://127.0.0.1:8001 --batch-size "$2" --max-concurrent-requests "$3" \
+      --duration 8s --warmup-seconds 2 --timeout 20s --data-file "$W/test_sentences.json" --output-dir "$W/e2e/$1" > "$W/e2e/$1/stdout.txt" 2>&1
+    python3 scripts/gpu/summarize.py "$W/e2e/$1" "e2e_$1" | tee -a "$OUT/e2e.txt"
+  done
+  kill "$spid"; wait "$spid" 2>/dev/null
+  PHASES=throughput THROUGHPUT=$'model_only;;' bash scripts/gpu/variants.sh | grep -v "^#" | tee -a "$OUT/e2e.txt"
+  (cd "$W" && tar -czf "$OUT/e2e.tgz" e2e server_e2e.log 2>/dev/null)
 }
 
 for phase in ${PHASES:-throughput kernel fullparity ladder parity rungs profile}; do

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/go-xla/pkg/stablehlo"
+	xladtypes "github.com/gomlx/go-xla/pkg/types/dtypes"
+	xlashapes "github.com/gomlx/go-xla/pkg/types/shapes"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 )
 
@@ -211,6 +214,48 @@ func TestTritonVariants(t *testing.T) {
 	for _, bad := range []string{"triton-blocks=64x48x4x3", "triton-blocks=8x64x4x3", "triton-blocks=64x64x3x3", "triton-blocks=64x64x4x0", "triton-blocks=64x64"} {
 		if _, err := parseGraphVariant(bad); err == nil {
 			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+// The custom call goes to XLA as JAX's Pallas writes it: api_version 4 with the config as an
+// MLIR dictionary, not a string.
+func TestTritonCustomCallProgramText(t *testing.T) {
+	b := stablehlo.New("attention")
+	fn := b.Main()
+	qkv, err := fn.Input(xlashapes.Make(xladtypes.BFloat16, 128, 48))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newTritonKernel(1, 128, 1, 16, 0, false, dtypes.BFloat16, dtypes.BFloat16, defaultTritonBlocks)
+	outs, err := stablehlo.CustomCall(tritonTarget, 4, []*stablehlo.Value{qkv}, []xlashapes.Shape{xlashapes.Make(xladtypes.BFloat16, 128, 16)},
+		k.backendConfig(), [][]int{{1, 0}}, [][]int{{1, 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		version int
+		config  string
+	}{{4, `"a string"`}, {3, "{}"}} {
+		if _, err := stablehlo.CustomCall(tritonTarget, bad.version, []*stablehlo.Value{qkv}, []xlashapes.Shape{xlashapes.Make(xladtypes.BFloat16, 128, 16)},
+			bad.config, nil, nil); err == nil {
+			t.Errorf("api_version %d with config %s: no error", bad.version, bad.config)
+		}
+	}
+	if err := fn.Return(outs[0]); err != nil {
+		t.Fatal(err)
+	}
+	text, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`call_target_name = "__gpu$xla.gpu.triton"`,
+		`api_version = 4 : i32`,
+		`backend_config = {name = "embedbench_attention_global_bf16", ir = "module {\0A`,
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("program lacks %s", want)
 		}
 	}
 }

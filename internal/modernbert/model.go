@@ -722,19 +722,6 @@ func (m *Model) stepKey(gs graphSpec) string {
 	return fmt.Sprintf("%s|%#v", m.backendSpec, gs)
 }
 
-// compileAndWarm compiles the step for gs (or shares a replica's) and runs it once.
-func (m *Model) compileAndWarm(gs graphSpec) (*step, error) {
-	st, err := m.compileShared(gs)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.warmUp(st); err != nil {
-		m.releaseStep(st)
-		return nil, err
-	}
-	return st, nil
-}
-
 // warmUp runs a compiled step once. XLA's first execution of a shape on a device loads it
 // there, allocates, and captures its CUDA graphs; simplego has nothing to warm: its first
 // execution costs what every one does. Warm-ups run one at a time, across replicas too.
@@ -746,6 +733,15 @@ func (m *Model) warmUp(st *step) error {
 	defer warmMu.Unlock()
 	in := st.getInputs()
 	defer st.inputs.Put(in)
+	// Each row one sequence filling it, so that the run does a real step's work: an attention
+	// kernel that skips padding (ours) would otherwise not run its key loop here, where a
+	// failure still falls back.
+	for i := range in.seg {
+		in.seg[i], in.pos[i] = 1, int32(i%st.spec.rowLen)
+		if in.pool != nil {
+			in.pool[i] = 1
+		}
+	}
 	var phases [NumPhases]time.Duration
 	if _, err := m.run(st, in, len(in.out), &phases); err != nil {
 		return fmt.Errorf("warm-up of the %dx%d step: %w", st.spec.rows, st.spec.rowLen, err)

@@ -2,6 +2,7 @@ package modernbert
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -300,7 +301,7 @@ type Info struct {
 // EnvVariant selects graph variants for device experiments (scripts/gpu/perf_model.sh): a
 // comma-separated list of "scores-f32" (store the attention scores in fp32 rather than the
 // compute dtype), "ln-twopass" (LayerNorm variance from the centred values, a second read of the input),
-// "xla-attention" (attention as XLA ops even where cuDNN's fused kernel applies), "wo-f32" (a
+// "xla-attention" (attention as XLA ops even where our Triton kernel or cuDNN's applies), "wo-f32" (a
 // float32 model's attention output projection in float32 after its fp16 fused attention),
 // "attention-whole" (XLA attention over whole rows, not blocks of queries),
 // "residual-bf16" / "residual-f16" / "residual-f32" (the residual stream between layers in that
@@ -312,10 +313,11 @@ type Info struct {
 // default on XLA before session 13),
 // "centered" (the stream's rows kept at mean zero, output projections centred at upload: with
 // fold-f16 the default for bf16 on XLA, see streamDefaults),
-// "fused-attention" (try the fused kernel on any backend; where it fails to build, XLA-style
-// attention is used), "cudnn-attention" (cuDNN's fused kernel where our Triton kernel, bf16's
-// default on XLA, would run), "triton-rope" (our kernel reads Wqkv's raw product and scales and
-// rotates q and k itself, instead of reading them from XLA's RoPE fusion),
+// "fused-attention" (try our Triton kernel and cuDNN's on any backend; where they fail to
+// build, XLA-style attention is used), "cudnn-attention" (cuDNN's fused kernel where our Triton
+// kernel, bf16's default on XLA, would run), "triton-rope" (our kernel reads Wqkv's raw product
+// and scales and rotates q and k itself, instead of reading them from XLA's RoPE fusion; where
+// it cannot, see tritonRoPEOK, cuDNN's kernel runs),
 // "triton-blocks=MxNxWxS" (its query and key tiles, warps and pipeline stages; default 64x64x4x3)
 // and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
@@ -328,10 +330,10 @@ const EnvVariant = "EMBEDBENCH_MODERNBERT_VARIANT"
 type graphVariant struct {
 	scoresF32              bool         // scores tensor in fp32 (else the compute dtype; softmax is fp32 either way)
 	lnTwoPass              bool         // LayerNorm variance from the centred values (else E[x²]-E[x]²)
-	xlaAttention           bool         // attention as XLA ops even where cuDNN's fused kernel applies
+	xlaAttention           bool         // attention as XLA ops even where our Triton kernel or cuDNN's applies
 	woFloat32              bool         // after a float32 model's fp16 fused attention, Wo as a float32 (TF32) product
 	attentionWhole         bool         // XLA attention scores a whole row at once (else blocks of attentionBlock queries)
-	fusedAttention         bool         // try cuDNN's fused kernel on any backend (falling back where it fails)
+	fusedAttention         bool         // try our Triton kernel and cuDNN's on any backend (falling back where they fail)
 	cudnnAttention         bool         // cuDNN's fused kernel even where our Triton kernel applies (the default before session 17)
 	tritonRoPE             bool         // our Triton kernel reads Wqkv's raw product and rotates q and k itself
 	tritonBlocks           tritonBlocks // zero: defaultTritonBlocks (see blocks)
@@ -355,8 +357,8 @@ func parseGraphVariant(s string) (graphVariant, error) {
 	var v graphVariant
 	for _, f := range strings.Split(s, ",") {
 		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-blocks="); ok {
-			var b tritonBlocks
-			if _, err := fmt.Sscanf(spec, "%dx%dx%dx%d", &b.m, &b.n, &b.warps, &b.stages); err != nil || !b.valid() {
+			b, err := parseTritonBlocks(spec)
+			if err != nil || !b.valid() {
 				return v, fmt.Errorf("%s: triton-blocks=%q: want MxNxWARPSxSTAGES: tiles of powers of two from 16 to 256, warps a power of two up to 16, 1 to 8 stages", EnvVariant, spec)
 			}
 			v.tritonBlocks = b
@@ -401,8 +403,25 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "centered":
 			v.centered = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-blocks=MxNxWxS, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
 		}
 	}
 	return v, nil
+}
+
+// parseTritonBlocks reads triton-blocks's "MxNxWARPSxSTAGES".
+func parseTritonBlocks(spec string) (tritonBlocks, error) {
+	parts := strings.Split(spec, "x")
+	if len(parts) != 4 {
+		return tritonBlocks{}, fmt.Errorf("%q has %d numbers, want 4", spec, len(parts))
+	}
+	var n [4]int
+	for i, p := range parts {
+		v, err := strconv.Atoi(p)
+		if err != nil {
+			return tritonBlocks{}, err
+		}
+		n[i] = v
+	}
+	return tritonBlocks{m: n[0], n: n[1], warps: n[2], stages: n[3]}, nil
 }

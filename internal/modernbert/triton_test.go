@@ -30,6 +30,9 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 		{"local as ModernBERT-base, head 64", 1, 256, 1, 64, 64, [][]int{{200, 40}}, defaultTritonBlocks},
 		{"a row of padding only", 2, 64, 1, 32, 0, [][]int{{64}, {}}, defaultTritonBlocks},
 		{"tiles of 128 queries and 32 keys", 1, 256, 2, 32, 64, [][]int{{5, 100, 120}}, tritonBlocks{128, 32, 8, 2}},
+		{"a window of 63 over tiles of 16", 1, 256, 2, 32, 63, [][]int{{30, 150, 60}}, tritonBlocks{16, 16, 4, 2}},
+		// The window's first key falls on a block's first key: one off in its bound skips a block.
+		{"a window of 17 over tiles of 16", 1, 128, 1, 32, 17, [][]int{{120}}, tritonBlocks{16, 16, 4, 2}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(c.headDim+c.window)))
@@ -138,7 +141,11 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 				for i := range out {
 					out[i] = math.NaN()
 				}
-				k := newTritonKernel(c.rows, c.rowLen, c.heads, c.headDim, c.window, rope, dtypes.Float16, dtypes.BFloat16, c.blocks)
+				in := dtypes.BFloat16 // the default form reads XLA's bf16 q, k and v
+				if rope {
+					in = dtypes.Float16 // Wqkv's product under the fp16 stream
+				}
+				k := newTritonKernel(c.rows, c.rowLen, c.heads, c.headDim, c.window, rope, in, dtypes.BFloat16, c.blocks)
 				it, err := parseTTIR(k.ttir())
 				if err != nil {
 					t.Fatal(err)
@@ -211,7 +218,8 @@ func TestTritonVariants(t *testing.T) {
 	if v, _ := parseGraphVariant(""); v.blocks() != defaultTritonBlocks || v.cudnnAttention {
 		t.Errorf("defaults: %+v", v)
 	}
-	for _, bad := range []string{"triton-blocks=64x48x4x3", "triton-blocks=8x64x4x3", "triton-blocks=64x64x3x3", "triton-blocks=64x64x4x0", "triton-blocks=64x64"} {
+	for _, bad := range []string{"triton-blocks=64x48x4x3", "triton-blocks=8x64x4x3", "triton-blocks=64x64x3x3", "triton-blocks=64x64x4x0", "triton-blocks=64x64",
+		"triton-blocks=64x64x4x3x9", "triton-blocks=64x64x4x3junk", "triton-blocks=64x 32x4x3"} {
 		if _, err := parseGraphVariant(bad); err == nil {
 			t.Errorf("%s: no error", bad)
 		}

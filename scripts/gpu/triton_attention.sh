@@ -74,7 +74,7 @@ e2e() {
   (cd "$W" && tar -czf "$OUT/e2e.tgz" e2e server_e2e.log 2>/dev/null)
 }
 
-for phase in ${PHASES:-throughput kernel fullparity ladder parity rungs profile}; do
+for phase in ${PHASES:-throughput kernel fullparity ladder parity rungs profile e2e}; do
   echo "# $phase at ${SECONDS}s"
   $phase
 done

@@ -181,7 +181,7 @@ func (x normed) project(spec graphSpec, params map[string]*Node, prefix string) 
 // product's own dtype, and the per-token factor [n, 1] fp32 that completes it (nil: none),
 // leaving out any bias: the plain product where the input has no norm, and with a folded norm
 // over a centred stream h·W'ᵀ and 1/rms(h). Those are the only cases it serves (the Triton
-// attention's, see tritonAttentionOK, and project's centred one).
+// kernel's triton-rope form, see tritonRoPEOK, and project's centred one).
 func (x normed) projectProduct(spec graphSpec, params map[string]*Node, prefix string) (product, rowScale *Node) {
 	if x.norm == "" {
 		w := ConvertDType(params[prefix+".weight"], spec.dtype)

@@ -345,11 +345,17 @@ func gelu(x *Node) *Node {
 // those within ±LocalAttention/2 positions.
 func attentionMasks(cfg Config, pos, seg *Node) (global, local *Node) {
 	g := pos.Graph()
-	segQ, segK := InsertAxes(seg, 2), InsertAxes(seg, 1) // [rows, L, 1], [rows, 1, L]
-	same := LogicalAnd(Equal(segQ, segK), NotEqual(segK, ScalarZero(g, dtypes.Int32)))
+	same := sameSequence(seg)
 	dist := Abs(Sub(InsertAxes(pos, 2), InsertAxes(pos, 1)))
 	near := LessOrEqual(dist, Scalar(g, dtypes.Int32, cfg.HalfWindow()))
 	return InsertAxes(same, 1), InsertAxes(LogicalAnd(same, near), 1)
+}
+
+// sameSequence says which pairs of tokens of seg [rows, L] (sequence numbers from 1, 0 for
+// padding) share a sequence, [rows, L, L] booleans: query, key.
+func sameSequence(seg *Node) *Node {
+	segQ, segK := InsertAxes(seg, 2), InsertAxes(seg, 1) // [rows, L, 1], [rows, 1, L]
+	return LogicalAnd(Equal(segQ, segK), NotEqual(segK, ScalarZero(seg.Graph(), dtypes.Int32)))
 }
 
 // fusedMaskedScore is the bias of keys a query may not see in the fused attention: far below

@@ -128,7 +128,7 @@ func (k tritonKernel) backendConfig() string {
 //	scale [n] f32: each token's factor completing the product (the folded norm's 1/rms)
 //	cos, sin [n, headDim/2] f32: RoPE's tables at each token's position
 //
-// else q, k, v [n, hidden] in, scaled and rotated; then
+// else q, k, v [n, hidden] in the attention dtype (in = out), scaled and rotated; then
 //
 //	start, end [n] i32: the span of the token's sequence within its row, [start, end); a
 //	  padding token has start = rowLen and end = 0, so no query sees it and its own result is
@@ -184,11 +184,7 @@ func (k tritonKernel) ttir() string {
 		lanes, tokens := tile(n, d, rowsMajor)
 		if !k.rope {
 			base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(hidden), []int{n})), b.splat(headCol, []int{n}))
-			x := b.gather(ptr[[]string{"%q", "%k", "%v"}[part]], b.op("arith.addi", tokens(base), lanes(rd)))
-			if k.in != k.out {
-				x = b.convert("arith.truncf", b.convert("arith.extf", x, "f32"), out)
-			}
-			return x
+			return b.gather(ptr[[]string{"%q", "%k", "%v"}[part]], b.op("arith.addi", tokens(base), lanes(rd)))
 		}
 		base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
 			b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
@@ -324,7 +320,7 @@ func sequenceSpans(seg *Node, rowLen int) seqSpans {
 	g := seg.Graph()
 	rows := seg.Shape().Dimensions[0]
 	zero := ScalarZero(g, dtypes.Int32)
-	same := LogicalAnd(Equal(InsertAxes(seg, 2), InsertAxes(seg, 1)), NotEqual(InsertAxes(seg, 1), zero)) // [rows, L, L]
+	same := sameSequence(seg)
 	keys := Iota(g, shapes.Make(dtypes.Int32, rows, rowLen, rowLen), 2)
 	start := ReduceMin(Where(same, keys, Scalar(g, dtypes.Int32, rowLen)), -1)
 	count := ReduceSum(ConvertDType(same, dtypes.Int32), -1)

@@ -31,6 +31,10 @@ type graphSpec struct {
 	// tritonAttention runs attention as our Triton kernel (XLA on a GPU, bf16; see triton.go),
 	// taking precedence over fusedAttention.
 	tritonAttention bool
+	// tritonProducts runs Wqkv with RoPE and Wi with GeGLU (as the variant picks) through our
+	// Triton product kernels (triton_products.go); it needs tritonAttention, which reads what
+	// the first writes.
+	tritonProducts bool
 }
 
 // denseSpec is the shape of one Dense layer; its weights are graph parameters.
@@ -187,9 +191,14 @@ func (x normed) projectProduct(spec graphSpec, params map[string]*Node, prefix s
 		w := ConvertDType(params[prefix+".weight"], spec.dtype)
 		return DotGeneral(ConvertDType(x.h, spec.dtype), []int{1}, nil, w, []int{1}, nil), nil
 	}
-	// The stream's rows have mean zero: LN(h) = γ·h·rstd, with rstd from the squares alone.
+	return foldedProduct(spec, params, prefix, x.h), x.rowScale(spec)
+}
+
+// rowScale is 1/rms(h) [n, 1] fp32, what completes a folded product over a centred stream: its
+// rows have mean zero, so LN(h) = γ·h·rstd with rstd from the squares alone.
+func (x normed) rowScale(spec graphSpec) *Node {
 	meanSquare := ReduceAndKeep(Square(ConvertDType(x.h, dtypes.Float32)), ReduceMean, -1)
-	return foldedProduct(spec, params, prefix, x.h), Rsqrt(AddScalar(meanSquare, spec.cfg.NormEps))
+	return Rsqrt(AddScalar(meanSquare, spec.cfg.NormEps))
 }
 
 // foldedProduct is h·W'ᵀ for the folded weight at prefix, in the folded weight's dtype (fp16
@@ -240,6 +249,10 @@ func linearIn(dtype dtypes.DType, params map[string]*Node, prefix string, x *Nod
 func attention(spec graphSpec, params map[string]*Node, prefix string, x normed, mask *Node, spans seqSpans, rp rotary, window int) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
+	if spec.tritonProducts && spec.variant.tritonQKV {
+		qkv := tritonQKV(spec, params, prefix+"Wqkv", x, rp)
+		return linear(spec, params, prefix+"Wo", tritonAttentionPacked(spec, qkv, spans, window))
+	}
 	if spec.tritonAttention && spec.variant.tritonRoPE {
 		product, rowScale := x.projectProduct(spec, params, prefix+"Wqkv")
 		return linear(spec, params, prefix+"Wo", tritonAttentionRoPE(spec, product, rowScale, rp, spans, window))
@@ -328,6 +341,9 @@ func attend(spec graphSpec, q, k, v, mask *Node) *Node {
 
 // mlp is the GeGLU block: Wi -> split into (input, gate) -> gelu(input)*gate -> Wo.
 func mlp(spec graphSpec, params map[string]*Node, prefix string, x normed) *Node {
+	if spec.tritonProducts && spec.variant.tritonGeGLU {
+		return linear(spec, params, prefix+"Wo", tritonGeGLU(spec, params, prefix+"Wi", x))
+	}
 	inter := spec.cfg.IntermediateSize
 	wi := x.project(spec, params, prefix+"Wi")
 	input := SliceAxis(wi, 1, AxisRange(0, inter))

@@ -183,8 +183,11 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if m.cpu != nil {
 		m.info.Device = "cpu (native forward pass, " + m.cpu.products.String() + " products through " + m.cpu.lib.Path + ")"
 	}
-	fused, triton := 0, 0
+	fused, triton, products := 0, 0, 0
 	for _, st := range m.allSteps() {
+		if st.spec.tritonProducts {
+			products++
+		}
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
 		if slots := st.spec.rows * st.spec.rowLen; !slices.Contains(m.info.StepSlots, slots) {
 			m.info.StepSlots = append(m.info.StepSlots, slots)
@@ -198,6 +201,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	}
 	slices.Sort(m.info.StepSlots)
 	m.info.Attention = attentionSummary(opts.DType.gomlx(), triton, fused, len(m.info.Shapes))
+	m.info.Products = productsSummary(products, len(m.info.Shapes))
 	if m.cpu == nil {
 		m.info.Downloads = m.downloadsSummary()
 		m.info.Residual = residualSummary(m.variant)
@@ -247,7 +251,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 		}
 	}
 
-	var fusedFailed, tritonFailed atomic.Bool // once a kernel fails, later shapes do not try it
+	var fusedFailed, tritonFailed, productsFailed atomic.Bool // once a kernel fails, later shapes do not try it
 	fused := (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention
 	// Our Triton kernel where it applies (bf16), then cuDNN's: "fused-attention" tries both
 	// on any backend, falling back where they fail to build.
@@ -255,17 +259,26 @@ func (m *Model) compileAll(ctx context.Context) error {
 		(!m.variant.tritonRoPE || tritonRoPEOK(m.cfg, m.variant))
 	specOf := func(k key) graphSpec {
 		dt := m.opts.DType.gomlx()
-		return graphSpec{cfg: m.cfg, dtype: dt, rows: k.rows, rowLen: k.rowLen, segments: k.segments,
+		gs := graphSpec{cfg: m.cfg, dtype: dt, rows: k.rows, rowLen: k.rowLen, segments: k.segments,
 			pooling: m.opts.Pooling, poolMask: m.opts.ExcludePrompt, dense: m.denseSpecs(), normalize: m.opts.Normalize, variant: m.variant,
 			fusedAttention:  fused && !fusedFailed.Load() && fusedAttentionOK(dt, m.cfg.HeadDim(), k.rowLen),
 			tritonAttention: triton && !tritonFailed.Load() && tritonAttentionOK(dt, m.cfg.HeadDim(), k.rows, k.rowLen, m.cfg.HiddenSize, m.variant.blocks())}
+		// Our product kernels write q, k and v for our attention kernel only.
+		gs.tritonProducts = gs.tritonAttention && !m.variant.tritonRoPE && (m.variant.tritonQKV || m.variant.tritonGeGLU) && !productsFailed.Load() &&
+			tritonProductsOK(m.cfg, m.variant, dt, k.rows*k.rowLen)
+		return gs
 	}
-	// fallBack gives up the attention kernel gs used after err, for this shape and the ones
-	// after it: our Triton kernel first, then cuDNN's fused attention (which needs a recent GPU
-	// and cuDNN); XLA's own attention computes the same vectors, more slowly. It says false
-	// where gs used neither.
+	// fallBack gives up the kernel of its own gs used after err, for this shape and the ones
+	// after it: our Triton product kernels first, then our attention kernel, then cuDNN's fused
+	// attention (which needs a recent GPU and cuDNN); XLA's own products and attention compute
+	// the same vectors, more slowly. It says false where gs used none.
 	fallBack := func(k key, gs *graphSpec, err error) bool {
 		switch {
+		case gs.tritonProducts:
+			if !productsFailed.Swap(true) {
+				slog.Warn("modernbert: Triton product kernels unavailable, using the graph's products", "rows", k.rows, "row_len", k.rowLen, "err", err)
+			}
+			gs.tritonProducts = false
 		case gs.tritonAttention:
 			if !tritonFailed.Swap(true) {
 				slog.Warn("modernbert: Triton attention unavailable, using cuDNN's or XLA's", "rows", k.rows, "row_len", k.rowLen, "err", err)

@@ -280,6 +280,10 @@ type Info struct {
 	// ladder's rungs. Empty on the native CPU pass, whose steps are sized to what is queued.
 	StepSlots   []int         `json:"step_slots,omitempty"`
 	CompileTime time.Duration `json:"compile_time_ns"`
+	// Products says how the compiled steps run Wqkv and Wi: "unfused" (graph ops: the products,
+	// then the passes; the default), "triton" (our kernels, RoPE and GeGLU in their epilogues:
+	// the triton-products variants), or a mix; empty on the native CPU pass.
+	Products string `json:"products,omitempty"`
 	// Attention says how the compiled steps attend: "triton BFloat16" (our Triton kernel,
 	// bf16's default on the GPU), "cudnn-fused BFloat16" or "cudnn-fused Float16" (a float32
 	// model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native CPU
@@ -318,7 +322,12 @@ type Info struct {
 // kernel, bf16's default on XLA, would run), "triton-rope" (our kernel reads Wqkv's raw product
 // and scales and rotates q and k itself, instead of reading them from XLA's RoPE fusion; where
 // it cannot, see tritonRoPEOK, cuDNN's kernel runs),
-// "triton-blocks=MxNxWxS" (its query and key tiles, warps and pipeline stages; default 64x64x4x3)
+// "triton-blocks=MxNxWxS" (its query and key tiles, warps and pipeline stages; default 64x64x4x3),
+// "triton-products" (Wqkv and Wi through our Triton product kernels with RoPE and GeGLU in their
+// epilogues, where they apply, see tritonProductsOK; slower than cuBLAS's products and XLA's
+// passes on the H200, run 58; "triton-qkv" and "triton-geglu" for one of the two),
+// "triton-gemm-blocks=MxNxKxWxS" (those kernels' row, column-pair and depth tiles, warps and
+// stages; default 128x128x64x8x3)
 // and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
 // parts only) and "cpu-graph" (on CPU, the simplego graph rather than the native forward
@@ -337,6 +346,8 @@ type graphVariant struct {
 	cudnnAttention         bool         // cuDNN's fused kernel even where our Triton kernel applies (the default before session 17)
 	tritonRoPE             bool         // our Triton kernel reads Wqkv's raw product and rotates q and k itself
 	tritonBlocks           tritonBlocks // zero: defaultTritonBlocks (see blocks)
+	tritonQKV, tritonGeGLU bool         // Wqkv with RoPE (Wi with GeGLU) through our Triton product kernel
+	gemmBlocks             gemmBlocks   // zero: defaultGEMMBlocks (see gemmBlocksOf)
 	skipAttention, skipMLP bool         // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool         // on CPU, run the simplego graph even where the native forward pass could
 	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
@@ -356,6 +367,18 @@ type graphVariant struct {
 func parseGraphVariant(s string) (graphVariant, error) {
 	var v graphVariant
 	for _, f := range strings.Split(s, ",") {
+		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-gemm-blocks="); ok {
+			var b gemmBlocks
+			n, err := parseDims(spec, 5)
+			if err == nil {
+				b = gemmBlocks{m: n[0], n: n[1], k: n[2], warps: n[3], stages: n[4]}
+			}
+			if err != nil || !b.valid() {
+				return v, fmt.Errorf("%s: triton-gemm-blocks=%q: want MxNxKxWARPSxSTAGES: tiles of powers of two from 16 to 256, warps a power of two up to 16, 1 to 8 stages", EnvVariant, spec)
+			}
+			v.gemmBlocks = b
+			continue
+		}
 		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-blocks="); ok {
 			b, err := parseTritonBlocks(spec)
 			if err != nil || !b.valid() {
@@ -382,6 +405,12 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.cudnnAttention = true
 		case "triton-rope":
 			v.tritonRoPE = true
+		case "triton-products":
+			v.tritonQKV, v.tritonGeGLU = true, true
+		case "triton-qkv":
+			v.tritonQKV = true
+		case "triton-geglu":
+			v.tritonGeGLU = true
 		case "skip-attention":
 			v.skipAttention = true
 		case "skip-mlp":
@@ -403,7 +432,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "centered":
 			v.centered = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-blocks=MxNxWxS, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-blocks=MxNxWxS, triton-products, triton-qkv, triton-geglu, triton-gemm-blocks=MxNxKxWxS, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
 		}
 	}
 	return v, nil
@@ -411,17 +440,26 @@ func parseGraphVariant(s string) (graphVariant, error) {
 
 // parseTritonBlocks reads triton-blocks's "MxNxWARPSxSTAGES".
 func parseTritonBlocks(spec string) (tritonBlocks, error) {
-	parts := strings.Split(spec, "x")
-	if len(parts) != 4 {
-		return tritonBlocks{}, fmt.Errorf("%q has %d numbers, want 4", spec, len(parts))
+	n, err := parseDims(spec, 4)
+	if err != nil {
+		return tritonBlocks{}, err
 	}
-	var n [4]int
+	return tritonBlocks{m: n[0], n: n[1], warps: n[2], stages: n[3]}, nil
+}
+
+// parseDims reads count integers joined by "x".
+func parseDims(spec string, count int) ([]int, error) {
+	parts := strings.Split(spec, "x")
+	if len(parts) != count {
+		return nil, fmt.Errorf("%q has %d numbers, want %d", spec, len(parts), count)
+	}
+	n := make([]int, count)
 	for i, p := range parts {
 		v, err := strconv.Atoi(p)
 		if err != nil {
-			return tritonBlocks{}, err
+			return nil, err
 		}
 		n[i] = v
 	}
-	return tritonBlocks{m: n[0], n: n[1], warps: n[2], stages: n[3]}, nil
+	return n, nil
 }

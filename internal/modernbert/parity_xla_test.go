@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 )
 
 // TestParityXLA runs the HF parity checks on the XLA backend (GPU machine): set
@@ -103,7 +105,8 @@ func TestStepLadderXLA(t *testing.T) {
 // TestTritonAttentionXLA checks on the GPU that attention through our Triton kernel gives the
 // vectors cuDNN's fused attention gives, for the tiny model and ModernBERT-base's shapes (random
 // weights): texts shorter and longer than the sliding window, several to a packed row, and
-// long rows; and that the kernel, not a fallback, ran.
+// long rows; and that the kernel, not a fallback, ran. triton-products also runs Wqkv and Wi
+// through our product kernels (RoPE and GeGLU in their epilogues) where their tiles fit.
 func TestTritonAttentionXLA(t *testing.T) {
 	plugin := FindXLAPlugin()
 	if plugin == "" {
@@ -112,7 +115,7 @@ func TestTritonAttentionXLA(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		cfg  Config
-	}{{"tiny", tinyConfig()}, {"base", DefaultConfig()}} {
+	}{{"tiny", tinyConfig()}, {"tiny, heads of 32", DefaultConfig().Scaled(4, 64, 2, 96)}, {"base", DefaultConfig()}} {
 		t.Run(c.name, func(t *testing.T) {
 			w := RandomWeights(c.cfg, 11)
 			rng := rand.New(rand.NewPCG(5, 6))
@@ -120,7 +123,7 @@ func TestTritonAttentionXLA(t *testing.T) {
 			for range 90 {
 				seqs = append(seqs, randomSeqs(rng, c.cfg, 8+rng.IntN(120))...)
 			}
-			embed := func(variant string) ([][]float32, string) {
+			embed := func(variant string) ([][]float32, Info) {
 				t.Setenv(EnvVariant, variant)
 				m, err := New(context.Background(), c.cfg, w, Options{Backend: "xla:" + plugin, DType: BFloat16, Normalize: true,
 					MaxSequenceLength: 1024, MaxBatchTokens: 8192})
@@ -136,18 +139,22 @@ func TestTritonAttentionXLA(t *testing.T) {
 					}
 					out = append(out, got...)
 				}
-				return out, m.Info().Attention
+				return out, m.Info()
 			}
 			want, how := embed("cudnn-attention")
-			variants := []string{"", "triton-rope"}
+			variants := []string{"", "triton-products", "triton-rope"}
 			if v := os.Getenv("EMBEDBENCH_TRITON_TEST_VARIANTS"); v != "" {
 				variants = strings.Split(v, ";")
 			}
 			for _, variant := range variants {
-				got, tritonHow := embed(variant)
-				t.Logf("default: %s; %s: %s", how, variant, tritonHow)
-				if tritonHow != "triton BFloat16" {
-					t.Fatalf("%s attends %q, want our Triton kernel on every shape", variant, tritonHow)
+				got, info := embed(variant)
+				t.Logf("default: %s; %s: %s, products %s", how.Attention, variant, info.Attention, info.Products)
+				if info.Attention != "triton BFloat16" {
+					t.Fatalf("%s attends %q, want our Triton kernel on every shape", variant, info.Attention)
+				}
+				folded := graphVariant{lnFold: true, centered: true, foldF16: true} // bf16's defaults on XLA
+				if variant == "triton-products" && tritonProductsOK(c.cfg, folded, dtypes.BFloat16, 64) && info.Products != "triton" {
+					t.Fatalf("products %q, want our kernels on every shape", info.Products)
 				}
 				worst, minCos := 0.0, 1.0
 				for i := range want {

@@ -25,19 +25,30 @@ import (
 // and k as it loads them (slower on the H200: each query block rotates every key block again).
 const tritonTarget = "__gpu$xla.gpu.triton"
 
+// attentionInput is what the attention kernel reads.
+type attentionInput int
+
+const (
+	// readsQKV: q, k and v, scaled and rotated, as XLA's RoPE fusion writes them (the default).
+	readsQKV attentionInput = iota
+	// readsPacked: the same side by side in one [n, 3·hidden] buffer, as the RoPE product kernel
+	// writes them (triton-products, triton_products.go).
+	readsPacked
+	// readsProduct: Wqkv's raw product; the kernel scales and rotates q and k itself (triton-rope).
+	readsProduct
+)
+
 // tritonKernel is one attention kernel's shape: it is generated for it (Triton's tensors have
 // static shapes).
 type tritonKernel struct {
 	rows, rowLen, heads, headDim int
 	window                       int // a sliding-window layer's reach on each side; 0: global
-	// rope: the kernel reads Wqkv's raw product and scales and rotates q and k itself; else
-	// it reads q, k and v as XLA's fusion writes them, scaled and rotated.
-	rope           bool
-	in             dtypes.DType // the dtype of what the kernel reads
-	out            dtypes.DType // q, k, v, the probabilities and the result (bf16)
-	scale          float64      // of the scores, 1/√headDim
-	blockM, blockN int          // queries and keys a program holds at once
-	warps, stages  int
+	input                        attentionInput
+	in                           dtypes.DType // the dtype of what the kernel reads
+	out                          dtypes.DType // q, k, v, the probabilities and the result (bf16)
+	scale                        float64      // of the scores, 1/√headDim
+	blockM, blockN               int          // queries and keys a program holds at once
+	warps, stages                int
 }
 
 // tritonAttentionOK says whether the kernel takes a model of this shape computing in dtype:
@@ -79,8 +90,8 @@ func tritonRoPEOK(cfg Config, v graphVariant) bool {
 	return v.lnFold && v.centered && !cfg.AttentionBias && cfg.HeadDim() >= 32
 }
 
-func newTritonKernel(rows, rowLen, heads, headDim, window int, rope bool, in, out dtypes.DType, blocks tritonBlocks) tritonKernel {
-	return tritonKernel{rows: rows, rowLen: rowLen, heads: heads, headDim: headDim, window: window, rope: rope, in: in, out: out,
+func newTritonKernel(rows, rowLen, heads, headDim, window int, input attentionInput, in, out dtypes.DType, blocks tritonBlocks) tritonKernel {
+	return tritonKernel{rows: rows, rowLen: rowLen, heads: heads, headDim: headDim, window: window, input: input, in: in, out: out,
 		scale: 1 / math.Sqrt(float64(headDim)), blockM: blocks.m, blockN: blocks.n, warps: blocks.warps, stages: blocks.stages}
 }
 
@@ -108,8 +119,11 @@ func (k tritonKernel) name() string {
 	if k.window > 0 {
 		kind = fmt.Sprintf("local%d", k.window)
 	}
-	if k.rope {
+	switch k.input {
+	case readsProduct:
 		kind += "_rope"
+	case readsPacked:
+		kind += "_packed"
 	}
 	return fmt.Sprintf("embedbench_attention_%s_%s", kind, mlirElem(k.in))
 }
@@ -122,13 +136,18 @@ func (k tritonKernel) backendConfig() string {
 		stablehlo.MLIRString(k.name()), stablehlo.MLIRString(k.ttir()), k.stages, k.warps, x, y, z)
 }
 
-// ttir writes the kernel. Its arguments are XLA's buffers, operands then result. With rope:
+// ttir writes the kernel. Its arguments are XLA's buffers, operands then result. Reading the
+// product (readsProduct):
 //
 //	qkv   [n, 3·hidden] in: Wqkv's product, q, k and v side by side, heads within each
 //	scale [n] f32: each token's factor completing the product (the folded norm's 1/rms)
 //	cos, sin [n, headDim/2] f32: RoPE's tables at each token's position
 //
-// else q, k, v [n, hidden] in the attention dtype (in = out), scaled and rotated; then
+// else q, k, v [n, hidden] in the attention dtype (in = out), scaled and rotated, or packed
+//
+//	qkv [n, 3·hidden]: q, k and v side by side, scaled and rotated
+//
+// then
 //
 //	start, end [n] i32: the span of the token's sequence within its row, [start, end); a
 //	  padding token has start = rowLen and end = 0, so no query sees it and its own result is
@@ -146,8 +165,11 @@ func (k tritonKernel) ttir() string {
 	hidden := k.heads * k.headDim
 	type arg struct{ name, elem string }
 	args := []arg{{"%q", in}, {"%k", in}, {"%v", in}, {"%start", "i32"}, {"%end", "i32"}, {"%out", out}}
-	if k.rope {
+	switch k.input {
+	case readsProduct:
 		args = append([]arg{{"%qkv", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}}, args[3:]...)
+	case readsPacked:
+		args = append([]arg{{"%qkv", in}}, args[3:]...)
 	}
 	params := make([]string, len(args))
 	ptr := map[string]ttVal{}
@@ -182,7 +204,12 @@ func (k tritonKernel) ttir() string {
 	load := func(tok ttVal, part int, rowsMajor bool) ttVal {
 		n := tok.t.shape[0]
 		lanes, tokens := tile(n, d, rowsMajor)
-		if !k.rope {
+		if k.input == readsPacked {
+			base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
+				b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
+			return b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rd)))
+		}
+		if k.input == readsQKV {
 			base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(hidden), []int{n})), b.splat(headCol, []int{n}))
 			return b.gather(ptr[[]string{"%q", "%k", "%v"}[part]], b.op("arith.addi", tokens(base), lanes(rd)))
 		}
@@ -213,7 +240,7 @@ func (k tritonKernel) ttir() string {
 	}
 	// scores is q·kᵀ for the block's queries and the keys of tokens kTok, in f32.
 	var scores func(kTok ttVal) ttVal
-	if k.rope {
+	if k.input == readsProduct {
 		q1, q2 := rotated(qTok, 0, true)
 		scores = func(kTok ttVal) ttVal {
 			k1, k2 := rotated(kTok, 1, false)
@@ -283,20 +310,27 @@ func tritonAttentionRoPE(spec graphSpec, qkv, rowScale *Node, rp rotary, sp seqS
 	if rowScale == nil {
 		rowScale = Ones(qkv.Graph(), shapes.Make(dtypes.Float32, n))
 	}
-	return callTriton(spec, true, qkv.DType(), window, sp,
+	return callTriton(spec, readsProduct, qkv.DType(), window, sp,
 		qkv, Reshape(rowScale, n), Reshape(rp.cos, n, half), Reshape(rp.sin, n, half))
 }
 
 // tritonAttentionPlain runs the kernel on q, k and v [n, hidden] in the compute dtype, as
 // XLA's fusion writes them (scaled and rotated).
 func tritonAttentionPlain(spec graphSpec, q, k, v *Node, sp seqSpans, window int) *Node {
-	return callTriton(spec, false, q.DType(), window, sp, q, k, v)
+	return callTriton(spec, readsQKV, q.DType(), window, sp, q, k, v)
 }
 
-// callTriton emits the custom call of the kernel for spec's shape on operands and the spans.
-func callTriton(spec graphSpec, rope bool, in dtypes.DType, window int, sp seqSpans, operands ...*Node) *Node {
+// tritonAttentionPacked runs the kernel on q, k and v side by side in qkv [n, 3·hidden] (the
+// compute dtype), scaled and rotated, as the RoPE product kernel writes them.
+func tritonAttentionPacked(spec graphSpec, qkv *Node, sp seqSpans, window int) *Node {
+	return callTriton(spec, readsPacked, qkv.DType(), window, sp, qkv)
+}
+
+// callTriton emits the custom call of the kernel for spec's shape on operands (what input
+// says) and the spans.
+func callTriton(spec graphSpec, input attentionInput, in dtypes.DType, window int, sp seqSpans, operands ...*Node) *Node {
 	cfg := spec.cfg
-	k := newTritonKernel(spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim(), window, rope, in, spec.dtype,
+	k := newTritonKernel(spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim(), window, input, in, spec.dtype,
 		spec.variant.blocks())
 	operands = append(operands, sp.start, sp.end)
 	layouts := make([][]int, len(operands))

@@ -133,7 +133,16 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 					}
 				}
 			}
-			for _, rope := range []bool{true, false} {
+			// The packed form reads the same q, k and v side by side, as the RoPE product kernel
+			// writes them.
+			packed := make([]float64, n*3*hidden)
+			for tok := range n {
+				for part := range 3 {
+					copy(packed[tok*3*hidden+part*hidden:][:hidden], plain[part][tok*hidden:])
+				}
+			}
+			for _, form := range []attentionInput{readsProduct, readsQKV, readsPacked} {
+				rope := form == readsProduct
 				if rope && c.headDim < 32 {
 					continue // the rotated halves' products need 16 lanes each
 				}
@@ -145,27 +154,31 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 				if rope {
 					in = dtypes.Float16 // Wqkv's product under the fp16 stream
 				}
-				k := newTritonKernel(c.rows, c.rowLen, c.heads, c.headDim, c.window, rope, in, dtypes.BFloat16, c.blocks)
+				k := newTritonKernel(c.rows, c.rowLen, c.heads, c.headDim, c.window, form, in, dtypes.BFloat16, c.blocks)
 				it, err := parseTTIR(k.ttir())
 				if err != nil {
 					t.Fatal(err)
 				}
-				it.bufs = [][]float64{plain[0], plain[1], plain[2], start, end, out}
-				if rope {
+				switch form {
+				case readsProduct:
 					it.bufs = [][]float64{qkv, scale, cos, sin, start, end, out}
+				case readsQKV:
+					it.bufs = [][]float64{plain[0], plain[1], plain[2], start, end, out}
+				case readsPacked:
+					it.bufs = [][]float64{packed, start, end, out}
 				}
 				gx, gy, gz := k.grid()
 				for z := range gz {
 					for y := range gy {
 						for x := range gx {
 							if err := it.run([3]int{x, y, z}); err != nil {
-								t.Fatalf("rope %v, program (%d, %d, %d): %v", rope, x, y, z, err)
+								t.Fatalf("input %d, program (%d, %d, %d): %v", form, x, y, z, err)
 							}
 						}
 					}
 				}
 				if worst := compare(out); worst > 1e-6 || math.IsNaN(worst) { // the scores' factor 1/√D·log2(e) is an f32 constant
-					t.Errorf("rope %v: max abs difference from attention written out: %g", rope, worst)
+					t.Errorf("input %d: max abs difference from attention written out: %g", form, worst)
 				}
 			}
 		})
@@ -175,7 +188,7 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 // The kernel's config is the dictionary XLA's Triton call parses: its IR quoted the MLIR way,
 // and a grid of one program per block of queries, head and row.
 func TestTritonBackendConfig(t *testing.T) {
-	k := newTritonKernel(64, 256, 12, 64, 64, true, dtypes.Float16, dtypes.BFloat16, defaultTritonBlocks)
+	k := newTritonKernel(64, 256, 12, 64, 64, readsProduct, dtypes.Float16, dtypes.BFloat16, defaultTritonBlocks)
 	cfg := k.backendConfig()
 	for _, want := range []string{
 		`{name = "embedbench_attention_local64_rope_f16", ir = "module {\0A`,
@@ -235,7 +248,7 @@ func TestTritonCustomCallProgramText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := newTritonKernel(1, 128, 1, 16, 0, false, dtypes.BFloat16, dtypes.BFloat16, defaultTritonBlocks)
+	k := newTritonKernel(1, 128, 1, 16, 0, readsQKV, dtypes.BFloat16, dtypes.BFloat16, defaultTritonBlocks)
 	outs, err := stablehlo.CustomCall(tritonTarget, 4, []*stablehlo.Value{qkv}, []xlashapes.Shape{xlashapes.Make(xladtypes.BFloat16, 128, 16)},
 		k.backendConfig(), [][]int{{1, 0}}, [][]int{{1, 0}})
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 // ttBuilder writes a Triton IR (TTIR) function as MLIR text, one SSA value at a time, so that
 // a kernel reads like the Triton Python it stands for. XLA parses and compiles the text itself
 // (see triton.go); no Go library emits Triton IR, hence this small emitter. It covers the ops
-// the attention kernel uses and nothing more.
+// our kernels use and nothing more.
 type ttBuilder struct {
 	sb    strings.Builder
 	next  int
@@ -141,6 +141,9 @@ func (b *ttBuilder) convert(name string, v ttVal, elem string) ttVal {
 }
 
 func (b *ttBuilder) exp2(v ttVal) ttVal { return b.def(v.t, "math.exp2 %s : %s", v, v.t) }
+
+// erf is the error function (f32; Triton lowers it to libdevice's erff).
+func (b *ttBuilder) erf(v ttVal) ttVal { return b.def(v.t, "math.erf %s : %s", v, v.t) }
 
 func (b *ttBuilder) addptr(p, offset ttVal) ttVal {
 	return b.def(p.t, "tt.addptr %s, %s : %s, %s", p, offset, p.t, offset.t)

@@ -382,13 +382,17 @@ func (it *ttInterp) eval(st ttStmt, rhs string, env map[string]*ttValue, pid [3]
 		v := newTTValue(parts[1])
 		copy(v.data, in[0].data)
 		return v, nil
-	case "math.exp2":
+	case "math.exp2", "math.erf":
 		if err := check(in[0], colon); err != nil {
 			return nil, err
 		}
+		f := math.Exp2
+		if op == "math.erf" {
+			f = math.Erf
+		}
 		v := newTTValue(colon)
 		for i, x := range in[0].data {
-			v.data[i] = math.Exp2(x)
+			v.data[i] = f(x)
 		}
 		return v, nil
 	case "arith.cmpi":

@@ -23,7 +23,7 @@ throughput() {
   while IFS=';' read -r name envs flags; do
     [ -n "$name" ] || continue
     env $envs timeout 90 "$BIN" bench-model "${common[@]}" --step-slots 16384 --seconds 4 $flags > "$D/full_$name.json" 2> "$D/full_$name.log"
-    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], round(d['tokens_per_second']), 'tokens/s', round(d['mean_step_ms'],2), 'ms a step')" \
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); m=d['model']; print(sys.argv[2], round(d['tokens_per_second']), 'tokens/s', round(d['mean_step_ms'],2), 'ms a step;', 'attention', m.get('attention'), '· products', m.get('products'))" \
       "$D/full_$name.json" "$name ($envs $flags)" 2>&1 | tee -a "$OUT/throughput.txt"
   done <<< "${THROUGHPUT-}"
 }

@@ -1,0 +1,293 @@
+package modernbert
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+)
+
+// runProduct runs product kernel p program by program on the CPU over a [m, k], w [2·pairs, k],
+// the row factors scale and, for RoPE, the tables cos and sin [m, half], returning its output.
+func runProduct(t *testing.T, p pairedProduct, a, w, scale, cos, sin []float64) []float64 {
+	t.Helper()
+	it, err := parseTTIR(p.ttir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float64, p.m*p.outWidth())
+	for i := range out {
+		out[i] = math.NaN() // a value the kernel never writes shows
+	}
+	it.bufs = [][]float64{a, w}
+	if p.scaled {
+		it.bufs = append(it.bufs, scale)
+	}
+	if p.kind == pairRoPE {
+		it.bufs = append(it.bufs, cos, sin)
+	}
+	it.bufs = append(it.bufs, out)
+	gx, gy, _ := p.grid()
+	for y := range gy {
+		for x := range gx {
+			if err := it.run([3]int{x, y, 0}); err != nil {
+				t.Fatalf("program (%d, %d): %v", x, y, err)
+			}
+		}
+	}
+	return out
+}
+
+func normals(rng *rand.Rand, n int) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = rng.NormFloat64()
+	}
+	return out
+}
+
+// rowProducts is s_r·(a·wᵀ) written out: [m, rows of w].
+func rowProducts(a, w, scale []float64, m, k int) []float64 {
+	n := len(w) / k
+	out := make([]float64, m*n)
+	for r := range m {
+		for c := range n {
+			var s float64
+			for j := range k {
+				s += a[r*k+j] * w[c*k+j]
+			}
+			if scale != nil {
+				s *= scale[r]
+			}
+			out[r*n+c] = s
+		}
+	}
+	return out
+}
+
+// The GeGLU kernel computes the MLP's first half as the graph does: the product of the input
+// with Wi, scaled by the row's factor, split into input and gate, gelu(input)·gate, with HF's
+// exact GELU.
+func TestTritonGeGLUKernelComputesGeGLU(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		m, k, pair int
+		scaled     bool
+		blocks     gemmBlocks
+	}{
+		{"tiles of 16", 64, 48, 48, true, gemmBlocks{16, 16, 16, 4, 2}},
+		{"wide tiles, no factor", 32, 64, 64, false, gemmBlocks{32, 32, 32, 4, 3}},
+		{"tiles fitted to the shape", 48, 80, 48, true, defaultGEMMBlocks},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			blocks, ok := c.blocks.fit(c.m, c.pair, c.k)
+			if !ok {
+				t.Fatalf("%+v does not fit %dx%d (depth %d)", c.blocks, c.m, c.pair, c.k)
+			}
+			p := pairedProduct{kind: pairGeGLU, m: c.m, k: c.k, pairs: c.pair, scaled: c.scaled,
+				in: dtypes.Float16, out: dtypes.BFloat16, blocks: blocks}
+			rng := rand.New(rand.NewPCG(2, uint64(c.m)))
+			a, w := normals(rng, c.m*c.k), normals(rng, 2*c.pair*c.k)
+			var scale []float64
+			if c.scaled {
+				scale = make([]float64, c.m)
+				for i := range scale {
+					scale[i] = 0.5 + rng.Float64()
+				}
+			}
+			got := runProduct(t, p, a, w, scale, nil, nil)
+			wi := rowProducts(a, w, scale, c.m, c.k)
+			var worst float64
+			for r := range c.m {
+				for j := range c.pair {
+					x, g := wi[r*2*c.pair+j], wi[r*2*c.pair+c.pair+j]
+					want := x / 2 * (1 + math.Erf(x/math.Sqrt2)) * g
+					worst = math.Max(worst, math.Abs(got[r*c.pair+j]-want))
+				}
+			}
+			if worst > 1e-6 || math.IsNaN(worst) { // 1/√2 is an f32 constant
+				t.Errorf("max abs difference from GeGLU written out: %g", worst)
+			}
+		})
+	}
+}
+
+// The RoPE kernel writes Wqkv's product, scaled by the row's factor, with every head of q and k
+// rotated as HF's rotate_half does at the token's position, and v as it is: what the packed
+// attention kernel reads.
+func TestTritonQKVKernelRotatesQAndK(t *testing.T) {
+	for _, c := range []struct {
+		name              string
+		m, heads, headDim int
+		blocks            gemmBlocks
+	}{
+		{"head 32, tiles of 16", 32, 2, 32, gemmBlocks{16, 16, 16, 4, 2}},
+		// A tile of 32 pairs spans q's last head and k's first: the part changes within it.
+		{"head 32, tiles of 32 across parts", 32, 3, 32, gemmBlocks{32, 32, 32, 4, 3}},
+		{"head 64, default tiles fitted", 64, 2, 64, defaultGEMMBlocks},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hidden, half := c.heads*c.headDim, c.headDim/2
+			pairs := 3 * hidden / 2
+			blocks, ok := c.blocks.fit(c.m, pairs, hidden)
+			if !ok {
+				t.Fatalf("%+v does not fit %dx%d (depth %d)", c.blocks, c.m, pairs, hidden)
+			}
+			p := pairedProduct{kind: pairRoPE, m: c.m, k: hidden, pairs: pairs, hidden: hidden, half: half, scaled: true,
+				in: dtypes.Float16, out: dtypes.BFloat16, blocks: blocks}
+			rng := rand.New(rand.NewPCG(3, uint64(c.headDim)))
+			a, w := normals(rng, c.m*hidden), normals(rng, 3*hidden*hidden)
+			scale := make([]float64, c.m)
+			cos, sin := make([]float64, c.m*half), make([]float64, c.m*half)
+			cosT, sinT := ropeTableData(c.m, c.headDim, 10000)
+			for tok := range c.m {
+				scale[tok] = 0.5 + rng.Float64()
+				pos := (tok * 7) % c.m // positions out of token order, as packed rows have them
+				for d := range half {
+					cos[tok*half+d], sin[tok*half+d] = float64(cosT[pos*half+d]), float64(sinT[pos*half+d])
+				}
+			}
+			got := runProduct(t, p, a, w, scale, cos, sin)
+			qkv := rowProducts(a, w, scale, c.m, hidden)
+			var worst float64
+			for tok := range c.m {
+				for part := range 3 {
+					for h := range c.heads {
+						x := qkv[tok*3*hidden+part*hidden+h*c.headDim:][:c.headDim]
+						for d := range c.headDim {
+							want := x[d]
+							if part < 2 {
+								rot := -x[(d+half)%c.headDim] // rotate_half: (-x2, x1)
+								if d >= half {
+									rot = x[d-half]
+								}
+								want = x[d]*cos[tok*half+d%half] + rot*sin[tok*half+d%half]
+							}
+							worst = math.Max(worst, math.Abs(got[tok*3*hidden+part*hidden+h*c.headDim+d]-want))
+						}
+					}
+				}
+			}
+			if worst > 1e-9 || math.IsNaN(worst) {
+				t.Errorf("max abs difference from RoPE written out: %g", worst)
+			}
+		})
+	}
+}
+
+// Tiles shrink to the shape by halves, down to 16; a dimension none divides is refused.
+func TestGEMMBlocksFit(t *testing.T) {
+	for _, c := range []struct {
+		m, pairs, k int
+		want        gemmBlocks
+		ok          bool
+	}{
+		{16384, 1152, 768, defaultGEMMBlocks, true},
+		{64, 1152, 768, gemmBlocks{64, 128, 64, 8, 3}, true},
+		{64, 96, 48, gemmBlocks{64, 32, 16, 8, 3}, true},
+		{40, 1152, 768, gemmBlocks{16, 128, 64, 8, 3}, false},
+	} {
+		got, ok := defaultGEMMBlocks.fit(c.m, c.pairs, c.k)
+		if ok != c.ok || (ok && got != c.want) {
+			t.Errorf("fit(%d, %d, %d) = %+v, %v; want %+v, %v", c.m, c.pairs, c.k, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// The product kernels run where their output has a reader and a row factor completes the
+// product: bf16, the folded norms over a centred stream, no biases.
+func TestTritonProductsOK(t *testing.T) {
+	base := Config{HiddenSize: 768, IntermediateSize: 1152, NumAttentionHeads: 12}
+	folded := graphVariant{lnFold: true, centered: true, foldF16: true}
+	if !tritonProductsOK(base, folded, dtypes.BFloat16, 16384) {
+		t.Error("base's shapes, folded and centred, bf16: refused")
+	}
+	biased := base
+	biased.MLPBias = true
+	for name, ok := range map[string]bool{
+		"float32":     tritonProductsOK(base, folded, dtypes.Float32, 16384),
+		"not centred": tritonProductsOK(base, graphVariant{lnFold: true, foldF16: true}, dtypes.BFloat16, 16384),
+		"not folded":  tritonProductsOK(base, graphVariant{centered: true}, dtypes.BFloat16, 16384),
+		"an MLP bias": tritonProductsOK(biased, folded, dtypes.BFloat16, 16384),
+		"40 rows":     tritonProductsOK(base, folded, dtypes.BFloat16, 40),
+		"an intermediate size no tile of 16 divides": tritonProductsOK(Config{HiddenSize: 64, IntermediateSize: 72, NumAttentionHeads: 4}, folded, dtypes.BFloat16, 64),
+	} {
+		if ok {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// The config names the kernel and launches a program per tile of column pairs and of rows.
+func TestPairedProductBackendConfig(t *testing.T) {
+	p := pairedProduct{kind: pairRoPE, m: 16384, k: 768, pairs: 1152, hidden: 768, half: 32, scaled: true,
+		in: dtypes.Float16, out: dtypes.BFloat16, blocks: defaultGEMMBlocks}
+	cfg := p.backendConfig()
+	for _, want := range []string{`{name = "embedbench_qkv_rope_f16", ir = "module {\0A`, `num_warps = 8 : i32`, `num_stages = 3 : i32`,
+		`grid_x = 9 : i32, grid_y = 128 : i32, grid_z = 1 : i32`} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %s", want)
+		}
+	}
+	if strings.Contains(cfg, "math.erf") {
+		t.Error("the RoPE kernel computes a GELU")
+	}
+}
+
+func TestTritonProductVariants(t *testing.T) {
+	v, err := parseGraphVariant("triton-products, triton-gemm-blocks=64x32x128x4x2")
+	if err != nil || !v.tritonQKV || !v.tritonGeGLU || v.gemmBlocksOf() != (gemmBlocks{64, 32, 128, 4, 2}) {
+		t.Errorf("parse: %+v, %v", v, err)
+	}
+	if v, _ := parseGraphVariant("triton-geglu"); !v.tritonGeGLU || v.tritonQKV {
+		t.Errorf("triton-geglu: %+v", v)
+	}
+	if v, _ := parseGraphVariant(""); v.gemmBlocksOf() != defaultGEMMBlocks || v.tritonQKV || v.tritonGeGLU {
+		t.Errorf("defaults: %+v", v)
+	}
+	for _, bad := range []string{"triton-gemm-blocks=128x128x64x8", "triton-gemm-blocks=128x96x64x8x3", "triton-gemm-blocks=128x128x8x8x3",
+		"triton-gemm-blocks=128x128x64x6x3", "triton-gemm-blocks=128x128x64x8x9", "triton-gemm-blocks=128x128x64x8x3x1", "triton-gemm-blocks=axbxcxdxe"} {
+		if _, err := parseGraphVariant(bad); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+// A backend that cannot build the product kernels (here simplego, asked to try them) falls back
+// to the graph's products at start-up, with the vectors the graph's products give.
+func TestTritonProductsFallBackWhereUnavailable(t *testing.T) {
+	cfg := DefaultConfig().Scaled(2, 64, 2, 96) // tiles fit: 96 pairs of Wqkv and of Wi
+	cfg.VocabSize, cfg.PadTokenID, cfg.CLSTokenID, cfg.SEPTokenID = 512, 3, 1, 2
+	if !tritonProductsOK(cfg, graphVariant{lnFold: true, centered: true}, dtypes.BFloat16, 64) {
+		t.Fatal("the test's model does not take the product kernels")
+	}
+	w := RandomWeights(cfg, 3)
+	seqs := randomSeqs(rand.New(rand.NewPCG(4, 5)), cfg, 5, 40, 64, 100)
+	embed := func(variant string) ([][]float32, Info) {
+		t.Setenv(EnvVariant, variant)
+		m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", DType: BFloat16, Normalize: true,
+			MaxSequenceLength: 128, RowLengths: []int{128}, MaxBatchTokens: 256})
+		if err != nil {
+			t.Fatalf("%s: %v", variant, err)
+		}
+		defer m.Close()
+		got, _, err := m.Embed(context.Background(), seqs, Packed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, m.Info()
+	}
+	want, _ := embed("ln-fold,centered")
+	got, info := embed("fused-attention,triton-products,ln-fold,centered")
+	if info.Products != "unfused" || info.Attention != "unfused" {
+		t.Errorf("after the fallback: products %q, attention %q; want both unfused", info.Products, info.Attention)
+	}
+	for i := range want {
+		if d := maxAbsDiff(want[i], got[i]); d != 0 {
+			t.Errorf("text %d: %g from the graph's products' vector", i, d)
+		}
+	}
+}

@@ -253,8 +253,11 @@ func attention(spec graphSpec, params map[string]*Node, prefix string, x normed,
 		qkv := tritonQKV(spec, params, prefix+"Wqkv", x, rp)
 		return linear(spec, params, prefix+"Wo", tritonAttentionPacked(spec, qkv, spans, window))
 	}
-	if spec.tritonAttention && spec.variant.tritonRoPE {
+	if reads := spec.variant.attentionReads(); spec.tritonAttention && reads != readsQKV {
 		product, rowScale := x.projectProduct(spec, params, prefix+"Wqkv")
+		if reads == readsProductRotatedK {
+			return linear(spec, params, prefix+"Wo", tritonAttentionRoPEQ(spec, product, rowScale, rp, spans, window))
+		}
 		return linear(spec, params, prefix+"Wo", tritonAttentionRoPE(spec, product, rowScale, rp, spans, window))
 	}
 	qkv := x.project(spec, params, prefix+"Wqkv") // [n, 3*hidden] fp32

@@ -256,7 +256,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 	// Our Triton kernel where it applies (bf16), then cuDNN's: "fused-attention" tries both
 	// on any backend, falling back where they fail to build.
 	triton := fused && !m.variant.cudnnAttention &&
-		(!m.variant.tritonRoPE || tritonRoPEOK(m.cfg, m.variant))
+		(m.variant.attentionReads() == readsQKV || tritonRoPEOK(m.cfg, m.variant))
 	specOf := func(k key) graphSpec {
 		dt := m.opts.DType.gomlx()
 		gs := graphSpec{cfg: m.cfg, dtype: dt, rows: k.rows, rowLen: k.rowLen, segments: k.segments,
@@ -264,7 +264,7 @@ func (m *Model) compileAll(ctx context.Context) error {
 			fusedAttention:  fused && !fusedFailed.Load() && fusedAttentionOK(dt, m.cfg.HeadDim(), k.rowLen),
 			tritonAttention: triton && !tritonFailed.Load() && tritonAttentionOK(dt, m.cfg.HeadDim(), k.rows, k.rowLen, m.cfg.HiddenSize, m.variant.blocks())}
 		// Our product kernels write q, k and v for our attention kernel only.
-		gs.tritonProducts = gs.tritonAttention && !m.variant.tritonRoPE && (m.variant.tritonQKV || m.variant.tritonGeGLU) && !productsFailed.Load() &&
+		gs.tritonProducts = gs.tritonAttention && m.variant.attentionReads() == readsQKV && (m.variant.tritonQKV || m.variant.tritonGeGLU) && !productsFailed.Load() &&
 			tritonProductsOK(m.cfg, m.variant, dt, k.rows*k.rowLen)
 		return gs
 	}

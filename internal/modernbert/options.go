@@ -321,7 +321,8 @@ type Info struct {
 // build, XLA-style attention is used), "cudnn-attention" (cuDNN's fused kernel where our Triton
 // kernel, bf16's default on XLA, would run), "triton-rope" (our kernel reads Wqkv's raw product
 // and scales and rotates q and k itself, instead of reading them from XLA's RoPE fusion; where
-// it cannot, see tritonRoPEOK, cuDNN's kernel runs),
+// it cannot, see tritonRoPEOK, cuDNN's kernel runs), "triton-rope-q" (the same for q and v, with
+// k scaled and rotated by XLA: one pass over k alone),
 // "triton-blocks=MxNxWxS" (its query and key tiles, warps and pipeline stages; default 64x64x4x3),
 // "triton-products" (Wqkv and Wi through our Triton product kernels with RoPE and GeGLU in their
 // epilogues, where they apply, see tritonProductsOK; slower than cuBLAS's products and XLA's
@@ -345,6 +346,7 @@ type graphVariant struct {
 	fusedAttention         bool         // try our Triton kernel and cuDNN's on any backend (falling back where they fail)
 	cudnnAttention         bool         // cuDNN's fused kernel even where our Triton kernel applies (the default before session 17)
 	tritonRoPE             bool         // our Triton kernel reads Wqkv's raw product and rotates q and k itself
+	tritonRoPEQ            bool         // our Triton kernel reads q and v from Wqkv's raw product and rotates q itself
 	tritonBlocks           tritonBlocks // zero: defaultTritonBlocks (see blocks)
 	tritonQKV, tritonGeGLU bool         // Wqkv with RoPE (Wi with GeGLU) through our Triton product kernel
 	gemmBlocks             gemmBlocks   // zero: defaultGEMMBlocks (see gemmBlocksOf)
@@ -405,6 +407,8 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			v.cudnnAttention = true
 		case "triton-rope":
 			v.tritonRoPE = true
+		case "triton-rope-q":
+			v.tritonRoPEQ = true
 		case "triton-products":
 			v.tritonQKV, v.tritonGeGLU = true, true
 		case "triton-qkv":
@@ -432,7 +436,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "centered":
 			v.centered = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-blocks=MxNxWxS, triton-products, triton-qkv, triton-geglu, triton-gemm-blocks=MxNxKxWxS, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-rope-q, triton-blocks=MxNxWxS, triton-products, triton-qkv, triton-geglu, triton-gemm-blocks=MxNxKxWxS, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
 		}
 	}
 	return v, nil

@@ -142,7 +142,7 @@ func TestTritonAttentionXLA(t *testing.T) {
 				return out, m.Info()
 			}
 			want, how := embed("cudnn-attention")
-			variants := []string{"", "triton-products", "triton-rope"}
+			variants := []string{"", "triton-rope-q", "triton-products", "triton-rope"}
 			if v := os.Getenv("EMBEDBENCH_TRITON_TEST_VARIANTS"); v != "" {
 				variants = strings.Split(v, ";")
 			}

@@ -36,7 +36,22 @@ const (
 	readsPacked
 	// readsProduct: Wqkv's raw product; the kernel scales and rotates q and k itself (triton-rope).
 	readsProduct
+	// readsProductRotatedK: q and v from Wqkv's raw product, k as XLA's pass writes it, scaled
+	// and rotated (triton-rope-q): each query block rotates its q once, and v's scale goes onto
+	// the probabilities, so the pass before the kernel reads and writes only k.
+	readsProductRotatedK
 )
+
+// attentionReads is what our attention kernel reads under v.
+func (v graphVariant) attentionReads() attentionInput {
+	switch {
+	case v.tritonRoPE:
+		return readsProduct
+	case v.tritonRoPEQ:
+		return readsProductRotatedK
+	}
+	return readsQKV
+}
 
 // tritonKernel is one attention kernel's shape: it is generated for it (Triton's tensors have
 // static shapes).
@@ -122,6 +137,8 @@ func (k tritonKernel) name() string {
 	switch k.input {
 	case readsProduct:
 		kind += "_rope"
+	case readsProductRotatedK:
+		kind += "_ropeq"
 	case readsPacked:
 		kind += "_packed"
 	}
@@ -168,8 +185,16 @@ func (k tritonKernel) ttir() string {
 	switch k.input {
 	case readsProduct:
 		args = append([]arg{{"%qkv", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}}, args[3:]...)
+	case readsProductRotatedK:
+		args = append([]arg{{"%qkv", in}, {"%krot", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}}, args[3:]...)
 	case readsPacked:
 		args = append([]arg{{"%qkv", in}}, args[3:]...)
+	}
+	// What q, k and the probabilities are rounded to for the products: the attention dtype,
+	// or with q and v from the product the product's dtype, which k and v are in.
+	qk := out
+	if k.input == readsProductRotatedK {
+		qk = in
 	}
 	params := make([]string, len(args))
 	ptr := map[string]ttVal{}
@@ -199,12 +224,12 @@ func (k tritonKernel) ttir() string {
 		return func(v ttVal) ttVal { return b.column(v, n) }, func(v ttVal) ttVal { return b.row(v, width) }
 	}
 	// load loads part 0, 1 or 2 (q, k or v) of tokens tok as [len(tok), D] (rowsMajor) or
-	// transposed to [D, len(tok)], in the attention dtype; v scaled by the token's factor when
-	// the kernel reads Wqkv's product (rotated reads q and k then).
+	// transposed to [D, len(tok)], as it is stored; v scaled by the token's factor when the
+	// kernel reads Wqkv's product and rotates both q and k (rotated reads those then).
 	load := func(tok ttVal, part int, rowsMajor bool) ttVal {
 		n := tok.t.shape[0]
 		lanes, tokens := tile(n, d, rowsMajor)
-		if k.input == readsPacked {
+		if k.input == readsPacked || k.input == readsProductRotatedK {
 			base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
 				b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
 			return b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rd)))
@@ -236,17 +261,31 @@ func (k tritonKernel) ttir() string {
 		sc := tokens(b.gather(ptr["%scale"], tok))
 		r1 := b.op("arith.subf", b.op("arith.mulf", x1, cos), b.op("arith.mulf", x2, sin))
 		r2 := b.op("arith.addf", b.op("arith.mulf", x2, cos), b.op("arith.mulf", x1, sin))
-		return b.convert("arith.truncf", b.op("arith.mulf", r1, sc), out), b.convert("arith.truncf", b.op("arith.mulf", r2, sc), out)
+		return b.convert("arith.truncf", b.op("arith.mulf", r1, sc), qk), b.convert("arith.truncf", b.op("arith.mulf", r2, sc), qk)
+	}
+	// rotatedK loads the first or second half (at 0 or D/2) of XLA's rotated k for tokens tok,
+	// transposed: [D/2, len(tok)].
+	rotatedK := func(tok ttVal, at int) ttVal {
+		n := tok.t.shape[0]
+		lanes, tokens := tile(n, half, false)
+		base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(hidden), []int{n})), b.splat(b.op("arith.addi", headCol, b.i32(at)), []int{n}))
+		return b.gather(ptr["%krot"], b.op("arith.addi", tokens(base), lanes(b.arange(half))))
 	}
 	// scores is q·kᵀ for the block's queries and the keys of tokens kTok, in f32.
 	var scores func(kTok ttVal) ttVal
-	if k.input == readsProduct {
+	switch k.input {
+	case readsProduct:
 		q1, q2 := rotated(qTok, 0, true)
 		scores = func(kTok ttVal) ttVal {
 			k1, k2 := rotated(kTok, 1, false)
 			return b.dot(q2, k2, b.dot(q1, k1, b.fillF32([]int{bm, bn}, 0)))
 		}
-	} else {
+	case readsProductRotatedK:
+		q1, q2 := rotated(qTok, 0, true)
+		scores = func(kTok ttVal) ttVal {
+			return b.dot(q2, rotatedK(kTok, half), b.dot(q1, rotatedK(kTok, 0), b.fillF32([]int{bm, bn}, 0)))
+		}
+	default:
 		q := load(qTok, 0, true)
 		scores = func(kTok ttVal) ttVal { return b.dot(q, load(kTok, 1, false), b.fillF32([]int{bm, bn}, 0)) }
 	}
@@ -285,7 +324,12 @@ func (k tritonKernel) ttir() string {
 		lNew := b.op("arith.addf", b.op("arith.mulf", lPrev, alpha), b.reduce(p, 1, "arith.addf"))
 
 		v := load(kTok, 2, true)
-		acc = b.dot(b.convert("arith.truncf", p, out), v, b.op("arith.mulf", acc, b.column(alpha, d)))
+		if k.input == readsProductRotatedK {
+			// v as the product left it: its keys' factors scale the probabilities instead,
+			// after their sum (the softmax's denominator) took them unscaled.
+			p = b.op("arith.mulf", p, b.row(b.gather(ptr["%scale"], kTok), bm))
+		}
+		acc = b.dot(b.convert("arith.truncf", p, qk), v, b.op("arith.mulf", acc, b.column(alpha, d)))
 		return []ttVal{acc, mNew, lNew}
 	})
 	// A query whose loop ran no block (a padding block) has l = 0 and acc = 0: it writes zeros.
@@ -318,6 +362,24 @@ func tritonAttentionRoPE(spec graphSpec, qkv, rowScale *Node, rp rotary, sp seqS
 // XLA's fusion writes them (scaled and rotated).
 func tritonAttentionPlain(spec graphSpec, q, k, v *Node, sp seqSpans, window int) *Node {
 	return callTriton(spec, readsQKV, q.DType(), window, sp, q, k, v)
+}
+
+// tritonAttentionRoPEQ runs the kernel on Wqkv's product qkv [n, 3·hidden] (its own dtype)
+// with rowScale [n, 1] fp32 (nil: none) and the layer's RoPE tables, as triton-rope does, but
+// with k scaled and rotated by XLA first: one pass over k's third of the product.
+func tritonAttentionRoPEQ(spec graphSpec, qkv, rowScale *Node, rp rotary, sp seqSpans, window int) *Node {
+	cfg := spec.cfg
+	rows, rowLen, heads, headDim, hidden := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim(), cfg.HiddenSize
+	n, half := rows*rowLen, headDim/2
+	k := ConvertDType(Reshape(SliceAxis(qkv, 1, AxisRange(hidden, 2*hidden)), rows, rowLen, heads, headDim), dtypes.Float32)
+	if rowScale == nil {
+		rowScale = Ones(qkv.Graph(), shapes.Make(dtypes.Float32, n, 1))
+	} else {
+		k = Mul(k, Reshape(rowScale, rows, rowLen, 1, 1))
+	}
+	kRot := Reshape(ConvertDType(rp.apply(k), qkv.DType()), n, hidden)
+	return callTriton(spec, readsProductRotatedK, qkv.DType(), window, sp,
+		qkv, kRot, Reshape(rowScale, n), Reshape(rp.cos, n, half), Reshape(rp.sin, n, half))
 }
 
 // tritonAttentionPacked runs the kernel on q, k and v side by side in qkv [n, 3·hidden] (the

@@ -141,8 +141,8 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 					copy(packed[tok*3*hidden+part*hidden:][:hidden], plain[part][tok*hidden:])
 				}
 			}
-			for _, form := range []attentionInput{readsProduct, readsQKV, readsPacked} {
-				rope := form == readsProduct
+			for _, form := range []attentionInput{readsProduct, readsProductRotatedK, readsQKV, readsPacked} {
+				rope := form == readsProduct || form == readsProductRotatedK
 				if rope && c.headDim < 32 {
 					continue // the rotated halves' products need 16 lanes each
 				}
@@ -162,6 +162,8 @@ func TestTritonAttentionKernelComputesAttention(t *testing.T) {
 				switch form {
 				case readsProduct:
 					it.bufs = [][]float64{qkv, scale, cos, sin, start, end, out}
+				case readsProductRotatedK: // k as XLA's pass writes it
+					it.bufs = [][]float64{qkv, plain[1], scale, cos, sin, start, end, out}
 				case readsQKV:
 					it.bufs = [][]float64{plain[0], plain[1], plain[2], start, end, out}
 				case readsPacked:

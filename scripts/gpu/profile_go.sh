@@ -22,9 +22,6 @@ for v in ${VARIANTS:-default}; do
     timeout 90 "$BIN" bench-model "${common[@]}" --seconds 3 > "$D/bench_$v.json" 2> "$D/bench_$v.log"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bench-model', sys.argv[2], round(d['tokens_per_second']), 'tokens/s', round(d['mean_step_ms'],3), 'ms a step')" \
     "$D/bench_$v.json" "$v" 2>&1 | tee "$OUT/bench_$v.txt"
-  # Which tensor-core instructions the compiled kernels (Triton's among them) use.
-  ptx=$(find "$D/hlo_$v" -name '*.ptx')
-  echo "ptx files $(echo "$ptx" | grep -c .): wgmma $(cat $ptx /dev/null | grep -c 'wgmma.mma_async'), mma.sync $(cat $ptx /dev/null | grep -c 'mma.sync')" | tee -a "$OUT/bench_$v.txt"
   for rows in $ROWS; do
     hlo=$(grep -l "s32\[3,$rows,256\]" "$D/hlo_$v"/*before_optimizations.txt | head -1)
     echo "replaying $hlo" | tee -a "$OUT/replay_${v}_$rows.txt"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Issue 16: attention through our Triton kernel (bf16's default on XLA since session 17,
-# internal/modernbert/triton.go) against cuDNN's fused attention (variant cudnn-attention), in
-# one lease, on one H200. Random weights of ModernBERT-base's shapes, MS MARCO passages.
+# internal/modernbert/triton.go) against cuDNN's fused attention (variant cudnn-attention), and
+# the Triton variants around it (triton-rope-q; the product kernels of triton_products.go,
+# triton-products), in one lease, on one H200. Random weights of ModernBERT-base's shapes, MS
+# MARCO passages.
 # PHASES picks and orders (default: all, so):
 #   throughput  bench-model, two callers on full 16,384-slot steps, for each "NAME;ENV=V;flags"
-#               of THROUGHPUT (default: cuDNN, the kernel and its forms, ABBA for the first two);
+#               of THROUGHPUT (default: the kernel, cuDNN, the variants, ABBA for the first two);
 #   kernel      TestTritonAttentionXLA (TEST_RUN, default its base shapes) for TEST_VARIANTS
-#               (";"-separated, default the kernel and triton-rope): it compiles in XLA and
-#               gives cuDNN's vectors;
+#               (";"-separated, default the kernel, triton-rope-q and triton-products): it
+#               compiles in XLA and gives cuDNN's vectors;
 #   fullparity  full-size vectors of the bf16 defaults against HF fp32 (variants.sh parity);
 #   ladder      TestStepLadderXLA: a text's vector does not depend on the rung that carries it;
 #   parity      TestParityXLA: the tiny fixtures against HF;
@@ -21,7 +23,7 @@ set -uo pipefail
 source scripts/gpu/env.sh
 A=EMBEDBENCH_MODERNBERT_VARIANT
 TEST=$PWD/.devcarry/modernbert.test
-: "${THROUGHPUT:=$'cudnn;'$A$'=cudnn-attention;\ntriton;;\nrope;'$A$'=triton-rope;\ntriton64x32;'$A$'=triton-blocks=64x32x4x3;\ntriton2;;\ncudnn2;'$A$'=cudnn-attention;'}"
+: "${THROUGHPUT:=$'triton;;\ncudnn;'$A$'=cudnn-attention;\nropeq;'$A$'=triton-rope-q;\nproducts;'$A$'=triton-products;\ncudnn2;'$A$'=cudnn-attention;\ntriton2;;'}"
 : "${RUNGS:=$'triton;;\ncudnn;'$A$'=cudnn-attention;'}"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
 
@@ -30,7 +32,7 @@ throughput() {
 }
 
 kernel() {
-  (cd internal/modernbert && EMBEDBENCH_TRITON_TEST_VARIANTS="${TEST_VARIANTS:-;triton-rope}" timeout 280 "$TEST" \
+  (cd internal/modernbert && EMBEDBENCH_TRITON_TEST_VARIANTS="${TEST_VARIANTS:-;triton-rope-q;triton-products}" timeout 280 "$TEST" \
     -test.run "${TEST_RUN:-TestTritonAttentionXLA/base}" -test.v -test.timeout 270s) > "$OUT/kernel_test.txt" 2>&1
   echo "kernel test rc=$?"
   grep -E "^\s*(--- |ok|FAIL|PASS)|parity_xla_test|Triton attention unavailable" "$OUT/kernel_test.txt" | cut -c1-600 | head -30

@@ -3,7 +3,6 @@ package modernbert
 import (
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/gomlx/go-xla/pkg/stablehlo"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -149,8 +148,26 @@ func (k tritonKernel) name() string {
 // launch grid, warps and pipeline stages.
 func (k tritonKernel) backendConfig() string {
 	x, y, z := k.grid()
+	return tritonConfig(k.name(), k.ttir(), k.warps, k.stages, x, y, z)
+}
+
+// tritonConfig is the dictionary XLA's Triton call reads for a kernel.
+func tritonConfig(name, ir string, warps, stages, x, y, z int) string {
 	return fmt.Sprintf("{name = %s, ir = %s, num_stages = %d : i32, num_warps = %d : i32, grid_x = %d : i32, grid_y = %d : i32, grid_z = %d : i32, debug = false}",
-		stablehlo.MLIRString(k.name()), stablehlo.MLIRString(k.ttir()), k.stages, k.warps, x, y, z)
+		stablehlo.MLIRString(name), stablehlo.MLIRString(ir), stages, warps, x, y, z)
+}
+
+// callTritonKernel emits XLA's Triton call of a kernel with config on operands (row-major, as
+// the kernels index them), returning its one result of shape out.
+func callTritonKernel(config string, out shapes.Shape, operands ...*Node) *Node {
+	layouts := make([][]int, len(operands))
+	for i, o := range operands {
+		layouts[i] = []int{0}
+		if o.Rank() == 2 {
+			layouts[i] = []int{1, 0}
+		}
+	}
+	return CustomCall(tritonTarget, 4, operands, []shapes.Shape{out}, config, layouts, [][]int{{1, 0}})[0]
 }
 
 // ttir writes the kernel. Its arguments are XLA's buffers, operands then result. Reading the
@@ -180,15 +197,14 @@ func (k tritonKernel) ttir() string {
 	in, out := mlirElem(k.in), mlirElem(k.out)
 	bm, bn, d, half := k.blockM, k.blockN, k.headDim, k.headDim/2
 	hidden := k.heads * k.headDim
-	type arg struct{ name, elem string }
-	args := []arg{{"%q", in}, {"%k", in}, {"%v", in}, {"%start", "i32"}, {"%end", "i32"}, {"%out", out}}
+	args := []ttArg{{"%q", in}, {"%k", in}, {"%v", in}, {"%start", "i32"}, {"%end", "i32"}, {"%out", out}}
 	switch k.input {
 	case readsProduct:
-		args = append([]arg{{"%qkv", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}}, args[3:]...)
+		args = append([]ttArg{{"%qkv", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}}, args[3:]...)
 	case readsProductRotatedK:
-		args = append([]arg{{"%qkv", in}, {"%krot", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}}, args[3:]...)
+		args = append([]ttArg{{"%qkv", in}, {"%krot", in}, {"%scale", "f32"}, {"%cos", "f32"}, {"%sin", "f32"}}, args[3:]...)
 	case readsPacked:
-		args = append([]arg{{"%qkv", in}}, args[3:]...)
+		args = append([]ttArg{{"%qkv", in}}, args[3:]...)
 	}
 	// What q, k and the probabilities are rounded to for the products: the attention dtype,
 	// or with q and v from the product the product's dtype, which k and v are in.
@@ -196,16 +212,7 @@ func (k tritonKernel) ttir() string {
 	if k.input == readsProductRotatedK {
 		qk = in
 	}
-	params := make([]string, len(args))
-	ptr := map[string]ttVal{}
-	for i, a := range args {
-		params[i] = fmt.Sprintf("%s: %s {tt.divisibility = 16 : i32}", a.name, ttPtr(a.elem))
-		ptr[a.name] = ttVal{a.name, ttType{elem: ttPtr(a.elem)}}
-	}
-	b.line("module {")
-	b.depth++
-	b.line("tt.func public @%s(%s) attributes {noinline = false} {", k.name(), strings.Join(params, ", "))
-	b.depth++
+	ptr := b.begin(k.name(), args)
 
 	qBlock, head, row := b.programID("x"), b.programID("y"), b.programID("z")
 	q0 := b.op("arith.muli", qBlock, b.i32(bm))           // the block's first query, within the row
@@ -338,12 +345,7 @@ func (k tritonKernel) ttir() string {
 	outOff := b.op("arith.addi", b.column(b.op("arith.addi", b.op("arith.muli", qTok, b.splat(b.i32(hidden), []int{bm})),
 		b.splat(headCol, []int{bm})), d), b.row(rd, bm))
 	b.scatter(ptr["%out"], outOff, o)
-	b.line("tt.return")
-	b.depth--
-	b.line("}")
-	b.depth--
-	b.line("}")
-	return b.sb.String()
+	return b.end()
 }
 
 // tritonAttentionRoPE runs the kernel on Wqkv's product qkv [n, 3·hidden] (its own dtype) with
@@ -395,15 +397,7 @@ func callTriton(spec graphSpec, input attentionInput, in dtypes.DType, window in
 	k := newTritonKernel(spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim(), window, input, in, spec.dtype,
 		spec.variant.blocks())
 	operands = append(operands, sp.start, sp.end)
-	layouts := make([][]int, len(operands))
-	for i, o := range operands {
-		layouts[i] = []int{0}
-		if o.Rank() == 2 {
-			layouts[i] = []int{1, 0}
-		}
-	}
-	out := shapes.Make(spec.dtype, spec.rows*spec.rowLen, cfg.HiddenSize)
-	return CustomCall(tritonTarget, 4, operands, []shapes.Shape{out}, k.backendConfig(), layouts, [][]int{{1, 0}})[0]
+	return callTritonKernel(k.backendConfig(), shapes.Make(spec.dtype, spec.rows*spec.rowLen, cfg.HiddenSize), operands...)
 }
 
 // seqSpans holds, for each token of a step, the span [start, end) of its sequence within its

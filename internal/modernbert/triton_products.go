@@ -3,9 +3,7 @@ package modernbert
 import (
 	"fmt"
 	"math"
-	"strings"
 
-	"github.com/gomlx/go-xla/pkg/stablehlo"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -107,8 +105,7 @@ func (p pairedProduct) name() string {
 
 func (p pairedProduct) backendConfig() string {
 	x, y, z := p.grid()
-	return fmt.Sprintf("{name = %s, ir = %s, num_stages = %d : i32, num_warps = %d : i32, grid_x = %d : i32, grid_y = %d : i32, grid_z = %d : i32, debug = false}",
-		stablehlo.MLIRString(p.name()), stablehlo.MLIRString(p.ttir()), p.blocks.stages, p.blocks.warps, x, y, z)
+	return tritonConfig(p.name(), p.ttir(), p.blocks.warps, p.blocks.stages, x, y, z)
 }
 
 // ttir writes the kernel. Its arguments are XLA's buffers, operands then result:
@@ -126,25 +123,14 @@ func (p pairedProduct) ttir() string {
 	var b ttBuilder
 	in, outE := mlirElem(p.in), mlirElem(p.out)
 	bm, bn, bk := p.blocks.m, p.blocks.n, p.blocks.k
-	type arg struct{ name, elem string }
-	args := []arg{{"%a", in}, {"%w", in}}
+	args := []ttArg{{"%a", in}, {"%w", in}}
 	if p.scaled {
-		args = append(args, arg{"%scale", "f32"})
+		args = append(args, ttArg{"%scale", "f32"})
 	}
 	if p.kind == pairRoPE {
-		args = append(args, arg{"%cos", "f32"}, arg{"%sin", "f32"})
+		args = append(args, ttArg{"%cos", "f32"}, ttArg{"%sin", "f32"})
 	}
-	args = append(args, arg{"%out", outE})
-	params := make([]string, len(args))
-	ptr := map[string]ttVal{}
-	for i, a := range args {
-		params[i] = fmt.Sprintf("%s: %s {tt.divisibility = 16 : i32}", a.name, ttPtr(a.elem))
-		ptr[a.name] = ttVal{a.name, ttType{elem: ttPtr(a.elem)}}
-	}
-	b.line("module {")
-	b.depth++
-	b.line("tt.func public @%s(%s) attributes {noinline = false} {", p.name(), strings.Join(params, ", "))
-	b.depth++
+	ptr := b.begin(p.name(), append(args, ttArg{"%out", outE}))
 
 	tileN, tileM := b.programID("x"), b.programID("y")
 	vec := func(x ttVal, n int) ttVal { return b.splat(x, []int{n}) }
@@ -205,12 +191,7 @@ func (p pairedProduct) ttir() string {
 		store(first, width, b.op("arith.subf", b.op("arith.mulf", x, cos), b.op("arith.mulf", y, sin)))
 		store(second, width, b.op("arith.addf", b.op("arith.mulf", y, cos), b.op("arith.mulf", x, sin)))
 	}
-	b.line("tt.return")
-	b.depth--
-	b.line("}")
-	b.depth--
-	b.line("}")
-	return b.sb.String()
+	return b.end()
 }
 
 // tritonProductsOK says whether a model of this shape computing in dtype takes the product
@@ -259,15 +240,7 @@ func callProduct(spec graphSpec, kind pairKind, pairs int, x normed, w *Node, rp
 	if rp != nil {
 		operands = append(operands, Reshape(rp.cos, n, p.half), Reshape(rp.sin, n, p.half))
 	}
-	layouts := make([][]int, len(operands))
-	for i, o := range operands {
-		layouts[i] = []int{0}
-		if o.Rank() == 2 {
-			layouts[i] = []int{1, 0}
-		}
-	}
-	out := shapes.Make(spec.dtype, n, p.outWidth())
-	return CustomCall(tritonTarget, 4, operands, []shapes.Shape{out}, p.backendConfig(), layouts, [][]int{{1, 0}})[0]
+	return callTritonKernel(p.backendConfig(), shapes.Make(spec.dtype, n, p.outWidth()), operands...)
 }
 
 // productsSummary is Info.Products for steps compiled shapes of which triton run our product

@@ -45,6 +45,35 @@ func pointee(elem string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(elem, "!tt.ptr<"), ">")
 }
 
+// ttArg is a kernel argument: a pointer to elem, named as in the IR ("%q").
+type ttArg struct{ name, elem string }
+
+// begin opens the module and the kernel function name over args (XLA's buffers, operands then
+// results, each at least 16-byte aligned), returning each argument's pointer value by name.
+func (b *ttBuilder) begin(name string, args []ttArg) map[string]ttVal {
+	params := make([]string, len(args))
+	ptr := map[string]ttVal{}
+	for i, a := range args {
+		params[i] = fmt.Sprintf("%s: %s {tt.divisibility = 16 : i32}", a.name, ttPtr(a.elem))
+		ptr[a.name] = ttVal{a.name, ttType{elem: ttPtr(a.elem)}}
+	}
+	b.line("module {")
+	b.depth++
+	b.line("tt.func public @%s(%s) attributes {noinline = false} {", name, strings.Join(params, ", "))
+	b.depth++
+	return ptr
+}
+
+// end closes what begin opened and returns the module's text.
+func (b *ttBuilder) end() string {
+	b.line("tt.return")
+	b.depth--
+	b.line("}")
+	b.depth--
+	b.line("}")
+	return b.sb.String()
+}
+
 // ttVal is an SSA value.
 type ttVal struct {
 	name string

@@ -31,10 +31,9 @@ type graphSpec struct {
 	// tritonAttention runs attention as our Triton kernel (XLA on a GPU, bf16; see triton.go),
 	// taking precedence over fusedAttention.
 	tritonAttention bool
-	// tritonProducts runs Wqkv with RoPE and Wi with GeGLU (as the variant picks) through our
-	// Triton product kernels (triton_products.go); it needs tritonAttention, which reads what
-	// the first writes.
-	tritonProducts bool
+	// tritonQKV and tritonGeGLU run Wqkv with RoPE and Wi with GeGLU through our Triton product
+	// kernels (triton_products.go); tritonQKV needs tritonAttention, which reads what it writes.
+	tritonQKV, tritonGeGLU bool
 }
 
 // denseSpec is the shape of one Dense layer; its weights are graph parameters.
@@ -185,7 +184,7 @@ func (x normed) project(spec graphSpec, params map[string]*Node, prefix string) 
 // product's own dtype, and the per-token factor [n, 1] fp32 that completes it (nil: none),
 // leaving out any bias: the plain product where the input has no norm, and with a folded norm
 // over a centred stream h·W'ᵀ and 1/rms(h). Those are the only cases it serves (the Triton
-// kernel's triton-rope form, see tritonRoPEOK, and project's centred one).
+// kernel's triton-rope and triton-rope-q forms, see tritonRoPEOK, and project's centred one).
 func (x normed) projectProduct(spec graphSpec, params map[string]*Node, prefix string) (product, rowScale *Node) {
 	if x.norm == "" {
 		w := ConvertDType(params[prefix+".weight"], spec.dtype)
@@ -249,7 +248,7 @@ func linearIn(dtype dtypes.DType, params map[string]*Node, prefix string, x *Nod
 func attention(spec graphSpec, params map[string]*Node, prefix string, x normed, mask *Node, spans seqSpans, rp rotary, window int) *Node {
 	cfg := spec.cfg
 	rows, rowLen, heads, headDim := spec.rows, spec.rowLen, cfg.NumAttentionHeads, cfg.HeadDim()
-	if spec.tritonProducts && spec.variant.tritonQKV {
+	if spec.tritonQKV {
 		qkv := tritonQKV(spec, params, prefix+"Wqkv", x, rp)
 		return linear(spec, params, prefix+"Wo", tritonAttentionPacked(spec, qkv, spans, window))
 	}
@@ -344,7 +343,7 @@ func attend(spec graphSpec, q, k, v, mask *Node) *Node {
 
 // mlp is the GeGLU block: Wi -> split into (input, gate) -> gelu(input)*gate -> Wo.
 func mlp(spec graphSpec, params map[string]*Node, prefix string, x normed) *Node {
-	if spec.tritonProducts && spec.variant.tritonGeGLU {
+	if spec.tritonGeGLU {
 		return linear(spec, params, prefix+"Wo", tritonGeGLU(spec, params, prefix+"Wi", x))
 	}
 	inter := spec.cfg.IntermediateSize

@@ -183,10 +183,13 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if m.cpu != nil {
 		m.info.Device = "cpu (native forward pass, " + m.cpu.products.String() + " products through " + m.cpu.lib.Path + ")"
 	}
-	fused, triton, products := 0, 0, 0
+	fused, triton, qkv, geglu := 0, 0, 0, 0
 	for _, st := range m.allSteps() {
-		if st.spec.tritonProducts {
-			products++
+		if st.spec.tritonQKV {
+			qkv++
+		}
+		if st.spec.tritonGeGLU {
+			geglu++
 		}
 		m.info.Shapes = append(m.info.Shapes, fmt.Sprintf("%dx%d/%d", st.spec.rows, st.spec.rowLen, st.spec.segments))
 		if slots := st.spec.rows * st.spec.rowLen; !slices.Contains(m.info.StepSlots, slots) {
@@ -201,7 +204,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	}
 	slices.Sort(m.info.StepSlots)
 	m.info.Attention = attentionSummary(opts.DType.gomlx(), triton, fused, len(m.info.Shapes))
-	m.info.Products = productsSummary(products, len(m.info.Shapes))
+	m.info.Products = productsSummary(qkv, geglu, len(m.info.Shapes))
 	if m.cpu == nil {
 		m.info.Downloads = m.downloadsSummary()
 		m.info.Residual = residualSummary(m.variant)
@@ -252,7 +255,9 @@ func (m *Model) compileAll(ctx context.Context) error {
 	}
 
 	var fusedFailed, tritonFailed, productsFailed atomic.Bool // once a kernel fails, later shapes do not try it
-	fused := (m.backendSpec != "simplego" || m.variant.fusedAttention) && !m.variant.xlaAttention
+	// Kernels of our own need XLA on a GPU; "fused-attention" tries them on any backend.
+	kernels := m.backendSpec != "simplego" || m.variant.fusedAttention
+	fused := kernels && !m.variant.xlaAttention
 	// Our Triton kernel where it applies (bf16), then cuDNN's: "fused-attention" tries both
 	// on any backend, falling back where they fail to build.
 	triton := fused && !m.variant.cudnnAttention &&
@@ -263,9 +268,11 @@ func (m *Model) compileAll(ctx context.Context) error {
 			pooling: m.opts.Pooling, poolMask: m.opts.ExcludePrompt, dense: m.denseSpecs(), normalize: m.opts.Normalize, variant: m.variant,
 			fusedAttention:  fused && !fusedFailed.Load() && fusedAttentionOK(dt, m.cfg.HeadDim(), k.rowLen),
 			tritonAttention: triton && !tritonFailed.Load() && tritonAttentionOK(dt, m.cfg.HeadDim(), k.rows, k.rowLen, m.cfg.HiddenSize, m.variant.blocks())}
-		// Our product kernels write q, k and v for our attention kernel only.
-		gs.tritonProducts = gs.tritonAttention && m.variant.attentionReads() == readsQKV && (m.variant.tritonQKV || m.variant.tritonGeGLU) && !productsFailed.Load() &&
-			tritonProductsOK(m.cfg, m.variant, dt, k.rows*k.rowLen)
+		products := kernels && !productsFailed.Load()
+		// The RoPE product kernel writes q, k and v for our attention kernel's packed form only.
+		gs.tritonQKV = products && m.variant.tritonQKV && gs.tritonAttention && m.variant.attentionReads() == readsQKV &&
+			tritonProductOK(pairRoPE, m.cfg, m.variant, dt, k.rows*k.rowLen)
+		gs.tritonGeGLU = products && m.variant.tritonGeGLU && tritonProductOK(pairGeGLU, m.cfg, m.variant, dt, k.rows*k.rowLen)
 		return gs
 	}
 	// fallBack gives up the kernel of its own gs used after err, for this shape and the ones
@@ -274,11 +281,11 @@ func (m *Model) compileAll(ctx context.Context) error {
 	// the same vectors, more slowly. It says false where gs used none.
 	fallBack := func(k key, gs *graphSpec, err error) bool {
 		switch {
-		case gs.tritonProducts:
+		case gs.tritonQKV || gs.tritonGeGLU:
 			if !productsFailed.Swap(true) {
 				slog.Warn("modernbert: Triton product kernels unavailable, using the graph's products", "rows", k.rows, "row_len", k.rowLen, "err", err)
 			}
-			gs.tritonProducts = false
+			gs.tritonQKV, gs.tritonGeGLU = false, false
 		case gs.tritonAttention:
 			if !tritonFailed.Swap(true) {
 				slog.Warn("modernbert: Triton attention unavailable, using cuDNN's or XLA's", "rows", k.rows, "row_len", k.rowLen, "err", err)

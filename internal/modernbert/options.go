@@ -281,8 +281,9 @@ type Info struct {
 	StepSlots   []int         `json:"step_slots,omitempty"`
 	CompileTime time.Duration `json:"compile_time_ns"`
 	// Products says how the compiled steps run Wqkv and Wi: "unfused" (graph ops: the products,
-	// then the passes; the default), "triton" (our kernels, RoPE and GeGLU in their epilogues:
-	// the triton-products variants), or a mix; empty on the native CPU pass.
+	// then the passes; the default), "triton" (both through our kernels, RoPE and GeGLU in their
+	// epilogues: triton-products), or which ran where, as "triton Wi; the rest unfused"; empty
+	// on the native CPU pass.
 	Products string `json:"products,omitempty"`
 	// Attention says how the compiled steps attend: "triton BFloat16" (our Triton kernel,
 	// bf16's default on the GPU), "cudnn-fused BFloat16" or "cudnn-fused Float16" (a float32
@@ -325,7 +326,7 @@ type Info struct {
 // k scaled and rotated by XLA: one pass over k alone),
 // "triton-blocks=MxNxWxS" (its query and key tiles, warps and pipeline stages; default 64x64x4x3),
 // "triton-products" (Wqkv and Wi through our Triton product kernels with RoPE and GeGLU in their
-// epilogues, where they apply, see tritonProductsOK; slower than cuBLAS's products and XLA's
+// epilogues, where they apply, see tritonProductOK; slower than cuBLAS's products and XLA's
 // passes on the H200, run 58; "triton-qkv" and "triton-geglu" for one of the two),
 // "triton-gemm-blocks=MxNxKxWxS" (those kernels' row, column-pair and depth tiles, warps and
 // stages; default 128x128x64x8x3)
@@ -438,6 +439,13 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		default:
 			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-rope-q, triton-blocks=MxNxWxS, triton-products, triton-qkv, triton-geglu, triton-gemm-blocks=MxNxKxWxS, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
 		}
+	}
+	// Variants that would each quietly undo the other.
+	switch {
+	case v.tritonRoPE && v.tritonRoPEQ:
+		return v, fmt.Errorf("%s: triton-rope and triton-rope-q are two ways for the attention kernel to read Wqkv: pick one", EnvVariant)
+	case v.tritonQKV && (v.tritonRoPE || v.tritonRoPEQ || v.cudnnAttention || v.xlaAttention):
+		return v, fmt.Errorf("%s: triton-qkv (and triton-products) writes q, k and v for our attention kernel's packed form, which triton-rope, triton-rope-q, cudnn-attention and xla-attention turn off", EnvVariant)
 	}
 	return v, nil
 }

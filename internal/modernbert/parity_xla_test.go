@@ -153,7 +153,8 @@ func TestTritonAttentionXLA(t *testing.T) {
 					t.Fatalf("%s attends %q, want our Triton kernel on every shape", variant, info.Attention)
 				}
 				folded := graphVariant{lnFold: true, centered: true, foldF16: true} // bf16's defaults on XLA
-				if variant == "triton-products" && tritonProductsOK(c.cfg, folded, dtypes.BFloat16, 64) && info.Products != "triton" {
+				fits := tritonProductOK(pairRoPE, c.cfg, folded, dtypes.BFloat16, 64) && tritonProductOK(pairGeGLU, c.cfg, folded, dtypes.BFloat16, 64)
+				if variant == "triton-products" && fits && info.Products != "triton" {
 					t.Fatalf("products %q, want our kernels on every shape", info.Products)
 				}
 				worst, minCos := 0.0, 1.0

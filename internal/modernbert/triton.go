@@ -59,7 +59,7 @@ type tritonKernel struct {
 	window                       int // a sliding-window layer's reach on each side; 0: global
 	input                        attentionInput
 	in                           dtypes.DType // the dtype of what the kernel reads
-	out                          dtypes.DType // q, k, v, the probabilities and the result (bf16)
+	out                          dtypes.DType // the result (bf16); q, k, v and the probabilities too, but with readsProductRotatedK (in)
 	scale                        float64      // of the scores, 1/√headDim
 	blockM, blockN               int          // queries and keys a program holds at once
 	warps, stages                int
@@ -97,7 +97,8 @@ func (v graphVariant) blocks() tritonBlocks {
 	return v.tritonBlocks
 }
 
-// tritonRoPEOK says whether the kernel can read Wqkv's raw product itself (triton-rope): the
+// tritonRoPEOK says whether the kernel can read Wqkv's raw product itself (triton-rope,
+// triton-rope-q): the
 // product must be completed by a per-token factor alone (a folded norm over a centred stream,
 // no bias), and each half of a head must be 16 deep for its products.
 func tritonRoPEOK(cfg Config, v graphVariant) bool {
@@ -177,6 +178,10 @@ func callTritonKernel(config string, out shapes.Shape, operands ...*Node) *Node 
 //	scale [n] f32: each token's factor completing the product (the folded norm's 1/rms)
 //	cos, sin [n, headDim/2] f32: RoPE's tables at each token's position
 //
+// with readsProductRotatedK, the same with k's third replaced, after qkv, by
+//
+//	krot  [n, hidden] in: k scaled and rotated, as XLA's pass writes it
+//
 // else q, k, v [n, hidden] in the attention dtype (in = out), scaled and rotated, or packed
 //
 //	qkv [n, 3·hidden]: q, k and v side by side, scaled and rotated
@@ -189,9 +194,10 @@ func callTritonKernel(config string, out shapes.Shape, operands ...*Node) *Node 
 //	  which nothing reads
 //	out   [n, hidden] out: the attention's result, heads side by side
 //
-// A program takes blockM queries of one head of one row, rotates them, and runs the online
-// softmax over the key blocks that the queries' spans reach, rotating each block's keys as
-// it loads them. Scores are scaled by log2(e) so that the softmax runs on exp2.
+// A program takes blockM queries of one head of one row and runs the online softmax over the
+// key blocks that the queries' spans reach. Reading the product, it rotates its queries once
+// and (readsProduct) each block's keys as it loads them. Scores are scaled by log2(e) so that
+// the softmax runs on exp2.
 func (k tritonKernel) ttir() string {
 	var b ttBuilder
 	in, out := mlirElem(k.in), mlirElem(k.out)
@@ -236,18 +242,17 @@ func (k tritonKernel) ttir() string {
 	load := func(tok ttVal, part int, rowsMajor bool) ttVal {
 		n := tok.t.shape[0]
 		lanes, tokens := tile(n, d, rowsMajor)
-		if k.input == readsPacked || k.input == readsProductRotatedK {
-			base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
-				b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
-			return b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rd)))
-		}
 		if k.input == readsQKV {
 			base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(hidden), []int{n})), b.splat(headCol, []int{n}))
 			return b.gather(ptr[[]string{"%q", "%k", "%v"}[part]], b.op("arith.addi", tokens(base), lanes(rd)))
 		}
 		base := b.op("arith.addi", b.op("arith.muli", tok, b.splat(b.i32(3*hidden), []int{n})),
 			b.splat(b.op("arith.addi", headCol, b.i32(part*hidden)), []int{n}))
-		x := b.convert("arith.extf", b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rd))), "f32")
+		loaded := b.gather(ptr["%qkv"], b.op("arith.addi", tokens(base), lanes(rd)))
+		if k.input != readsProduct {
+			return loaded
+		}
+		x := b.convert("arith.extf", loaded, "f32")
 		return b.convert("arith.truncf", b.op("arith.mulf", x, tokens(b.gather(ptr["%scale"], tok))), out)
 	}
 	// rotated loads q or k (part 0 or 1) of tokens tok from Wqkv's product, scaled and rotated

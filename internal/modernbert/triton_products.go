@@ -3,6 +3,7 @@ package modernbert
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
@@ -194,18 +195,26 @@ func (p pairedProduct) ttir() string {
 	return b.end()
 }
 
-// tritonProductsOK says whether a model of this shape computing in dtype takes the product
-// kernels: bf16 (with our attention kernel, which reads what the RoPE kernel writes), the
-// folded norms over a centred stream (a product is then completed by a row factor alone), no
-// projection biases, and tiles that fit every product (see fit).
-func tritonProductsOK(cfg Config, v graphVariant, dtype dtypes.DType, m int) bool {
-	if dtype != dtypes.BFloat16 || !v.lnFold || !v.centered || cfg.AttentionBias || cfg.MLPBias {
+// tritonProductOK says whether a model of this shape computing in dtype takes the product
+// kernel of kind for steps of m tokens: bf16, the folded norms over a centred stream (a
+// product is then completed by a row factor alone), no bias on the projection, tiles that fit
+// (see fit), and offsets that fit int32. The RoPE kernel's output is read by our attention
+// kernel only, which the caller checks.
+func tritonProductOK(kind pairKind, cfg Config, v graphVariant, dtype dtypes.DType, m int) bool {
+	if dtype != dtypes.BFloat16 || !v.lnFold || !v.centered {
 		return false
 	}
-	hidden, inter := cfg.HiddenSize, cfg.IntermediateSize
-	_, okGeGLU := v.gemmBlocksOf().fit(m, inter, hidden)
-	_, okRoPE := v.gemmBlocksOf().fit(m, 3*hidden/2, hidden)
-	return okGeGLU && okRoPE && hidden%2 == 0 && int64(m)*int64(max(3*hidden, inter)) < math.MaxInt32
+	hidden, pairs, width := cfg.HiddenSize, cfg.IntermediateSize, cfg.IntermediateSize
+	if kind == pairRoPE {
+		if cfg.AttentionBias || hidden%2 != 0 || cfg.HeadDim()%2 != 0 {
+			return false
+		}
+		pairs, width = 3*hidden/2, 3*hidden
+	} else if cfg.MLPBias {
+		return false
+	}
+	_, ok := v.gemmBlocksOf().fit(m, pairs, hidden)
+	return ok && int64(m)*int64(max(width, hidden)) < math.MaxInt32
 }
 
 // tritonGeGLU is gelu(input)·gate of the MLP's Wi projection at prefix of x: [n, inter] in the
@@ -243,16 +252,29 @@ func callProduct(spec graphSpec, kind pairKind, pairs int, x normed, w *Node, rp
 	return callTritonKernel(p.backendConfig(), shapes.Make(spec.dtype, n, p.outWidth()), operands...)
 }
 
-// productsSummary is Info.Products for steps compiled shapes of which triton run our product
-// kernels.
-func productsSummary(triton, steps int) string {
+// productsSummary is Info.Products for steps compiled shapes, of which qkv run our RoPE
+// product kernel for Wqkv and geglu our GeGLU kernel for Wi.
+func productsSummary(qkv, geglu, steps int) string {
 	switch {
 	case steps == 0:
 		return ""
-	case triton == 0:
-		return "unfused"
-	case triton < steps:
-		return fmt.Sprintf("triton on %d of %d shapes, unfused on the rest", triton, steps)
+	case qkv == steps && geglu == steps:
+		return "triton"
 	}
-	return "triton"
+	var parts []string
+	add := func(name string, n int) {
+		if n == 0 {
+			return
+		}
+		if n < steps {
+			name += fmt.Sprintf(" on %d of %d shapes", n, steps)
+		}
+		parts = append(parts, name)
+	}
+	add("triton Wqkv", qkv)
+	add("triton Wi", geglu)
+	if len(parts) == 0 {
+		return "unfused"
+	}
+	return strings.Join(parts, ", ") + "; the rest unfused"
 }

@@ -2,6 +2,7 @@ package modernbert
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -123,11 +124,14 @@ func TestTritonQKVKernelRotatesQAndK(t *testing.T) {
 		name              string
 		m, heads, headDim int
 		blocks            gemmBlocks
+		scaled            bool
 	}{
-		{"head 32, tiles of 16", 32, 2, 32, gemmBlocks{16, 16, 16, 4, 2}},
+		{"head 32, tiles of 16", 32, 2, 32, gemmBlocks{16, 16, 16, 4, 2}, true},
 		// A tile of 32 pairs spans q's last head and k's first: the part changes within it.
-		{"head 32, tiles of 32 across parts", 32, 3, 32, gemmBlocks{32, 32, 32, 4, 3}},
-		{"head 64, default tiles fitted", 64, 2, 64, defaultGEMMBlocks},
+		{"head 32, tiles of 32 across parts", 32, 3, 32, gemmBlocks{32, 32, 32, 4, 3}, true},
+		{"head 64, default tiles fitted", 64, 2, 64, defaultGEMMBlocks, true},
+		// Layer 0's attention has no norm: no factor, and the tables are the third argument.
+		{"no factor", 32, 2, 32, gemmBlocks{16, 32, 32, 4, 2}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			hidden, half := c.heads*c.headDim, c.headDim/2
@@ -136,7 +140,7 @@ func TestTritonQKVKernelRotatesQAndK(t *testing.T) {
 			if !ok {
 				t.Fatalf("%+v does not fit %dx%d (depth %d)", c.blocks, c.m, pairs, hidden)
 			}
-			p := pairedProduct{kind: pairRoPE, m: c.m, k: hidden, pairs: pairs, hidden: hidden, half: half, scaled: true,
+			p := pairedProduct{kind: pairRoPE, m: c.m, k: hidden, pairs: pairs, hidden: hidden, half: half, scaled: c.scaled,
 				in: dtypes.Float16, out: dtypes.BFloat16, blocks: blocks}
 			rng := rand.New(rand.NewPCG(3, uint64(c.headDim)))
 			a, w := normals(rng, c.m*hidden), normals(rng, 3*hidden*hidden)
@@ -149,6 +153,9 @@ func TestTritonQKVKernelRotatesQAndK(t *testing.T) {
 				for d := range half {
 					cos[tok*half+d], sin[tok*half+d] = float64(cosT[pos*half+d]), float64(sinT[pos*half+d])
 				}
+			}
+			if !c.scaled {
+				scale = nil
 			}
 			got := runProduct(t, p, a, w, scale, cos, sin)
 			qkv := rowProducts(a, w, scale, c.m, hidden)
@@ -197,26 +204,50 @@ func TestGEMMBlocksFit(t *testing.T) {
 	}
 }
 
-// The product kernels run where their output has a reader and a row factor completes the
-// product: bf16, the folded norms over a centred stream, no biases.
-func TestTritonProductsOK(t *testing.T) {
+// A product kernel runs where a row factor completes its product: bf16, the folded norms over
+// a centred stream, no bias on its projection, and tiles that fit.
+func TestTritonProductOK(t *testing.T) {
 	base := Config{HiddenSize: 768, IntermediateSize: 1152, NumAttentionHeads: 12}
 	folded := graphVariant{lnFold: true, centered: true, foldF16: true}
-	if !tritonProductsOK(base, folded, dtypes.BFloat16, 16384) {
-		t.Error("base's shapes, folded and centred, bf16: refused")
+	for _, kind := range []pairKind{pairGeGLU, pairRoPE} {
+		if !tritonProductOK(kind, base, folded, dtypes.BFloat16, 16384) {
+			t.Errorf("kind %d: base's shapes, folded and centred, bf16: refused", kind)
+		}
 	}
-	biased := base
-	biased.MLPBias = true
+	mlpBias, attentionBias := base, base
+	mlpBias.MLPBias, attentionBias.AttentionBias = true, true
 	for name, ok := range map[string]bool{
-		"float32":     tritonProductsOK(base, folded, dtypes.Float32, 16384),
-		"not centred": tritonProductsOK(base, graphVariant{lnFold: true, foldF16: true}, dtypes.BFloat16, 16384),
-		"not folded":  tritonProductsOK(base, graphVariant{centered: true}, dtypes.BFloat16, 16384),
-		"an MLP bias": tritonProductsOK(biased, folded, dtypes.BFloat16, 16384),
-		"40 rows":     tritonProductsOK(base, folded, dtypes.BFloat16, 40),
-		"an intermediate size no tile of 16 divides": tritonProductsOK(Config{HiddenSize: 64, IntermediateSize: 72, NumAttentionHeads: 4}, folded, dtypes.BFloat16, 64),
+		"float32":                     tritonProductOK(pairGeGLU, base, folded, dtypes.Float32, 16384),
+		"not centred":                 tritonProductOK(pairGeGLU, base, graphVariant{lnFold: true, foldF16: true}, dtypes.BFloat16, 16384),
+		"not folded":                  tritonProductOK(pairRoPE, base, graphVariant{centered: true}, dtypes.BFloat16, 16384),
+		"Wi with an MLP bias":         tritonProductOK(pairGeGLU, mlpBias, folded, dtypes.BFloat16, 16384),
+		"Wqkv with an attention bias": tritonProductOK(pairRoPE, attentionBias, folded, dtypes.BFloat16, 16384),
+		"40 rows":                     tritonProductOK(pairRoPE, base, folded, dtypes.BFloat16, 40),
+		"an intermediate size no tile of 16 divides": tritonProductOK(pairGeGLU, Config{HiddenSize: 64, IntermediateSize: 72, NumAttentionHeads: 4}, folded, dtypes.BFloat16, 64),
 	} {
 		if ok {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	// Each kernel minds its own projection's bias only.
+	if !tritonProductOK(pairRoPE, mlpBias, folded, dtypes.BFloat16, 16384) || !tritonProductOK(pairGeGLU, attentionBias, folded, dtypes.BFloat16, 16384) {
+		t.Error("a bias on the other projection refused the kernel")
+	}
+}
+
+func TestProductsSummary(t *testing.T) {
+	for _, c := range []struct {
+		qkv, geglu, steps int
+		want              string
+	}{
+		{0, 0, 0, ""},
+		{0, 0, 5, "unfused"},
+		{5, 5, 5, "triton"},
+		{0, 5, 5, "triton Wi; the rest unfused"},
+		{3, 5, 5, "triton Wqkv on 3 of 5 shapes, triton Wi; the rest unfused"},
+	} {
+		if got := productsSummary(c.qkv, c.geglu, c.steps); got != c.want {
+			t.Errorf("productsSummary(%d, %d, %d) = %q, want %q", c.qkv, c.geglu, c.steps, got, c.want)
 		}
 	}
 }
@@ -242,13 +273,14 @@ func TestTritonProductVariants(t *testing.T) {
 	if err != nil || !v.tritonQKV || !v.tritonGeGLU || v.gemmBlocksOf() != (gemmBlocks{64, 32, 128, 4, 2}) {
 		t.Errorf("parse: %+v, %v", v, err)
 	}
-	if v, _ := parseGraphVariant("triton-geglu"); !v.tritonGeGLU || v.tritonQKV {
-		t.Errorf("triton-geglu: %+v", v)
+	if v, err := parseGraphVariant("triton-geglu,cudnn-attention"); err != nil || !v.tritonGeGLU || v.tritonQKV {
+		t.Errorf("triton-geglu with cuDNN's attention: %+v, %v", v, err)
 	}
 	if v, _ := parseGraphVariant(""); v.gemmBlocksOf() != defaultGEMMBlocks || v.tritonQKV || v.tritonGeGLU {
 		t.Errorf("defaults: %+v", v)
 	}
-	for _, bad := range []string{"triton-gemm-blocks=128x128x64x8", "triton-gemm-blocks=128x96x64x8x3", "triton-gemm-blocks=128x128x8x8x3",
+	for _, bad := range []string{"triton-rope,triton-rope-q", "triton-products,triton-rope", "triton-qkv,triton-rope-q", "triton-qkv,cudnn-attention",
+		"triton-products,xla-attention", "triton-gemm-blocks=128x128x64x8", "triton-gemm-blocks=128x96x64x8x3", "triton-gemm-blocks=128x128x8x8x3",
 		"triton-gemm-blocks=128x128x64x6x3", "triton-gemm-blocks=128x128x64x8x9", "triton-gemm-blocks=128x128x64x8x3x1", "triton-gemm-blocks=axbxcxdxe"} {
 		if _, err := parseGraphVariant(bad); err == nil {
 			t.Errorf("%s: no error", bad)
@@ -261,11 +293,14 @@ func TestTritonProductVariants(t *testing.T) {
 func TestTritonProductsFallBackWhereUnavailable(t *testing.T) {
 	cfg := DefaultConfig().Scaled(2, 64, 2, 96) // tiles fit: 96 pairs of Wqkv and of Wi
 	cfg.VocabSize, cfg.PadTokenID, cfg.CLSTokenID, cfg.SEPTokenID = 512, 3, 1, 2
-	if !tritonProductsOK(cfg, graphVariant{lnFold: true, centered: true}, dtypes.BFloat16, 64) {
+	folded := graphVariant{lnFold: true, centered: true}
+	if !tritonProductOK(pairRoPE, cfg, folded, dtypes.BFloat16, 64) || !tritonProductOK(pairGeGLU, cfg, folded, dtypes.BFloat16, 64) {
 		t.Fatal("the test's model does not take the product kernels")
 	}
 	w := RandomWeights(cfg, 3)
 	seqs := randomSeqs(rand.New(rand.NewPCG(4, 5)), cfg, 5, 40, 64, 100)
+	logger := slog.Default()
+	defer slog.SetDefault(logger)
 	embed := func(variant string) ([][]float32, Info) {
 		t.Setenv(EnvVariant, variant)
 		m, err := New(context.Background(), cfg, w, Options{Backend: "simplego", DType: BFloat16, Normalize: true,
@@ -281,13 +316,45 @@ func TestTritonProductsFallBackWhereUnavailable(t *testing.T) {
 		return got, m.Info()
 	}
 	want, _ := embed("ln-fold,centered")
-	got, info := embed("fused-attention,triton-products,ln-fold,centered")
-	if info.Products != "unfused" || info.Attention != "unfused" {
-		t.Errorf("after the fallback: products %q, attention %q; want both unfused", info.Products, info.Attention)
-	}
-	for i := range want {
-		if d := maxAbsDiff(want[i], got[i]); d != 0 {
-			t.Errorf("text %d: %g from the graph's products' vector", i, d)
+	for _, c := range []struct {
+		variant  string
+		warnings []string // in order: each kernel is given up once, the products first
+	}{
+		{"fused-attention,triton-products,ln-fold,centered",
+			[]string{"Triton product kernels unavailable", "Triton attention unavailable", "cuDNN fused attention unavailable"}},
+		// GeGLU's kernel is tried without any attention kernel: nothing reads its output but Wo.
+		{"fused-attention,xla-attention,triton-geglu,ln-fold,centered", []string{"Triton product kernels unavailable"}},
+	} {
+		var warnings []string
+		slog.SetDefault(slog.New(warningRecorder{&warnings}))
+		got, info := embed(c.variant)
+		slog.SetDefault(logger)
+		if info.Products != "unfused" || info.Attention != "unfused" {
+			t.Errorf("%s, after the fallback: products %q, attention %q; want both unfused", c.variant, info.Products, info.Attention)
+		}
+		if len(warnings) != len(c.warnings) {
+			t.Fatalf("%s: warnings %q, want %q in that order", c.variant, warnings, c.warnings)
+		}
+		for i, w := range c.warnings {
+			if !strings.Contains(warnings[i], w) {
+				t.Errorf("%s: warning %d is %q, want %q", c.variant, i, warnings[i], w)
+			}
+		}
+		for i := range want {
+			if d := maxAbsDiff(want[i], got[i]); d != 0 {
+				t.Errorf("%s, text %d: %g from the graph's products' vector", c.variant, i, d)
+			}
 		}
 	}
 }
+
+// warningRecorder is a slog handler keeping the messages of warnings.
+type warningRecorder struct{ messages *[]string }
+
+func (warningRecorder) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (r warningRecorder) Handle(_ context.Context, rec slog.Record) error {
+	*r.messages = append(*r.messages, rec.Message)
+	return nil
+}
+func (r warningRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r warningRecorder) WithGroup(string) slog.Handler      { return r }

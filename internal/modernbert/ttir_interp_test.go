@@ -457,6 +457,9 @@ func (it *ttInterp) eval(st ttStmt, rhs string, env map[string]*ttValue, pid [3]
 			}
 		}
 		a, b := in[0], in[1]
+		if a.elem != b.elem {
+			return nil, fmt.Errorf("dot of %s and %s: Triton's products take one element type", a.elem, b.elem)
+		}
 		if a.shape[1] != b.shape[0] || a.shape[0] != in[2].shape[0] || b.shape[1] != in[2].shape[1] {
 			return nil, fmt.Errorf("dot of %v and %v into %v", a.shape, b.shape, in[2].shape)
 		}

@@ -329,7 +329,8 @@ type Info struct {
 // epilogues, where they apply, see tritonProductOK; slower than cuBLAS's products and XLA's
 // passes on the H200, run 58; "triton-qkv" and "triton-geglu" for one of the two),
 // "triton-gemm-blocks=MxNxKxWxS" (those kernels' row, column-pair and depth tiles, warps and
-// stages; default 128x128x64x8x3)
+// stages; default 128x128x64x8x3), "triton-gemm-persistent=N" (those kernels persistent over N
+// programs, their tile loop flattened into the depth loop; not yet measured on a GPU)
 // and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
 // parts only) and "cpu-graph" (on CPU, the simplego graph rather than the native forward
@@ -351,6 +352,7 @@ type graphVariant struct {
 	tritonBlocks           tritonBlocks // zero: defaultTritonBlocks (see blocks)
 	tritonQKV, tritonGeGLU bool         // Wqkv with RoPE (Wi with GeGLU) through our Triton product kernel
 	gemmBlocks             gemmBlocks   // zero: defaultGEMMBlocks (see gemmBlocksOf)
+	gemmPrograms           int          // the product kernels persistent, over this many programs (0: a program per tile)
 	skipAttention, skipMLP bool         // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool         // on CPU, run the simplego graph even where the native forward pass could
 	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
@@ -380,6 +382,14 @@ func parseGraphVariant(s string) (graphVariant, error) {
 				return v, fmt.Errorf("%s: triton-gemm-blocks=%q: want MxNxKxWARPSxSTAGES: tiles of powers of two from 16 to 256, warps a power of two up to 16, 1 to 8 stages", EnvVariant, spec)
 			}
 			v.gemmBlocks = b
+			continue
+		}
+		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-gemm-persistent="); ok {
+			n, err := strconv.Atoi(spec)
+			if err != nil || n < 1 || n > 65535 {
+				return v, fmt.Errorf("%s: triton-gemm-persistent=%q: want the number of programs, 1 to 65535 (the GPU's SM count: 132 on an H200)", EnvVariant, spec)
+			}
+			v.gemmPrograms = n
 			continue
 		}
 		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-blocks="); ok {
@@ -437,7 +447,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "centered":
 			v.centered = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-rope-q, triton-blocks=MxNxWxS, triton-products, triton-qkv, triton-geglu, triton-gemm-blocks=MxNxKxWxS, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-rope-q, triton-blocks=MxNxWxS, triton-products, triton-qkv, triton-geglu, triton-gemm-blocks=MxNxKxWxS, triton-gemm-persistent=N, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
 		}
 	}
 	// Variants that would each quietly undo the other.

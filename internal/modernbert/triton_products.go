@@ -82,6 +82,9 @@ type pairedProduct struct {
 	in     dtypes.DType // a's and w's dtype
 	out    dtypes.DType
 	blocks gemmBlocks
+	// programs, when set, makes the kernel persistent: that many programs loop over the tiles
+	// (triton-gemm-persistent; the card's SM count is the usual choice).
+	programs int
 }
 
 // outWidth is the width of the kernel's output: gelu(x)·y per pair, or both values of a pair.
@@ -93,8 +96,15 @@ func (p pairedProduct) outWidth() int {
 }
 
 // grid: a program per tile of column pairs (x, the fastest, so that the programs sharing rows
-// of a run together and read them from L2) and of rows (y).
-func (p pairedProduct) grid() (x, y, z int) { return p.pairs / p.blocks.n, p.m / p.blocks.m, 1 }
+// of a run together and read them from L2) and of rows (y); persistent, programs of them (no
+// more than there are tiles), each taking every programs-th tile in that order.
+func (p pairedProduct) grid() (x, y, z int) {
+	nTiles, mTiles := p.pairs/p.blocks.n, p.m/p.blocks.m
+	if p.programs > 0 {
+		return min(p.programs, nTiles*mTiles), 1, 1
+	}
+	return nTiles, mTiles, 1
+}
 
 func (p pairedProduct) name() string {
 	kind := "geglu"
@@ -122,8 +132,7 @@ func (p pairedProduct) backendConfig() string {
 // with part 0, 1, 2 for q, k, v. Its outputs go to the same two columns; v is not rotated.
 func (p pairedProduct) ttir() string {
 	var b ttBuilder
-	in, outE := mlirElem(p.in), mlirElem(p.out)
-	bm, bn, bk := p.blocks.m, p.blocks.n, p.blocks.k
+	in := mlirElem(p.in)
 	args := []ttArg{{"%a", in}, {"%w", in}}
 	if p.scaled {
 		args = append(args, ttArg{"%scale", "f32"})
@@ -131,9 +140,25 @@ func (p pairedProduct) ttir() string {
 	if p.kind == pairRoPE {
 		args = append(args, ttArg{"%cos", "f32"}, ttArg{"%sin", "f32"})
 	}
-	ptr := b.begin(p.name(), append(args, ttArg{"%out", outE}))
+	ptr := b.begin(p.name(), append(args, ttArg{"%out", mlirElem(p.out)}))
+	if p.programs == 0 {
+		p.tile(&b, ptr, b.programID("x"), b.programID("y"))
+		return b.end()
+	}
+	// Persistent: program i takes tiles i, i + programs, ...; tt.flatten lets Triton fuse the
+	// tile loop with the depth loop inside, so that a tile's epilogue overlaps the next one's
+	// first loads.
+	nTiles := p.pairs / p.blocks.n
+	b.forEach(b.programID("x"), b.i32(nTiles*(p.m/p.blocks.m)), b.i32(p.programs), "tt.flatten", func(t ttVal) {
+		p.tile(&b, ptr, b.op("arith.remsi", t, b.i32(nTiles)), b.op("arith.divsi", t, b.i32(nTiles)))
+	})
+	return b.end()
+}
 
-	tileN, tileM := b.programID("x"), b.programID("y")
+// tile writes the work of one tile of column pairs (tileN) and rows (tileM).
+func (p pairedProduct) tile(b *ttBuilder, ptr map[string]ttVal, tileN, tileM ttVal) {
+	outE := mlirElem(p.out)
+	bm, bn, bk := p.blocks.m, p.blocks.n, p.blocks.k
 	vec := func(x ttVal, n int) ttVal { return b.splat(x, []int{n}) }
 	rows := b.op("arith.addi", vec(b.op("arith.muli", tileM, b.i32(bm)), bm), b.arange(bm)) // [bm] token
 	pair := b.op("arith.addi", vec(b.op("arith.muli", tileN, b.i32(bn)), bn), b.arange(bn)) // [bn] pair
@@ -192,7 +217,6 @@ func (p pairedProduct) ttir() string {
 		store(first, width, b.op("arith.subf", b.op("arith.mulf", x, cos), b.op("arith.mulf", y, sin)))
 		store(second, width, b.op("arith.addf", b.op("arith.mulf", y, cos), b.op("arith.mulf", x, sin)))
 	}
-	return b.end()
 }
 
 // tritonProductOK says whether a model of this shape computing in dtype takes the product
@@ -241,7 +265,7 @@ func callProduct(spec graphSpec, kind pairKind, pairs int, x normed, w *Node, rp
 	}
 	blocks, _ := spec.variant.gemmBlocksOf().fit(n, pairs, cfg.HiddenSize)
 	p := pairedProduct{kind: kind, m: n, k: cfg.HiddenSize, pairs: pairs, hidden: cfg.HiddenSize, half: cfg.HeadDim() / 2,
-		scaled: x.norm != "", in: dt, out: spec.dtype, blocks: blocks}
+		scaled: x.norm != "", in: dt, out: spec.dtype, blocks: blocks, programs: spec.variant.gemmPrograms}
 	operands := []*Node{ConvertDType(x.h, dt), ConvertDType(w, dt)}
 	if p.scaled {
 		operands = append(operands, Reshape(x.rowScale(spec), n))

@@ -78,10 +78,14 @@ func TestTritonGeGLUKernelComputesGeGLU(t *testing.T) {
 		m, k, pair int
 		scaled     bool
 		blocks     gemmBlocks
+		programs   int
 	}{
-		{"tiles of 16", 64, 48, 48, true, gemmBlocks{16, 16, 16, 4, 2}},
-		{"wide tiles, no factor", 32, 64, 64, false, gemmBlocks{32, 32, 32, 4, 3}},
-		{"tiles fitted to the shape", 48, 80, 48, true, defaultGEMMBlocks},
+		{"tiles of 16", 64, 48, 48, true, gemmBlocks{16, 16, 16, 4, 2}, 0},
+		{"wide tiles, no factor", 32, 64, 64, false, gemmBlocks{32, 32, 32, 4, 3}, 0},
+		{"tiles fitted to the shape", 48, 80, 48, true, defaultGEMMBlocks, 0},
+		// 12 tiles over 5 programs: two take three tiles, three take two.
+		{"persistent", 64, 48, 48, true, gemmBlocks{16, 16, 16, 4, 2}, 5},
+		{"persistent, more programs than tiles", 32, 32, 32, true, gemmBlocks{16, 16, 16, 4, 2}, 64},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			blocks, ok := c.blocks.fit(c.m, c.pair, c.k)
@@ -89,7 +93,10 @@ func TestTritonGeGLUKernelComputesGeGLU(t *testing.T) {
 				t.Fatalf("%+v does not fit %dx%d (depth %d)", c.blocks, c.m, c.pair, c.k)
 			}
 			p := pairedProduct{kind: pairGeGLU, m: c.m, k: c.k, pairs: c.pair, scaled: c.scaled,
-				in: dtypes.Float16, out: dtypes.BFloat16, blocks: blocks}
+				in: dtypes.Float16, out: dtypes.BFloat16, blocks: blocks, programs: c.programs}
+			if persistent := strings.Contains(p.ttir(), "} {tt.flatten}"); persistent != (c.programs > 0) {
+				t.Errorf("the tile loop flattened: %v, want %v", persistent, c.programs > 0)
+			}
 			rng := rand.New(rand.NewPCG(2, uint64(c.m)))
 			a, w := normals(rng, c.m*c.k), normals(rng, 2*c.pair*c.k)
 			var scale []float64
@@ -125,13 +132,15 @@ func TestTritonQKVKernelRotatesQAndK(t *testing.T) {
 		m, heads, headDim int
 		blocks            gemmBlocks
 		scaled            bool
+		programs          int
 	}{
-		{"head 32, tiles of 16", 32, 2, 32, gemmBlocks{16, 16, 16, 4, 2}, true},
+		{"head 32, tiles of 16", 32, 2, 32, gemmBlocks{16, 16, 16, 4, 2}, true, 0},
 		// A tile of 32 pairs spans q's last head and k's first: the part changes within it.
-		{"head 32, tiles of 32 across parts", 32, 3, 32, gemmBlocks{32, 32, 32, 4, 3}, true},
-		{"head 64, default tiles fitted", 64, 2, 64, defaultGEMMBlocks, true},
+		{"head 32, tiles of 32 across parts", 32, 3, 32, gemmBlocks{32, 32, 32, 4, 3}, true, 0},
+		{"head 64, default tiles fitted", 64, 2, 64, defaultGEMMBlocks, true, 0},
 		// Layer 0's attention has no norm: no factor, and the tables are the third argument.
-		{"no factor", 32, 2, 32, gemmBlocks{16, 32, 32, 4, 2}, false},
+		{"no factor", 32, 2, 32, gemmBlocks{16, 32, 32, 4, 2}, false, 0},
+		{"persistent", 32, 2, 32, gemmBlocks{16, 16, 16, 4, 2}, true, 5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			hidden, half := c.heads*c.headDim, c.headDim/2
@@ -141,7 +150,7 @@ func TestTritonQKVKernelRotatesQAndK(t *testing.T) {
 				t.Fatalf("%+v does not fit %dx%d (depth %d)", c.blocks, c.m, pairs, hidden)
 			}
 			p := pairedProduct{kind: pairRoPE, m: c.m, k: hidden, pairs: pairs, hidden: hidden, half: half, scaled: c.scaled,
-				in: dtypes.Float16, out: dtypes.BFloat16, blocks: blocks}
+				in: dtypes.Float16, out: dtypes.BFloat16, blocks: blocks, programs: c.programs}
 			rng := rand.New(rand.NewPCG(3, uint64(c.headDim)))
 			a, w := normals(rng, c.m*hidden), normals(rng, 3*hidden*hidden)
 			scale := make([]float64, c.m)
@@ -269,8 +278,8 @@ func TestPairedProductBackendConfig(t *testing.T) {
 }
 
 func TestTritonProductVariants(t *testing.T) {
-	v, err := parseGraphVariant("triton-products, triton-gemm-blocks=64x32x128x4x2")
-	if err != nil || !v.tritonQKV || !v.tritonGeGLU || v.gemmBlocksOf() != (gemmBlocks{64, 32, 128, 4, 2}) {
+	v, err := parseGraphVariant("triton-products, triton-gemm-blocks=64x32x128x4x2, triton-gemm-persistent=132")
+	if err != nil || !v.tritonQKV || !v.tritonGeGLU || v.gemmBlocksOf() != (gemmBlocks{64, 32, 128, 4, 2}) || v.gemmPrograms != 132 {
 		t.Errorf("parse: %+v, %v", v, err)
 	}
 	if v, err := parseGraphVariant("triton-geglu,cudnn-attention"); err != nil || !v.tritonGeGLU || v.tritonQKV {
@@ -280,7 +289,8 @@ func TestTritonProductVariants(t *testing.T) {
 		t.Errorf("defaults: %+v", v)
 	}
 	for _, bad := range []string{"triton-rope,triton-rope-q", "triton-products,triton-rope", "triton-qkv,triton-rope-q", "triton-qkv,cudnn-attention",
-		"triton-products,xla-attention", "triton-gemm-blocks=128x128x64x8", "triton-gemm-blocks=128x96x64x8x3", "triton-gemm-blocks=128x128x8x8x3",
+		"triton-products,xla-attention", "triton-gemm-persistent=0", "triton-gemm-persistent=", "triton-gemm-persistent=x",
+		"triton-gemm-persistent=70000", "triton-gemm-blocks=128x128x64x8", "triton-gemm-blocks=128x96x64x8x3", "triton-gemm-blocks=128x128x8x8x3",
 		"triton-gemm-blocks=128x128x64x6x3", "triton-gemm-blocks=128x128x64x8x9", "triton-gemm-blocks=128x128x64x8x3x1", "triton-gemm-blocks=axbxcxdxe"} {
 		if _, err := parseGraphVariant(bad); err == nil {
 			t.Errorf("%s: no error", bad)

@@ -44,7 +44,7 @@ func parseTTIR(text string) (*ttInterp, error) {
 			l := strings.TrimSpace(lines[pos])
 			pos++
 			switch {
-			case l == "}" || strings.HasPrefix(l, "})"):
+			case l == "}" || strings.HasPrefix(l, "})") || strings.HasPrefix(l, "} {"): // "} {attrs}" closes an scf.for
 				if strings.HasPrefix(l, "})") {
 					out = append(out, ttStmt{text: l})
 				}
@@ -134,7 +134,7 @@ func (it *ttInterp) exec(stmts []ttStmt, env map[string]*ttValue, pid [3]int) ([
 	}
 	for _, st := range stmts {
 		l := st.text
-		if l == "tt.return" {
+		if l == "tt.return" || l == "scf.yield" {
 			return nil, nil
 		}
 		if strings.HasPrefix(l, "scf.yield ") || strings.HasPrefix(l, "tt.reduce.return ") {
@@ -169,6 +169,12 @@ func (it *ttInterp) exec(stmts []ttStmt, env map[string]*ttValue, pid [3]int) ([
 			}
 			continue
 		}
+		if strings.HasPrefix(l, "scf.for ") { // a loop that carries nothing
+			if _, err := it.loop(st, env, pid); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		m := reDef.FindStringSubmatch(l)
 		if m == nil {
 			return nil, fmt.Errorf("cannot read %q", l)
@@ -197,7 +203,7 @@ func (it *ttInterp) exec(stmts []ttStmt, env map[string]*ttValue, pid [3]int) ([
 }
 
 func (it *ttInterp) loop(st ttStmt, env map[string]*ttValue, pid [3]int) ([]*ttValue, error) {
-	m := regexp.MustCompile(`scf\.for (%\w+) = (%\w+) to (%\w+) step (%\w+) iter_args\((.*)\) -> \((.*)\) : i32 \{$`).FindStringSubmatch(st.text)
+	m := regexp.MustCompile(`scf\.for (%\w+) = (%\w+) to (%\w+) step (%\w+)(?: iter_args\((.*)\) -> \((.*)\))? : i32 \{$`).FindStringSubmatch(st.text)
 	if m == nil {
 		return nil, fmt.Errorf("bad loop %q", st.text)
 	}
@@ -220,9 +226,15 @@ func (it *ttInterp) loop(st ttStmt, env map[string]*ttValue, pid [3]int) ([]*ttV
 	if err != nil {
 		return nil, err
 	}
+	if step <= 0 {
+		return nil, fmt.Errorf("loop step %d", step)
+	}
 	var names []string
 	var cur []*ttValue
 	for _, a := range strings.Split(m[5], ", ") {
+		if a == "" {
+			break // nothing carried
+		}
 		kv := strings.Split(a, " = ")
 		v, ok := env[kv[1]]
 		if !ok {
@@ -231,6 +243,9 @@ func (it *ttInterp) loop(st ttStmt, env map[string]*ttValue, pid [3]int) ([]*ttV
 		names, cur = append(names, kv[0]), append(cur, v)
 	}
 	for i, t := range strings.Split(m[6], ", ") {
+		if t == "" {
+			break
+		}
 		if cur[i].typ != t {
 			return nil, fmt.Errorf("loop carries %s as %s, declared %s", names[i], cur[i].typ, t)
 		}

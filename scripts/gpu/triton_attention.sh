@@ -8,8 +8,8 @@
 #   throughput  bench-model, two callers on full 16,384-slot steps, for each "NAME;ENV=V;flags"
 #               of THROUGHPUT (default: the kernel, cuDNN, the variants, ABBA for the first two);
 #   kernel      TestTritonAttentionXLA (TEST_RUN, default its base shapes) for TEST_VARIANTS
-#               (";"-separated, default the kernel, triton-rope-q and triton-products): it
-#               compiles in XLA and gives cuDNN's vectors;
+#               (";"-separated, default the kernel, triton-rope-q and triton-products, plain
+#               and persistent): it compiles in XLA and gives cuDNN's vectors;
 #   fullparity  full-size vectors of the bf16 defaults against HF fp32 (variants.sh parity);
 #   ladder      TestStepLadderXLA: a text's vector does not depend on the rung that carries it;
 #   parity      TestParityXLA: the tiny fixtures against HF;
@@ -23,7 +23,7 @@ set -uo pipefail
 source scripts/gpu/env.sh
 A=EMBEDBENCH_MODERNBERT_VARIANT
 TEST=$PWD/.devcarry/modernbert.test
-: "${THROUGHPUT:=$'triton;;\ncudnn;'$A$'=cudnn-attention;\nropeq;'$A$'=triton-rope-q;\nproducts;'$A$'=triton-products;\ncudnn2;'$A$'=cudnn-attention;\ntriton2;;'}"
+: "${THROUGHPUT:=$'triton;;\ncudnn;'$A$'=cudnn-attention;\nropeq;'$A$'=triton-rope-q;\nproducts;'$A$'=triton-products;\npersistent;'$A$'=triton-products,triton-gemm-persistent=132;\ncudnn2;'$A$'=cudnn-attention;\ntriton2;;'}"
 : "${RUNGS:=$'triton;;\ncudnn;'$A$'=cudnn-attention;'}"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
 
@@ -32,7 +32,7 @@ throughput() {
 }
 
 kernel() {
-  (cd internal/modernbert && EMBEDBENCH_TRITON_TEST_VARIANTS="${TEST_VARIANTS:-;triton-rope-q;triton-products}" timeout 280 "$TEST" \
+  (cd internal/modernbert && EMBEDBENCH_TRITON_TEST_VARIANTS="${TEST_VARIANTS:-;triton-rope-q;triton-products;triton-products,triton-gemm-persistent=132}" timeout 280 "$TEST" \
     -test.run "${TEST_RUN:-TestTritonAttentionXLA/base}" -test.v -test.timeout 270s) > "$OUT/kernel_test.txt" 2>&1
   echo "kernel test rc=$?"
   grep -E "^\s*(--- |ok|FAIL|PASS)|parity_xla_test|Triton attention unavailable" "$OUT/kernel_test.txt" | cut -c1-600 | head -30

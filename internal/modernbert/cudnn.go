@@ -76,6 +76,28 @@ func cudnnAttentionConfig(dtype dtypes.DType, rows, heads, rowLen int, scale flo
 		scale, element, rows, heads, rowLen, rowLen)
 }
 
+// shapeCount is how many compiled shapes run a kernel, by its name in Info.
+type shapeCount struct {
+	name string
+	n    int
+}
+
+// onShapes names each of kernels that some of steps compiled shapes run, adding "on n of
+// steps shapes" where fewer than all do.
+func onShapes(steps int, kernels ...shapeCount) []string {
+	var parts []string
+	for _, k := range kernels {
+		switch {
+		case k.n == 0:
+		case k.n < steps:
+			parts = append(parts, fmt.Sprintf("%s on %d of %d shapes", k.name, k.n, steps))
+		default:
+			parts = append(parts, k.name)
+		}
+	}
+	return parts
+}
+
 // attentionSummary says how the compiled steps attend (Info.Attention): triton of them through
 // our Triton kernel, fused through cuDNN's, the rest as separate graph ops (XLA's or simplego's).
 func attentionSummary(dtype dtypes.DType, triton, fused, steps int) string {
@@ -85,18 +107,7 @@ func attentionSummary(dtype dtypes.DType, triton, fused, steps int) string {
 	if triton == 0 && fused == 0 {
 		return "unfused"
 	}
-	var parts []string
-	add := func(name string, n int) {
-		if n == 0 {
-			return
-		}
-		if n < steps {
-			name += fmt.Sprintf(" on %d of %d shapes", n, steps)
-		}
-		parts = append(parts, name)
-	}
-	add("triton "+dtype.String(), triton)
-	add("cudnn-fused "+fusedAttentionDType(dtype).String(), fused)
+	parts := onShapes(steps, shapeCount{"triton " + dtype.String(), triton}, shapeCount{"cudnn-fused " + fusedAttentionDType(dtype).String(), fused})
 	if triton+fused < steps {
 		parts = append(parts, "unfused on the rest")
 	}

@@ -286,18 +286,7 @@ func productsSummary(qkv, geglu, steps int) string {
 	case qkv == steps && geglu == steps:
 		return "triton"
 	}
-	var parts []string
-	add := func(name string, n int) {
-		if n == 0 {
-			return
-		}
-		if n < steps {
-			name += fmt.Sprintf(" on %d of %d shapes", n, steps)
-		}
-		parts = append(parts, name)
-	}
-	add("triton Wqkv", qkv)
-	add("triton Wi", geglu)
+	parts := onShapes(steps, shapeCount{"triton Wqkv", qkv}, shapeCount{"triton Wi", geglu})
 	if len(parts) == 0 {
 		return "unfused"
 	}

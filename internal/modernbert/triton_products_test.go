@@ -94,8 +94,8 @@ func TestTritonGeGLUKernelComputesGeGLU(t *testing.T) {
 			}
 			p := pairedProduct{kind: pairGeGLU, m: c.m, k: c.k, pairs: c.pair, scaled: c.scaled,
 				in: dtypes.Float16, out: dtypes.BFloat16, blocks: blocks, programs: c.programs}
-			if persistent := strings.Contains(p.ttir(), "} {tt.flatten}"); persistent != (c.programs > 0) {
-				t.Errorf("the tile loop flattened: %v, want %v", persistent, c.programs > 0)
+			if loops := strings.Count(p.ttir(), "scf.for "); loops != 1+min(c.programs, 1) {
+				t.Errorf("%d loops, want the depth loop and, when persistent, the tile loop", loops)
 			}
 			rng := rand.New(rand.NewPCG(2, uint64(c.m)))
 			a, w := normals(rng, c.m*c.k), normals(rng, 2*c.pair*c.k)

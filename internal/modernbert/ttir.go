@@ -213,21 +213,15 @@ func (b *ttBuilder) reduce(v ttVal, axis int, combine string) ttVal {
 	return ttVal{r, t}
 }
 
-// forEach emits an scf.for over i32 iv from lo to hi by step that carries nothing, with the
-// loop attributes attrs ("" for none; "tt.flatten" asks Triton to fuse the loop with the one
-// inside it, so that its pipeliner overlaps one iteration's tail with the next one's loads).
-func (b *ttBuilder) forEach(lo, hi, step ttVal, attrs string, body func(iv ttVal)) {
+// forEach emits an scf.for over i32 iv from lo to hi by step that carries nothing.
+func (b *ttBuilder) forEach(lo, hi, step ttVal, body func(iv ttVal)) {
 	iv := ttVal{b.fresh(), ttType{elem: "i32"}}
 	b.line("scf.for %s = %s to %s step %s : i32 {", iv, lo, hi, step)
 	b.depth++
 	body(iv)
 	b.line("scf.yield")
 	b.depth--
-	if attrs == "" {
-		b.line("}")
-	} else {
-		b.line("} {%s}", attrs)
-	}
+	b.line("}")
 }
 
 // loop emits an scf.for over i32 iv from lo to hi by step carrying init; body returns the

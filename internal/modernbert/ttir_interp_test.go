@@ -44,7 +44,7 @@ func parseTTIR(text string) (*ttInterp, error) {
 			l := strings.TrimSpace(lines[pos])
 			pos++
 			switch {
-			case l == "}" || strings.HasPrefix(l, "})") || strings.HasPrefix(l, "} {"): // "} {attrs}" closes an scf.for
+			case l == "}" || strings.HasPrefix(l, "})"):
 				if strings.HasPrefix(l, "})") {
 					out = append(out, ttStmt{text: l})
 				}

@@ -15,6 +15,8 @@
 #   parity      TestParityXLA: the tiny fixtures against HF;
 #   rungs       a step's own time rung by rung, for each entry of RUNGS (variants.sh rungs);
 #   profile     profile_go.sh for PROFILE_VARIANTS: the step kernel by kernel;
+#   ttdump      Triton's passes over the kernels of each of TTDUMP_VARIANTS (triton_dump.py): wgmma or
+#               mma.sync, cp.async or TMA, loops flattened, pipelined, warp-specialised;
 #   e2e         our server with the defaults: one text from 1 and 256 clients, 32 passages at
 #               saturation, then bench-model on full steps in the same lease (issue 16's end
 #               to end against model only).
@@ -23,7 +25,7 @@ set -uo pipefail
 source scripts/gpu/env.sh
 A=EMBEDBENCH_MODERNBERT_VARIANT
 TEST=$PWD/.devcarry/modernbert.test
-: "${THROUGHPUT:=$'triton;;\ncudnn;'$A$'=cudnn-attention;\nropeq;'$A$'=triton-rope-q;\nproducts;'$A$'=triton-products;\npersistent;'$A$'=triton-products,triton-gemm-persistent=132;\ncudnn2;'$A$'=cudnn-attention;\ntriton2;;'}"
+: "${THROUGHPUT:=$'triton;;\ncudnn;'$A$'=cudnn-attention;\nropeq;'$A$'=triton-rope-q;\nproducts;'$A$'=triton-products;\ngegluP;'$A$'=triton-geglu,triton-gemm-persistent=132;\ncudnn2;'$A$'=cudnn-attention;\ntriton2;;'}"
 : "${RUNGS:=$'triton;;\ncudnn;'$A$'=cudnn-attention;'}"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/machine.txt"
 
@@ -32,7 +34,7 @@ throughput() {
 }
 
 kernel() {
-  (cd internal/modernbert && EMBEDBENCH_TRITON_TEST_VARIANTS="${TEST_VARIANTS:-;triton-rope-q;triton-products;triton-products,triton-gemm-persistent=132}" timeout 280 "$TEST" \
+  (cd internal/modernbert && EMBEDBENCH_TRITON_TEST_VARIANTS="${TEST_VARIANTS:-;triton-rope-q;triton-products;triton-geglu,triton-gemm-persistent=132}" timeout 280 "$TEST" \
     -test.run "${TEST_RUN:-TestTritonAttentionXLA/base}" -test.v -test.timeout 270s) > "$OUT/kernel_test.txt" 2>&1
   echo "kernel test rc=$?"
   grep -E "^\s*(--- |ok|FAIL|PASS)|parity_xla_test|Triton attention unavailable" "$OUT/kernel_test.txt" | cut -c1-600 | head -30
@@ -57,6 +59,20 @@ profile() {
   VARIANTS="${PROFILE_VARIANTS:-default}" timeout 300 bash scripts/gpu/profile_go.sh 2>&1 | grep -vE "^(WARNING|I0000|E0000)" | tail -60
 }
 
+ttdump() { # Triton's own passes over the kernels of each TTDUMP_VARIANTS entry (";"-separated) on one full step
+  local i=0 v d
+  IFS=';' read -ra vs <<< "${TTDUMP_VARIANTS-triton-products;triton-products,triton-gemm-persistent=132}"
+  for v in "${vs[@]}"; do
+    i=$((i + 1)); d=$W/ttdump_$i; rm -rf "$d"; mkdir -p "$d"
+    EMBEDBENCH_MODERNBERT_VARIANT="$v" \
+      XLA_FLAGS="--xla_dump_to=$d --xla_dump_emitter_re=triton" \
+      timeout 150 "$BIN" bench-model --model "$MB" --device cuda --data "$TSV" --dtype bfloat16 --max-length 256 \
+      --step-slots 16384 --seconds 1 > "$d/bench.json" 2> "$d/bench.log"
+    echo "ttdump $i ($v): bench-model rc=$?, $(du -sh "$d" | cut -f1)"
+    python3 scripts/gpu/triton_dump.py "$d" "$OUT/ttdump_$i" 2>&1 | cut -c1-1200 | tee "$OUT/ttdump_$i.txt"
+  done
+}
+
 e2e() {
   "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
   "$BIN" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous --dtype bfloat16 \
@@ -76,7 +92,7 @@ e2e() {
   (cd "$W" && tar -czf "$OUT/e2e.tgz" e2e server_e2e.log 2>/dev/null)
 }
 
-for phase in ${PHASES:-throughput kernel fullparity ladder parity rungs profile e2e}; do
+for phase in ${PHASES:-throughput kernel fullparity ladder parity rungs profile ttdump e2e}; do
   echo "# $phase at ${SECONDS}s"
   $phase
 done

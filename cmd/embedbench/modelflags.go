@@ -194,7 +194,7 @@ func (f *modelFlags) loadST(ctx context.Context, layouts ...modernbert.Layout) (
 	}
 	info := m.Info()
 	slog.Info("model ready", "backend", info.Backend, "device", info.Device, "dtype", info.DType, "pooling", info.Pooling,
-		"normalize", info.Normalize, "weights", info.Weights, "config", info.Config, "attention", info.Attention, "products", info.Products, "residual", info.Residual, "downloads", info.Downloads, "shapes", strings.Join(info.Shapes, " "), "compile", info.CompileTime)
+		"normalize", info.Normalize, "weights", info.Weights, "config", info.Config, "attention", info.Attention, "products", info.Products, "product_programs", info.ProductPrograms, "residual", info.Residual, "downloads", info.Downloads, "shapes", strings.Join(info.Shapes, " "), "compile", info.CompileTime)
 	return m, tok, stm, nil
 }
 

@@ -146,6 +146,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if pd, ok := backend.(partialDownloader); ok && !variant.fullDownload {
 		m.partial = pd
 	}
+	m.variant.resolvePrograms(smCount(backend, m.device))
 	ok := false
 	defer func() {
 		if !ok {
@@ -205,6 +206,9 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	slices.Sort(m.info.StepSlots)
 	m.info.Attention = attentionSummary(opts.DType.gomlx(), triton, fused, len(m.info.Shapes))
 	m.info.Products = productsSummary(qkv, geglu, len(m.info.Shapes))
+	if qkv+geglu > 0 {
+		m.info.ProductPrograms = m.variant.gemmPrograms
+	}
 	if m.cpu == nil {
 		m.info.Downloads = m.downloadsSummary()
 		m.info.Residual = residualSummary(m.variant)

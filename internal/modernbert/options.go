@@ -285,6 +285,9 @@ type Info struct {
 	// epilogues: triton-products), or which ran where, as "triton Wi; the rest unfused"; empty
 	// on the native CPU pass.
 	Products string `json:"products,omitempty"`
+	// ProductPrograms is how many programs our product kernels run persistent over
+	// (triton-gemm-persistent; a bare one takes the card's SM count); 0 for a program per tile.
+	ProductPrograms int `json:"product_programs,omitempty"`
 	// Attention says how the compiled steps attend: "triton BFloat16" (our Triton kernel,
 	// bf16's default on the GPU), "cudnn-fused BFloat16" or "cudnn-fused Float16" (a float32
 	// model's attention on the GPU), "unfused" (graph ops), or a mix; empty on the native CPU
@@ -330,8 +333,8 @@ type Info struct {
 // passes on the H200, run 58; "triton-qkv" and "triton-geglu" for one of the two),
 // "triton-gemm-blocks=MxNxKxWxS" (those kernels' row, column-pair and depth tiles, warps and
 // stages; default 128x128x64x8x3), "triton-gemm-persistent=N" (those kernels persistent over N
-// programs, the card's SM count; with triton-geglu alone 0.7-1.1% faster on the H200, runs 66
-// and 67)
+// programs; with triton-geglu alone 0.7-1.1% faster on the H200 at its SM count, runs 66 and
+// 67), "triton-gemm-persistent" (over the card's SM count, as its PJRT plugin reports it)
 // and
 // "skip-attention" / "skip-mlp" (leave those blocks out: wrong vectors, for timing a step's
 // parts only) and "cpu-graph" (on CPU, the simplego graph rather than the native forward
@@ -353,7 +356,7 @@ type graphVariant struct {
 	tritonBlocks           tritonBlocks // zero: defaultTritonBlocks (see blocks)
 	tritonQKV, tritonGeGLU bool         // Wqkv with RoPE (Wi with GeGLU) through our Triton product kernel
 	gemmBlocks             gemmBlocks   // zero: defaultGEMMBlocks (see gemmBlocksOf)
-	gemmPrograms           int          // the product kernels persistent, over this many programs (0: a program per tile)
+	gemmPrograms           int          // the product kernels persistent, over this many programs (0: a program per tile; gemmProgramsPerSM until New resolves it)
 	skipAttention, skipMLP bool         // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool         // on CPU, run the simplego graph even where the native forward pass could
 	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
@@ -383,6 +386,10 @@ func parseGraphVariant(s string) (graphVariant, error) {
 				return v, fmt.Errorf("%s: triton-gemm-blocks=%q: want MxNxKxWARPSxSTAGES: tiles of powers of two from 16 to 256, warps a power of two up to 16, 1 to 8 stages", EnvVariant, spec)
 			}
 			v.gemmBlocks = b
+			continue
+		}
+		if strings.TrimSpace(f) == "triton-gemm-persistent" {
+			v.gemmPrograms = gemmProgramsPerSM
 			continue
 		}
 		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-gemm-persistent="); ok {
@@ -448,7 +455,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 		case "centered":
 			v.centered = true
 		default:
-			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-rope-q, triton-blocks=MxNxWxS, triton-products, triton-qkv, triton-geglu, triton-gemm-blocks=MxNxKxWxS, triton-gemm-persistent=N, skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
+			return v, fmt.Errorf("%s: unknown variant %q (want scores-f32, ln-twopass, xla-attention, wo-f32, attention-whole, fused-attention, cudnn-attention, triton-rope, triton-rope-q, triton-blocks=MxNxWxS, triton-products, triton-qkv, triton-geglu, triton-gemm-blocks=MxNxKxWxS, triton-gemm-persistent[=N], skip-attention, skip-mlp, cpu-graph, residual-bf16, residual-f16, residual-f32, full-download, ln-fold, fold-f16, centered)", EnvVariant, f)
 		}
 	}
 	// Variants that would each quietly undo the other.

@@ -148,7 +148,7 @@ func TestTritonAttentionXLA(t *testing.T) {
 			}
 			for _, variant := range variants {
 				got, info := embed(variant)
-				t.Logf("default: %s; %s: %s, products %s", how.Attention, variant, info.Attention, info.Products)
+				t.Logf("default: %s; %s: %s, products %s (%d programs)", how.Attention, variant, info.Attention, info.Products, info.ProductPrograms)
 				if info.Attention != "triton BFloat16" {
 					t.Fatalf("%s attends %q, want our Triton kernel on every shape", variant, info.Attention)
 				}
@@ -156,6 +156,10 @@ func TestTritonAttentionXLA(t *testing.T) {
 				fits := tritonProductOK(pairRoPE, c.cfg, folded, dtypes.BFloat16, 64) && tritonProductOK(pairGeGLU, c.cfg, folded, dtypes.BFloat16, 64)
 				if strings.HasPrefix(variant, "triton-products") && fits && info.Products != "triton" {
 					t.Fatalf("products %q, want our kernels on every shape", info.Products)
+				}
+				// A bare triton-gemm-persistent reads the SM count from the plugin.
+				if strings.Contains(variant, "triton-gemm-persistent") && info.Products != "unfused" && info.ProductPrograms <= 0 {
+					t.Fatalf("%s: product kernels over %d programs, want persistent", variant, info.ProductPrograms)
 				}
 				worst, minCos := 0.0, 1.0
 				for i := range want {

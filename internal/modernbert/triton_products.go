@@ -2,9 +2,11 @@ package modernbert
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -20,13 +22,15 @@ import (
 // H200 these kernels take 134 µs (GeGLU) and 156 µs (RoPE) a layer where cuBLAS's product and
 // XLA's pass take 120 and 121 (run 58), since a tile's 12 steps of depth 64 leave its pipeline's
 // fill and its epilogue exposed, which cuBLAS's persistent kernels overlap. Full steps run 4%
-// slower with both. "triton-gemm-persistent=N" makes them persistent over N programs (the
-// card's SM count): GeGLU's kernel alone, so, runs full steps 0.7-1.1% faster than cuBLAS's
-// product and XLA's pass (runs 66 and 67), the only form of these kernels that gains. It is
-// not the default since N has to be the SM count of the card, which PJRT does not tell us
-// here: on a card with fewer SMs the programs past them would run as a second, mostly empty
-// wave. The tile loop is not marked tt.flatten: this XLA's Triton fuses it with the depth
-// loop but then does not pipeline the fused loop (no cp.async at all), 2.7x slower (run 63).
+// slower with both. "triton-gemm-persistent=N" makes them persistent over N programs: GeGLU's
+// kernel alone, so, runs full steps 0.7-1.1% faster than cuBLAS's product and XLA's pass on
+// the H200 with N its SM count, 132, or twice that (runs 66 and 67), the only form of these
+// kernels that gains. It is not the default: N should be a multiple of the card's SM count (by
+// arithmetic, other counts leave a last wave of programs mostly empty), and a bare
+// "triton-gemm-persistent", which reads the count from the card (resolvePrograms), is not yet
+// measured. The tile loop is not marked tt.flatten: this XLA's Triton fuses a flattened loop
+// with the depth loop but then does not pipeline it (no async copies at all; full steps 2.7x
+// slower, runs 61 and 63).
 //
 // Both are "paired" products: each output value combines two columns of the product, x = a·w₁ᵀ
 // and y = a·w₂ᵀ (GeGLU's input and gate, RoPE's two halves of a head), so a program computes a
@@ -221,6 +225,49 @@ func (p pairedProduct) tile(b *ttBuilder, ptr map[string]ttVal, tileN, tileM ttV
 		sin := b.sel(isV, zero, b.gather(ptr["%sin"], tab))
 		store(first, width, b.op("arith.subf", b.op("arith.mulf", x, cos), b.op("arith.mulf", y, sin)))
 		store(second, width, b.op("arith.addf", b.op("arith.mulf", y, cos), b.op("arith.mulf", x, sin)))
+	}
+}
+
+// gemmProgramsPerSM is graphVariant.gemmPrograms for a bare "triton-gemm-persistent": as many
+// programs as the card has SMs, which New reads from the backend (resolvePrograms).
+const gemmProgramsPerSM = -1
+
+// deviceAttributes is what the XLA backend adds to backends.Backend about a device
+// (third_party/gomlx/backends/xla/device_attributes.go).
+type deviceAttributes interface {
+	DeviceAttributes(device backends.DeviceNum) (map[string]any, error)
+}
+
+// smCount is the device's SM count as its PJRT plugin reports it (XLA's CUDA plugin:
+// "core_count"), or 0 where the backend does not say.
+func smCount(backend backends.Backend, device backends.DeviceNum) int {
+	da, ok := backend.(deviceAttributes)
+	if !ok {
+		return 0
+	}
+	attrs, err := da.DeviceAttributes(device)
+	if err != nil {
+		return 0
+	}
+	switch n := attrs["core_count"].(type) {
+	case int64:
+		return int(max(n, 0))
+	case int:
+		return max(n, 0)
+	}
+	return 0
+}
+
+// resolvePrograms gives a bare triton-gemm-persistent the card's SM count, sms. Without one
+// (0: the backend does not say) the product kernels run a program per tile: a guessed count
+// above the card's would run the programs past it as a second, mostly empty wave.
+func (v *graphVariant) resolvePrograms(sms int) {
+	if v.gemmPrograms != gemmProgramsPerSM {
+		return
+	}
+	v.gemmPrograms = sms
+	if sms == 0 && (v.tritonQKV || v.tritonGeGLU) {
+		slog.Warn("triton-gemm-persistent: the device does not report its SM count; the product kernels run a program per tile")
 	}
 }
 

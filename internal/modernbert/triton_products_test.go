@@ -2,12 +2,14 @@ package modernbert
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 )
 
@@ -282,6 +284,9 @@ func TestTritonProductVariants(t *testing.T) {
 	if err != nil || !v.tritonQKV || !v.tritonGeGLU || v.gemmBlocksOf() != (gemmBlocks{64, 32, 128, 4, 2}) || v.gemmPrograms != 132 {
 		t.Errorf("parse: %+v, %v", v, err)
 	}
+	if v, err := parseGraphVariant("triton-geglu, triton-gemm-persistent"); err != nil || v.gemmPrograms != gemmProgramsPerSM {
+		t.Errorf("a bare triton-gemm-persistent: programs %d, %v; want the SM count's marker", v.gemmPrograms, err)
+	}
 	if v, err := parseGraphVariant("triton-geglu,cudnn-attention"); err != nil || !v.tritonGeGLU || v.tritonQKV {
 		t.Errorf("triton-geglu with cuDNN's attention: %+v, %v", v, err)
 	}
@@ -334,6 +339,9 @@ func TestTritonProductsFallBackWhereUnavailable(t *testing.T) {
 			[]string{"Triton product kernels unavailable", "Triton attention unavailable", "cuDNN fused attention unavailable"}},
 		// GeGLU's kernel is tried without any attention kernel: nothing reads its output but Wo.
 		{"fused-attention,xla-attention,triton-geglu,ln-fold,centered", []string{"Triton product kernels unavailable"}},
+		// simplego does not report an SM count: a bare triton-gemm-persistent says so first.
+		{"fused-attention,xla-attention,triton-geglu,triton-gemm-persistent,ln-fold,centered",
+			[]string{"does not report its SM count", "Triton product kernels unavailable"}},
 	} {
 		var warnings []string
 		slog.SetDefault(slog.New(warningRecorder{&warnings}))
@@ -355,6 +363,47 @@ func TestTritonProductsFallBackWhereUnavailable(t *testing.T) {
 				t.Errorf("%s, text %d: %g from the graph's products' vector", c.variant, i, d)
 			}
 		}
+	}
+}
+
+// attributesBackend is a backend whose device reports attrs (or err), as XLA's CUDA plugin does.
+type attributesBackend struct {
+	backends.Backend
+	attrs map[string]any
+	err   error
+}
+
+func (b attributesBackend) DeviceAttributes(backends.DeviceNum) (map[string]any, error) {
+	return b.attrs, b.err
+}
+
+// A bare triton-gemm-persistent runs as many programs as the card has SMs, read from its PJRT
+// plugin's "core_count"; where the backend does not say, a program per tile.
+func TestPersistentProgramsFollowTheSMCount(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		backend backends.Backend
+		want    int
+	}{
+		{"H200", attributesBackend{attrs: map[string]any{"core_count": int64(132), "compute_capability": "9.0"}}, 132},
+		{"no count", attributesBackend{attrs: map[string]any{"compute_capability": "9.0"}}, 0},
+		{"a count of another type", attributesBackend{attrs: map[string]any{"core_count": "132"}}, 0},
+		{"a negative count", attributesBackend{attrs: map[string]any{"core_count": int64(-1)}}, 0},
+		{"an error", attributesBackend{err: errors.New("no description")}, 0},
+		{"a backend without attributes", struct{ backends.Backend }{}, 0},
+	} {
+		if got := smCount(c.backend, 0); got != c.want {
+			t.Errorf("%s: smCount %d, want %d", c.name, got, c.want)
+		}
+		v := graphVariant{tritonGeGLU: true, gemmPrograms: gemmProgramsPerSM}
+		v.resolvePrograms(smCount(c.backend, 0))
+		if v.gemmPrograms != c.want {
+			t.Errorf("%s: %d programs, want %d", c.name, v.gemmPrograms, c.want)
+		}
+	}
+	v := graphVariant{tritonGeGLU: true, gemmPrograms: 64}
+	if v.resolvePrograms(132); v.gemmPrograms != 64 {
+		t.Errorf("triton-gemm-persistent=64 became %d programs", v.gemmPrograms)
 	}
 }
 

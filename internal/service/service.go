@@ -120,7 +120,7 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 		runners[i] = engine.ModelRunner(m, layout)
 		info := m.Info()
 		log.Info("replica ready", "engine", spec.Engine, "replica", i, "backend", info.Backend, "device", info.Device,
-			"dtype", info.DType, "attention", info.Attention, "products", info.Products, "residual", info.Residual, "downloads", info.Downloads, "shapes", strings.Join(info.Shapes, " "), "took", time.Since(t0).Round(time.Millisecond))
+			"dtype", info.DType, "attention", info.Attention, "products", info.Products, "product_programs", info.ProductPrograms, "residual", info.Residual, "downloads", info.Downloads, "shapes", strings.Join(info.Shapes, " "), "took", time.Since(t0).Round(time.Millisecond))
 	}
 
 	m := s.models[0]

@@ -60,8 +60,8 @@ profile() {
 }
 
 ttdump() { # Triton's own passes over the kernels of each TTDUMP_VARIANTS entry (";"-separated) on one full step
-  local i=0 v d
-  IFS=';' read -ra vs <<< "${TTDUMP_VARIANTS-triton-products;triton-products,triton-gemm-persistent=132}"
+  local i=0 v d vs
+  IFS=';' read -ra vs <<< "${TTDUMP_VARIANTS-triton-geglu;triton-geglu,triton-gemm-persistent=132}"
   for v in "${vs[@]}"; do
     i=$((i + 1)); d=$W/ttdump_$i; rm -rf "$d"; mkdir -p "$d"
     EMBEDBENCH_MODERNBERT_VARIANT="$v" \
@@ -69,7 +69,7 @@ ttdump() { # Triton's own passes over the kernels of each TTDUMP_VARIANTS entry 
       timeout 150 "$BIN" bench-model --model "$MB" --device cuda --data "$TSV" --dtype bfloat16 --max-length 256 \
       --step-slots 16384 --seconds 1 > "$d/bench.json" 2> "$d/bench.log"
     echo "ttdump $i ($v): bench-model rc=$?, $(du -sh "$d" | cut -f1)"
-    python3 scripts/gpu/triton_dump.py "$d" "$OUT/ttdump_$i" 2>&1 | cut -c1-1200 | tee "$OUT/ttdump_$i.txt"
+    python3 scripts/gpu/triton_dump.py "$d" "$OUT/ttdump_$i" 2>&1 | cut -c1-1200 | tee "$OUT/ttdump_$i.txt" || echo "triton_dump.py failed"
   done
 }
 

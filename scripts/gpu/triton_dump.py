@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Summarise XLA's dump of our Triton kernels (issue 16): for each kernel of the full step
-(modernbert_64x256), which passes ran, whether its dots became Hopper's wgmma
-(ttng.warp_group_dot) or stayed mma.sync, whether loads went through cp.async or TMA, whether
-the loops were flattened, pipelined or warp-specialised. The kernels' last TritonGPU IR (before
-lowering to LLVM) and the summary go into OUT_DIR/ttgir.tgz.
+(modernbert_64x256), whether its dots became Hopper's wgmma (ttng.warp_group_dot) or stayed
+mma.sync, whether its loads went through async copies (cp.async) or TMA, and how many loops it
+kept. Each kernel's last TritonGPU IR that still has its loops (the IR before SCF's lowering to
+branches), the pass list and the summary go into OUT_DIR/ttgir.tgz, one file, since the device
+tool brings back few.
 
 usage: triton_dump.py DUMP_DIR OUT_DIR  (DUMP_DIR: --xla_dump_to with --xla_dump_emitter_re=triton;
 XLA writes MODULE.KERNEL.ttir.txt, the kernel as handed to Triton, and
 MODULE.KERNEL.triton-to-llvm.txt, the IR before each pass down to LLVM; no PTX)
 """
 import glob
+import io
+import itertools
 import json
 import os
 import re
@@ -18,29 +21,32 @@ import tarfile
 
 HEADER = re.compile(r"^// -----// IR Dump (Before|After) (\S+)")
 MARKS = ["ttng.warp_group_dot", "ttng.warp_group_dot_wait", "ttg.async_copy_global_to_local", "ttg.async_wait",
-         "ttng.async_tma_copy", "tt.descriptor_load", "ttg.warp_specialize", "tt.warp_specialize", "tt.flatten",
-         "ttng.init_barrier", "ttg.local_alloc", "tt.dot ", "ttg.mma", "#ttg.nvidia_mma", "versionMajor = 3",
-         "versionMajor = 2", "scf.for ", "scf.if ", "loop.stage", "tt.num_stages", "wgmma", "mma.sync"]
+         "ttng.async_tma_copy", "tt.descriptor_load", "ttg.warp_specialize", "ttng.init_barrier", "ttg.local_alloc",
+         "versionMajor = 3", "versionMajor = 2", '"scf.for"', '"scf.if"', "loop.stage", "tt.num_stages"]
 
 
-def summarise(path, keep):
-    # The log is a run of sections, each "IR Dump Before X" or "After X" and the module then.
-    # The last TritonGPU IR is the last section before the IR was lowered to LLVM's dialect:
-    # "Before ConvertTritonGPUToLLVM" is still TritonGPU, "After" it is not. XLA's build prints
-    # only the "Before" sections.
-    passes, last_ttgir, current, lowered, section = [], [], [], False, None
+def lowers_loops(name):
+    """Whether the pass takes the IR out of what this summary reads: SCF's loops to branches,
+    or anything to LLVM's dialect."""
+    n = name.lower()
+    return "scftocontrolflow" in n or "llvm" in n
+
+
+def summarise(path):
+    # The log is a run of sections, "IR Dump Before X" or "After X", each with the module then
+    # (XLA's build prints only "Before"). Kept: the last section before the IR lost its loops.
+    passes, kept, current, section, done = [], [], [], None, False
     def close():
-        nonlocal last_ttgir, lowered
-        if section is None:
+        nonlocal kept, done
+        if section is None or done:
             return
         kind, name = section
-        lowering = "llvm" in name.lower()
-        if kind == "After" and lowering:
-            lowered = True
-        if not lowered:
-            last_ttgir = current
-        if kind == "Before" and lowering:
-            lowered = True
+        if kind == "After" and lowers_loops(name):
+            done = True
+            return
+        kept = current
+        if kind == "Before" and lowers_loops(name):
+            done = True
     with open(path, errors="replace") as f:
         for line in f:
             m = HEADER.match(line)
@@ -51,47 +57,48 @@ def summarise(path, keep):
                 continue
             current.append(line)
     close()
-    final, ttgir = "".join(current), "".join(last_ttgir)
-    name = os.path.basename(path).rsplit(".triton-to-llvm.txt", 1)[0]
-    keep[name + ".ttgir.mlir"] = ttgir
+    ttgir = "".join(kept)
+    with open(path, errors="replace") as f:
+        head = "" if passes else "".join(itertools.islice(f, 40))[:3000]
     return {
-        "kernel": name,
+        "kernel": os.path.basename(path).rsplit(".triton-to-llvm.txt", 1)[0],
         "mb": round(os.path.getsize(path) / 1e6, 1),
         "passes": len(passes),
-        "fuse_nested": [p for p in passes if "fuse" in p.lower() or "flatten" in p.lower()],
-        "pipeline": [p for p in passes if "pipelin" in p.lower() or "warp" in p.lower() or "schedul" in p.lower()],
         "ttgir": {k: ttgir.count(k) for k in MARKS if ttgir.count(k)},
-        "final": {k: final.count(k) for k in MARKS if final.count(k)},
-        "shared": re.findall(r'"ttg.shared" = (\d+)', ttgir)[:1],
-        "head": "" if passes else "".join(open(path, errors="replace").readlines()[:40])[:3000],
-    }, passes
+        "shared_bytes": re.findall(r"ttg\.shared = (\d+)", ttgir)[:1],
+        "head": head,
+    }, passes, ttgir
+
+
+def add_text(tar, name, text):
+    data = text.encode()
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
 
 
 def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
     dump, out = sys.argv[1], sys.argv[2]
+    if not os.path.isdir(dump):
+        sys.exit(f"{dump}: no such dump")
     os.makedirs(out, exist_ok=True)
     files = sorted(glob.glob(os.path.join(dump, "*embedbench_*.triton-to-llvm.txt")))
-    full = [f for f in files if "64x256" in os.path.basename(f)]
-    files = full or files
+    files = [f for f in files if "64x256" in os.path.basename(f)] or files
     print(f"kernel logs: {len(files)}")
-    keep, rows, all_passes = {}, [], []
-    for path in files:
-        row, passes = summarise(path, keep)
-        rows.append(row)
-        all_passes = all_passes or passes
-        print(json.dumps(row)[:1500])
-    print("passes:", " ".join(all_passes)[:3000])
-    with open(os.path.join(dump, "summary.json"), "w") as f:
-        json.dump({"kernels": rows, "passes": all_passes}, f, indent=1)
-    with tarfile.open(os.path.join(out, "ttgir.tgz"), "w:gz") as tar:  # one file: the device tool brings back few
-        tar.add(os.path.join(dump, "summary.json"), arcname="summary.json")
+    rows, all_passes = [], []
+    with tarfile.open(os.path.join(out, "ttgir.tgz"), "w:gz") as tar:
+        for path in files:
+            row, passes, ttgir = summarise(path)
+            rows.append(row)
+            all_passes = all_passes or passes
+            print(json.dumps(row)[:1500])
+            add_text(tar, row["kernel"] + ".ttgir.mlir", ttgir)
         for path in sorted(glob.glob(os.path.join(dump, "*embedbench_*.ttir.txt")))[:12]:
             tar.add(path, arcname=os.path.basename(path))
-        for name, text in keep.items():
-            p = os.path.join(dump, name)
-            with open(p, "w") as f:
-                f.write(text)
-            tar.add(p, arcname=name)
+        add_text(tar, "summary.json", json.dumps({"kernels": rows, "passes": all_passes}, indent=1))
+    print("passes:", " ".join(all_passes)[:3000])
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ def latency_section(run):
     res = {}
     for f in glob.glob(os.path.join(run, "stress", "*", "*.json")):
         res[os.path.basename(os.path.dirname(f))] = json.load(open(f))
+    if not res:
+        # Runs before session 19 lost theirs: .gitignore kept stress_test_results_*.json out.
+        raise SystemExit(f"{run}: no stress results (stress/*/*.json) to draw the latency section from")
     series = {}
     for label, r in res.items():
         sv = r.get("server") or {}

@@ -18,16 +18,19 @@ common=(--model "$MB" --device cuda --data "$TSV" --dtype bfloat16 --max-length 
 keep=()
 for v in ${VARIANTS:-default}; do
   [ "$v" = default ] && vv= || vv=$v
-  EMBEDBENCH_MODERNBERT_VARIANT="$vv" XLA_FLAGS="--xla_dump_to=$D/hlo_$v --xla_dump_hlo_as_text --xla_dump_hlo_as_proto" \
-    timeout 90 "$BIN" bench-model "${common[@]}" --seconds 3 > "$D/bench_$v.json" 2> "$D/bench_$v.log"
+  # File names take the variant with its commas and equals signs as dashes: the device tool
+  # brings back no file whose name has them.
+  f=${vv//[,=]/-}; f=${f:-default}
+  EMBEDBENCH_MODERNBERT_VARIANT="$vv" XLA_FLAGS="--xla_dump_to=$D/hlo_$f --xla_dump_hlo_as_text --xla_dump_hlo_as_proto" \
+    timeout 90 "$BIN" bench-model "${common[@]}" --seconds 3 > "$D/bench_$f.json" 2> "$D/bench_$f.log"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('bench-model', sys.argv[2], round(d['tokens_per_second']), 'tokens/s', round(d['mean_step_ms'],3), 'ms a step')" \
-    "$D/bench_$v.json" "$v" 2>&1 | tee "$OUT/bench_$v.txt"
+    "$D/bench_$f.json" "$v" 2>&1 | tee "$OUT/bench_$f.txt"
   for rows in $ROWS; do
-    hlo=$(grep -l "s32\[3,$rows,256\]" "$D/hlo_$v"/*before_optimizations.txt | head -1)
-    echo "replaying $hlo" | tee -a "$OUT/replay_${v}_$rows.txt"
+    hlo=$(grep -l "s32\[3,$rows,256\]" "$D/hlo_$f"/*before_optimizations.txt | head -1)
+    echo "replaying $hlo" | tee -a "$OUT/replay_${f}_$rows.txt"
     keep+=("${hlo#$D/}")
     (cd scripts/gpu && timeout 180 python3 replay_hlo.py --hlo "$hlo" --tokenizer "$TOK/tokenizer.json" --tsv "$TSV" \
-      --out "$D/replay_${v}_$rows") 2>&1 | grep -v -E "^(WARNING|I0000|E0000)" | tail -40 | tee -a "$OUT/replay_${v}_$rows.txt"
+      --out "$D/replay_${f}_$rows") 2>&1 | grep -v -E "^(WARNING|I0000|E0000)" | tail -40 | tee -a "$OUT/replay_${f}_$rows.txt"
   done
 done
 (cd "$D" && tar -czf "$OUT/profile.tgz" --exclude='trace' \

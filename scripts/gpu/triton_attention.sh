@@ -17,6 +17,9 @@
 #   profile     profile_go.sh for PROFILE_VARIANTS: the step kernel by kernel;
 #   ttdump      Triton's passes over the kernels of each of TTDUMP_VARIANTS (triton_dump.py): wgmma or
 #               mma.sync, cp.async or TMA, loops flattened, pipelined, warp-specialised;
+#   tma         triton_tma_geglu.py (not in the default phases): PyTorch's Triton compiles Wi's
+#               GEMM with GeGLU, TMA loads and warp specialisation, checks and times it against
+#               cuBLAS plus the pass, and writes the fastest one's PTX for __gpu$xla.gpu.ptx;
 #   e2e         our server with the defaults: one text from 1 and 256 clients, 32 passages at
 #               saturation, then bench-model on full steps in the same lease (issue 16's end
 #               to end against model only).
@@ -71,6 +74,10 @@ ttdump() { # Triton's own passes over the kernels of each TTDUMP_VARIANTS entry 
     echo "ttdump $i ($v): bench-model rc=$?, $(du -sh "$d" | cut -f1)"
     python3 scripts/gpu/triton_dump.py "$d" "$OUT/ttdump_$i" 2>&1 | cut -c1-1200 | tee "$OUT/ttdump_$i.txt" || echo "triton_dump.py failed"
   done
+}
+
+tma() { # the PTX route's go/no-go: Triton's TMA GeGLU GEMM against cuBLAS plus the pass (triton_tma_geglu.py)
+  timeout 240 python3 scripts/gpu/triton_tma_geglu.py --out "$OUT/tma" 2>&1 | grep -v "^WARNING" | cut -c1-700 | tee "$OUT/tma.txt" | tail -14
 }
 
 e2e() {

@@ -103,14 +103,25 @@ def main():
     flops = 2 * m * k * 2 * pairs
     ms = triton.testing.do_bench(cublas, warmup=50, rep=300)
     ms_gemm = triton.testing.do_bench(lambda: a @ w.T, warmup=50, rep=300)
-    print(json.dumps({"config": "torch: cuBLAS product, then the GeGLU pass", "us": round(ms * 1e3, 1),
-                      "us_product_alone": round(ms_gemm * 1e3, 1), "tflops_product": round(flops / ms_gemm / 1e9)}))
+    # torch runs the pass as several eager kernels; XLA fuses it into one (38 µs a layer on a
+    # full step, run 58), so the bar for our graph is cuBLAS's product alone plus about that.
+    bar_us = ms_gemm * 1e3 + 38
+    print(json.dumps({"config": "torch: cuBLAS product, then the GeGLU pass (eager)", "us": round(ms * 1e3, 1),
+                      "us_product_alone": round(ms_gemm * 1e3, 1), "tflops_product": round(flops / ms_gemm / 1e9),
+                      "bar_us_product_and_xla_pass": round(bar_us, 1)}))
+
+    def compile_cfg(cfg, grid, out):
+        return geglu_tma_kernel.warmup(a, w, scale, out, m, K=k, PAIRS=pairs, BM=cfg["BM"], BN=cfg["BN"], BK=cfg["BK"],
+                                       NUM_PROGRAMS=grid[0], FLATTEN=cfg["flatten"], WARP_SPECIALIZE=cfg["warp_specialize"],
+                                       num_stages=cfg["stages"], num_warps=cfg["warps"], grid=grid)
 
     best = None
+    # Hopper's warp specialisation, as Triton's sources read, takes only kernels of 4 warps and
+    # no if-else in the loop (which flattening makes); "specialised" says whether it happened.
     for bm, bn, bk, stages, warps, flatten, ws in [
-        (128, 128, 64, 3, 8, True, False), (128, 128, 64, 3, 8, True, True), (128, 128, 64, 3, 8, False, False),
-        (128, 128, 64, 4, 8, True, True), (128, 64, 64, 4, 4, True, True), (128, 64, 64, 4, 8, True, False),
-        (64, 128, 64, 4, 4, True, True), (128, 128, 64, 2, 8, True, True),
+        (128, 128, 64, 3, 8, True, False), (128, 128, 64, 3, 8, False, False), (128, 128, 64, 3, 4, False, True),
+        (128, 64, 64, 4, 4, False, True), (128, 64, 64, 4, 8, True, False), (64, 128, 64, 4, 4, False, True),
+        (128, 128, 64, 2, 8, True, False), (128, 128, 64, 3, 8, True, True),
     ]:
         cfg = {"BM": bm, "BN": bn, "BK": bk, "stages": stages, "warps": warps, "flatten": flatten, "warp_specialize": ws}
         out = torch.empty(m, pairs, device=dev, dtype=torch.bfloat16)
@@ -119,17 +130,20 @@ def main():
                                                  NUM_PROGRAMS=grid[0], FLATTEN=flatten, WARP_SPECIALIZE=ws,
                                                  num_stages=stages, num_warps=warps)
         try:
+            compiled = compile_cfg(cfg, grid, out)
             launch()
             torch.cuda.synchronize()
-            diff = (out[:512].double() - want).abs().max().item()
+            err = (out[:512].double() - want).abs()
             us = triton.testing.do_bench(launch, warmup=50, rep=300) * 1e3
         except Exception as e:  # a configuration this Triton cannot build is reported, not fatal
+            # (after an illegal address every later configuration fails too: the first error counts)
             print(json.dumps({"config": cfg, "error": f"{type(e).__name__}: {str(e)[:400]}"}))
             traceback.print_exc(limit=2, file=sys.stderr)
             continue
-        ok = diff < 2e-2 * max(1.0, want.abs().max().item() / 8)
-        row = {"config": cfg, "us": round(us, 1), "tflops": round(flops / us / 1e6), "max_abs_diff": diff, "correct": ok,
-               "vs_cublas_and_pass": round(ms * 1e3 / us, 3)}
+        ok = bool((err <= 1e-2 + 8e-3 * want.abs()).all())  # bf16's rounding, plus fp32 sums in another order
+        row = {"config": cfg, "us": round(us, 1), "tflops": round(flops / us / 1e6), "max_abs_diff": err.max().item(),
+               "correct": ok, "vs_bar": round(bar_us / us, 3), "vs_torch_eager": round(ms * 1e3 / us, 3),
+               "specialised": compiled.metadata.num_warps > warps or "setmaxnreg" in compiled.asm["ptx"]}
         print(json.dumps(row))
         if ok and (best is None or us < best[0]):
             best = (us, cfg, grid, launch)
@@ -138,17 +152,18 @@ def main():
         print(json.dumps({"best": None}))
         return
     us, cfg, grid, _ = best
-    compiled = geglu_tma_kernel.warmup(a, w, scale, torch.empty(m, pairs, device=dev, dtype=torch.bfloat16), m, K=k,
-                                       PAIRS=pairs, BM=cfg["BM"], BN=cfg["BN"], BK=cfg["BK"], NUM_PROGRAMS=grid[0],
-                                       FLATTEN=cfg["flatten"], WARP_SPECIALIZE=cfg["warp_specialize"],
-                                       num_stages=cfg["stages"], num_warps=cfg["warps"], grid=grid)
+    compiled = compile_cfg(cfg, grid, torch.empty(m, pairs, device=dev, dtype=torch.bfloat16))
     meta = compiled.metadata
+    # The PTX entry takes a, w, scale, out, M, then two hidden pointers: Triton's global scratch
+    # (the descriptors; bytes per program below) and its profile scratch (NULL when 0). K,
+    # PAIRS and the program count are compiled in, and M was specialised as a multiple of 16.
     manifest = {"name": compiled.name, "grid": list(grid), "block": [getattr(meta, "num_warps", cfg["warps"]) * 32, 1, 1],
                 "shared_mem_bytes": getattr(meta, "shared", None),
                 "global_scratch_bytes_per_program": getattr(meta, "global_scratch_size", None),
                 "global_scratch_align": getattr(meta, "global_scratch_align", None),
-                "config": cfg, "us": round(us, 1), "tokens": m, "depth": k, "pairs": pairs,
-                "triton": triton.__version__}
+                "profile_scratch_bytes": getattr(meta, "profile_scratch_size", None),
+                "compiled_in": {"K": k, "PAIRS": pairs, "NUM_PROGRAMS": grid[0], "M_multiple_of": 16},
+                "config": cfg, "us": round(us, 1), "tokens": m, "triton": triton.__version__}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "geglu_tma.ptx"), "w") as f:
         f.write(compiled.asm["ptx"])

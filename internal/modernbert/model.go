@@ -146,7 +146,6 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if pd, ok := backend.(partialDownloader); ok && !variant.fullDownload {
 		m.partial = pd
 	}
-	m.variant.resolvePrograms(smCount(backend, m.device))
 	ok := false
 	defer func() {
 		if !ok {
@@ -156,10 +155,11 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if n := backend.NumDevices(); opts.DeviceIndex < 0 || opts.DeviceIndex >= n {
 		return nil, fmt.Errorf("device index %d: backend %s has %d device(s)", opts.DeviceIndex, spec, n)
 	}
+	m.variant.resolvePrograms(smCount(backend, m.device))
 	start := time.Now()
 	cpuPath := ""
 	if spec == "simplego" {
-		m.cpu, cpuPath, err = newCPUPath(cfg, w, opts, variant)
+		m.cpu, cpuPath, err = newCPUPath(cfg, w, opts, m.variant)
 		if err != nil {
 			return nil, err
 		}

@@ -287,6 +287,7 @@ type Info struct {
 	Products string `json:"products,omitempty"`
 	// ProductPrograms is how many programs our product kernels run persistent over
 	// (triton-gemm-persistent; a bare one takes the card's SM count); 0 for a program per tile.
+	// A step with fewer tiles than that runs one program per tile.
 	ProductPrograms int `json:"product_programs,omitempty"`
 	// Attention says how the compiled steps attend: "triton BFloat16" (our Triton kernel,
 	// bf16's default on the GPU), "cudnn-fused BFloat16" or "cudnn-fused Float16" (a float32
@@ -356,7 +357,7 @@ type graphVariant struct {
 	tritonBlocks           tritonBlocks // zero: defaultTritonBlocks (see blocks)
 	tritonQKV, tritonGeGLU bool         // Wqkv with RoPE (Wi with GeGLU) through our Triton product kernel
 	gemmBlocks             gemmBlocks   // zero: defaultGEMMBlocks (see gemmBlocksOf)
-	gemmPrograms           int          // the product kernels persistent, over this many programs (0: a program per tile; gemmProgramsPerSM until New resolves it)
+	gemmPrograms           int          // the product kernels persistent, over this many programs (0: a program per tile; gemmProgramsFromCard until New resolves it)
 	skipAttention, skipMLP bool         // leave the blocks out (timing only: the vectors are wrong)
 	cpuGraph               bool         // on CPU, run the simplego graph even where the native forward pass could
 	// residual, when set (bf16 or fp16), is the residual stream's dtype between layers instead
@@ -389,7 +390,7 @@ func parseGraphVariant(s string) (graphVariant, error) {
 			continue
 		}
 		if strings.TrimSpace(f) == "triton-gemm-persistent" {
-			v.gemmPrograms = gemmProgramsPerSM
+			v.gemmPrograms = gemmProgramsFromCard
 			continue
 		}
 		if spec, ok := strings.CutPrefix(strings.TrimSpace(f), "triton-gemm-persistent="); ok {

@@ -1,6 +1,7 @@
 package modernbert
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -151,7 +152,7 @@ func (p pairedProduct) ttir() string {
 		args = append(args, ttArg{"%cos", "f32"}, ttArg{"%sin", "f32"})
 	}
 	ptr := b.begin(p.name(), append(args, ttArg{"%out", mlirElem(p.out)}))
-	if p.programs == 0 {
+	if p.programs <= 0 {
 		p.tile(&b, ptr, b.programID("x"), b.programID("y"))
 		return b.end()
 	}
@@ -228,9 +229,9 @@ func (p pairedProduct) tile(b *ttBuilder, ptr map[string]ttVal, tileN, tileM ttV
 	}
 }
 
-// gemmProgramsPerSM is graphVariant.gemmPrograms for a bare "triton-gemm-persistent": as many
-// programs as the card has SMs, which New reads from the backend (resolvePrograms).
-const gemmProgramsPerSM = -1
+// gemmProgramsFromCard marks graphVariant.gemmPrograms for a bare "triton-gemm-persistent": as
+// many programs as the card has SMs, which New reads from the backend (resolvePrograms).
+const gemmProgramsFromCard = -1
 
 // deviceAttributes is what the XLA backend adds to backends.Backend about a device
 // (third_party/gomlx/backends/xla/device_attributes.go).
@@ -239,35 +240,39 @@ type deviceAttributes interface {
 }
 
 // smCount is the device's SM count as its PJRT plugin reports it (XLA's CUDA plugin:
-// "core_count"), or 0 where the backend does not say.
-func smCount(backend backends.Backend, device backends.DeviceNum) int {
+// "core_count"), or 0 and why where the backend does not say.
+func smCount(backend backends.Backend, device backends.DeviceNum) (int, error) {
 	da, ok := backend.(deviceAttributes)
 	if !ok {
-		return 0
+		return 0, errors.New("the backend reports no device attributes")
 	}
 	attrs, err := da.DeviceAttributes(device)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	switch n := attrs["core_count"].(type) {
 	case int64:
-		return int(max(n, 0))
+		if n > 0 {
+			return int(n), nil
+		}
 	case int:
-		return max(n, 0)
+		if n > 0 {
+			return n, nil
+		}
 	}
-	return 0
+	return 0, fmt.Errorf("core_count is %v", attrs["core_count"])
 }
 
 // resolvePrograms gives a bare triton-gemm-persistent the card's SM count, sms. Without one
-// (0: the backend does not say) the product kernels run a program per tile: a guessed count
-// above the card's would run the programs past it as a second, mostly empty wave.
-func (v *graphVariant) resolvePrograms(sms int) {
-	if v.gemmPrograms != gemmProgramsPerSM {
+// (0, and why) the product kernels run a program per tile: a guessed count above the card's
+// would run the programs past it as a second, mostly empty wave.
+func (v *graphVariant) resolvePrograms(sms int, why error) {
+	if v.gemmPrograms != gemmProgramsFromCard {
 		return
 	}
 	v.gemmPrograms = sms
 	if sms == 0 && (v.tritonQKV || v.tritonGeGLU) {
-		slog.Warn("triton-gemm-persistent: the device does not report its SM count; the product kernels run a program per tile")
+		slog.Warn("triton-gemm-persistent: the device does not report its SM count; the product kernels run a program per tile", "why", why)
 	}
 }
 

@@ -284,7 +284,7 @@ func TestTritonProductVariants(t *testing.T) {
 	if err != nil || !v.tritonQKV || !v.tritonGeGLU || v.gemmBlocksOf() != (gemmBlocks{64, 32, 128, 4, 2}) || v.gemmPrograms != 132 {
 		t.Errorf("parse: %+v, %v", v, err)
 	}
-	if v, err := parseGraphVariant("triton-geglu, triton-gemm-persistent"); err != nil || v.gemmPrograms != gemmProgramsPerSM {
+	if v, err := parseGraphVariant("triton-geglu, triton-gemm-persistent"); err != nil || v.gemmPrograms != gemmProgramsFromCard {
 		t.Errorf("a bare triton-gemm-persistent: programs %d, %v; want the SM count's marker", v.gemmPrograms, err)
 	}
 	if v, err := parseGraphVariant("triton-geglu,cudnn-attention"); err != nil || !v.tritonGeGLU || v.tritonQKV {
@@ -342,13 +342,15 @@ func TestTritonProductsFallBackWhereUnavailable(t *testing.T) {
 		// simplego does not report an SM count: a bare triton-gemm-persistent says so first.
 		{"fused-attention,xla-attention,triton-geglu,triton-gemm-persistent,ln-fold,centered",
 			[]string{"does not report its SM count", "Triton product kernels unavailable"}},
+		{"fused-attention,xla-attention,triton-geglu,triton-gemm-persistent=132,ln-fold,centered",
+			[]string{"Triton product kernels unavailable"}},
 	} {
 		var warnings []string
 		slog.SetDefault(slog.New(warningRecorder{&warnings}))
 		got, info := embed(c.variant)
 		slog.SetDefault(logger)
-		if info.Products != "unfused" || info.Attention != "unfused" {
-			t.Errorf("%s, after the fallback: products %q, attention %q; want both unfused", c.variant, info.Products, info.Attention)
+		if info.Products != "unfused" || info.Attention != "unfused" || info.ProductPrograms != 0 {
+			t.Errorf("%s, after the fallback: products %q over %d programs, attention %q; want both unfused", c.variant, info.Products, info.ProductPrograms, info.Attention)
 		}
 		if len(warnings) != len(c.warnings) {
 			t.Fatalf("%s: warnings %q, want %q in that order", c.variant, warnings, c.warnings)
@@ -392,17 +394,18 @@ func TestPersistentProgramsFollowTheSMCount(t *testing.T) {
 		{"an error", attributesBackend{err: errors.New("no description")}, 0},
 		{"a backend without attributes", struct{ backends.Backend }{}, 0},
 	} {
-		if got := smCount(c.backend, 0); got != c.want {
-			t.Errorf("%s: smCount %d, want %d", c.name, got, c.want)
+		got, why := smCount(c.backend, 0)
+		if got != c.want || (got == 0) != (why != nil) {
+			t.Errorf("%s: smCount %d (%v), want %d, and a reason only without one", c.name, got, why, c.want)
 		}
-		v := graphVariant{tritonGeGLU: true, gemmPrograms: gemmProgramsPerSM}
-		v.resolvePrograms(smCount(c.backend, 0))
+		v := graphVariant{tritonGeGLU: true, gemmPrograms: gemmProgramsFromCard}
+		v.resolvePrograms(got, why)
 		if v.gemmPrograms != c.want {
 			t.Errorf("%s: %d programs, want %d", c.name, v.gemmPrograms, c.want)
 		}
 	}
 	v := graphVariant{tritonGeGLU: true, gemmPrograms: 64}
-	if v.resolvePrograms(132); v.gemmPrograms != 64 {
+	if v.resolvePrograms(132, nil); v.gemmPrograms != 64 {
 		t.Errorf("triton-gemm-persistent=64 became %d programs", v.gemmPrograms)
 	}
 }

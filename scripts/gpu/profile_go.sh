@@ -6,7 +6,8 @@
 # so that the replay can be checked against the binary (Nsight Systems is not on the machine).
 # VARIANTS: EMBEDBENCH_MODERNBERT_VARIANT values ("default" for none); ROWS: the packed steps to
 # replay, in rows of 256 (default 64, the full step; 32 is the 8,192-slot rung that 256
-# one-text clients mostly run). Results in $OUT (replay_<variant>_<rows>.txt, machine.txt; the
+# one-text clients mostly run). Results in $OUT (replay_<variant>_<rows>.txt, the variant's commas
+# and equals signs as dashes; machine.txt; the
 # replayed modules, kernel tables and logs in profile.tgz).
 set -uo pipefail
 source scripts/gpu/env.sh

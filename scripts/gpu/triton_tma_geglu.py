@@ -146,12 +146,12 @@ def main():
                "specialised": compiled.metadata.num_warps > warps or "setmaxnreg" in compiled.asm["ptx"]}
         print(json.dumps(row))
         if ok and (best is None or us < best[0]):
-            best = (us, cfg, grid, launch)
+            best = (us, cfg, grid)
 
     if best is None:
         print(json.dumps({"best": None}))
         return
-    us, cfg, grid, _ = best
+    us, cfg, grid = best
     compiled = compile_cfg(cfg, grid, torch.empty(m, pairs, device=dev, dtype=torch.bfloat16))
     meta = compiled.metadata
     # The PTX entry takes a, w, scale, out, M, then two hidden pointers: Triton's global scratch

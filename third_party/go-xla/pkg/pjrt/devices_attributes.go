@@ -7,13 +7,15 @@ package pjrt
 */
 import "C"
 import (
+	"slices"
 	"unsafe"
 
 	"github.com/pkg/errors"
 )
 
 // Attributes returns the device's vendor-specific attributes (PJRT_DeviceDescription_Attributes):
-// on XLA's CUDA plugin, "core_count" (the SM count), "compute_capability" and others.
+// on XLA's CUDA plugin, "core_count" (the SM count), "compute_capability" and others. List
+// values are copied: the plugin owns the array they point into only as long as the client.
 func (dDesc *DeviceDescription) Attributes() (NamedValuesMap, error) {
 	args := C.new_PJRT_DeviceDescription_Attributes_Args()
 	defer cFree(args)
@@ -23,5 +25,11 @@ func (dDesc *DeviceDescription) Attributes() (NamedValuesMap, error) {
 		return nil, errors.WithMessagef(err, "failed to retrieve device description attributes")
 	}
 	namedValues := cDataToSlice[C.PJRT_NamedValue](unsafe.Pointer(args.attributes), int(args.num_attributes))
-	return pjrtNamedValuesToMap(namedValues), nil
+	m := pjrtNamedValuesToMap(namedValues)
+	for name, v := range m {
+		if list, ok := v.([]int64); ok {
+			m[name] = slices.Clone(list)
+		}
+	}
+	return m, nil
 }

@@ -155,7 +155,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if n := backend.NumDevices(); opts.DeviceIndex < 0 || opts.DeviceIndex >= n {
 		return nil, fmt.Errorf("device index %d: backend %s has %d device(s)", opts.DeviceIndex, spec, n)
 	}
-	m.variant.resolvePrograms(smCount(backend, m.device))
+	m.variant.resolvePrograms(backend, m.device)
 	start := time.Now()
 	cpuPath := ""
 	if spec == "simplego" {

@@ -250,26 +250,20 @@ func smCount(backend backends.Backend, device backends.DeviceNum) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	switch n := attrs["core_count"].(type) {
-	case int64:
-		if n > 0 {
-			return int(n), nil
-		}
-	case int:
-		if n > 0 {
-			return n, nil
-		}
+	if n, ok := attrs["core_count"].(int64); ok && n > 0 { // PJRT's integers are int64
+		return int(n), nil
 	}
 	return 0, fmt.Errorf("core_count is %v", attrs["core_count"])
 }
 
-// resolvePrograms gives a bare triton-gemm-persistent the card's SM count, sms. Without one
-// (0, and why) the product kernels run a program per tile: a guessed count above the card's
-// would run the programs past it as a second, mostly empty wave.
-func (v *graphVariant) resolvePrograms(sms int, why error) {
+// resolvePrograms gives a bare triton-gemm-persistent the SM count of the backend's device,
+// asking only then. Without one the product kernels run a program per tile: a guessed count
+// above the card's would run the programs past it as a second, mostly empty wave.
+func (v *graphVariant) resolvePrograms(backend backends.Backend, device backends.DeviceNum) {
 	if v.gemmPrograms != gemmProgramsFromCard {
 		return
 	}
+	sms, why := smCount(backend, device)
 	v.gemmPrograms = sms
 	if sms == 0 && (v.tritonQKV || v.tritonGeGLU) {
 		slog.Warn("triton-gemm-persistent: the device does not report its SM count; the product kernels run a program per tile", "why", why)

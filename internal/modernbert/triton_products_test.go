@@ -399,13 +399,13 @@ func TestPersistentProgramsFollowTheSMCount(t *testing.T) {
 			t.Errorf("%s: smCount %d (%v), want %d, and a reason only without one", c.name, got, why, c.want)
 		}
 		v := graphVariant{tritonGeGLU: true, gemmPrograms: gemmProgramsFromCard}
-		v.resolvePrograms(got, why)
+		v.resolvePrograms(c.backend, 0)
 		if v.gemmPrograms != c.want {
 			t.Errorf("%s: %d programs, want %d", c.name, v.gemmPrograms, c.want)
 		}
 	}
 	v := graphVariant{tritonGeGLU: true, gemmPrograms: 64}
-	if v.resolvePrograms(132, nil); v.gemmPrograms != 64 {
+	if v.resolvePrograms(attributesBackend{attrs: map[string]any{"core_count": int64(132)}}, 0); v.gemmPrograms != 64 {
 		t.Errorf("triton-gemm-persistent=64 became %d programs", v.gemmPrograms)
 	}
 }

@@ -26,12 +26,16 @@ import (
 // slower with both. "triton-gemm-persistent=N" makes them persistent over N programs: GeGLU's
 // kernel alone, so, runs full steps 0.7-1.1% faster than cuBLAS's product and XLA's pass on
 // the H200 with N its SM count, 132, or twice that (runs 66 and 67), the only form of these
-// kernels that gains. It is not the default: N should be a multiple of the card's SM count (by
-// arithmetic, other counts leave a last wave of programs mostly empty), and a bare
-// "triton-gemm-persistent", which reads the count from the card (resolvePrograms), is not yet
-// measured. The tile loop is not marked tt.flatten: this XLA's Triton fuses a flattened loop
-// with the depth loop but then does not pipeline it (no async copies at all; full steps 2.7x
-// slower, runs 61 and 63).
+// kernels that gains. N should be a multiple of the card's SM count (by arithmetic, other
+// counts leave a last wave of programs mostly empty); a bare "triton-gemm-persistent" reads
+// it from the card (resolvePrograms; 132 on the H200, run 68). It is not the default: made
+// the default, it ran level in run 69's lease and slower on every rung alone, 5-10% on the
+// small steps that carry queries. The tile loop is not marked tt.flatten: this XLA's Triton
+// fuses a flattened loop with the depth loop but then does not pipeline it (no async copies at
+// all; full steps 2.7x slower, runs 61 and 63). TMA loads would not close the gap to cuBLAS:
+// PyTorch's Triton 3.6 compiled GeGLU's kernel with tensor descriptors at 124 µs a layer, level
+// with cuBLAS's product and XLA's pass in our steps, and its warp-specialised forms computed
+// NaNs (run 68, scripts/gpu/triton_tma_geglu.py).
 //
 // Both are "paired" products: each output value combines two columns of the product, x = a·w₁ᵀ
 // and y = a·w₂ᵀ (GeGLU's input and gate, RoPE's two halves of a head), so a program computes a

@@ -14,6 +14,11 @@ the same tensors, and writes the fastest one's PTX and launch parameters for the
 Shapes are ModernBERT-base's Wi on a full step: 16,384 tokens, depth 768, 1,152 pairs; fp16 in
 (the folded norm's dtype), bf16 out, as embedbench_geglu_f16.
 
+Run 68 (H200, Triton 3.6.0): the best form, unflattened, 123.7 µs (469 TFLOP/s), 9% under
+torch's cuBLAS product plus XLA's pass but level with the 120 µs our steps see with XLA's
+own product; the warp-specialised forms computed NaNs. The route was closed there
+(docs/notes/modernbert.md, session 20).
+
 usage: triton_tma_geglu.py [--tokens 16384] [--out DIR]
 Prints one JSON line per configuration and one for cuBLAS; writes DIR/geglu_tma.ptx and
 DIR/geglu_tma.json (name, grid, block, shared memory, global scratch) for the fastest correct one.

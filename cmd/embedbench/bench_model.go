@@ -27,6 +27,7 @@ type benchModelReport struct {
 	Rungs              []modernbert.RungResult `json:"rungs,omitempty"`
 	Model              modernbert.Info         `json:"model"`
 	CompileSeconds     float64                 `json:"compile_seconds"`
+	Clients            int                     `json:"clients"` // copies of the model, each on a PJRT client of its own (--clients)
 	Passages           int                     `json:"passages"`
 	MeanPassageTokens  float64                 `json:"mean_passage_tokens"`
 	MaxPassageTokens   int                     `json:"max_passage_tokens"`
@@ -55,6 +56,7 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	seconds := fs.Float64("seconds", 20, "how long to run")
 	callers := fs.Int("callers", 0, "goroutines calling the model at once, so that host work overlaps device time (0: 2 on cuda, 1 on cpu)")
 	layoutName := fs.String("layout", "packed", "packed (many sequences per row) or padded (one per row, HF-style, batches of 32)")
+	clients := fs.Int("clients", 1, "copies of the model, each on a PJRT client of its own (cuda), the callers spread over them: each client has its own device stream, so one copy's kernels can run in the gaps between another's")
 	perRung := fs.Bool("per-rung", false, "time each rung of the step ladder (--step-slots) in turn, --seconds each: calls that fill one step of it; reports step time, tokens/s and occupancy per rung")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -81,11 +83,25 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	}
 	defer mon.Close()
 
+	if *clients < 1 || (*clients > 1 && *perRung) {
+		fmt.Fprintln(fs.Output(), "--clients must be positive, and 1 with --per-rung (a rung is timed on one model)")
+		return errUsage
+	}
 	m, tok, err := mf.load(ctx, layout)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	models := []*modernbert.Model{m}
+	for c := 1; c < *clients; c++ {
+		mf.client = c
+		mc, _, err := mf.load(ctx, layout)
+		if err != nil {
+			return fmt.Errorf("--clients: copy %d: %w", c, err)
+		}
+		defer mc.Close()
+		models = append(models, mc)
+	}
 	if tok == nil {
 		return fmt.Errorf("--model %s has no tokenizer.json to tokenize --data with: pass --tokenizer", mf.model)
 	}
@@ -118,7 +134,7 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	}
 	d := time.Duration(*seconds * float64(time.Second))
 	info := m.Info()
-	rep := benchModelReport{Model: info, CompileSeconds: info.CompileTime.Seconds(),
+	rep := benchModelReport{Model: info, CompileSeconds: info.CompileTime.Seconds(), Clients: len(models),
 		Passages: len(seqs), MeanPassageTokens: float64(total) / float64(len(seqs)), MaxPassageTokens: longest}
 	if *perRung {
 		rungs := m.Rungs(layout)
@@ -139,7 +155,7 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 			rep.Rungs = append(rep.Rungs, res)
 		}
 	} else {
-		res, err := modernbert.Bench(ctx, m, seqs, layout, d, *callers)
+		res, err := modernbert.Bench(ctx, models, seqs, layout, d, *callers)
 		if err != nil {
 			return err
 		}

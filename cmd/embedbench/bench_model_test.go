@@ -122,6 +122,34 @@ func TestBenchModelPerRung(t *testing.T) {
 	}
 }
 
+// --clients runs copies of the model with the callers spread over them, and says so; it needs
+// a positive count, and one copy per rung with --per-rung.
+func TestBenchModelClients(t *testing.T) {
+	data, err := localdata.MSMARCODir()
+	if err != nil {
+		t.Skip("shared MS MARCO sample not available:", err)
+	}
+	args := append(tinyEmbedArgs(t), "--data", filepath.Join(data, "collection.sample.tsv"),
+		"--passages", "300", "--seconds", "0.3", "--clients", "2", "--callers", "4")
+	var out bytes.Buffer
+	if err := benchModelCommand(context.Background(), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	var rep benchModelReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Clients != 2 || rep.Callers != 4 || rep.TokensPerSecond <= 0 || rep.Steps == 0 {
+		t.Fatalf("--clients 2 --callers 4: implausible report %+v", rep)
+	}
+	for _, bad := range [][]string{{"--clients", "0"}, {"--clients", "2", "--per-rung"}} {
+		args := append(tinyEmbedArgs(t), append([]string{"--data", "unused.tsv"}, bad...)...)
+		if err := benchModelCommand(context.Background(), args, &bytes.Buffer{}); !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want a usage error", bad, err)
+		}
+	}
+}
+
 // A duration that measures nothing (NaN, infinite, negative, a picosecond) is a usage error,
 // not a report of zero calls.
 func TestBenchModelRefusesDurationsThatMeasureNothing(t *testing.T) {

@@ -38,6 +38,7 @@ type modelFlags struct {
 	stepSlots      []int
 	packedRow      int
 	memoryFraction float64
+	client         int // which PJRT client of the process (modernbert.Options.Client); not a flag
 }
 
 func addModelFlags(fs *flag.FlagSet, f *modelFlags, defaultMaxLength int) {
@@ -129,7 +130,7 @@ func (f *modelFlags) loadST(ctx context.Context, layouts ...modernbert.Layout) (
 		return nil, nil, none, fmt.Errorf("%s needs --weights random: a checkpoint's weights only fit its own shapes", scaledBy)
 	}
 	opts := modernbert.Options{DeviceIndex: f.deviceIndex, MaxSequenceLength: f.maxLength,
-		MaxBatchTokens: f.batchTokens, StepSlots: f.stepSlots, PackedRowLength: f.packedRow, MemoryFraction: f.memoryFraction, Layouts: layouts}
+		MaxBatchTokens: f.batchTokens, StepSlots: f.stepSlots, PackedRowLength: f.packedRow, MemoryFraction: f.memoryFraction, Layouts: layouts, Client: f.client}
 	if opts.Backend, err = f.backend(); err != nil {
 		return nil, nil, none, err
 	}

@@ -49,6 +49,7 @@ type serveFlags struct {
 	device          string
 	xlaPlugin       string
 	replicas        int
+	replicasPerGPU  int
 	dtype           string
 	pooling         string
 	maxConcurrent   int
@@ -110,6 +111,7 @@ func parseServeFlags(args []string) (serveFlags, error) {
 	fs.StringVar(&f.device, "device", "auto", "auto (cuda when a GPU and the XLA PJRT plugin are found, else cpu), cpu (a native forward pass over oneDNN or OpenBLAS when one loads, else pure Go) or cuda")
 	fs.StringVar(&f.xlaPlugin, "xla-plugin", "", "PJRT plugin .so for cuda (default $"+modernbert.EnvXLAPlugin+" or the JAX CUDA plugin found on disk)")
 	fs.IntVar(&f.replicas, "replicas", 0, "model replicas, one per GPU (continuous engine; default: every GPU on cuda, 1 on cpu)")
+	fs.IntVar(&f.replicasPerGPU, "replicas-per-gpu", 1, "replicas on each GPU, each on a device stream of its own, so that the GPU runs one's kernels in the gaps between another's (continuous engine on cuda; costs their memory and start-up again)")
 	fs.StringVar(&f.dtype, "dtype", "auto", "auto (bfloat16 for continuous on cuda, else float32), float32 or bfloat16")
 	fs.StringVar(&f.pooling, "pooling", "", "override the model's pooling: mean, cls, max, lasttoken, mean_sqrt_len_tokens or weightedmean (default: what its sentence-transformers files say, else mean); /health says which")
 	fs.IntVar(&f.maxConcurrent, "max-concurrent-requests", 512, "requests admitted at once; beyond it the answer is 429 at once")
@@ -165,6 +167,10 @@ func (f *serveFlags) check() error {
 		return errors.New("--max-concurrent-requests, --max-client-batch-size, --batch-size and --max-body-bytes must be positive")
 	case f.maxBatchTokens < 0 || f.maxSeqLen < 0 || f.replicas < 0:
 		return errors.New("--max-batch-tokens, --max-sequence-length and --replicas must not be negative")
+	case f.replicasPerGPU < 1:
+		return errors.New("--replicas-per-gpu must be positive")
+	case f.engine == engineSequential && f.replicasPerGPU > 1:
+		return errors.New("--replicas-per-gpu: the sequential engine runs one model, as an HF service does")
 	case f.conn.bodyReadTimeout <= 0, f.conn.headerReadTimeout <= 0, f.conn.idleTimeout <= 0, f.conn.writeTimeout <= 0, f.conn.maxHeaderBytes < 1:
 		return errors.New("--body-read-timeout, --header-read-timeout, --idle-timeout, --write-timeout and --max-header-bytes must be positive")
 	case f.conn.maxConns < 0, f.conn.maxConnsPerClient < 0, f.conn.maxAge < 0:
@@ -398,7 +404,7 @@ func (f *serveFlags) load(ctx context.Context, backend string, mon *gpu.Monitor,
 	return service.Build(ctx, service.Spec{
 		Engine: f.engine, Config: cfg, Weights: w, Tokenizer: tok, Model: opts,
 		Prompts: stm.prompts(), PoolingSource: stm.poolingSource, STLayout: stm.layout(),
-		Replicas: replicas, BatchSize: f.batchSize, BusyBatchCut: f.busyBatchCut,
+		Replicas: replicas, ReplicasPerGPU: f.replicasPerGPU, BatchSize: f.batchSize, BusyBatchCut: f.busyBatchCut,
 		MaxQueuedSequences: f.maxConcurrent * f.maxClientBatch,
 		OnBatch:            srv.ObserveBatch,
 		GPUAvailable:       mon != nil && mon.Available(),

@@ -23,6 +23,8 @@ func TestServeRefusesBadFlagsBeforeLoading(t *testing.T) {
 		{"--busy-batch-cut", "1.5"},
 		{"--busy-batch-cut", "NaN"},
 		{"--engine", "sequential", "--busy-batch-cut", "0.15"},
+		{"--replicas-per-gpu", "0"},
+		{"--engine", "sequential", "--replicas-per-gpu", "2"},
 		// typos caught before the model is fetched
 		{"--dtype", "fp16"},
 		{"--pooling", "avg"},

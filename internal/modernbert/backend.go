@@ -86,10 +86,11 @@ var (
 )
 
 // acquireBackend opens (or reuses) the backend named by a resolved spec.
-func acquireBackend(spec string, memoryFraction float64) (backends.Backend, error) {
+func acquireBackend(spec string, client int, memoryFraction float64) (backends.Backend, error) {
 	backendsMu.Lock()
 	defer backendsMu.Unlock()
-	if sb, ok := openedBack[spec]; ok {
+	key := clientKey(spec, client)
+	if sb, ok := openedBack[key]; ok {
 		sb.refs++
 		return sb.backend, nil
 	}
@@ -104,22 +105,31 @@ func acquireBackend(spec string, memoryFraction float64) (backends.Backend, erro
 	if err != nil {
 		return nil, fmt.Errorf("opening backend %s: %w", spec, err)
 	}
-	openedBack[spec] = &sharedBackend{backend: b, refs: 1}
+	openedBack[key] = &sharedBackend{backend: b, refs: 1}
 	return b, nil
 }
 
+// clientKey names a backend among the opened ones: its spec, and which client of it.
+func clientKey(spec string, client int) string {
+	if client == 0 || spec == "simplego" {
+		return spec
+	}
+	return fmt.Sprintf("%s#%d", spec, client)
+}
+
 // releaseBackend drops one reference and finalises the backend with the last one.
-func releaseBackend(spec string) {
+func releaseBackend(spec string, client int) {
 	backendsMu.Lock()
 	defer backendsMu.Unlock()
-	sb, ok := openedBack[spec]
+	key := clientKey(spec, client)
+	sb, ok := openedBack[key]
 	if !ok {
 		return
 	}
 	sb.refs--
 	if sb.refs == 0 {
 		sb.backend.Finalize()
-		delete(openedBack, spec)
+		delete(openedBack, key)
 	}
 }
 

@@ -30,7 +30,13 @@ type BenchResult struct {
 // Bench embeds seqs over and over for about d from `callers` goroutines at once (Embed calls
 // overlap on the device): packed calls hold exactly one full step (FitPacked); padded calls
 // hold PaddedRows sequences in data order, as a sequential HF-style service batches them.
-func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.Duration, callers int) (BenchResult, error) {
+// With more than one model (the same model on several clients or devices) caller i calls
+// ms[i mod len(ms)].
+func Bench(ctx context.Context, ms []*Model, seqs [][]int32, layout Layout, d time.Duration, callers int) (BenchResult, error) {
+	if len(ms) == 0 {
+		return BenchResult{}, errors.New("no model to benchmark")
+	}
+	m := ms[0]
 	res := BenchResult{Layout: layout.String(), Callers: max(1, callers)}
 	if len(seqs) == 0 {
 		return res, errors.New("no sequences to benchmark")
@@ -61,13 +67,13 @@ func Bench(ctx context.Context, m *Model, seqs [][]int32, layout Layout, d time.
 		}
 		return batch
 	}
-	res, _, err := benchLoop(ctx, m, layout, d, res, take)
+	res, _, err := benchLoop(ctx, ms, layout, d, res, take)
 	return res, err
 }
 
 // benchLoop calls Embed with take's batches from res.Callers goroutines for about d and fills
 // in res's counts and rates; it also returns the summed Stats, every step's use included.
-func benchLoop(ctx context.Context, m *Model, layout Layout, d time.Duration, res BenchResult, take func() [][]int32) (BenchResult, Stats, error) {
+func benchLoop(ctx context.Context, ms []*Model, layout Layout, d time.Duration, res BenchResult, take func() [][]int32) (BenchResult, Stats, error) {
 	var (
 		mu       sync.Mutex
 		total    Stats
@@ -75,7 +81,8 @@ func benchLoop(ctx context.Context, m *Model, layout Layout, d time.Duration, re
 		wg       sync.WaitGroup
 	)
 	start := time.Now()
-	for range res.Callers {
+	for i := range res.Callers {
+		m := ms[i%len(ms)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

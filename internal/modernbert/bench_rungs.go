@@ -85,7 +85,7 @@ func BenchRung(ctx context.Context, m *Model, seqs [][]int32, layout Layout, r R
 		next = (next + 1) % len(batches)
 		return b
 	}
-	res, total, err := benchLoop(ctx, m, layout, d, BenchResult{Layout: layout.String(), Callers: max(1, callers)}, take)
+	res, total, err := benchLoop(ctx, []*Model{m}, layout, d, BenchResult{Layout: layout.String(), Callers: max(1, callers)}, take)
 	if err != nil {
 		return out, fmt.Errorf("rung of %d rows of %d tokens: %w", r.Rows, r.RowLength, err)
 	}

@@ -137,7 +137,7 @@ func New(ctx context.Context, cfg Config, w *Weights, opts Options) (*Model, err
 	if spec == "simplego" && variant.residual == dtypes.Float16 {
 		return nil, fmt.Errorf("%s: an fp16 residual stream needs XLA (simplego has no fp16 kernels)", EnvVariant)
 	}
-	backend, err := acquireBackend(spec, opts.MemoryFraction)
+	backend, err := acquireBackend(spec, opts.Client, opts.MemoryFraction)
 	if err != nil {
 		return nil, err
 	}
@@ -743,7 +743,7 @@ type sharedStep struct {
 }
 
 func (m *Model) stepKey(gs graphSpec) string {
-	return fmt.Sprintf("%s|%#v", m.backendSpec, gs)
+	return fmt.Sprintf("%s|%#v", clientKey(m.backendSpec, m.opts.Client), gs)
 }
 
 // warmUp runs a compiled step once. XLA's first execution of a shape on a device loads it
@@ -949,7 +949,7 @@ func (m *Model) Close() {
 		_ = m.backend.BufferFinalize(b)
 	}
 	m.packed, m.padded, m.weights, m.cpu = nil, nil, nil, nil
-	releaseBackend(m.backendSpec)
+	releaseBackend(m.backendSpec, m.opts.Client)
 }
 
 // MaxBatchTokens is the token slots of one device step.

@@ -215,6 +215,11 @@ type Options struct {
 	// MemoryFraction caps the share of device memory the XLA client may use; 0 leaves the
 	// plugin's default. Preallocation is always off, so memory grows as needed.
 	MemoryFraction float64
+	// Client picks which of the process's PJRT clients the model runs on (XLA only): models
+	// on different clients enqueue their steps on different device streams, so that the
+	// device can run one's kernels in the gaps between the other's. 0, the default, is the
+	// client every model shares.
+	Client int
 }
 
 // Stats describe the device work of one Embed call.

@@ -2,10 +2,12 @@ package modernbert
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -13,7 +15,9 @@ import (
 
 // TestParityXLA runs the HF parity checks on the XLA backend (GPU machine): set
 // EMBEDBENCH_XLA_PLUGIN or have the JAX CUDA plugin installed. Skipped elsewhere. On a machine
-// with several GPUs it also places a replica on the last one.
+// with several GPUs it also places a replica on the last one. A copy on a second PJRT client
+// (its own device stream, as serve --replicas-per-gpu runs them) embeds at the same time as
+// the first and must pass too.
 func TestParityXLA(t *testing.T) {
 	plugin := FindXLAPlugin()
 	if plugin == "" {
@@ -51,6 +55,34 @@ func TestParityXLA(t *testing.T) {
 						t.Fatal(err)
 					}
 					checkParity(t, "xla, device "+other.Info().Device, pc, ref, got)
+				}
+				opts.DeviceIndex, opts.Client = 0, 1
+				second, err := New(context.Background(), cfg, w, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer second.Close()
+				if second.backend == m.backend {
+					t.Fatal("Client 1 shares client 0's backend")
+				}
+				var (
+					wg      sync.WaitGroup
+					gotBoth [2][][]float32
+					errs    [2]error
+				)
+				for i, mm := range []*Model{m, second} {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						gotBoth[i], _, errs[i] = mm.Embed(context.Background(), seqs, Packed)
+					}()
+				}
+				wg.Wait()
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("client %d: %v", i, err)
+					}
+					checkParity(t, fmt.Sprintf("xla, client %d of two at once", i), pc, ref, gotBoth[i])
 				}
 			})
 		}

@@ -43,8 +43,13 @@ type Spec struct {
 	// PoolingSource ("model", "flag" or "default") and STLayout ("classic", "current" or "")
 	// are reported in /health.
 	PoolingSource, STLayout string
-	// Replicas is the number of model replicas, one per GPU (continuous engine only; 0 = 1).
+	// Replicas is the number of GPUs the model runs on, a replica on each (continuous engine
+	// only; 0 = 1).
 	Replicas int
+	// ReplicasPerGPU runs that many replicas on each GPU (continuous engine on XLA; 0 = 1), each
+	// on a PJRT client of its own (modernbert.Options.Client) and so on a device stream of its
+	// own: the GPU runs one replica's kernels in the gaps between the other's.
+	ReplicasPerGPU int
 	// BatchSize is the sequential engine's fixed padded batch.
 	BatchSize int
 	// BusyBatchCut is the continuous engine's engine.Config.BusyBatchCut (serve's default:
@@ -76,7 +81,8 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	replicas := max(1, spec.Replicas)
+	gpus, perGPU := max(1, spec.Replicas), max(1, spec.ReplicasPerGPU)
+	replicas := gpus * perGPU
 	if spec.Prompts.Exclude != spec.Model.ExcludePrompt {
 		return nil, errors.New("prompts leave their tokens out of pooling only if the model compiles the pooling mask (Options.ExcludePrompt)")
 	}
@@ -95,6 +101,9 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 	// Each engine drives its model in one layout: compiling only that one halves start-up.
 	spec.Model.Layouts = []modernbert.Layout{layout}
 	onGPU := strings.HasPrefix(spec.Model.Backend, "xla:")
+	if perGPU > 1 && (!onGPU || spec.Engine != Continuous) {
+		return nil, errors.New("several replicas to a GPU need the continuous engine on XLA: on a CPU they would only share its cores")
+	}
 
 	s := &Service{}
 	ok := false
@@ -109,7 +118,9 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 	for i := range replicas {
 		opts := spec.Model
 		if onGPU {
-			opts.DeviceIndex = i
+			// Replicas 0..gpus-1 take a GPU each on the shared client; the next ones do it again,
+			// each round on a client of its own.
+			opts.DeviceIndex, opts.Client = i%gpus, i/gpus
 		}
 		t0 := time.Now()
 		m, err := modernbert.New(ctx, spec.Config, spec.Weights, opts)
@@ -119,7 +130,7 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 		s.models = append(s.models, m)
 		runners[i] = engine.ModelRunner(m, layout)
 		info := m.Info()
-		log.Info("replica ready", "engine", spec.Engine, "replica", i, "backend", info.Backend, "device", info.Device,
+		log.Info("replica ready", "engine", spec.Engine, "replica", i, "backend", info.Backend, "device", info.Device, "client", opts.Client,
 			"dtype", info.DType, "attention", info.Attention, "products", info.Products, "product_programs", info.ProductPrograms, "residual", info.Residual, "downloads", info.Downloads, "shapes", strings.Join(info.Shapes, " "), "took", time.Since(t0).Round(time.Millisecond))
 	}
 

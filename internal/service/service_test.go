@@ -46,6 +46,12 @@ func TestBuildRefusesWhatNoEngineServes(t *testing.T) {
 	if _, err := Build(context.Background(), spec); err == nil || !strings.Contains(err.Error(), `"batched"`) {
 		t.Fatalf("unknown engine: err = %v, want it named", err)
 	}
+	// Replicas sharing a GPU each take a device stream; on a CPU they would share its cores.
+	spec = tinySpec(t, Continuous)
+	spec.ReplicasPerGPU = 2
+	if _, err := Build(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "XLA") {
+		t.Fatalf("two replicas to a GPU on simplego: err = %v, want a refusal", err)
+	}
 }
 
 func TestBothEnginesServeTheSameVectors(t *testing.T) {

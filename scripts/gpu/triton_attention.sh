@@ -20,9 +20,9 @@
 #   tma         triton_tma_geglu.py (not in the default phases): PyTorch's Triton compiles Wi's
 #               GEMM with GeGLU, TMA loads and warp specialisation, checks and times it against
 #               cuBLAS plus the pass, and writes the fastest one's PTX for __gpu$xla.gpu.ptx;
-#   e2e         our server with the defaults: one text from 1 and 256 clients, 32 passages at
-#               saturation, then bench-model on full steps in the same lease (issue 16's end
-#               to end against model only).
+#   e2e         our server for each "NAME;serve flags" of E2E_SERVERS (default: the defaults):
+#               one text from 1 and 256 clients, 32 passages at saturation; then bench-model on
+#               full steps in the same lease (issue 16's end to end against model only).
 # Needs .devcarry/{embedbench,modernbert.test,shared}. Results in $OUT.
 set -uo pipefail
 source scripts/gpu/env.sh
@@ -80,23 +80,28 @@ tma() { # the PTX route's go/no-go: Triton's TMA GeGLU GEMM against cuBLAS plus 
   timeout 240 python3 scripts/gpu/triton_tma_geglu.py --out "$OUT/tma" 2>&1 | grep -v "^WARNING" | cut -c1-700 | tee "$OUT/tma.txt" | tail -14
 }
 
-e2e() {
+e2e() { # each "NAME;serve flags" line of E2E_SERVERS (default: the defaults) in turn
   "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
-  "$BIN" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous --dtype bfloat16 \
-    --max-concurrent-requests 4096 > "$W/server_e2e.log" 2>&1 &
-  local spid=$!
-  wait_healthy http://127.0.0.1:8001 240
-  grep -h '"replica ready"' "$W/server_e2e.log" | head -1 | cut -c1-600
-  for load in "b1_c1 1 1" "b1_c256 1 256" "b32_c32 32 32"; do
-    set -- $load
-    mkdir -p "$W/e2e/$1"
-    timeout 40 "$BIN" stress --service-url http://127.0.0.1:8001 --batch-size "$2" --max-concurrent-requests "$3" \
-      --duration 8s --warmup-seconds 2 --timeout 20s --data-file "$W/test_sentences.json" --output-dir "$W/e2e/$1" > "$W/e2e/$1/stdout.txt" 2>&1
-    python3 scripts/gpu/summarize.py "$W/e2e/$1" "e2e_$1" | tee -a "$OUT/e2e.txt"
-  done
-  kill "$spid"; wait "$spid" 2>/dev/null
-  PHASES=throughput THROUGHPUT=$'model_only;;' bash scripts/gpu/variants.sh | grep -v "^#" | tee -a "$OUT/e2e.txt"
-  (cd "$W" && tar -czf "$OUT/e2e.tgz" e2e server_e2e.log 2>/dev/null)
+  local name args spid
+  while IFS=';' read -r name args; do
+    [ -n "$name" ] || continue
+    echo "## $name ($args)" | tee -a "$OUT/e2e.txt"
+    "$BIN" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous --dtype bfloat16 \
+      --max-concurrent-requests 4096 $args > "$W/server_e2e_$name.log" 2>&1 &
+    spid=$!
+    wait_healthy http://127.0.0.1:8001 300 | tee -a "$OUT/e2e.txt"
+    grep -h '"replica ready"' "$W/server_e2e_$name.log" | cut -c1-400
+    for load in "b1_c1 1 1" "b1_c256 1 256" "b32_c32 32 32"; do
+      set -- $load
+      mkdir -p "$W/e2e/$name/$1"
+      timeout 40 "$BIN" stress --service-url http://127.0.0.1:8001 --batch-size "$2" --max-concurrent-requests "$3" \
+        --duration 8s --warmup-seconds 2 --timeout 20s --data-file "$W/test_sentences.json" --output-dir "$W/e2e/$name/$1" > "$W/e2e/$name/$1/stdout.txt" 2>&1
+      python3 scripts/gpu/summarize.py "$W/e2e/$name/$1" "e2e_${name}_$1" | tee -a "$OUT/e2e.txt"
+    done
+    kill "$spid"; wait "$spid" 2>/dev/null
+  done <<< "${E2E_SERVERS:-default;}"
+  PHASES=throughput THROUGHPUT="${E2E_THROUGHPUT:-model_only;;}" bash scripts/gpu/variants.sh | grep -v "^#" | tee -a "$OUT/e2e.txt"
+  (cd "$W" && tar -czf "$OUT/e2e.tgz" e2e server_e2e_*.log 2>/dev/null)
 }
 
 for phase in ${PHASES:-throughput kernel fullparity ladder parity rungs profile ttdump e2e}; do

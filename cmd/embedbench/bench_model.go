@@ -54,9 +54,9 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	data := fs.String("data", "", "passages: MS MARCO collection .tsv, BEIR .jsonl or parquet (required)")
 	passages := fs.Int("passages", 20000, "passages read from --data")
 	seconds := fs.Float64("seconds", 20, "how long to run")
-	callers := fs.Int("callers", 0, "goroutines calling the model at once, so that host work overlaps device time (0: 2 on cuda, 1 on cpu)")
+	callers := fs.Int("callers", 0, "goroutines calling the model at once, so that host work overlaps device time (0: 2 on cuda, 1 on cpu, for each of --clients)")
 	layoutName := fs.String("layout", "packed", "packed (many sequences per row) or padded (one per row, HF-style, batches of 32)")
-	clients := fs.Int("clients", 1, "copies of the model, each on a PJRT client of its own (cuda), the callers spread over them: each client has its own device stream, so one copy's kernels can run in the gaps between another's")
+	clients := fs.Int("clients", 1, "copies of the model, each on a PJRT client of its own (cuda; on cpu they share one), the callers spread over them: each client has its own device stream, so one copy's kernels can run in the gaps between another's; --memory-fraction caps each")
 	perRung := fs.Bool("per-rung", false, "time each rung of the step ladder (--step-slots) in turn, --seconds each: calls that fill one step of it; reports step time, tokens/s and occupancy per rung")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -73,6 +73,10 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 		fmt.Fprintln(fs.Output(), "--data is required; --passages must be positive and --seconds from 0.001 to 1e6")
 		return errUsage
 	}
+	if *clients < 1 || (*clients > 1 && *perRung) || (*callers > 0 && *callers < *clients) {
+		fmt.Fprintln(fs.Output(), "--clients must be positive, at most --callers (each copy needs a caller), and 1 with --per-rung (a rung is timed on one model)")
+		return errUsage
+	}
 	layout, err := modernbert.ParseLayout(*layoutName)
 	if err != nil {
 		return fmt.Errorf("--layout: %w", err)
@@ -83,15 +87,14 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	}
 	defer mon.Close()
 
-	if *clients < 1 || (*clients > 1 && *perRung) {
-		fmt.Fprintln(fs.Output(), "--clients must be positive, and 1 with --per-rung (a rung is timed on one model)")
-		return errUsage
-	}
 	m, tok, err := mf.load(ctx, layout)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if tok == nil {
+		return fmt.Errorf("--model %s has no tokenizer.json to tokenize --data with: pass --tokenizer", mf.model)
+	}
 	models := []*modernbert.Model{m}
 	for c := 1; c < *clients; c++ {
 		mf.client = c
@@ -101,9 +104,6 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 		}
 		defer mc.Close()
 		models = append(models, mc)
-	}
-	if tok == nil {
-		return fmt.Errorf("--model %s has no tokenizer.json to tokenize --data with: pass --tokenizer", mf.model)
 	}
 
 	var seqs [][]int32
@@ -127,9 +127,9 @@ func benchModelCommand(ctx context.Context, args []string, out io.Writer) error 
 	}
 	slog.Info("benchmarking", "passages", len(seqs), "mean_tokens", float64(total)/float64(len(seqs)), "layout", layout, "seconds", *seconds)
 	if *callers <= 0 {
-		*callers = 1
+		*callers = len(models)
 		if strings.HasPrefix(m.Info().Backend, "xla") {
-			*callers = 2
+			*callers = 2 * len(models)
 		}
 	}
 	d := time.Duration(*seconds * float64(time.Second))

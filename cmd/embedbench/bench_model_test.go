@@ -123,7 +123,9 @@ func TestBenchModelPerRung(t *testing.T) {
 }
 
 // --clients runs copies of the model with the callers spread over them, and says so; it needs
-// a positive count, and one copy per rung with --per-rung.
+// a positive count, a caller for each copy, and one copy with --per-rung. (On a CPU the copies
+// share simplego's one backend; TestParityXLA checks on the GPU that they get clients of their
+// own.)
 func TestBenchModelClients(t *testing.T) {
 	data, err := localdata.MSMARCODir()
 	if err != nil {
@@ -142,7 +144,7 @@ func TestBenchModelClients(t *testing.T) {
 	if rep.Clients != 2 || rep.Callers != 4 || rep.TokensPerSecond <= 0 || rep.Steps == 0 {
 		t.Fatalf("--clients 2 --callers 4: implausible report %+v", rep)
 	}
-	for _, bad := range [][]string{{"--clients", "0"}, {"--clients", "2", "--per-rung"}} {
+	for _, bad := range [][]string{{"--clients", "0"}, {"--clients", "2", "--per-rung"}, {"--clients", "3", "--callers", "2"}} {
 		args := append(tinyEmbedArgs(t), append([]string{"--data", "unused.tsv"}, bad...)...)
 		if err := benchModelCommand(context.Background(), args, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("%v: %v, want a usage error", bad, err)

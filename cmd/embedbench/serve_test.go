@@ -24,6 +24,8 @@ func TestServeRefusesBadFlagsBeforeLoading(t *testing.T) {
 		{"--busy-batch-cut", "NaN"},
 		{"--engine", "sequential", "--busy-batch-cut", "0.15"},
 		{"--replicas-per-gpu", "0"},
+		{"--device", "cpu", "--replicas-per-gpu", "2"},
+		{"--replicas-per-gpu", "2", "--memory-fraction", "0.6"},
 		{"--engine", "sequential", "--replicas-per-gpu", "2"},
 		// typos caught before the model is fetched
 		{"--dtype", "fp16"},

@@ -74,7 +74,8 @@ func ResolveBackend(spec string) (string, error) {
 }
 
 // sharedBackend is one backend (one PJRT client) shared by every replica that asks for the
-// same backend string, so that replicas on several devices share a client.
+// same backend string and client (Options.Client), so that replicas on several devices share
+// a client.
 type sharedBackend struct {
 	backend backends.Backend
 	refs    int
@@ -85,7 +86,8 @@ var (
 	openedBack = map[string]*sharedBackend{}
 )
 
-// acquireBackend opens (or reuses) the backend named by a resolved spec.
+// acquireBackend opens (or reuses) the backend named by a resolved spec, client the one of
+// its PJRT clients (simplego has one).
 func acquireBackend(spec string, client int, memoryFraction float64) (backends.Backend, error) {
 	backendsMu.Lock()
 	defer backendsMu.Unlock()

@@ -509,6 +509,8 @@ func fillDefaults(cfg Config, spec string, opts *Options) error {
 		return fmt.Errorf("max batch tokens %d: must not be negative (0: the device's default)", opts.MaxBatchTokens)
 	case !(opts.MemoryFraction >= 0 && opts.MemoryFraction <= 1): // NaN fails too
 		return fmt.Errorf("memory fraction %g: want 0..1 (0: no cap)", opts.MemoryFraction)
+	case opts.Client < 0:
+		return fmt.Errorf("client %d: must not be negative (0: the client every model shares)", opts.Client)
 	}
 	if opts.MaxBatchTokens == 0 {
 		opts.MaxBatchTokens = 16384
@@ -727,8 +729,9 @@ func (m *Model) uploadFloat(data []float32, dt dtypes.DType, dims []int) (backen
 	return m.backend.BufferFromFlatData(m.device, data, shape)
 }
 
-// compiledSteps lets replicas on the same backend (e.g. one per GPU) share compiled steps:
-// XLA executables are portable, so one compilation runs on every device.
+// compiledSteps lets replicas on the same backend and client (e.g. one per GPU) share compiled
+// steps: XLA executables are portable, so one compilation runs on every device of a client
+// (another client compiles its own).
 var (
 	compiledMu    sync.Mutex
 	compiledSteps = map[string]*sharedStep{}

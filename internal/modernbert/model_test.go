@@ -477,3 +477,27 @@ func mustEmbed(t *testing.T, m *Model, seqs [][]int32, layout Layout) ([][]float
 	}
 	return got, st
 }
+
+// Models on different PJRT clients never share a compiled step (an executable belongs to its
+// client); on simplego, which has one backend, Client changes nothing; a negative one is refused.
+func TestClientsKeepTheirOwnSteps(t *testing.T) {
+	gs := graphSpec{cfg: tinyConfig(), rows: 4, rowLen: 64, segments: 8}
+	on := func(spec string, client int) string {
+		return (&Model{backendSpec: spec, opts: Options{Client: client}}).stepKey(gs)
+	}
+	if on("xla:/plugin.so", 0) == on("xla:/plugin.so", 1) || on("xla:/plugin.so", 1) == on("xla:/plugin.so", 2) {
+		t.Error("two XLA clients share a compiled step")
+	}
+	if on("xla:/plugin.so", 1) != on("xla:/plugin.so", 1) || on("simplego", 0) != on("simplego", 3) {
+		t.Error("the same client (or simplego's one backend) does not find its own compiled step")
+	}
+	first := newTiny(t, Options{Layouts: []Layout{Packed}})
+	second := newTiny(t, Options{Layouts: []Layout{Packed}, Client: 1})
+	if first.backend != second.backend {
+		t.Error("simplego opened a second backend for Client 1")
+	}
+	cfg := tinyConfig()
+	if _, err := New(context.Background(), cfg, RandomWeights(cfg, 7), Options{Backend: "simplego", Client: -1}); err == nil || !strings.Contains(err.Error(), "client -1") {
+		t.Errorf("Client -1: err = %v, want a refusal", err)
+	}
+}

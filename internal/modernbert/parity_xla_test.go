@@ -65,6 +65,11 @@ func TestParityXLA(t *testing.T) {
 				if second.backend == m.backend {
 					t.Fatal("Client 1 shares client 0's backend")
 				}
+				for l, steps := range m.packed {
+					if second.packed[l][0] == steps[0] {
+						t.Fatalf("client 1 runs client 0's compiled %d-token rows", l)
+					}
+				}
 				var (
 					wg      sync.WaitGroup
 					gotBoth [2][][]float32
@@ -74,7 +79,11 @@ func TestParityXLA(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						gotBoth[i], _, errs[i] = mm.Embed(context.Background(), seqs, Packed)
+						for range 5 { // several calls each, so that the two clients' steps overlap
+							if gotBoth[i], _, errs[i] = mm.Embed(context.Background(), seqs, Packed); errs[i] != nil {
+								return
+							}
+						}
 					}()
 				}
 				wg.Wait()

@@ -29,8 +29,8 @@ import (
 // kernels that gains. N should be a multiple of the card's SM count (by arithmetic, other
 // counts leave a last wave of programs mostly empty); a bare "triton-gemm-persistent" reads
 // it from the card (resolvePrograms; 132 on the H200, run 68). It is not the default: made
-// the default, it ran level in run 69's lease and slower on every rung alone, 5-10% on the
-// small steps that carry queries. The tile loop is not marked tt.flatten: this XLA's Triton
+// the default, it ran level in run 69's lease and slower on all rungs alone but one, 5-11% on
+// the small steps that carry queries. The tile loop is not marked tt.flatten: this XLA's Triton
 // fuses a flattened loop with the depth loop but then does not pipeline it (no async copies at
 // all; full steps 2.7x slower, runs 61 and 63). TMA loads would not close the gap to cuBLAS:
 // PyTorch's Triton 3.6 compiled GeGLU's kernel with tensor descriptors at 124 µs a layer, level

@@ -22,7 +22,8 @@
 #               cuBLAS plus the pass, and writes the fastest one's PTX for __gpu$xla.gpu.ptx;
 #   e2e         our server for each "NAME;serve flags" of E2E_SERVERS (default: the defaults):
 #               one text from 1 and 256 clients, 32 passages at saturation; then bench-model on
-#               full steps in the same lease (issue 16's end to end against model only).
+#               full steps for each "NAME;ENV=V;flags" of E2E_THROUGHPUT (default: the
+#               defaults) in the same lease (issue 16's end to end against model only).
 # Needs .devcarry/{embedbench,modernbert.test,shared}. Results in $OUT.
 set -uo pipefail
 source scripts/gpu/env.sh
@@ -83,7 +84,9 @@ tma() { # the PTX route's go/no-go: Triton's TMA GeGLU GEMM against cuBLAS plus 
 e2e() { # each "NAME;serve flags" line of E2E_SERVERS (default: the defaults) in turn
   "$BIN" data --source "$EMBEDBENCH_SHARED/data/msmarco" --count 5000 --output "$W/test_sentences.json"
   local name args spid
-  while IFS=';' read -r name args; do
+  # The list comes in on descriptor 3, so that nothing in the loop can read it from stdin;
+  # $args is unquoted on purpose: it is a list of flags.
+  while IFS=';' read -r -u 3 name args; do
     [ -n "$name" ] || continue
     echo "## $name ($args)" | tee -a "$OUT/e2e.txt"
     "$BIN" --log-format json serve --port 8001 "${SERVE_ARGS[@]}" --engine continuous --dtype bfloat16 \
@@ -99,7 +102,7 @@ e2e() { # each "NAME;serve flags" line of E2E_SERVERS (default: the defaults) in
       python3 scripts/gpu/summarize.py "$W/e2e/$name/$1" "e2e_${name}_$1" | tee -a "$OUT/e2e.txt"
     done
     kill "$spid"; wait "$spid" 2>/dev/null
-  done <<< "${E2E_SERVERS:-default;}"
+  done 3<<< "${E2E_SERVERS:-default;}"
   PHASES=throughput THROUGHPUT="${E2E_THROUGHPUT:-model_only;;}" bash scripts/gpu/variants.sh | grep -v "^#" | tee -a "$OUT/e2e.txt"
   (cd "$W" && tar -czf "$OUT/e2e.tgz" e2e server_e2e_*.log 2>/dev/null)
 }

@@ -4,11 +4,13 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/embedbench/embedbench/internal/engine"
@@ -114,7 +116,14 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 			}
 		}
 	}()
-	runners := make([]engine.Runner, replicas)
+	// The replicas load at once: replicas on one client share its compiled steps (the later
+	// ones wait for a shape being compiled), and another client's compile on cores of their own
+	// (XLA compiles a shape mostly on one core), so --replicas-per-gpu costs less start-up.
+	// The first failure stops the others.
+	loadCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loaded, errs := make([]*modernbert.Model, replicas), make([]error, replicas)
+	var wg sync.WaitGroup
 	for i := range replicas {
 		opts := spec.Model
 		if onGPU {
@@ -122,16 +131,35 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 			// each round on a client of its own.
 			opts.DeviceIndex, opts.Client = i%gpus, i/gpus
 		}
-		t0 := time.Now()
-		m, err := modernbert.New(ctx, spec.Config, spec.Weights, opts)
-		if err != nil {
-			return nil, fmt.Errorf("%s engine: loading replica %d: %w", spec.Engine, i, err)
+		wg.Go(func() {
+			t0 := time.Now()
+			m, err := modernbert.New(loadCtx, spec.Config, spec.Weights, opts)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s engine: loading replica %d: %w", spec.Engine, i, err)
+				cancel()
+				return
+			}
+			loaded[i] = m
+			info := m.Info()
+			log.Info("replica ready", "engine", spec.Engine, "replica", i, "backend", info.Backend, "device", info.Device, "client", opts.Client,
+				"dtype", info.DType, "attention", info.Attention, "products", info.Products, "product_programs", info.ProductPrograms, "residual", info.Residual, "downloads", info.Downloads, "shapes", strings.Join(info.Shapes, " "), "took", time.Since(t0).Round(time.Millisecond))
+		})
+	}
+	wg.Wait()
+	for _, m := range loaded {
+		if m != nil {
+			s.models = append(s.models, m) // closed by the deferred clean-up on an error
 		}
-		s.models = append(s.models, m)
+	}
+	if err := firstError(errs); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil { // cancelled as the last replica finished
+		return nil, fmt.Errorf("%s engine: loading replicas: %w", spec.Engine, err)
+	}
+	runners := make([]engine.Runner, replicas)
+	for i, m := range s.models {
 		runners[i] = engine.ModelRunner(m, layout)
-		info := m.Info()
-		log.Info("replica ready", "engine", spec.Engine, "replica", i, "backend", info.Backend, "device", info.Device, "client", opts.Client,
-			"dtype", info.DType, "attention", info.Attention, "products", info.Products, "product_programs", info.ProductPrograms, "residual", info.Residual, "downloads", info.Downloads, "shapes", strings.Join(info.Shapes, " "), "took", time.Since(t0).Round(time.Millisecond))
 	}
 
 	m := s.models[0]
@@ -188,4 +216,20 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 	}
 	ok = true
 	return s, nil
+}
+
+// firstError is the first error of errs that is not a cancellation caused by another (errs are
+// the replicas' in order; the one that failed first cancelled the rest).
+func firstError(errs []error) error {
+	var cancelled error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.Canceled):
+			cancelled = cmp.Or(cancelled, err)
+		default:
+			return err
+		}
+	}
+	return cancelled
 }

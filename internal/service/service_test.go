@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -94,4 +96,48 @@ func cosine(a, b []float32) float64 {
 		nb += float64(b[i]) * float64(b[i])
 	}
 	return dot / math.Sqrt(na*nb)
+}
+
+// Replicas load at once and all serve; a load cancelled before it ends leaves no replica
+// behind and says why.
+func TestBuildLoadsReplicasTogether(t *testing.T) {
+	spec := tinySpec(t, Continuous)
+	spec.Replicas = 3
+	s, err := Build(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Backend.Info.Replicas != 3 || len(s.models) != 3 {
+		t.Fatalf("%d replicas reported, %d loaded; want 3", s.Backend.Info.Replicas, len(s.models))
+	}
+	for i, m := range s.models {
+		if m == nil {
+			t.Fatalf("replica %d missing", i)
+		}
+	}
+	texts := []string{"one", "two passages", strings.Repeat("three ", 40)}
+	res, err := s.Backend.Engine.Embed(context.Background(), engine.Job{Texts: texts, Truncate: true})
+	s.Close()
+	if err != nil || len(res.Vectors) != len(texts) {
+		t.Fatalf("3 replicas: %d vectors, %v", len(res.Vectors), err)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Build(cancelled, spec); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled load: err = %v, want context.Canceled", err)
+	}
+}
+
+func TestFirstErrorSkipsTheCancellationsItCaused(t *testing.T) {
+	bad := errors.New("replica 2: out of memory")
+	cancelled := fmt.Errorf("replica 0: %w", context.Canceled)
+	if err := firstError([]error{cancelled, nil, bad}); err != bad {
+		t.Errorf("got %v, want the real failure", err)
+	}
+	if err := firstError([]error{nil, cancelled}); err != cancelled {
+		t.Errorf("got %v, want the cancellation when nothing else failed", err)
+	}
+	if err := firstError([]error{nil, nil}); err != nil {
+		t.Errorf("got %v, want nil", err)
+	}
 }

@@ -4,7 +4,6 @@
 package service
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -119,11 +118,15 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 	// The replicas load at once: replicas on one client share its compiled steps (the later
 	// ones wait for a shape being compiled), and another client's compile on cores of their own
 	// (XLA compiles a shape mostly on one core), so --replicas-per-gpu costs less start-up.
-	// The first failure stops the others.
+	// The first failure stops the others and is the one reported: theirs follow from it.
 	loadCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	loaded, errs := make([]*modernbert.Model, replicas), make([]error, replicas)
-	var wg sync.WaitGroup
+	loaded := make([]*modernbert.Model, replicas)
+	var (
+		wg       sync.WaitGroup
+		failOnce sync.Once
+		failure  error
+	)
 	for i := range replicas {
 		opts := spec.Model
 		if onGPU {
@@ -135,8 +138,10 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 			t0 := time.Now()
 			m, err := modernbert.New(loadCtx, spec.Config, spec.Weights, opts)
 			if err != nil {
-				errs[i] = fmt.Errorf("%s engine: loading replica %d: %w", spec.Engine, i, err)
-				cancel()
+				failOnce.Do(func() {
+					failure = fmt.Errorf("%s engine: loading replica %d: %w", spec.Engine, i, err)
+					cancel()
+				})
 				return
 			}
 			loaded[i] = m
@@ -151,8 +156,8 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 			s.models = append(s.models, m) // closed by the deferred clean-up on an error
 		}
 	}
-	if err := firstError(errs); err != nil {
-		return nil, err
+	if failure != nil {
+		return nil, failure
 	}
 	if err := ctx.Err(); err != nil { // cancelled as the last replica finished
 		return nil, fmt.Errorf("%s engine: loading replicas: %w", spec.Engine, err)
@@ -216,20 +221,4 @@ func Build(ctx context.Context, spec Spec) (*Service, error) {
 	}
 	ok = true
 	return s, nil
-}
-
-// firstError is the first error of errs that is not a cancellation caused by another (errs are
-// the replicas' in order; the one that failed first cancelled the rest).
-func firstError(errs []error) error {
-	var cancelled error
-	for _, err := range errs {
-		switch {
-		case err == nil:
-		case errors.Is(err, context.Canceled):
-			cancelled = cmp.Or(cancelled, err)
-		default:
-			return err
-		}
-	}
-	return cancelled
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -98,7 +97,7 @@ func cosine(a, b []float32) float64 {
 	return dot / math.Sqrt(na*nb)
 }
 
-// Replicas load at once and all serve; a load cancelled before it ends leaves no replica
+// Replicas load at once and all serve; a load that fails or is cancelled leaves no replica
 // behind and says why.
 func TestBuildLoadsReplicasTogether(t *testing.T) {
 	spec := tinySpec(t, Continuous)
@@ -126,18 +125,8 @@ func TestBuildLoadsReplicasTogether(t *testing.T) {
 	if _, err := Build(cancelled, spec); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a cancelled load: err = %v, want context.Canceled", err)
 	}
-}
-
-func TestFirstErrorSkipsTheCancellationsItCaused(t *testing.T) {
-	bad := errors.New("replica 2: out of memory")
-	cancelled := fmt.Errorf("replica 0: %w", context.Canceled)
-	if err := firstError([]error{cancelled, nil, bad}); err != bad {
-		t.Errorf("got %v, want the real failure", err)
-	}
-	if err := firstError([]error{nil, cancelled}); err != cancelled {
-		t.Errorf("got %v, want the cancellation when nothing else failed", err)
-	}
-	if err := firstError([]error{nil, nil}); err != nil {
-		t.Errorf("got %v, want nil", err)
+	spec.Model.MaxBatchTokens = -1
+	if _, err := Build(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "loading replica") || !strings.Contains(err.Error(), "max batch tokens") {
+		t.Fatalf("replicas that cannot load: err = %v, want the replica and the reason", err)
 	}
 }

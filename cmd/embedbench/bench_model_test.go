@@ -18,16 +18,8 @@ func TestBenchModelReportsRealTokenRateAndWaste(t *testing.T) {
 		t.Skip("shared MS MARCO sample not available:", err)
 	}
 	for _, layout := range []string{"packed", "padded"} {
-		args := append(tinyEmbedArgs(t), "--data", filepath.Join(data, "collection.sample.tsv"),
-			"--passages", "300", "--seconds", "0.5", "--layout", layout)
-		var out bytes.Buffer
-		if err := benchModelCommand(context.Background(), args, &out); err != nil {
-			t.Fatal(err)
-		}
-		var rep benchModelReport
-		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-			t.Fatal(err)
-		}
+		rep := benchModelJSON(t, append(tinyEmbedArgs(t), "--data", filepath.Join(data, "collection.sample.tsv"),
+			"--passages", "300", "--seconds", "0.5", "--layout", layout))
 		if rep.Layout != layout || rep.TokensPerSecond <= 0 || rep.Steps == 0 || rep.RealTokens > rep.SlotTokens ||
 			rep.PaddingWaste < 0 || rep.PaddingWaste >= 1 || rep.Passages != 300 || rep.Model.Weights != "random (seed 0)" ||
 			rep.MeanPhaseMillis["execute"] <= 0 {
@@ -131,16 +123,8 @@ func TestBenchModelClients(t *testing.T) {
 	if err != nil {
 		t.Skip("shared MS MARCO sample not available:", err)
 	}
-	args := append(tinyEmbedArgs(t), "--data", filepath.Join(data, "collection.sample.tsv"),
-		"--passages", "300", "--seconds", "0.3", "--clients", "2", "--callers", "4")
-	var out bytes.Buffer
-	if err := benchModelCommand(context.Background(), args, &out); err != nil {
-		t.Fatal(err)
-	}
-	var rep benchModelReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := benchModelJSON(t, append(tinyEmbedArgs(t), "--data", filepath.Join(data, "collection.sample.tsv"),
+		"--passages", "300", "--seconds", "0.3", "--clients", "2", "--callers", "4"))
 	if rep.Clients != 2 || rep.Callers != 4 || rep.TokensPerSecond <= 0 || rep.Steps == 0 {
 		t.Fatalf("--clients 2 --callers 4: implausible report %+v", rep)
 	}
@@ -161,4 +145,18 @@ func TestBenchModelRefusesDurationsThatMeasureNothing(t *testing.T) {
 			t.Errorf("--seconds %s: %v, want a usage error", s, err)
 		}
 	}
+}
+
+// benchModelJSON runs bench-model with args and reads its JSON report.
+func benchModelJSON(t *testing.T, args []string) benchModelReport {
+	t.Helper()
+	var out bytes.Buffer
+	if err := benchModelCommand(context.Background(), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	var rep benchModelReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
